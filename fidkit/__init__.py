@@ -1,0 +1,22 @@
+"""fidkit: the Fréchet Inception Distance and its companions, exactly as published.
+
+Public API::
+
+    fidkit.fid(a, b, protocol="ttur")       -> float
+    fidkit.compare(a, b, protocol="ttur")   -> FIDResult (fid, n_a, n_b, protocol, ...)
+    fidkit.compute_stats(source, ...)       -> Statistics (mu, sigma, n; .save(path), Statistics.load(path))
+    fidkit.frechet_distance(s1, s2)         -> FrechetResult (float(result) is the FID)
+
+Sources are image folders, ``.npz`` statistics files, lists of image paths, or uint8
+image arrays. Protocols: ``ttur`` (default, the original TF FID), ``pytorch-fid``,
+``clean``; see :mod:`fidkit.preprocess`.
+"""
+
+__version__ = "0.1.0"
+
+from .errors import FidkitError, FidkitWarning  # noqa: E402
+from .stats import Statistics  # noqa: E402
+from .api import compare, compute_stats, fid, frechet_distance  # noqa: E402
+
+__all__ = ["fid", "compare", "compute_stats", "frechet_distance", "Statistics", "FidkitError",
+           "FidkitWarning", "__version__"]

@@ -1,0 +1,175 @@
+"""Streaming images through a protocol and the network into feature batches.
+
+Decoding (PIL) and per-image preparation run in DataLoader workers; batches of uint8
+(or, for ``clean``, float32 299×299) images go to the device, where the protocol's
+resize/scaling and the network run in float32 under ``torch.inference_mode``. Images of
+mixed sizes are prepared per image and grouped by size on the device. Features leave as
+float32 (n, 2048) tensors on the device; nothing is kept beyond one batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from .errors import SourceError
+from .inception import FIDInception
+from .preprocess import Protocol
+from .sources import decode
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """'auto' gives CUDA when available, else the CPU."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SourceError("--device cuda asked for, but torch sees no CUDA device; use --device cpu")
+    return dev
+
+
+def default_batch_size(device: torch.device) -> int:
+    return 200 if device.type == "cuda" else 32
+
+
+def default_workers() -> int:
+    return max(1, min(8, (os.cpu_count() or 2) - 1))
+
+
+@contextlib.contextmanager
+def strict_fp32(device: torch.device):
+    """Turns TF32 off for matmul and cuDNN while features are computed on a CUDA device."""
+    if device.type != "cuda":
+        yield
+        return
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+class Progress:
+    """A one-line progress bar with images/s on stderr (shown when stderr is a terminal)."""
+
+    def __init__(self, total: int, label: str, enabled: bool | None = None):
+        self.total, self.label, self.done = total, label, 0
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.t0 = self.last = time.perf_counter()
+
+    def update(self, k: int) -> None:
+        self.done += k
+        now = time.perf_counter()
+        if self.enabled and (now - self.last > 0.5 or self.done >= self.total):
+            self.last = now
+            rate = self.done / max(now - self.t0, 1e-9)
+            frac = self.done / max(self.total, 1)
+            bar = "#" * int(30 * frac)
+            print(f"\r{self.label} [{bar:<30}] {self.done}/{self.total} {rate:6.1f} images/s",
+                  end="", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.enabled:
+            print(file=sys.stderr, flush=True)
+
+
+class _Files(torch.utils.data.Dataset):
+    """Decodes and prepares one file per item; errors travel back as strings (one line)."""
+
+    def __init__(self, files, protocol: Protocol):
+        self.files, self.protocol = list(files), protocol
+
+    def __len__(self):
+        return len(self.files)
+
+    def __getitem__(self, i):
+        try:
+            return self.protocol.prepare(decode(self.files[i]))
+        except SourceError as e:
+            return str(e)
+
+
+def _keep_list(batch):
+    return batch
+
+
+def _run(net: FIDInception, protocol: Protocol, prepared: list, device: torch.device,
+         logits: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Prepared CHW tensors (possibly of several sizes) -> features (and logits) in input order."""
+    groups: dict[tuple, list[int]] = {}
+    for i, t in enumerate(prepared):
+        groups.setdefault(tuple(t.shape), []).append(i)
+    if len(groups) == 1:
+        x = torch.stack(prepared).to(device, non_blocking=True)
+        return _forward(net, protocol.to_network(x), logits)
+    order = []
+    parts = []
+    for idx in groups.values():
+        x = torch.stack([prepared[i] for i in idx]).to(device, non_blocking=True)
+        parts.append(protocol.to_network(x))
+        order.extend(idx)
+    x = torch.cat(parts)
+    inverse = torch.empty(len(order), dtype=torch.long)
+    inverse[torch.tensor(order)] = torch.arange(len(order))
+    return _forward(net, x[inverse.to(device)], logits)
+
+
+def _forward(net, x, logits):
+    x = x.contiguous(memory_format=torch.channels_last)
+    if logits:
+        return net.forward_with_logits(x)
+    return net(x), None
+
+
+def iter_file_features(files, protocol: Protocol, net: FIDInception, device: torch.device,
+                       batch_size: int, workers: int, progress: bool | None = None,
+                       logits: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    """Yields (features float32 (b, 2048), logits float32 (b, 1008) or None) per batch, on ``device``.
+
+    Stops with :class:`SourceError` naming the first file that cannot be decoded.
+    """
+    loader = torch.utils.data.DataLoader(
+        _Files(files, protocol), batch_size=batch_size, shuffle=False, num_workers=workers,
+        collate_fn=_keep_list, pin_memory=device.type == "cuda",
+        persistent_workers=False, prefetch_factor=4 if workers > 0 else None)
+    bar = Progress(len(files), "fidkit", progress)
+    try:
+        with torch.inference_mode(), strict_fp32(device):
+            for batch in loader:
+                for item in batch:
+                    if isinstance(item, str):
+                        raise SourceError(item)
+                out = _run(net, protocol, batch, device, logits)
+                bar.update(len(batch))
+                yield out
+    finally:
+        bar.close()
+
+
+def iter_array_features(images, protocol: Protocol, net: FIDInception, device: torch.device,
+                        batch_size: int, layout: str = "NHWC", progress: bool | None = None,
+                        logits: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    """Like :func:`iter_file_features` for in-memory uint8 images (numpy or torch) in ``layout``."""
+    n = images.shape[0]
+    bar = Progress(n, "fidkit", progress)
+    try:
+        with torch.inference_mode(), strict_fp32(device):
+            for s in range(0, n, batch_size):
+                chunk = images[s:s + batch_size]
+                if layout == "NCHW":
+                    chunk = chunk.permute(0, 2, 3, 1) if torch.is_tensor(chunk) else chunk.transpose(0, 2, 3, 1)
+                chunk = chunk.cpu().numpy() if torch.is_tensor(chunk) else np.asarray(chunk)
+                prepared = [protocol.prepare(img) for img in chunk]
+                out = _run(net, protocol, prepared, device, logits)
+                bar.update(len(prepared))
+                yield out
+    finally:
+        bar.close()

