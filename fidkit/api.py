@@ -18,7 +18,7 @@ import torch
 from . import __version__
 from .errors import FidkitWarning, SourceError, StatsError
 from .features import (default_batch_size, default_workers, iter_array_features, iter_file_features,
-                       resolve_device)
+                       memory_format, resolve_device)
 from .frechet import FrechetResult
 from .frechet import frechet_distance as _frechet_arrays
 from .inception import FEATURE_DIM
@@ -41,11 +41,12 @@ def load_weights(weights=None) -> Weights:
     return _WEIGHTS[key]
 
 
-def _network(w: Weights, device: torch.device):
-    key = (w.digest, w.has_classifier, str(device))
+def _network(w: Weights, device: torch.device, mode: str):
+    fmt = memory_format(device, mode)
+    key = (w.digest, w.has_classifier, str(device), fmt)
     if key not in _NETWORKS:
         _NETWORKS.clear()  # one network at a time: ~95 MB each
-        _NETWORKS[key] = build_network(w, device).to(memory_format=torch.channels_last)
+        _NETWORKS[key] = build_network(w, device).to(memory_format=fmt)
     return _NETWORKS[key]
 
 
@@ -54,12 +55,14 @@ def _is_stats_path(source) -> bool:
 
 
 def compute_stats(source, protocol: str = "ttur", *, batch_size: int | None = None, device="auto",
-                  workers: int | None = None, weights=None, progress: bool | None = None) -> Statistics:
+                  workers: int | None = None, weights=None, progress: bool | None = None,
+                  precision: str = "fp32") -> Statistics:
     """Mean and covariance of the pool3 features of ``source`` (see the module docstring).
 
     An ``.npz`` path or a :class:`Statistics` is returned as loaded (its protocol is checked
     when it records one). Returns float64 statistics with protocol, weights digest and
-    image count recorded.
+    image count recorded. ``precision`` is ``fp32`` (strict, default), or on CUDA ``tf32`` or
+    ``bf16`` (faster, slightly different scores; recorded in the statistics).
     """
     if isinstance(source, Statistics):
         return source
@@ -75,18 +78,18 @@ def compute_stats(source, protocol: str = "ttur", *, batch_size: int | None = No
     if bs < 1:
         raise SourceError(f"batch size must be at least 1, got {bs}")
     w = load_weights(weights)
-    net = _network(w, dev)
+    net = _network(w, dev, precision)
     acc = Accumulator(FEATURE_DIM, dev)
     if isinstance(source, (str, Path)) or (isinstance(source, (list, tuple)) and source
                                            and isinstance(source[0], (str, Path))):
         files = list_images(source) if isinstance(source, (str, Path)) else [Path(p) for p in source]
         nw = default_workers() if workers is None else workers
-        batches = iter_file_features(files, proto, net, dev, bs, nw, progress)
+        batches = iter_file_features(files, proto, net, dev, bs, nw, progress, mode=precision)
         name = str(source) if isinstance(source, (str, Path)) else f"{len(files)} files"
     elif isinstance(source, (np.ndarray, torch.Tensor)):
         layout = "NCHW" if torch.is_tensor(source) else "NHWC"
         check_uint8_images(source, layout)
-        batches = iter_array_features(source, proto, net, dev, bs, layout, progress)
+        batches = iter_array_features(source, proto, net, dev, bs, layout, progress, mode=precision)
         name = f"{layout} array"
     else:
         raise SourceError(f"cannot read a source of type {type(source).__name__}; give a folder, an .npz, "
@@ -94,6 +97,8 @@ def compute_stats(source, protocol: str = "ttur", *, batch_size: int | None = No
     for feats, _ in batches:
         acc.update(feats)
     st = acc.result(protocol=proto.name, weights_digest=w.digest, fidkit_version=__version__)
+    if precision != "fp32":
+        st.extra["precision"] = precision
     st.source = name
     return st
 
@@ -138,10 +143,13 @@ class FIDResult:
     weights_digest: str | None
     frechet: FrechetResult
     seconds: float
+    device: str = "cpu"
+    precision: str = "fp32"
 
     def as_dict(self) -> dict:
         d = {"fid": self.fid, "protocol": self.protocol, "n_a": self.n_a, "n_b": self.n_b,
-             "weights_digest": self.weights_digest, "seconds": round(self.seconds, 3)}
+             "weights_digest": self.weights_digest, "device": self.device, "precision": self.precision,
+             "seconds": round(self.seconds, 3)}
         d.update({k: v for k, v in self.frechet.as_dict().items() if k != "fid"})
         return d
 
@@ -158,7 +166,8 @@ def compare(a, b, protocol: str = "ttur", *, allow_mismatch: bool = False, **kw)
     s2 = compute_stats(b, protocol, **kw)
     r = frechet_distance(s1, s2, allow_mismatch=allow_mismatch)
     digest = s1.weights_digest or s2.weights_digest
-    return FIDResult(r.fid, get_protocol(protocol).name, s1.n, s2.n, digest, r, time.perf_counter() - t0)
+    return FIDResult(r.fid, get_protocol(protocol).name, s1.n, s2.n, digest, r, time.perf_counter() - t0,
+                     str(resolve_device(kw.get("device", "auto"))), kw.get("precision", "fp32"))
 
 
 def fid(a, b, protocol: str = "ttur", **kw) -> float:

@@ -42,19 +42,42 @@ def default_workers() -> int:
     return max(1, min(8, (os.cpu_count() or 2) - 1))
 
 
+PRECISIONS = ("fp32", "tf32", "bf16")
+
+
 @contextlib.contextmanager
-def strict_fp32(device: torch.device):
-    """Turns TF32 off for matmul and cuDNN while features are computed on a CUDA device."""
+def precision(device: torch.device, mode: str = "fp32"):
+    """Arithmetic of the network while features are computed.
+
+    ``fp32`` (default): strict float32; on CUDA, TF32 is turned off for matmul and cuDNN.
+    ``tf32`` (CUDA only): TF32 tensor cores for convolutions and matmuls.
+    ``bf16`` (CUDA only): bfloat16 autocast. Both fast modes change the FID slightly.
+    """
+    if mode not in PRECISIONS:
+        raise SourceError(f"unknown precision {mode!r}; choose one of {', '.join(PRECISIONS)}")
     if device.type != "cuda":
+        if mode != "fp32":
+            raise SourceError(f"precision {mode} needs a CUDA device; on {device.type} fidkit computes in fp32")
         yield
         return
     saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    fast = mode != "fp32"
+    torch.backends.cuda.matmul.allow_tf32 = fast
+    torch.backends.cudnn.allow_tf32 = fast
     try:
-        yield
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=mode == "bf16"):
+            yield
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def memory_format(device: torch.device, mode: str = "fp32") -> torch.memory_format:
+    """The faster layout, as measured (benchmarks/gpu_formats.py, benchmarks/results/): on CUDA,
+    strict fp32 convolutions run faster in NCHW and tf32/bf16 in channels_last; on the CPU
+    channels_last is faster."""
+    if device.type == "cuda" and mode == "fp32":
+        return torch.contiguous_format
+    return torch.channels_last
 
 
 class Progress:
@@ -123,15 +146,17 @@ def _run(net: FIDInception, protocol: Protocol, prepared: list, device: torch.de
 
 
 def _forward(net, x, logits):
-    x = x.contiguous(memory_format=torch.channels_last)
+    channels_last = net.Conv2d_1a_3x3.conv.weight.is_contiguous(memory_format=torch.channels_last)
+    x = x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     if logits:
-        return net.forward_with_logits(x)
-    return net(x), None
+        feats, lg = net.forward_with_logits(x)
+        return feats.float(), lg.float()
+    return net(x).float(), None
 
 
 def iter_file_features(files, protocol: Protocol, net: FIDInception, device: torch.device,
                        batch_size: int, workers: int, progress: bool | None = None,
-                       logits: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+                       logits: bool = False, mode: str = "fp32") -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
     """Yields (features float32 (b, 2048), logits float32 (b, 1008) or None) per batch, on ``device``.
 
     Stops with :class:`SourceError` naming the first file that cannot be decoded.
@@ -142,7 +167,7 @@ def iter_file_features(files, protocol: Protocol, net: FIDInception, device: tor
         persistent_workers=False, prefetch_factor=4 if workers > 0 else None)
     bar = Progress(len(files), "fidkit", progress)
     try:
-        with torch.inference_mode(), strict_fp32(device):
+        with torch.inference_mode(), precision(device, mode):
             for batch in loader:
                 for item in batch:
                     if isinstance(item, str):
@@ -156,14 +181,21 @@ def iter_file_features(files, protocol: Protocol, net: FIDInception, device: tor
 
 def iter_array_features(images, protocol: Protocol, net: FIDInception, device: torch.device,
                         batch_size: int, layout: str = "NHWC", progress: bool | None = None,
-                        logits: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+                        logits: bool = False, mode: str = "fp32") -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
     """Like :func:`iter_file_features` for in-memory uint8 images (numpy or torch) in ``layout``."""
     n = images.shape[0]
     bar = Progress(n, "fidkit", progress)
     try:
-        with torch.inference_mode(), strict_fp32(device):
+        with torch.inference_mode(), precision(device, mode):
             for s in range(0, n, batch_size):
                 chunk = images[s:s + batch_size]
+                if protocol.resizes_on_device:  # the whole batch goes to the device as it is
+                    x = torch.as_tensor(chunk)
+                    x = x if layout == "NCHW" else x.permute(0, 3, 1, 2)
+                    out = _forward(net, protocol.to_network(x.to(device, non_blocking=True)), logits)
+                    bar.update(x.shape[0])
+                    yield out
+                    continue
                 if layout == "NCHW":
                     chunk = chunk.permute(0, 2, 3, 1) if torch.is_tensor(chunk) else chunk.transpose(0, 2, 3, 1)
                 chunk = chunk.cpu().numpy() if torch.is_tensor(chunk) else np.asarray(chunk)

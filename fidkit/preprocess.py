@@ -74,6 +74,8 @@ class Protocol:
     """Base class; see the module docstring. Subclasses set ``name`` and the two steps."""
 
     name = ""
+    #: True when :meth:`prepare` only changes the layout, so batches can go to the device as uint8
+    resizes_on_device = True
 
     def prepare(self, img: np.ndarray) -> torch.Tensor:
         """img: uint8 (H, W, 3) RGB. Returns a CHW tensor for :meth:`to_network`."""
@@ -112,6 +114,7 @@ class Clean(Protocol):
     """clean-fid 0.1.35 mode "clean": PIL bicubic per channel in float, then (x − 128)/128."""
 
     name = "clean"
+    resizes_on_device = False
 
     def prepare(self, img):
         return torch.from_numpy(pil_bicubic_resize(img))

@@ -10,6 +10,12 @@ import pytest
 import fidkit
 from fidkit.stats import Statistics
 
+# FID of tests/data/real_a vs real_b from the reference implementations with the same
+# weights (values and how they were obtained: tests/data/README.md)
+REFERENCE = {"ttur": 275.9083691694693,         # torch-fidelity 0.4.0
+             "pytorch-fid": 279.7848234423883,  # pytorch-fid 0.3.0
+             "clean": 313.70841684569416}       # clean-fid 0.1.35, mode clean
+
 
 def run(*args, check=True):
     r = subprocess.run([sys.executable, "-m", "fidkit", *map(str, args)], capture_output=True, text=True,
@@ -31,7 +37,7 @@ def test_compute_two_folders_prints_one_json_object(folder_result, real_weights)
     out, stderr = folder_result
     assert out["protocol"] == "ttur" and out["n_a"] == 10 and out["n_b"] == 10
     assert out["weights_digest"] == real_weights.digest
-    assert np.isfinite(out["fid"]) and out["fid"] > 1.0
+    assert out["fid"] == pytest.approx(REFERENCE["ttur"], rel=1e-5)
     assert "fewer than" in stderr or "not more than" in stderr  # 10 images << 2048 dimensions: warned
 
 
@@ -55,7 +61,14 @@ def test_protocols_differ_and_mismatch_is_refused(tmp_path, real_a, real_b):
     assert r.stderr.strip().splitlines()[-1].startswith("fidkit: error:") and "protocol 'clean'" in r.stderr
     assert "Traceback" not in r.stderr
     r = run("compute", tmp_path / "clean.npz", real_b, "--protocol", "clean", "--json", "--device", "cpu")
-    assert json.loads(r.stdout)["protocol"] == "clean"
+    out = json.loads(r.stdout)
+    assert out["protocol"] == "clean" and out["fid"] == pytest.approx(REFERENCE["clean"], rel=1e-5)
+
+
+def test_pytorch_fid_protocol_matches_its_reference(real_a, real_b):
+    r = fidkit.compare(str(real_a), str(real_b), protocol="pytorch-fid", device="cpu", workers=0)
+    assert (r.protocol, r.n_a, r.n_b) == ("pytorch-fid", 10, 10)
+    assert r.fid == pytest.approx(REFERENCE["pytorch-fid"], rel=1e-5)
 
 
 def test_errors_are_one_line_with_exit_codes(tmp_path, real_a):
