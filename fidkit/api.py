@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .errors import FidkitWarning, SourceError, StatsError
+from .errors import FidkitWarning, SourceError, StatsError, WeightsError
 from .features import (default_batch_size, default_workers, iter_array_features, iter_file_features,
                        memory_format, resolve_device)
 from .frechet import FrechetResult
@@ -25,7 +25,7 @@ from .inception import FEATURE_DIM
 from .preprocess import get_protocol
 from .sources import check_uint8_images, list_images
 from .stats import Accumulator, Statistics
-from .weights import Weights, build_network, load_file, resolve
+from .weights import PTFID_URL, Weights, build_network, load_file, resolve
 
 _NETWORKS: dict = {}
 _WEIGHTS: dict = {}
@@ -54,15 +54,78 @@ def _is_stats_path(source) -> bool:
     return isinstance(source, (str, Path)) and str(source).lower().endswith(".npz")
 
 
-def compute_stats(source, protocol: str = "ttur", *, batch_size: int | None = None, device="auto",
-                  workers: int | None = None, weights=None, progress: bool | None = None,
-                  precision: str = "fp32") -> Statistics:
+@dataclass
+class Extraction:
+    """What one pass over a source gives: its statistics and, when asked, the raw outputs.
+
+    stats: :class:`Statistics` (float64); features: float32 numpy (N, 2048) or None;
+    logits: float32 numpy (N, 1008) without the classifier's bias, or None.
+    """
+
+    stats: Statistics
+    features: np.ndarray | None = None
+    logits: np.ndarray | None = None
+
+
+def extract(source, protocol: str = "ttur", *, batch_size: int | None = None, device="auto",
+            workers: int | None = None, weights=None, progress: bool | None = None, precision: str = "fp32",
+            keep_features: bool = False, logits: bool = False) -> Extraction:
+    """One pass of ``source`` (folder, file list or uint8 images) through protocol and network.
+
+    Always accumulates the statistics; ``keep_features`` also returns every pool3 feature
+    vector and ``logits`` every 1008-way logit vector (weights with a classifier needed), as
+    float32 arrays on the host, so that several metrics read the same features.
+    """
+    proto = get_protocol(protocol)
+    dev = resolve_device(device)
+    bs = batch_size or default_batch_size(dev)
+    if bs < 1:
+        raise SourceError(f"batch size must be at least 1, got {bs}")
+    w = load_weights(weights)
+    if logits and not w.has_classifier:
+        raise WeightsError(f"these weights ({w.origin}) have no 1008-way classifier, which the Inception Score "
+                           f"needs; give pytorch-fid's pt_inception-2015-12-05-6726825d.pth with --weights "
+                           f"(downloaded from {PTFID_URL})")
+    net = _network(w, dev, precision)
+    acc = Accumulator(FEATURE_DIM, dev)
+    if isinstance(source, (str, Path)) or (isinstance(source, (list, tuple)) and source
+                                           and isinstance(source[0], (str, Path))):
+        files = list_images(source) if isinstance(source, (str, Path)) else [Path(p) for p in source]
+        nw = default_workers() if workers is None else workers
+        batches = iter_file_features(files, proto, net, dev, bs, nw, progress, logits=logits, mode=precision)
+        name = str(source) if isinstance(source, (str, Path)) else f"{len(files)} files"
+    elif isinstance(source, (np.ndarray, torch.Tensor)):
+        layout = "NCHW" if torch.is_tensor(source) else "NHWC"
+        check_uint8_images(source, layout)
+        batches = iter_array_features(source, proto, net, dev, bs, layout, progress, logits=logits,
+                                      mode=precision)
+        name = f"{layout} array"
+    else:
+        raise SourceError(f"cannot read a source of type {type(source).__name__}; give a folder, an .npz, "
+                          f"a list of image paths or uint8 images")
+    kept_features, kept_logits = [], []
+    for feats, lg in batches:
+        acc.update(feats)
+        if keep_features:
+            kept_features.append(feats.cpu().numpy())
+        if logits:
+            kept_logits.append(lg.cpu().numpy())
+    st = acc.result(protocol=proto.name, weights_digest=w.digest, fidkit_version=__version__)
+    if precision != "fp32":
+        st.extra["precision"] = precision
+    st.source = name
+    return Extraction(st, np.concatenate(kept_features) if keep_features else None,
+                      np.concatenate(kept_logits) if logits else None)
+
+
+def compute_stats(source, protocol: str = "ttur", **kw) -> Statistics:
     """Mean and covariance of the pool3 features of ``source`` (see the module docstring).
 
     An ``.npz`` path or a :class:`Statistics` is returned as loaded (its protocol is checked
-    when it records one). Returns float64 statistics with protocol, weights digest and
-    image count recorded. ``precision`` is ``fp32`` (strict, default), or on CUDA ``tf32`` or
-    ``bf16`` (faster, slightly different scores; recorded in the statistics).
+    when it records one). Otherwise ``kw`` are those of :func:`extract` (batch_size, device,
+    workers, weights, progress, precision): returns float64 statistics with protocol,
+    weights digest and image count recorded. ``precision`` is ``fp32`` (strict, default), or
+    on CUDA ``tf32`` or ``bf16`` (faster, slightly different scores; recorded in the file).
     """
     if isinstance(source, Statistics):
         return source
@@ -72,35 +135,7 @@ def compute_stats(source, protocol: str = "ttur", *, batch_size: int | None = No
             raise StatsError(f"{source} was made with protocol {st.protocol!r}, not {protocol!r}; "
                              f"use --protocol {st.protocol} or recompute it")
         return st
-    proto = get_protocol(protocol)
-    dev = resolve_device(device)
-    bs = batch_size or default_batch_size(dev)
-    if bs < 1:
-        raise SourceError(f"batch size must be at least 1, got {bs}")
-    w = load_weights(weights)
-    net = _network(w, dev, precision)
-    acc = Accumulator(FEATURE_DIM, dev)
-    if isinstance(source, (str, Path)) or (isinstance(source, (list, tuple)) and source
-                                           and isinstance(source[0], (str, Path))):
-        files = list_images(source) if isinstance(source, (str, Path)) else [Path(p) for p in source]
-        nw = default_workers() if workers is None else workers
-        batches = iter_file_features(files, proto, net, dev, bs, nw, progress, mode=precision)
-        name = str(source) if isinstance(source, (str, Path)) else f"{len(files)} files"
-    elif isinstance(source, (np.ndarray, torch.Tensor)):
-        layout = "NCHW" if torch.is_tensor(source) else "NHWC"
-        check_uint8_images(source, layout)
-        batches = iter_array_features(source, proto, net, dev, bs, layout, progress, mode=precision)
-        name = f"{layout} array"
-    else:
-        raise SourceError(f"cannot read a source of type {type(source).__name__}; give a folder, an .npz, "
-                          f"a list of image paths or uint8 images")
-    for feats, _ in batches:
-        acc.update(feats)
-    st = acc.result(protocol=proto.name, weights_digest=w.digest, fidkit_version=__version__)
-    if precision != "fp32":
-        st.extra["precision"] = precision
-    st.source = name
-    return st
+    return extract(source, protocol, **kw).stats
 
 
 def _check_compatible(s1: Statistics, s2: Statistics, allow_mismatch: bool) -> None:
