@@ -17,6 +17,7 @@ from . import __version__
 from .api import compare, compute_stats, load_weights
 from .errors import FidkitError
 from .preprocess import PROTOCOLS
+from .stats import check_writable
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
@@ -86,6 +87,7 @@ def stats(source, output, protocol, batch_size, device, workers, weights, precis
     """Compute the statistics of an image folder once, to compare against many times."""
     if str(source).lower().endswith(".npz"):
         raise FidkitError(f"{source} is already a statistics file; give an image folder")
+    check_writable(output)  # before the long part, not after it
     st = compute_stats(source, protocol, **_kw(batch_size, device, workers, weights, precision, progress))
     path = st.save(output)
     info = {"path": str(path), "n": st.n, "protocol": st.protocol, "weights_digest": st.weights_digest}

@@ -2,7 +2,8 @@
 
 Every image is decoded with PIL and ``convert("RGB")``, as the reference implementations
 do: grayscale is replicated to three channels, alpha is dropped (not composited), palette
-images are expanded. A decoded image is a uint8 numpy array of shape (H, W, 3).
+images are expanded. A decoded image is a uint8 numpy array of shape (H, W, 3). Images of
+more than 8 bits per channel (16-bit PNG, 32-bit TIFF) are refused rather than clipped.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from PIL import Image
 from .errors import SourceError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+#: PIL modes of more than 8 bits per channel: convert("RGB") clips them, so they are refused
+HIGH_BIT_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 
 
 def list_images(folder) -> list[Path]:
@@ -47,7 +50,11 @@ def decode(path) -> np.ndarray:
     """Decodes one image file to uint8 (H, W, 3) RGB with PIL's ``convert("RGB")``."""
     try:
         with Image.open(path) as im:
-            arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
+            if im.mode in HIGH_BIT_DEPTH_MODES:
+                raise SourceError(f"{path}: {im.mode} image with more than 8 bits per channel; PIL's "
+                                  f"convert(\"RGB\"), which the reference implementations use, would clip it "
+                                  f"to 255; convert it to 8-bit first")
+            arr = np.array(im.convert("RGB"), dtype=np.uint8)  # a writable copy
     except Image.DecompressionBombError as e:
         raise SourceError(f"{path}: image larger than PIL's decompression-bomb limit ({e}); "
                           f"check the file or skip it") from None

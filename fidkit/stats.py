@@ -15,6 +15,7 @@ timestamp, so the same statistics give the same bytes.
 from __future__ import annotations
 
 import json
+import os
 import warnings
 import zipfile
 from dataclasses import dataclass, field
@@ -27,6 +28,16 @@ from ._io import atomic_write
 from .errors import FidkitWarning, StatsError
 
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+
+
+def check_writable(path) -> None:
+    """Raises StatsError unless a file can be created at ``path`` (checked before long work)."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise StatsError(f"{path}: folder {parent} does not exist; create it or choose another output path")
+    if not os.access(parent, os.W_OK) or path.is_dir():
+        raise StatsError(f"{path}: cannot write there; choose another output path")
 
 
 class Accumulator:
@@ -64,8 +75,8 @@ class Accumulator:
 
     def result(self, **meta) -> "Statistics":
         if self.n < 2:
-            raise StatsError(f"{self.n} image(s): a covariance needs at least 2 images (and a meaningful FID "
-                             f"thousands); give more images")
+            raise StatsError(f"{self.n} image{'s' if self.n != 1 else ''}: a covariance needs at least 2 images "
+                             f"(a meaningful FID needs thousands); give more images")
         sigma = (self.m2 / (self.n - 1)).cpu().numpy()
         sigma = (sigma + sigma.T) / 2  # exact symmetry despite summation order
         return Statistics(self.mean.cpu().numpy().copy(), sigma, self.n, **meta)
@@ -107,9 +118,7 @@ class Statistics:
         arrays = {"mu": np.asarray(self.mu, np.float64), "sigma": np.asarray(self.sigma, np.float64),
                   "n": np.array(-1 if self.n is None else self.n, np.int64),
                   "fidkit_meta": np.array(json.dumps(self.meta(), sort_keys=True))}
-        parent = path.parent if str(path.parent) else Path(".")
-        if not parent.is_dir():
-            raise StatsError(f"{path}: folder {parent} does not exist; create it or choose another output path")
+        check_writable(path)
 
         def write(f):
             with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as z:

@@ -1,0 +1,140 @@
+"""Bad input: one clear line, a non-zero exit, nothing half-written. Each case through the API and the CLI.
+
+The table in README.md ("Bad input") lists these cases with their messages.
+"""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import fidkit
+from fidkit.errors import SourceError
+from fidkit.sources import decode, list_images
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "fidkit", *map(str, args)], capture_output=True, text=True)
+
+
+@pytest.fixture()
+def good(tmp_path):
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8))
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    img.save(folder / "a_good.png")
+    return folder, img
+
+
+def truncated(img, fmt):
+    import io
+    buf = io.BytesIO()
+    img.save(buf, format=fmt)
+    data = buf.getvalue()
+    return data[: len(data) // 2]
+
+
+BAD_FILES = {
+    "truncated PNG": ("b.png", lambda img: truncated(img, "PNG"), "cannot decode image.*truncated"),
+    "truncated JPEG": ("b.jpg", lambda img: truncated(img, "JPEG"), "cannot decode image.*truncated"),
+    "text file named .png": ("b.png", lambda img: b"hello, not an image", "cannot decode image.*cannot identify"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_undecodable_files_stop_with_the_file_named(good, tmp_path, case):
+    folder, img = good
+    name, make, message = BAD_FILES[case]
+    (folder / name).write_bytes(make(img))
+    with pytest.raises(SourceError, match=message) as e:
+        fidkit.compute_stats(str(folder), device="cpu", workers=0)
+    assert name in str(e.value) and "\n" not in str(e.value)
+    r = cli("stats", folder, "-o", tmp_path / "out.npz", "--device", "cpu", "--workers", "1")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.startswith("fidkit: error:") and name in r.stderr and r.stderr.count("\n") == 1
+    assert not (tmp_path / "out.npz").exists()
+
+
+def test_sixteen_bit_png_is_refused_not_clipped(good):
+    folder, _ = good
+    Image.fromarray(np.full((8, 8), 40000, np.uint16)).save(folder / "deep.png")
+    with pytest.raises(SourceError, match="deep.png: I;16 image with more than 8 bits.*convert it to 8-bit"):
+        fidkit.compute_stats(str(folder), device="cpu", workers=0)
+
+
+def test_decompression_bomb_keeps_pils_limit(good, monkeypatch):
+    folder, _ = good
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # the 40x50 image is then over twice the limit
+    with pytest.raises(SourceError, match="decompression-bomb limit"):
+        decode(folder / "a_good.png")
+
+
+@pytest.mark.parametrize("mode", ["P", "LA", "RGBA", "L", "CMYK", "1"])
+def test_other_modes_are_converted_as_pil_convert_rgb_does(tmp_path, mode):
+    rng = np.random.default_rng(1)
+    img = Image.fromarray(rng.integers(0, 256, (9, 7, 3), dtype=np.uint8)).convert(mode)
+    path = tmp_path / ("x.jpg" if mode == "CMYK" else "x.png")
+    img.save(path)
+    expected = np.asarray(Image.open(path).convert("RGB"))
+    got = decode(path)
+    assert got.dtype == np.uint8 and got.shape == (9, 7, 3) and np.array_equal(got, expected)
+
+
+def test_tiny_and_mixed_sizes_work(tmp_path):
+    rng = np.random.default_rng(2)
+    for i, (h, w) in enumerate([(1, 1), (1, 5), (33, 17), (64, 64), (300, 20)]):
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    st = fidkit.compute_stats(str(tmp_path), device="cpu", workers=0, batch_size=3)
+    assert st.n == 5 and np.all(np.isfinite(st.sigma))
+
+
+def test_missing_empty_and_imageless_folders(tmp_path):
+    with pytest.raises(SourceError, match="no such file or folder"):
+        fidkit.compute_stats(str(tmp_path / "nope"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SourceError, match="no images found"):
+        fidkit.compute_stats(str(tmp_path / "empty"))
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "notes.txt").write_text("x")
+    with pytest.raises(SourceError, match="no images found"):
+        list_images(tmp_path / "docs")
+    r = cli("compute", tmp_path / "docs", tmp_path / "empty")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "no images found" in r.stderr
+
+
+def test_symlink_loops_are_not_followed_forever(good):
+    folder, _ = good
+    os.symlink(folder, folder / "loop")  # a folder link back to its parent
+    os.symlink(folder / "self.png", folder / "self.png")  # a file link to itself
+    files = list_images(folder)
+    assert [f.name for f in files] == ["a_good.png", "self.png"]
+    with pytest.raises(SourceError, match="self.png: cannot decode image"):
+        fidkit.compute_stats(str(folder), device="cpu", workers=0)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
+def test_unreadable_file(good):
+    folder, img = good
+    img.save(folder / "secret.png")
+    os.chmod(folder / "secret.png", 0)
+    with pytest.raises(SourceError, match="secret.png: cannot decode image.*Permission"):
+        fidkit.compute_stats(str(folder), device="cpu", workers=0)
+
+
+def test_unwritable_output_leaves_nothing(good, tmp_path):
+    folder, _ = good
+    target = tmp_path / "missing_dir" / "out.npz"
+    r = cli("stats", folder, "-o", target, "--device", "cpu", "--workers", "0")
+    assert r.returncode == 1 and "does not exist" in r.stderr and not target.exists()
+
+
+def test_usage_errors_exit_2_data_errors_exit_1(good, tmp_path):
+    folder, _ = good
+    assert cli("compute", folder).returncode == 2
+    assert cli("compute", folder, folder, "--batch-size", "0").returncode == 2
+    assert cli("frobnicate").returncode == 2
+    r = cli("--debug", "compute", tmp_path / "nope", folder)
+    assert r.returncode == 1 and "Traceback" in r.stderr  # --debug shows the traceback
