@@ -70,3 +70,15 @@ def check_uint8_images(images, layout: str) -> None:
         raise SourceError(f"images must be uint8 (0..255), got {images.dtype}; convert them first")
     if images.ndim != 4 or images.shape[layout.index("C")] != 3:
         raise SourceError(f"images must have shape {layout} with 3 channels, got {tuple(images.shape)}")
+
+
+def shard(files: list, spec: str) -> list:
+    """The ``i``-th of ``k`` contiguous, nearly equal parts of ``files`` for ``spec`` = "i/k" (0 ≤ i < k)."""
+    try:
+        i, k = (int(x) for x in spec.split("/"))
+    except ValueError:
+        raise SourceError(f"--shard {spec!r}: expected i/k with integers, e.g. 0/4 for the first of four") from None
+    if not (k >= 1 and 0 <= i < k):
+        raise SourceError(f"--shard {spec}: need k ≥ 1 and 0 ≤ i < k (shards are numbered from 0)")
+    n = len(files)
+    return files[i * n // k:(i + 1) * n // k]

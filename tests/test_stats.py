@@ -115,3 +115,30 @@ def test_save_is_atomic_and_reports_bad_paths(tmp_path):
         s.save(tmp_path / "no" / "such" / "dir.npz")
     s.save(tmp_path / "ok.npz")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.npz"]  # no temporary file left behind
+
+
+def test_merging_shards_equals_the_union(tmp_path):
+    from fidkit.stats import merge
+    rng = np.random.default_rng(5)
+    x = rng.normal(2.0, 1.5, (900, 16))
+    parts = []
+    for i, (a, b) in enumerate([(0, 250), (250, 251 + 300), (551, 900)]):
+        acc = Accumulator(16)
+        acc.update(torch.from_numpy(x[a:b]))
+        parts.append(acc.result(protocol="ttur", weights_digest="d" * 64).save(tmp_path / f"p{i}.npz"))
+    whole = Accumulator(16)
+    whole.update(torch.from_numpy(x))
+    w = whole.result()
+    m = merge([Statistics.load(p) for p in parts])
+    assert m.n == 900 and m.protocol == "ttur"
+    np.testing.assert_allclose(m.mu, w.mu, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(m.sigma, w.sigma, rtol=1e-12, atol=1e-13)
+
+
+def test_merge_refuses_unknown_counts_and_mismatches(tmp_path):
+    from fidkit.stats import merge
+    a = make_stats(protocol="ttur", weights_digest="a" * 64)
+    with pytest.raises(StatsError, match="protocol clean differs from ttur"):
+        merge([make_stats(protocol="clean", weights_digest="a" * 64), a][::-1])
+    with pytest.raises(StatsError, match="image count is unknown"):
+        merge([a, Statistics(a.mu, a.sigma, None)])
