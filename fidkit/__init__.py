@@ -6,6 +6,10 @@ Public API::
     fidkit.compare(a, b, protocol="ttur")   -> FIDResult (fid, n_a, n_b, protocol, ...)
     fidkit.compute_stats(source, ...)       -> Statistics (mu, sigma, n; .save(path), Statistics.load(path))
     fidkit.frechet_distance(s1, s2)         -> FrechetResult (float(result) is the FID)
+    fidkit.compare(a, b, metrics="fid,kid,pr,is") -> FIDResult with .scores (one pass per source)
+    fidkit.inception_score(source_or_logits) -> MeanStd (mean, std)
+    fidkit.kid(a, b)                        -> MeanStd (mean, std)
+    fidkit.precision_recall(real, fake)     -> dict precision, recall, density, coverage
 
 Sources are image folders, ``.npz`` statistics files, lists of image paths, or uint8
 image arrays. Protocols: ``ttur`` (default, the original TF FID), ``pytorch-fid``,
@@ -17,6 +21,7 @@ __version__ = "0.1.0"
 from .errors import FidkitError, FidkitWarning  # noqa: E402
 from .stats import Statistics  # noqa: E402
 from .api import compare, compute_stats, fid, frechet_distance  # noqa: E402
+from .api import inception_score, kid, precision_recall  # noqa: E402
 
-__all__ = ["fid", "compare", "compute_stats", "frechet_distance", "Statistics", "FidkitError",
-           "FidkitWarning", "__version__"]
+__all__ = ["fid", "compare", "compute_stats", "frechet_distance", "inception_score", "kid", "precision_recall",
+           "Statistics", "FidkitError", "FidkitWarning", "__version__"]

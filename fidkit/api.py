@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from . import __version__
-from .errors import FidkitWarning, SourceError, StatsError, WeightsError
+from . import scores as _scores
+from .errors import FidkitError, FidkitWarning, SourceError, StatsError, WeightsError
 from .features import (default_batch_size, default_workers, iter_array_features, iter_file_features,
                        memory_format, resolve_device)
 from .frechet import FrechetResult
@@ -54,6 +55,13 @@ def _is_stats_path(source) -> bool:
     return isinstance(source, (str, Path)) and str(source).lower().endswith(".npz")
 
 
+def _require_classifier(w: Weights) -> None:
+    if not w.has_classifier:
+        raise WeightsError(f"these weights ({w.origin}) have no 1008-way classifier, which the Inception Score "
+                           f"needs; give pytorch-fid's pt_inception-2015-12-05-6726825d.pth with --weights "
+                           f"(downloaded from {PTFID_URL})")
+
+
 @dataclass
 class Extraction:
     """What one pass over a source gives: its statistics and, when asked, the raw outputs.
@@ -82,10 +90,8 @@ def extract(source, protocol: str = "ttur", *, batch_size: int | None = None, de
     if bs < 1:
         raise SourceError(f"batch size must be at least 1, got {bs}")
     w = load_weights(weights)
-    if logits and not w.has_classifier:
-        raise WeightsError(f"these weights ({w.origin}) have no 1008-way classifier, which the Inception Score "
-                           f"needs; give pytorch-fid's pt_inception-2015-12-05-6726825d.pth with --weights "
-                           f"(downloaded from {PTFID_URL})")
+    if logits:
+        _require_classifier(w)
     net = _network(w, dev, precision)
     acc = Accumulator(FEATURE_DIM, dev)
     if isinstance(source, (str, Path)) or (isinstance(source, (list, tuple)) and source
@@ -112,7 +118,7 @@ def extract(source, protocol: str = "ttur", *, batch_size: int | None = None, de
             kept_logits.append(lg.cpu().numpy())
     st = acc.result(protocol=proto.name, weights_digest=w.digest, fidkit_version=__version__)
     if precision != "fp32":
-        st.extra["precision"] = precision
+        st.extra["network_precision"] = precision
     st.source = name
     return Extraction(st, np.concatenate(kept_features) if keep_features else None,
                       np.concatenate(kept_logits) if logits else None)
@@ -179,32 +185,148 @@ class FIDResult:
     frechet: FrechetResult
     seconds: float
     device: str = "cpu"
-    precision: str = "fp32"
+    network_precision: str = "fp32"
+    scores: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
+        """Flat dict for JSON. ``network_precision`` is the network arithmetic (fp32, tf32, bf16);
+        ``precision`` appears only with precision/recall (``--metrics pr``) and is that metric."""
         d = {"fid": self.fid, "protocol": self.protocol, "n_a": self.n_a, "n_b": self.n_b,
-             "weights_digest": self.weights_digest, "device": self.device, "precision": self.precision,
-             "seconds": round(self.seconds, 3)}
+             "weights_digest": self.weights_digest, "device": self.device,
+             "network_precision": self.network_precision, "seconds": round(self.seconds, 3)}
         d.update({k: v for k, v in self.frechet.as_dict().items() if k != "fid"})
+        d.update(self.scores)
         return d
 
 
-def compare(a, b, protocol: str = "ttur", *, allow_mismatch: bool = False, **kw) -> FIDResult:
-    """FID between sources ``a`` and ``b`` with details; ``kw`` as for :func:`compute_stats`."""
+METRICS = ("fid", "is", "kid", "pr")
+_METRIC_ALIASES = {"isc": "is", "prc": "pr", "prdc": "pr"}
+_METRIC_NAMES = {"is": "the Inception Score", "kid": "KID", "pr": "precision/recall"}
+
+
+def parse_metrics(metrics) -> tuple:
+    """Metric names from ``"fid,kid,pr"`` or an iterable: a tuple of fid, is, kid, pr (fid first)."""
+    items = metrics.split(",") if isinstance(metrics, str) else list(metrics)
+    out = ["fid"]
+    for m in items:
+        m = _METRIC_ALIASES.get(str(m).strip().lower(), str(m).strip().lower())
+        if m not in METRICS:
+            raise FidkitError(f"unknown metric {m!r}; choose from {', '.join(METRICS)} (comma-separated)")
+        out.append(m)
+    return tuple(dict.fromkeys(out))
+
+
+def _refuse_stats_file(source, metric: str) -> None:
+    if isinstance(source, Statistics) or _is_stats_path(source):
+        raise StatsError(f"{_METRIC_NAMES.get(metric, metric)} needs the features of every image, which a "
+                         f"statistics file does not keep ({source}); give the image folder instead")
+
+
+def _one_pass(source, protocol: str, keep: bool, logits: bool, kw: dict) -> Extraction:
+    if not (keep or logits):
+        return Extraction(compute_stats(source, protocol, **kw))
+    return extract(source, protocol, keep_features=keep, logits=logits, **kw)
+
+
+def compare(a, b, protocol: str = "ttur", *, allow_mismatch: bool = False, metrics=("fid",),
+            seed: int = _scores.DEFAULT_SEED, **kw) -> FIDResult:
+    """FID between sources ``a`` and ``b`` with details; ``kw`` as for :func:`compute_stats`.
+
+    ``metrics`` (names or ``"fid,kid,pr"``) adds scores read from the same single pass over
+    each source (FID is always computed): ``kid`` (KID of a vs b), ``pr`` (precision,
+    recall, density, coverage with ``a`` the real set and ``b`` the generated one) and ``is``
+    (Inception Score of ``b``, the generated set; needs weights with the classifier). They
+    land in ``result.scores`` with keys ``kid_mean``, ``kid_std``, ``precision``, ``recall``,
+    ``density``, ``coverage``, ``isc_mean``, ``isc_std``; ``seed`` seeds KID's subsets and
+    the IS shuffle (torch-fidelity's default 2020). Sources of these metrics cannot be
+    statistics files (they keep no per-image features).
+    """
     t0 = time.perf_counter()
-    s1 = compute_stats(a, protocol, **kw)
+    wanted = parse_metrics(metrics)
+    keep = "kid" in wanted or "pr" in wanted
+    for m in ("kid", "pr"):
+        if m in wanted:
+            _refuse_stats_file(a, m)
+            _refuse_stats_file(b, m)
+    if "is" in wanted:
+        _refuse_stats_file(b, "is")
+        _require_classifier(load_weights(kw.get("weights")))  # before spending time on a
+    ex1 = _one_pass(a, protocol, keep, False, kw)
+    s1 = ex1.stats
     if s1.weights_digest and not allow_mismatch and not (isinstance(b, Statistics) or _is_stats_path(b)):
         digest = load_weights(kw.get("weights")).digest
         if digest != s1.weights_digest:  # refuse before spending time on b
             raise StatsError(f"{a} was made with weights {s1.weights_digest[:12]}, but the weights in use are "
                              f"{digest[:12]}; give the same weights with --weights, or pass --allow-mismatch")
-    s2 = compute_stats(b, protocol, **kw)
+    ex2 = _one_pass(b, protocol, keep, "is" in wanted, kw)
+    s2 = ex2.stats
     r = frechet_distance(s1, s2, allow_mismatch=allow_mismatch)
+    scores: dict = {}
+    if "kid" in wanted:
+        k = _scores.kid(ex1.features, ex2.features, seed=seed)
+        scores.update(kid_mean=k.mean, kid_std=k.std)
+    if "pr" in wanted:
+        scores.update(_scores.precision_recall(ex1.features, ex2.features))
+    if "is" in wanted:
+        i = _scores.inception_score(ex2.logits, seed=seed)
+        scores.update(isc_mean=i.mean, isc_std=i.std)
     digest = s1.weights_digest or s2.weights_digest
     return FIDResult(r.fid, get_protocol(protocol).name, s1.n, s2.n, digest, r, time.perf_counter() - t0,
-                     str(resolve_device(kw.get("device", "auto"))), kw.get("precision", "fp32"))
+                     str(resolve_device(kw.get("device", "auto"))), kw.get("precision", "fp32"), scores)
 
 
 def fid(a, b, protocol: str = "ttur", **kw) -> float:
     """The FID between sources ``a`` and ``b`` (folders, .npz files, arrays) as a float."""
     return compare(a, b, protocol, **kw).fid
+
+
+def _is_values(x) -> bool:
+    """Features or logits given directly: a 2-D floating-point numpy array or tensor."""
+    if torch.is_tensor(x):
+        return x.ndim == 2 and x.is_floating_point()
+    return isinstance(x, np.ndarray) and x.ndim == 2 and np.issubdtype(x.dtype, np.floating)
+
+
+def _features(source, protocol: str, metric: str, kw: dict) -> np.ndarray:
+    if _is_values(source):
+        return source
+    _refuse_stats_file(source, metric)
+    return extract(source, protocol, keep_features=True, **kw).features
+
+
+def inception_score(source, protocol: str = "ttur", *, splits: int = 10, seed: int | None = _scores.DEFAULT_SEED,
+                    **kw) -> _scores.MeanStd:
+    """Inception Score (mean, std) of a source, or of logits given as an (N, 1008) float array.
+
+    A source (folder, image files, uint8 images) goes through :func:`extract` with ``kw``
+    and needs weights with the 1008-way classifier (pytorch-fid's ``.pth``); see
+    :func:`fidkit.scores.inception_score` for the arithmetic (torch-fidelity 0.4.0's).
+    """
+    if _is_values(source):
+        logits = source
+    else:
+        _refuse_stats_file(source, "is")
+        logits = extract(source, protocol, logits=True, **kw).logits
+    return _scores.inception_score(logits, splits, seed)
+
+
+def kid(a, b, protocol: str = "ttur", *, subsets: int = 100, subset_size: int = 1000, degree: int = 3,
+        gamma: float | None = None, coef0: float = 1, seed: int = _scores.DEFAULT_SEED, **kw) -> _scores.MeanStd:
+    """KID (mean, std) of two sources or two (N, 2048) float feature arrays.
+
+    Sources are extracted once each with ``kw`` (as :func:`extract`); see
+    :func:`fidkit.scores.kid` (a subset size above the set sizes is reduced to them).
+    """
+    return _scores.kid(_features(a, protocol, "kid", kw), _features(b, protocol, "kid", kw), subsets, subset_size,
+                       degree, gamma, coef0, seed)
+
+
+def precision_recall(real, fake, protocol: str = "ttur", *, k: int = 3, block: int = 1000, **kw) -> dict:
+    """Precision, recall, density and coverage of ``fake`` against ``real`` (sources or features).
+
+    Sources are extracted once each with ``kw`` (as :func:`extract`); see
+    :func:`fidkit.scores.precision_recall` (blocked: memory O(block × 10,000) beside the
+    features).
+    """
+    return _scores.precision_recall(_features(real, protocol, "pr", kw), _features(fake, protocol, "pr", kw), k,
+                                    block)

@@ -1,4 +1,4 @@
-"""The ``fidkit`` command line: ``compute``, ``stats`` and ``weights``.
+"""The ``fidkit`` command line: ``compute``, ``stats``, ``is`` and ``weights``.
 
 Errors are one line on stderr (``fidkit: error: …``) with exit status 1 for data errors,
 2 for usage errors and 130 when interrupted; ``--debug`` shows the traceback instead.
@@ -14,10 +14,12 @@ import warnings
 import click
 
 from . import __version__
-from .api import compare, compute_stats, load_weights
+from .api import compare, compute_stats, inception_score, load_weights
 from .errors import FidkitError
 from .preprocess import PROTOCOLS
-from .stats import check_writable
+from .sources import list_images
+from .sources import shard as shard_files
+from .stats import Statistics, check_writable, merge
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
@@ -63,35 +65,84 @@ def cli(debug):
 @click.argument("b")
 @_run_options
 @click.option("--allow-mismatch", is_flag=True, help="Compare statistics made with different protocols or weights.")
+@click.option("--metrics", default="fid", show_default=True,
+              help="Comma-separated: fid, kid, pr (precision, recall, density, coverage; A is the real set), "
+                   "is (Inception Score of B, the generated set). One pass over each folder serves them all.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
-def compute(a, b, protocol, batch_size, device, workers, weights, precision, progress, allow_mismatch, as_json):
-    """FID between A and B, each an image folder or a statistics .npz."""
-    r = compare(a, b, protocol, allow_mismatch=allow_mismatch,
+def compute(a, b, protocol, batch_size, device, workers, weights, precision, progress, allow_mismatch, metrics,
+            as_json):
+    """FID (and --metrics) between A and B, each an image folder or a statistics .npz (FID only)."""
+    r = compare(a, b, protocol, allow_mismatch=allow_mismatch, metrics=metrics,
                 **_kw(batch_size, device, workers, weights, precision, progress))
     if as_json:
         click.echo(json.dumps(r.as_dict()))
     else:
         click.echo(f"FID: {r.fid:.6f}  (protocol {r.protocol}, {r.n_a} vs {r.n_b} images, "
-                   f"{r.device} {r.precision}, {r.seconds:.1f} s)")
+                   f"{r.device} {r.network_precision}, {r.seconds:.1f} s)")
+        for key, value in r.scores.items():
+            click.echo(f"{key}: {value:.6g}")
         if r.frechet.negative_eigenvalue_mass > 0:
             click.echo(f"note: clamped negative eigenvalue mass {r.frechet.negative_eigenvalue_mass:.3g} "
                        f"(rounding in the matrix square root)", err=True)
 
 
 @cli.command()
-@click.argument("source")
+@click.argument("sources", nargs=-1, required=True)
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .npz path.")
 @_run_options
+@click.option("--shard", default=None, metavar="I/K",
+              help="Only the I-th of K equal parts of the folder's sorted files (I from 0), to merge later.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
-def stats(source, output, protocol, batch_size, device, workers, weights, precision, progress, as_json):
-    """Compute the statistics of an image folder once, to compare against many times."""
-    if str(source).lower().endswith(".npz"):
-        raise FidkitError(f"{source} is already a statistics file; give an image folder")
+def stats(sources, output, protocol, batch_size, device, workers, weights, precision, progress, shard, as_json):
+    """Statistics of an image folder, computed once to compare against many times.
+
+    \b
+    fidkit stats DIR -o data.npz                    the whole folder
+    fidkit stats DIR --shard 0/4 -o part0.npz       a quarter of it (on one of four machines)
+    fidkit stats merge part*.npz -o data.npz        the exact statistics of the union
+    """
     check_writable(output)  # before the long part, not after it
-    st = compute_stats(source, protocol, **_kw(batch_size, device, workers, weights, precision, progress))
+    if sources[0] == "merge":
+        if len(sources) < 2:
+            raise click.UsageError("stats merge needs statistics files: fidkit stats merge a.npz b.npz -o all.npz")
+        st = merge([Statistics.load(p) for p in sources[1:]])
+    else:
+        if len(sources) != 1:
+            raise click.UsageError("give one image folder (or: fidkit stats merge A.npz B.npz … -o OUT.npz)")
+        source = sources[0]
+        if str(source).lower().endswith(".npz"):
+            raise FidkitError(f"{source} is already a statistics file; give an image folder")
+        kw = _kw(batch_size, device, workers, weights, precision, progress)
+        if shard:
+            files = shard_files(list_images(source), shard)
+            if not files:
+                raise FidkitError(f"shard {shard} of {source} holds no images; use fewer shards")
+            st = compute_stats(files, protocol, **kw)
+            st.extra["shard"] = shard
+        else:
+            st = compute_stats(source, protocol, **kw)
     path = st.save(output)
     info = {"path": str(path), "n": st.n, "protocol": st.protocol, "weights_digest": st.weights_digest}
     click.echo(json.dumps(info) if as_json else f"wrote {path} ({st.n} images, protocol {st.protocol})")
+
+
+@cli.command("is")
+@click.argument("source")
+@_run_options
+@click.option("--splits", type=click.IntRange(min=1), default=10, show_default=True, help="Number of splits.")
+@click.option("--seed", type=int, default=2020, show_default=True, help="Seed of the shuffle before splitting.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+def is_cmd(source, protocol, batch_size, device, workers, weights, precision, progress, splits, seed, as_json):
+    """Inception Score of an image folder (needs weights with the 1008-way classifier)."""
+    if str(source).lower().endswith(".npz"):
+        raise FidkitError(f"the Inception Score needs the images, which a statistics file does not keep "
+                          f"({source}); give the image folder")
+    m = inception_score(source, protocol, splits=splits, seed=seed,
+                        **_kw(batch_size, device, workers, weights, precision, progress))
+    if as_json:
+        click.echo(json.dumps({"isc_mean": m.mean, "isc_std": m.std, "splits": splits, "protocol": protocol}))
+    else:
+        click.echo(f"isc_mean: {m.mean:.6f}\nisc_std: {m.std:.6f}")
 
 
 @cli.command("weights")

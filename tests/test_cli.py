@@ -86,3 +86,17 @@ def test_errors_are_one_line_with_exit_codes(tmp_path, real_a):
     r = run("stats", tmp_path / "bad", "-o", tmp_path / "out.npz", check=False)
     assert r.returncode == 1 and "x.png: cannot decode image" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "out.npz").exists()
+
+
+def test_shards_merge_into_the_whole(tmp_path, real_a):
+    for i in (0, 1):
+        run("stats", real_a, "--shard", f"{i}/2", "-o", tmp_path / f"s{i}.npz", "--device", "cpu", "--workers", "0")
+    assert Statistics.load(tmp_path / "s0.npz").n == 5 and Statistics.load(tmp_path / "s0.npz").extra["shard"] == "0/2"
+    run("stats", "merge", tmp_path / "s0.npz", tmp_path / "s1.npz", "-o", tmp_path / "all.npz")
+    run("stats", real_a, "-o", tmp_path / "whole.npz", "--device", "cpu", "--workers", "0")
+    m, w = Statistics.load(tmp_path / "all.npz"), Statistics.load(tmp_path / "whole.npz")
+    assert m.n == w.n == 10 and "shard" not in m.extra
+    np.testing.assert_allclose(m.mu, w.mu, rtol=1e-6, atol=1e-9)  # same features up to batch composition
+    np.testing.assert_allclose(m.sigma, w.sigma, rtol=1e-5, atol=1e-9)
+    r = run("stats", real_a, "--shard", "2/2", "-o", tmp_path / "x.npz", check=False)
+    assert r.returncode == 1 and "0 ≤ i < k" in r.stderr

@@ -1,0 +1,202 @@
+"""Inception Score, KID, precision/recall and density/coverage from features or logits.
+
+These functions take arrays already extracted (see :func:`fidkit.api.extract`) and
+reproduce the arithmetic of the reference implementations:
+
+- :func:`inception_score` and :func:`kid` follow torch-fidelity 0.4.0 (``metric_isc.py``,
+  ``metric_kid.py``): the same seeded ``numpy.random.RandomState`` draws, so with the same
+  seed they shuffle the same way and pick the same subsets.
+- :func:`precision_recall` follows torch-fidelity's ``metric_prc.py`` for precision and
+  recall (Kynkäänniemi et al. 2019: float32 ``torch.cdist`` distances, the k-th nearest
+  neighbour counting the point itself, inside a ball when ``distance <= radius``) and
+  Naeem et al. 2020 (``prdc``) for density and coverage (same radii, ``distance < radius``).
+  It works in blocks, so no N × M distance matrix is ever held: memory is
+  O(block × chunk) beside the features themselves.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from .errors import StatsError
+
+DEFAULT_SEED = 2020  # torch-fidelity's default rng_seed
+
+
+class MeanStd(NamedTuple):
+    """A score averaged over splits or subsets: ``mean`` and ``std`` (ddof 0)."""
+
+    mean: float
+    std: float
+
+
+def _as_2d(x, name: str, dtype) -> np.ndarray:
+    if torch.is_tensor(x):
+        x = x.detach().cpu().numpy()
+    x = np.asarray(x)
+    if x.ndim != 2:
+        raise StatsError(f"{name} must be a 2-D array (N, D), got shape {x.shape}")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise StatsError(f"{name} must hold floating-point values, got {x.dtype}")
+    if not np.all(np.isfinite(x)):
+        raise StatsError(f"{name} holds NaN or infinite values")
+    return np.ascontiguousarray(x, dtype=dtype)
+
+
+def inception_score(logits, splits: int = 10, seed: int | None = DEFAULT_SEED) -> MeanStd:
+    """Inception Score of ``logits`` as torch-fidelity 0.4.0 computes it.
+
+    ``logits``: (N, C) float array or tensor (C = 1008 for the FID Inception network: pool3
+    features times the classifier weights, *without* the classifier's bias). Computed in
+    float64: rows shuffled by ``RandomState(seed).permutation(N)`` (``seed=None``: no
+    shuffle), cut into ``splits`` consecutive chunks ``[i·N//splits, (i+1)·N//splits)``; per
+    chunk exp(mean KL(p(y|x) ‖ p(y))) with p(y) the chunk's mean softmax.
+
+    Returns :class:`MeanStd` (mean and ddof-0 std over the splits). The score lies in
+    [1, C]; N must be at least ``splits``.
+    """
+    x = _as_2d(logits, "logits", np.float64)
+    n = x.shape[0]
+    if splits < 1:
+        raise StatsError(f"splits must be at least 1, got {splits}")
+    if n < splits:
+        raise StatsError(f"the Inception Score needs at least as many images as splits ({splits}), got {n}")
+    if seed is not None:
+        x = x[np.random.RandomState(seed).permutation(n)]
+    t = torch.from_numpy(x)
+    p = t.softmax(dim=1)
+    log_p = t.log_softmax(dim=1)
+    scores = []
+    for i in range(splits):
+        lo, hi = i * n // splits, (i + 1) * n // splits
+        p_c, log_p_c = p[lo:hi], log_p[lo:hi]
+        q = p_c.mean(dim=0, keepdim=True)
+        kl = (p_c * (log_p_c - q.log())).sum(dim=1).mean().exp().item()
+        scores.append(kl)
+    return MeanStd(float(np.mean(scores)), float(np.std(scores)))
+
+
+def _mmd2_unbiased(k_xx: np.ndarray, k_xy: np.ndarray, k_yy: np.ndarray) -> float:
+    """Unbiased MMD² from the three kernel matrices (torch-fidelity's ``mmd2``)."""
+    m = k_xx.shape[0]
+    kt_xx = (k_xx.sum(axis=1) - np.diagonal(k_xx)).sum()
+    kt_yy = (k_yy.sum(axis=1) - np.diagonal(k_yy)).sum()
+    k_xy_sum = k_xy.sum(axis=0).sum()
+    return (kt_xx + kt_yy) / (m * (m - 1)) - 2 * k_xy_sum / (m * m)
+
+
+def kid(features_a, features_b, subsets: int = 100, subset_size: int = 1000, degree: int = 3,
+        gamma: float | None = None, coef0: float = 1, seed: int = DEFAULT_SEED) -> MeanStd:
+    """Kernel Inception Distance (unbiased MMD², polynomial kernel) as torch-fidelity 0.4.0.
+
+    ``features_a``, ``features_b``: (N, D) and (M, D) float arrays or tensors (pool3
+    features, D = 2048), computed in float32 as torch-fidelity does. Kernel
+    k(x, y) = (γ·xᵀy + coef0)^degree with γ = 1/D by default. For each of ``subsets``
+    rounds, ``subset_size`` rows of a then of b are drawn without replacement from
+    ``numpy.random.RandomState(seed)`` (the same draws as torch-fidelity for the same seed).
+
+    A ``subset_size`` larger than N or M is not an error: min(subset_size, N, M) is used
+    (torch-fidelity refuses instead). Returns :class:`MeanStd` over the subsets; KID is
+    about 0 for the same distribution and can be slightly negative (unbiased estimate).
+    """
+    a = _as_2d(features_a, "features_a", np.float32)
+    b = _as_2d(features_b, "features_b", np.float32)
+    if a.shape[1] != b.shape[1]:
+        raise StatsError(f"features have different dimensions ({a.shape[1]} and {b.shape[1]})")
+    if subsets < 1:
+        raise StatsError(f"subsets must be at least 1, got {subsets}")
+    n_a, n_b = len(a), len(b)
+    m = min(subset_size, n_a, n_b)
+    if m < 2:
+        raise StatsError(f"KID needs at least 2 feature vectors in each set, got {n_a} and {n_b}")
+    g = 1.0 / a.shape[1] if gamma is None else gamma
+
+    def kernel(x, y):
+        return (np.matmul(x, y.T) * g + coef0) ** degree
+
+    rng = np.random.RandomState(seed)
+    mmds = np.zeros(subsets)
+    for i in range(subsets):
+        x = a[rng.choice(n_a, m, replace=False)]
+        y = b[rng.choice(n_b, m, replace=False)]
+        mmds[i] = _mmd2_unbiased(kernel(x, x), kernel(x, y), kernel(y, y))
+    return MeanStd(float(np.mean(mmds)), float(np.std(mmds)))
+
+
+def _chunks(n: int, size: int):
+    for lo in range(0, n, size):
+        yield lo, min(lo + size, n)
+
+
+def knn_radii(features: torch.Tensor, k: int = 3, block: int = 1000, chunk: int = 10000) -> torch.Tensor:
+    """Distance of each row of ``features`` (N, D) to its k-th nearest neighbour, itself counted.
+
+    That is the (k+1)-th smallest of its distances to all rows (the first being itself,
+    about 0), as ``kthvalue(k + 1)`` in torch-fidelity and ``prdc``. Returns (N,) float32.
+    Memory: O(block × chunk).
+    """
+    n = features.shape[0]
+    out = torch.empty(n, dtype=features.dtype)
+    for r0, r1 in _chunks(n, block):
+        rows = features[r0:r1]
+        best = None
+        for c0, c1 in _chunks(n, chunk):
+            d = torch.cdist(rows, features[c0:c1])
+            cand = d if best is None else torch.cat([best, d], dim=1)
+            best = torch.topk(cand, min(k + 1, cand.shape[1]), dim=1, largest=False).values
+        out[r0:r1] = best[:, k]
+    return out
+
+
+def precision_recall(features_real, features_fake, k: int = 3, block: int = 1000,
+                     chunk: int = 10000) -> dict:
+    """Precision, recall (Kynkäänniemi et al. 2019), density and coverage (Naeem et al. 2020).
+
+    ``features_real``: (N, D), ``features_fake``: (M, D) float arrays or tensors (pool3
+    features), used as float32. Radii: distance of each point to its k-th nearest neighbour
+    within its own set (itself counted as the first, as torch-fidelity and ``prdc`` do).
+
+    - precision: share of fake points inside at least one real ball (distance ≤ radius);
+    - recall: share of real points inside at least one fake ball (distance ≤ radius);
+    - density: (1/(k·M)) · number of (real i, fake j) pairs with d(i, j) < radius_i;
+    - coverage: share of real points whose nearest fake point is closer than its radius.
+
+    Precision and recall follow torch-fidelity 0.4.0 (``<=``), density and coverage the
+    authors' ``prdc`` (``<``). Precision, recall and coverage lie in [0, 1]; density in
+    [0, N/k] (about 1 when the sets match). Distances are computed ``block`` rows ×
+    ``chunk`` columns at a time (``torch.cdist``), so memory beyond the features is
+    O(block × chunk), never N × M. Returns a dict of four floats.
+    """
+    real = torch.from_numpy(_as_2d(features_real, "features_real", np.float32))
+    fake = torch.from_numpy(_as_2d(features_fake, "features_fake", np.float32))
+    if real.shape[1] != fake.shape[1]:
+        raise StatsError(f"features have different dimensions ({real.shape[1]} and {fake.shape[1]})")
+    if k < 1:
+        raise StatsError(f"k must be at least 1, got {k}")
+    n, m = real.shape[0], fake.shape[0]
+    if min(n, m) <= k:
+        raise StatsError(f"precision/recall with k={k} needs more than {k} feature vectors in each set, "
+                         f"got {n} and {m}")
+    r_real = knn_radii(real, k, block, chunk)
+    r_fake = knn_radii(fake, k, block, chunk)
+    recall_hit = torch.zeros(n, dtype=torch.bool)
+    nearest_fake = torch.full((n,), float("inf"), dtype=torch.float32)
+    precision_hit = torch.zeros(m, dtype=torch.bool)
+    density_count = torch.zeros(m, dtype=torch.int64)
+    for r0, r1 in _chunks(n, block):
+        rows, rad = real[r0:r1], r_real[r0:r1, None]
+        for c0, c1 in _chunks(m, chunk):
+            d = torch.cdist(rows, fake[c0:c1])
+            recall_hit[r0:r1] |= (d <= r_fake[None, c0:c1]).any(dim=1)
+            nearest_fake[r0:r1] = torch.minimum(nearest_fake[r0:r1], d.min(dim=1).values)
+            precision_hit[c0:c1] |= (d <= rad).any(dim=0)
+            density_count[c0:c1] += (d < rad).sum(dim=0)
+    return {
+        "precision": precision_hit.double().mean().item(),
+        "recall": recall_hit.double().mean().item(),
+        "density": density_count.sum().item() / (k * m),
+        "coverage": (nearest_fake < r_real).double().mean().item(),
+    }

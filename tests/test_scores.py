@@ -1,0 +1,236 @@
+"""Inception Score, KID, precision/recall, density/coverage: against torch-fidelity and the papers."""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import fidkit
+from fidkit import scores as S
+from fidkit.api import extract
+from fidkit.errors import FidkitError, StatsError, WeightsError
+from fidkit.weights import Weights
+
+ROOT = pathlib.Path(__file__).parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from scores_reference import CASES, synthetic_inputs  # noqa: E402
+
+REFERENCE = json.loads((ROOT / "tests" / "data" / "scores_reference.json").read_text())
+PEERS_PYTHON = pathlib.Path("/tmp/fidkit-peers/bin/python")
+
+
+def fidkit_values(name: str) -> dict:
+    p, x = CASES[name], synthetic_inputs(name)
+    if name.startswith("isc"):
+        m = S.inception_score(x["logits"], p["splits"], p["seed"])
+        return {"isc_mean": m.mean, "isc_std": m.std}
+    if name.startswith("kid"):
+        m = S.kid(x["a"], x["b"], p["subsets"], p["subset_size"], seed=p["seed"])
+        return {"kid_mean": m.mean, "kid_std": m.std}
+    return S.precision_recall(x["real"], x["fake"], p["k"], block=128, chunk=200)
+
+
+def check_against(name: str, ref: dict) -> None:
+    ours = fidkit_values(name)
+    for key, value in ref.items():
+        if key in ("precision", "recall"):
+            # torch-fidelity reports the float32 mean of the same 0/1 indicators: identical counts
+            assert np.float32(ours[key]) == np.float32(value), (key, ours[key], value)
+        else:
+            assert ours[key] == pytest.approx(value, rel=1e-6, abs=0), (key, ours[key], value)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_matches_torch_fidelity_reference_values(name):
+    """Values written by benchmarks/scores_reference.py with torch-fidelity 0.4.0 (tests/data/README.md)."""
+    check_against(name, REFERENCE["cases"][name]["result"])
+
+
+@pytest.mark.skipif(not PEERS_PYTHON.exists(), reason="the peers' environment (torch-fidelity) is not installed")
+def test_matches_torch_fidelity_live():
+    r = subprocess.run([str(PEERS_PYTHON), str(ROOT / "benchmarks" / "scores_reference.py")], capture_output=True,
+                       text=True, cwd=ROOT, timeout=600)
+    assert r.returncode == 0, r.stderr
+    live = json.loads(r.stdout)
+    for name in CASES:
+        check_against(name, live["cases"][name]["result"])
+
+
+# ------------------------------------------------------------------ density and coverage
+
+
+def brute_force_prdc(real, fake, k):
+    """Float64, full matrices, straight from the definitions of Kynkäänniemi 2019 and Naeem 2020."""
+    real, fake = real.astype(np.float64), fake.astype(np.float64)
+
+    def dist(x, y):
+        return np.sqrt(((x[:, None, :] - y[None, :, :]) ** 2).sum(-1))
+
+    d_rr, d_ff, d_rf = dist(real, real), dist(fake, fake), dist(real, fake)
+    r_real = np.sort(d_rr, axis=1)[:, k]  # index 0 is the point itself
+    r_fake = np.sort(d_ff, axis=1)[:, k]
+    inside_real_ball = d_rf < r_real[:, None]  # (real i, fake j): fake j inside the ball of real i
+    return {
+        "precision": (d_rf <= r_real[:, None]).any(axis=0).mean(),
+        "recall": (d_rf <= r_fake[None, :]).any(axis=1).mean(),
+        "density": inside_real_ball.sum() / (k * len(fake)),
+        "coverage": (d_rf.min(axis=1) < r_real).mean(),
+    }
+
+
+@pytest.mark.parametrize("k, n_real, n_fake, shift", [(3, 200, 150, 0.3), (5, 120, 260, 0.0), (1, 90, 90, 1.0)])
+def test_density_coverage_precision_recall_against_brute_force(k, n_real, n_fake, shift):
+    rng = np.random.RandomState(k)
+    real = rng.standard_normal((n_real, 24)).astype(np.float32)
+    fake = (rng.standard_normal((n_fake, 24)) * 1.2 + shift).astype(np.float32)
+    want = brute_force_prdc(real, fake, k)
+    got = S.precision_recall(real, fake, k, block=37, chunk=50)  # blocks that do not divide N
+    for key in want:
+        assert got[key] == pytest.approx(want[key], abs=1e-12), key
+    assert got == S.precision_recall(real, fake, k, block=10_000)  # blocking changes nothing
+    assert 0 < got["precision"] < 1 or shift == 0
+
+
+def test_identical_sets_score_perfectly():
+    x = np.random.RandomState(0).standard_normal((100, 16)).astype(np.float32)
+    r = S.precision_recall(x, x.copy())
+    assert r["precision"] == r["recall"] == r["coverage"] == 1.0
+    assert r["density"] == pytest.approx(1.0, abs=0.2)
+
+
+def test_knn_radius_counts_the_point_itself():
+    x = torch.tensor([[0.0], [1.0], [3.0], [7.0]])
+    assert S.knn_radii(x, k=1, block=3, chunk=2).tolist() == [1.0, 1.0, 2.0, 4.0]
+    assert S.knn_radii(x, k=3).tolist() == [7.0, 6.0, 4.0, 7.0]
+
+
+# ------------------------------------------------------------------ KID and IS edge cases
+
+
+def test_kid_subset_larger_than_the_sets_uses_the_sets():
+    rng = np.random.RandomState(1)
+    a = rng.gamma(0.5, 0.6, (50, 2048)).astype(np.float32)
+    b = rng.gamma(0.6, 0.6, (40, 2048)).astype(np.float32)
+    big = fidkit.kid(a, b, subsets=5, subset_size=1000)
+    assert big == S.kid(a, b, subsets=5, subset_size=40)
+    assert big.mean > 0 and np.isfinite(big.std)
+    with pytest.raises(StatsError):
+        S.kid(a[:1], b)
+
+
+def test_kid_of_a_set_with_itself_is_about_zero():
+    a = np.random.RandomState(2).gamma(0.5, 0.6, (300, 2048)).astype(np.float32)
+    b = np.random.RandomState(3).gamma(0.5, 0.6, (300, 2048)).astype(np.float32)
+    assert abs(S.kid(a, b, subsets=10, subset_size=100).mean) < 1e-3
+
+
+def test_inception_score_bounds():
+    uniform = np.zeros((100, 1008), np.float32)
+    assert S.inception_score(uniform) == (pytest.approx(1.0), pytest.approx(0.0, abs=1e-12))
+    confident = np.full((100, 10), -50.0)
+    confident[np.arange(100), np.arange(100) % 10] = 50.0  # one-hot over 10 classes, balanced
+    assert S.inception_score(confident, splits=1).mean == pytest.approx(10.0)
+    with pytest.raises(StatsError):
+        S.inception_score(uniform[:5])
+
+
+def numpy_inception_score(logits, splits, seed):
+    """Independent float64 computation (scipy's log-sum-exp), from the definition."""
+    from scipy.special import logsumexp
+    x = logits.astype(np.float64)[np.random.RandomState(seed).permutation(len(logits))]
+    log_p = x - logsumexp(x, axis=1, keepdims=True)
+    p = np.exp(log_p)
+    scores = []
+    for part_p, part_log in zip(np.array_split(p, splits), np.array_split(log_p, splits)):
+        log_q = np.log(part_p.mean(axis=0))
+        scores.append(np.exp(np.mean(np.sum(part_p * (part_log - log_q), axis=1))))
+    return np.mean(scores), np.std(scores)
+
+
+@pytest.fixture(scope="module")
+def seeded_classifier_weights(real_weights):
+    g = torch.Generator().manual_seed(1234)
+    tensors = dict(real_weights.tensors)
+    tensors["fc.weight"] = (torch.randn(1008, 2048, generator=g) * 0.1).numpy()
+    tensors["fc.bias"] = (torch.randn(1008, generator=g) * 5).numpy()  # must not enter the logits
+    return Weights(tensors, real_weights.digest, True, "seeded random classifier (test)")
+
+
+def test_inception_score_end_to_end_with_a_seeded_classifier(real_a, seeded_classifier_weights):
+    w = seeded_classifier_weights
+    ex = extract(real_a, keep_features=True, logits=True, weights=w, device="cpu", workers=0)
+    assert ex.logits.shape == (10, 1008) and ex.logits.dtype == np.float32
+    # logits are pool3 features times the classifier weights, without the bias
+    np.testing.assert_allclose(ex.logits, ex.features.astype(np.float64) @ w.tensors["fc.weight"].T.astype(np.float64),
+                               rtol=1e-4, atol=1e-4)
+    got = fidkit.inception_score(real_a, splits=2, weights=w, device="cpu", workers=0)
+    want = numpy_inception_score(ex.logits, 2, 2020)
+    assert got.mean == pytest.approx(want[0], rel=1e-9) and got.std == pytest.approx(want[1], rel=1e-6, abs=1e-12)
+    assert got.mean > 1.0
+    assert fidkit.inception_score(ex.logits, splits=2) == got  # logits given directly: the same score
+
+
+def test_inception_score_needs_the_classifier(real_a, real_weights):
+    if real_weights.has_classifier:
+        pytest.skip("the installed weights carry a classifier")
+    with pytest.raises(WeightsError) as e:
+        fidkit.inception_score(real_a, weights=real_weights)
+    msg = str(e.value)
+    assert "\n" not in msg and "classifier" in msg and "--weights" in msg
+    with pytest.raises(WeightsError):  # refused before any image is read
+        fidkit.compare(real_a, "/nonexistent/folder", metrics="is", weights=real_weights)
+
+
+@pytest.mark.parametrize("metrics", ["kid", "pr", "fid,is"])
+def test_statistics_files_have_no_features(metrics, real_a):
+    with pytest.raises(StatsError) as e:
+        fidkit.compare("ref.npz", "gen.npz", metrics=metrics)
+    assert "\n" not in str(e.value) and "statistics file" in str(e.value)
+    with pytest.raises(FidkitError):
+        fidkit.kid("ref.npz", real_a)
+
+
+def test_unknown_metric_is_refused():
+    with pytest.raises(FidkitError, match="unknown metric"):
+        fidkit.compare("a", "b", metrics="fid,foo")
+
+
+# ------------------------------------------------------------------ one pass, CLI
+
+
+def test_compare_runs_one_pass_per_source(real_a, real_b, monkeypatch):
+    import fidkit.api as api
+    calls = []
+    real_extract = api.extract
+
+    def counting(source, *a, **kw):
+        calls.append(str(source))
+        return real_extract(source, *a, **kw)
+
+    monkeypatch.setattr(api, "extract", counting)
+    r = fidkit.compare(real_a, real_b, metrics=("fid", "kid", "pr"), device="cpu", workers=0)
+    assert calls == [str(real_a), str(real_b)]
+    assert set(r.scores) == {"kid_mean", "kid_std", "precision", "recall", "density", "coverage"}
+    assert r.fid > 0 and r.n_a == r.n_b == 10
+    d = r.as_dict()
+    assert d["precision"] == r.scores["precision"] and d["network_precision"] == "fp32"
+
+
+def test_cli_metrics_and_is(real_a, real_b, real_weights):
+    cmd = [sys.executable, "-m", "fidkit"]
+    r = subprocess.run(cmd + ["compute", str(real_a), str(real_b), "--metrics", "fid,kid,pr", "--json",
+                              "--device", "cpu", "--workers", "1"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    for key in ("fid", "kid_mean", "kid_std", "precision", "recall", "density", "coverage"):
+        assert isinstance(out[key], float), key
+    assert 0 <= out["precision"] <= 1 and 0 <= out["coverage"] <= 1
+    if not real_weights.has_classifier:
+        r = subprocess.run(cmd + ["is", str(real_a), "--json"], capture_output=True, text=True,
+                           env={**os.environ, "FIDKIT_WEIGHTS": real_weights.path or ""})
+        assert r.returncode == 1 and r.stdout == ""
+        assert len(r.stderr.strip().splitlines()) == 1 and "classifier" in r.stderr
