@@ -77,12 +77,14 @@ class Extraction:
 
 def extract(source, protocol: str = "ttur", *, batch_size: int | None = None, device="auto",
             workers: int | None = None, weights=None, progress: bool | None = None, precision: str = "fp32",
-            keep_features: bool = False, logits: bool = False) -> Extraction:
+            keep_features: bool = False, logits: bool = False, skip_bad: bool = False) -> Extraction:
     """One pass of ``source`` (folder, file list or uint8 images) through protocol and network.
 
     Always accumulates the statistics; ``keep_features`` also returns every pool3 feature
     vector and ``logits`` every 1008-way logit vector (weights with a classifier needed), as
-    float32 arrays on the host, so that several metrics read the same features.
+    float32 arrays on the host, so that several metrics read the same features. With
+    ``skip_bad``, files that cannot be decoded are left out, counted and listed (in
+    ``stats.extra["skipped"]`` and a warning) instead of stopping the run.
     """
     proto = get_protocol(protocol)
     dev = resolve_device(device)
@@ -94,11 +96,13 @@ def extract(source, protocol: str = "ttur", *, batch_size: int | None = None, de
         _require_classifier(w)
     net = _network(w, dev, precision)
     acc = Accumulator(FEATURE_DIM, dev)
+    skipped = [] if skip_bad else None
     if isinstance(source, (str, Path)) or (isinstance(source, (list, tuple)) and source
                                            and isinstance(source[0], (str, Path))):
         files = list_images(source) if isinstance(source, (str, Path)) else [Path(p) for p in source]
         nw = default_workers() if workers is None else workers
-        batches = iter_file_features(files, proto, net, dev, bs, nw, progress, logits=logits, mode=precision)
+        batches = iter_file_features(files, proto, net, dev, bs, nw, progress, logits=logits, mode=precision,
+                                     skipped=skipped)
         name = str(source) if isinstance(source, (str, Path)) else f"{len(files)} files"
     elif isinstance(source, (np.ndarray, torch.Tensor)):
         layout = "NCHW" if torch.is_tensor(source) else "NHWC"
@@ -120,6 +124,10 @@ def extract(source, protocol: str = "ttur", *, batch_size: int | None = None, de
     if precision != "fp32":
         st.extra["network_precision"] = precision
     st.source = name
+    if skipped:
+        st.extra["skipped"] = [b.path for b in skipped]
+        warnings.warn(f"{name}: skipped {len(skipped)} file(s) that could not be decoded, the first: "
+                      f"{skipped[0].message}", FidkitWarning, stacklevel=2)
     return Extraction(st, np.concatenate(kept_features) if keep_features else None,
                       np.concatenate(kept_logits) if logits else None)
 
@@ -187,6 +195,8 @@ class FIDResult:
     device: str = "cpu"
     network_precision: str = "fp32"
     scores: dict = field(default_factory=dict)
+    skipped_a: list = field(default_factory=list)
+    skipped_b: list = field(default_factory=list)
 
     def as_dict(self) -> dict:
         """Flat dict for JSON. ``network_precision`` is the network arithmetic (fp32, tf32, bf16);
@@ -195,6 +205,7 @@ class FIDResult:
              "weights_digest": self.weights_digest, "device": self.device,
              "network_precision": self.network_precision, "seconds": round(self.seconds, 3)}
         d.update({k: v for k, v in self.frechet.as_dict().items() if k != "fid"})
+        d.update({k: v for k, v in (("skipped_a", self.skipped_a), ("skipped_b", self.skipped_b)) if v})
         d.update(self.scores)
         return d
 
@@ -272,7 +283,8 @@ def compare(a, b, protocol: str = "ttur", *, allow_mismatch: bool = False, metri
         scores.update(isc_mean=i.mean, isc_std=i.std)
     digest = s1.weights_digest or s2.weights_digest
     return FIDResult(r.fid, get_protocol(protocol).name, s1.n, s2.n, digest, r, time.perf_counter() - t0,
-                     str(resolve_device(kw.get("device", "auto"))), kw.get("precision", "fp32"), scores)
+                     str(resolve_device(kw.get("device", "auto"))), kw.get("precision", "fp32"), scores,
+                     s1.extra.get("skipped", []), s2.extra.get("skipped", []))
 
 
 def fid(a, b, protocol: str = "ttur", **kw) -> float:

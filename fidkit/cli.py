@@ -27,7 +27,8 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 
 
 def _run_options(f):
-    """Options shared by the commands that run the network."""
+    """Options shared by the commands that run the network; the command gets them (but
+    ``--protocol``) as ``**run``, the keyword arguments of :func:`fidkit.api.extract`."""
     opts = [
         click.option("--protocol", type=click.Choice(list(PROTOCOLS)), default="ttur", show_default=True,
                      help="Resize and scaling of the reference implementation to reproduce."),
@@ -40,17 +41,14 @@ def _run_options(f):
                      help="Inception weights file (fidkit .npz, pytorch-fid .pth or NVIDIA TorchScript)."),
         click.option("--precision", type=click.Choice(["fp32", "tf32", "bf16"]), default="fp32", show_default=True,
                      help="Network arithmetic: strict fp32, or on CUDA the faster tf32 / bf16 (scores shift)."),
+        click.option("--skip-bad", is_flag=True,
+                     help="Leave out files that cannot be decoded (counted and listed) instead of stopping."),
         click.option("--progress/--no-progress", default=None,
                      help="Progress bar on stderr [default: when stderr is a terminal]."),
     ]
     for opt in reversed(opts):
         f = opt(f)
     return f
-
-
-def _kw(batch_size, device, workers, weights, precision, progress):
-    return {"batch_size": batch_size, "device": device, "workers": workers, "weights": weights,
-            "precision": precision, "progress": progress}
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -69,11 +67,9 @@ def cli(debug):
               help="Comma-separated: fid, kid, pr (precision, recall, density, coverage; A is the real set), "
                    "is (Inception Score of B, the generated set). One pass over each folder serves them all.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
-def compute(a, b, protocol, batch_size, device, workers, weights, precision, progress, allow_mismatch, metrics,
-            as_json):
+def compute(a, b, protocol, allow_mismatch, metrics, as_json, **run):
     """FID (and --metrics) between A and B, each an image folder or a statistics .npz (FID only)."""
-    r = compare(a, b, protocol, allow_mismatch=allow_mismatch, metrics=metrics,
-                **_kw(batch_size, device, workers, weights, precision, progress))
+    r = compare(a, b, protocol, allow_mismatch=allow_mismatch, metrics=metrics, **run)
     if as_json:
         click.echo(json.dumps(r.as_dict()))
     else:
@@ -93,7 +89,7 @@ def compute(a, b, protocol, batch_size, device, workers, weights, precision, pro
 @click.option("--shard", default=None, metavar="I/K",
               help="Only the I-th of K equal parts of the folder's sorted files (I from 0), to merge later.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
-def stats(sources, output, protocol, batch_size, device, workers, weights, precision, progress, shard, as_json):
+def stats(sources, output, protocol, shard, as_json, **run):
     """Statistics of an image folder, computed once to compare against many times.
 
     \b
@@ -112,17 +108,18 @@ def stats(sources, output, protocol, batch_size, device, workers, weights, preci
         source = sources[0]
         if str(source).lower().endswith(".npz"):
             raise FidkitError(f"{source} is already a statistics file; give an image folder")
-        kw = _kw(batch_size, device, workers, weights, precision, progress)
         if shard:
             files = shard_files(list_images(source), shard)
             if not files:
                 raise FidkitError(f"shard {shard} of {source} holds no images; use fewer shards")
-            st = compute_stats(files, protocol, **kw)
+            st = compute_stats(files, protocol, **run)
             st.extra["shard"] = shard
         else:
-            st = compute_stats(source, protocol, **kw)
+            st = compute_stats(source, protocol, **run)
     path = st.save(output)
     info = {"path": str(path), "n": st.n, "protocol": st.protocol, "weights_digest": st.weights_digest}
+    if st.extra.get("skipped"):
+        info["skipped"] = st.extra["skipped"]
     click.echo(json.dumps(info) if as_json else f"wrote {path} ({st.n} images, protocol {st.protocol})")
 
 
@@ -132,13 +129,12 @@ def stats(sources, output, protocol, batch_size, device, workers, weights, preci
 @click.option("--splits", type=click.IntRange(min=1), default=10, show_default=True, help="Number of splits.")
 @click.option("--seed", type=int, default=2020, show_default=True, help="Seed of the shuffle before splitting.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
-def is_cmd(source, protocol, batch_size, device, workers, weights, precision, progress, splits, seed, as_json):
+def is_cmd(source, protocol, splits, seed, as_json, **run):
     """Inception Score of an image folder (needs weights with the 1008-way classifier)."""
     if str(source).lower().endswith(".npz"):
         raise FidkitError(f"the Inception Score needs the images, which a statistics file does not keep "
                           f"({source}); give the image folder")
-    m = inception_score(source, protocol, splits=splits, seed=seed,
-                        **_kw(batch_size, device, workers, weights, precision, progress))
+    m = inception_score(source, protocol, splits=splits, seed=seed, **run)
     if as_json:
         click.echo(json.dumps({"isc_mean": m.mean, "isc_std": m.std, "splits": splits, "protocol": protocol}))
     else:

@@ -13,7 +13,7 @@ import contextlib
 import os
 import sys
 import time
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import numpy as np
 import torch
@@ -104,8 +104,15 @@ class Progress:
             print(file=sys.stderr, flush=True)
 
 
+class BadFile(NamedTuple):
+    """A file that could not be decoded: its path and the one-line reason."""
+
+    path: str
+    message: str
+
+
 class _Files(torch.utils.data.Dataset):
-    """Decodes and prepares one file per item; errors travel back as strings (one line)."""
+    """Decodes and prepares one file per item; failures travel back as :class:`BadFile`."""
 
     def __init__(self, files, protocol: Protocol):
         self.files, self.protocol = list(files), protocol
@@ -117,7 +124,7 @@ class _Files(torch.utils.data.Dataset):
         try:
             return self.protocol.prepare(decode(self.files[i]))
         except SourceError as e:
-            return str(e)
+            return BadFile(str(self.files[i]), str(e))
 
 
 def _keep_list(batch):
@@ -156,10 +163,12 @@ def _forward(net, x, logits):
 
 def iter_file_features(files, protocol: Protocol, net: FIDInception, device: torch.device,
                        batch_size: int, workers: int, progress: bool | None = None,
-                       logits: bool = False, mode: str = "fp32") -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+                       logits: bool = False, mode: str = "fp32",
+                       skipped: list | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
     """Yields (features float32 (b, 2048), logits float32 (b, 1008) or None) per batch, on ``device``.
 
-    Stops with :class:`SourceError` naming the first file that cannot be decoded.
+    Stops with :class:`SourceError` naming the first file that cannot be decoded, unless a
+    ``skipped`` list is given: then such files are appended to it as :class:`BadFile` and left out.
     """
     loader = torch.utils.data.DataLoader(
         _Files(files, protocol), batch_size=batch_size, shuffle=False, num_workers=workers,
@@ -169,9 +178,15 @@ def iter_file_features(files, protocol: Protocol, net: FIDInception, device: tor
     try:
         with torch.inference_mode(), precision(device, mode):
             for batch in loader:
-                for item in batch:
-                    if isinstance(item, str):
-                        raise SourceError(item)
+                bad = [item for item in batch if isinstance(item, BadFile)]
+                if bad:
+                    if skipped is None:
+                        raise SourceError(bad[0].message)
+                    skipped.extend(bad)
+                    bar.update(len(bad))
+                    batch = [item for item in batch if not isinstance(item, BadFile)]
+                    if not batch:
+                        continue
                 out = _run(net, protocol, batch, device, logits)
                 bar.update(len(batch))
                 yield out

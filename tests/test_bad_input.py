@@ -138,3 +138,43 @@ def test_usage_errors_exit_2_data_errors_exit_1(good, tmp_path):
     assert cli("frobnicate").returncode == 2
     r = cli("--debug", "compute", tmp_path / "nope", folder)
     assert r.returncode == 1 and "Traceback" in r.stderr  # --debug shows the traceback
+
+
+def test_skip_bad_leaves_out_counts_and_lists(good, tmp_path):
+    folder, img = good
+    img.save(folder / "c_good.png")
+    (folder / "b_text.png").write_text("not an image")
+    (folder / "d_trunc.jpg").write_bytes(truncated(img, "JPEG"))
+    with pytest.warns(fidkit.FidkitWarning, match="skipped 2 file"):
+        st = fidkit.compute_stats(str(folder), device="cpu", workers=0, skip_bad=True)
+    assert st.n == 2 and [os.path.basename(p) for p in st.extra["skipped"]] == ["b_text.png", "d_trunc.jpg"]
+    r = cli("stats", folder, "-o", tmp_path / "s.npz", "--skip-bad", "--json", "--device", "cpu", "--workers", "1")
+    assert r.returncode == 0, r.stderr
+    import json
+    out = json.loads(r.stdout)
+    assert out["n"] == 2 and len(out["skipped"]) == 2 and "skipped 2 file(s)" in r.stderr
+
+
+def test_ctrl_c_exits_130_and_leaves_no_file(tmp_path, real_a):
+    import shutil
+    import signal
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for k in range(6):  # 60 images: long enough to interrupt in the middle
+        for f in real_a.iterdir():
+            if f.suffix == ".png":
+                shutil.copy(f, folder / f"{k}_{f.name}")
+    out = tmp_path / "out.npz"
+    p = subprocess.Popen([sys.executable, "-m", "fidkit", "stats", str(folder), "-o", str(out), "--device", "cpu",
+                          "--workers", "0", "--batch-size", "2", "--progress"],
+                         stderr=subprocess.PIPE, text=True)
+    seen = ""
+    while "images/s" not in seen:  # the network is running
+        ch = p.stderr.read(1)
+        assert ch, "fidkit ended before it could be interrupted"
+        seen += ch
+    p.send_signal(signal.SIGINT)
+    rest = p.stderr.read()
+    assert p.wait(timeout=60) == 130
+    assert "interrupted" in rest and "Traceback" not in rest
+    assert not out.exists() and [f.name for f in tmp_path.iterdir()] == ["many"]
