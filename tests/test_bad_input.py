@@ -178,3 +178,59 @@ def test_ctrl_c_exits_130_and_leaves_no_file(tmp_path, real_a):
     assert p.wait(timeout=60) == 130
     assert "interrupted" in rest and "Traceback" not in rest
     assert not out.exists() and [f.name for f in tmp_path.iterdir()] == ["many"]
+
+
+@pytest.mark.parametrize("kind", ["16-bit", "self-link", "text"])
+def test_bad_files_through_the_cli(good, tmp_path, kind):
+    folder, _ = good
+    if kind == "16-bit":
+        Image.fromarray(np.full((8, 8), 40000, np.uint16)).save(folder / "bad.png")
+    elif kind == "self-link":
+        os.symlink(folder / "bad.png", folder / "bad.png")
+    else:
+        (folder / "bad.png").write_text("text")
+    r = cli("compute", folder, folder, "--device", "cpu", "--workers", "0")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "bad.png" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_statistics_made_with_other_weights_are_refused_before_any_work(tmp_path, real_b):
+    from fidkit.errors import StatsError
+    from fidkit.stats import Statistics
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(3000, 2048))
+    Statistics(x.mean(0), np.cov(x, rowvar=False), 3000, protocol="ttur",
+               weights_digest="f" * 64).save(tmp_path / "other.npz")
+    with pytest.raises(StatsError, match="made with weights ffffffffffff"):
+        fidkit.fid(str(tmp_path / "other.npz"), str(tmp_path / "does-not-matter"))
+    r = cli("compute", tmp_path / "other.npz", real_b)
+    assert r.returncode == 1 and "--allow-mismatch" in r.stderr
+
+
+def test_a_full_disk_leaves_no_partial_file(tmp_path, monkeypatch):
+    import errno
+    from fidkit.errors import StatsError
+    from fidkit.stats import Statistics
+    real_write = np.lib.format.write_array
+    calls = []
+
+    def failing(fp, arr, **kw):  # the second array hits a full disk
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fp, arr, **kw)
+
+    monkeypatch.setattr(np.lib.format, "write_array", failing)
+    st = Statistics(np.zeros(4), np.eye(4), 10, protocol="ttur", weights_digest="a" * 64)
+    with pytest.raises(StatsError, match="No space left on device.*nothing was written"):
+        st.save(tmp_path / "s.npz")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fid_is_the_same_across_batch_sizes_workers_and_order(real_a, real_b):
+    files = sorted(p for p in real_a.iterdir() if p.suffix == ".png")[:7]  # 7 mixed-size images: quick
+    ref = fidkit.compute_stats(str(real_b), device="cpu", workers=0)
+    values = []
+    for bs, workers, order in [(1, 0, files), (7, 2, files[3:] + files[:3]), (50, 2, files), (128, 0, files[::-1])]:
+        st = fidkit.compute_stats([str(f) for f in order], device="cpu", batch_size=bs, workers=workers)
+        values.append(float(fidkit.frechet_distance(st, ref)))
+    assert max(values) - min(values) <= 1e-6 * min(values), values
