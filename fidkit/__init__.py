@@ -10,6 +10,8 @@ Public API::
     fidkit.inception_score(source_or_logits) -> MeanStd (mean, std)
     fidkit.kid(a, b)                        -> MeanStd (mean, std)
     fidkit.precision_recall(real, fake)     -> dict precision, recall, density, coverage
+    fidkit.FID(reference)                   -> metric: .update(images), .compute(), .reset()
+    fidkit.evaluate_generator(sample_fn, n, batch_size, reference) -> GeneratorResult (fid, n)
 
 Sources are image folders, ``.npz`` statistics files, lists of image paths, or uint8
 image arrays. Protocols: ``ttur`` (default, the original TF FID), ``pytorch-fid``,
@@ -22,6 +24,7 @@ from .errors import FidkitError, FidkitWarning  # noqa: E402
 from .stats import Statistics  # noqa: E402
 from .api import compare, compute_stats, fid, frechet_distance  # noqa: E402
 from .api import inception_score, kid, precision_recall  # noqa: E402
+from .metric import FID, evaluate_generator  # noqa: E402
 
 __all__ = ["fid", "compare", "compute_stats", "frechet_distance", "inception_score", "kid", "precision_recall",
-           "Statistics", "FidkitError", "FidkitWarning", "__version__"]
+           "FID", "evaluate_generator", "Statistics", "FidkitError", "FidkitWarning", "__version__"]

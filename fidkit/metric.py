@@ -1,0 +1,262 @@
+"""FID inside a training loop: a metric object, a generator evaluator, and torch.distributed.
+
+:class:`FID` holds the reference statistics (computed or loaded once) and a float64
+:class:`~fidkit.stats.Accumulator` of the generated images' features, so its memory does
+not grow with the number of updates::
+
+    metric = fidkit.FID("ref.npz", device="cuda")
+    for images in batches:                  # uint8 (N, 3, H, W), or float with input_range
+        metric.update(images, input_range=(-1, 1))
+    print(metric.compute())                 # float
+    metric.reset()                          # the reference statistics stay
+
+Under ``torch.distributed`` (initialised by the user, e.g. with torchrun) each rank
+updates with its own images and :meth:`FID.compute` gathers every rank's (count, mean,
+M2) in float64 and folds them in rank order (:func:`reduce_accumulator`), so every rank
+gets the statistics of all images, equal to one process's to rounding.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from . import __version__
+from .api import _network, compute_stats, frechet_distance, load_weights
+from .errors import FidkitError, SourceError, StatsError
+from .features import default_batch_size, iter_array_features, resolve_device
+from .inception import FEATURE_DIM
+from .preprocess import get_protocol
+from .stats import Accumulator, Statistics
+
+
+def to_uint8(images: torch.Tensor, input_range) -> torch.Tensor:
+    """Float images with values in ``input_range = (lo, hi)`` as uint8 0..255, on their device.
+
+    The arithmetic of saving an image (``torchvision.utils.save_image`` with
+    ``normalize=True, value_range=(lo, hi)``): clamp to [lo, hi], map linearly to [0, 1],
+    then ``x·255 + 0.5`` clamped to [0, 255] and truncated, i.e. rounded half up. It runs in
+    float32 (float64 for float64 input), so uint8 images converted to floats by any linear
+    map come back exactly. Non-finite values are refused.
+    """
+    lo, hi = _check_range(input_range)
+    if not torch.isfinite(images).all():
+        raise SourceError("images hold NaN or inf; FID needs finite pixel values")
+    x = images.detach()
+    x = x.to(torch.float64 if x.dtype == torch.float64 else torch.float32)
+    x = (x.clamp(lo, hi) - lo) / (hi - lo)
+    return (x * 255 + 0.5).clamp(0, 255).to(torch.uint8)
+
+
+def _check_range(input_range) -> tuple:
+    try:
+        lo, hi = (float(v) for v in input_range)
+    except (TypeError, ValueError):
+        raise SourceError(f"input_range must be a pair (lo, hi) of numbers, got {input_range!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
+        raise SourceError(f"input_range {input_range!r}: need finite lo < hi, e.g. (-1, 1) or (0, 1)")
+    return lo, hi
+
+
+def _as_uint8_nchw(images, input_range) -> torch.Tensor:
+    if isinstance(images, np.ndarray):
+        images = torch.from_numpy(images)
+    if not torch.is_tensor(images):
+        raise SourceError(f"images must be a tensor of shape (N, 3, H, W), got {type(images).__name__}")
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise SourceError(f"images must have shape (N, 3, H, W) with 3 channels, got {tuple(images.shape)}")
+    if images.dtype == torch.uint8:
+        if input_range is not None and tuple(float(v) for v in input_range) != (0.0, 255.0):
+            raise SourceError(f"uint8 images are 0..255; input_range {input_range!r} is for float images")
+        return images
+    if not images.is_floating_point():
+        raise SourceError(f"images must be uint8 (0..255) or floating point with input_range, got {images.dtype}")
+    if input_range is None:
+        raise SourceError(f"{images.dtype} images need input_range=(lo, hi), e.g. (-1, 1) for tanh outputs; "
+                          f"fidkit does not guess the range from the values")
+    return to_uint8(images, input_range)
+
+
+def _distributed(group=None) -> bool:
+    import torch.distributed as dist
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size(group) > 1
+
+
+def reduce_accumulator(acc: Accumulator, group=None) -> Accumulator:
+    """The accumulator of all ranks' features under ``torch.distributed``; ``acc`` itself otherwise.
+
+    A collective call: every rank of ``group`` must make it. Each rank's count, mean and M2
+    (float64) are all-gathered and folded with :meth:`Accumulator.merge_moments` in rank
+    order, so every rank gets the same result, equal to one accumulator over all features
+    to rounding (about 1e-15 relative). Gathers on the CPU for gloo and on CUDA for nccl;
+    ``acc`` is left unchanged. Memory: world size × (d² + d + 1) float64 values.
+    """
+    if not _distributed(group):
+        return acc
+    import torch.distributed as dist
+    backend = str(dist.get_backend(group))
+    if "nccl" in backend:
+        dev = acc.mean.device if acc.mean.device.type == "cuda" else torch.device("cuda", torch.cuda.current_device())
+    else:
+        dev = torch.device("cpu")
+    d = acc.dim
+    flat = torch.cat([torch.tensor([float(acc.n)], dtype=torch.float64, device=dev),
+                      acc.mean.to(dev), acc.m2.to(dev).reshape(-1)])
+    parts = [torch.empty_like(flat) for _ in range(dist.get_world_size(group))]
+    dist.all_gather(parts, flat, group=group)
+    out = Accumulator(d, acc.mean.device)
+    for p in parts:
+        n = int(p[0].item())
+        if n:
+            p = p.to(acc.mean.device)
+            out.merge_moments(n, p[1:1 + d], p[1 + d:].reshape(d, d))
+    return out
+
+
+class FID:
+    """FID of generated images, fed batch by batch, against fixed reference statistics.
+
+    ``reference``: an ``.npz`` statistics file, a :class:`~fidkit.stats.Statistics`, an
+    image folder, or uint8 images (numpy (N, H, W, 3) or torch (N, 3, H, W)); folders and
+    images are turned into statistics once, here, with the same protocol, weights, device
+    and precision. Reference statistics recording another protocol or other weights are
+    refused (``allow_mismatch=True`` overrides); a plain mu/sigma file from elsewhere gives
+    a warning that its provenance is unknown. ``batch_size``: images per network batch
+    (default 32 on the CPU, 200 on CUDA); ``workers``: decoding workers for a reference
+    folder. The network is built on the first update.
+    """
+
+    def __init__(self, reference, protocol: str = "ttur", device="auto", weights=None, precision: str = "fp32",
+                 batch_size: int | None = None, *, allow_mismatch: bool = False, workers: int | None = None):
+        self.protocol = get_protocol(protocol)
+        self.device = resolve_device(device)
+        self.weights = load_weights(weights)
+        self.precision = precision
+        self.batch_size = batch_size or default_batch_size(self.device)
+        if self.batch_size < 1:
+            raise SourceError(f"batch size must be at least 1, got {self.batch_size}")
+        self.allow_mismatch = allow_mismatch
+        self._net = None
+        if isinstance(reference, FID):
+            reference = reference.reference
+        ref = compute_stats(reference, self.protocol.name, device=self.device, weights=self.weights,
+                            precision=precision, batch_size=self.batch_size, workers=workers, progress=False)
+        if ref.weights_digest is not None and ref.weights_digest != self.weights.digest and not allow_mismatch:
+            raise StatsError(f"the reference statistics were made with weights {ref.weights_digest[:12]}, but the "
+                             f"weights in use are {self.weights.digest[:12]}; give the same weights, or pass "
+                             f"allow_mismatch=True")
+        if ref.protocol is not None and ref.protocol != self.protocol.name and not allow_mismatch:
+            raise StatsError(f"the reference statistics were made with protocol {ref.protocol!r}, not "
+                             f"{self.protocol.name!r}; use protocol={ref.protocol!r} or recompute them")
+        self.reference: Statistics = ref
+        self._acc = Accumulator(FEATURE_DIM, self.device)
+
+    @property
+    def n(self) -> int:
+        """Generated images seen by this process since the last reset."""
+        return self._acc.n
+
+    def update(self, images, input_range=None) -> None:
+        """Adds a batch of generated images: uint8 (N, 3, H, W) 0..255, or float with ``input_range``.
+
+        Float images are mapped from ``input_range = (lo, hi)`` to uint8 exactly as saving
+        them as image files would (see :func:`to_uint8`); without ``input_range`` they are
+        refused, never guessed from their values. With protocols ``ttur`` and
+        ``pytorch-fid`` everything runs on the metric's device (a GPU batch never goes to
+        the host); protocol ``clean`` resizes with PIL, so it copies each batch to the host.
+        """
+        x = _as_uint8_nchw(images, input_range)
+        if x.shape[0] == 0:
+            return
+        if self._net is None:
+            self._net = _network(self.weights, self.device, self.precision)
+        for feats, _ in iter_array_features(x, self.protocol, self._net, self.device, self.batch_size, "NCHW",
+                                            progress=False, mode=self.precision):
+            self._acc.update(feats)
+
+    def compute_stats(self, sync: bool = True) -> Statistics:
+        """Statistics of the generated images so far. Under torch.distributed, those of all
+        ranks (a collective call, like :meth:`compute`); ``sync=False`` gives this rank's own."""
+        acc = reduce_accumulator(self._acc) if sync else self._acc
+        st = acc.result(protocol=self.protocol.name, weights_digest=self.weights.digest, fidkit_version=__version__)
+        if self.precision != "fp32":
+            st.extra["network_precision"] = self.precision
+        st.source = "fidkit.FID"
+        return st
+
+    @property
+    def stats(self) -> Statistics:
+        """:meth:`compute_stats` (collective under torch.distributed)."""
+        return self.compute_stats()
+
+    def compute(self) -> float:
+        """The FID of the generated images so far (of all ranks under torch.distributed, where
+        every rank must call it) against the reference. Needs at least 2 images."""
+        st = self.compute_stats()
+        return float(frechet_distance(self.reference, st, allow_mismatch=self.allow_mismatch))
+
+    def reset(self) -> None:
+        """Forgets the generated images; the reference statistics stay."""
+        self._acc = Accumulator(FEATURE_DIM, self.device)
+
+    def __repr__(self):
+        return (f"FID(protocol={self.protocol.name!r}, device={str(self.device)!r}, n={self.n}, "
+                f"reference_n={self.reference.n})")
+
+
+@dataclass(frozen=True)
+class GeneratorResult:
+    """What :func:`evaluate_generator` gives: ``fid``, ``n`` (images of all ranks), the
+    protocol and the seconds taken; ``float(result)`` is the FID."""
+
+    fid: float
+    n: int
+    protocol: str
+    seconds: float
+
+    def __float__(self):
+        return self.fid
+
+
+def evaluate_generator(sample_fn, n: int, batch_size: int, reference=None, *, input_range=None,
+                       protocol: str = "ttur", device="auto", weights=None, precision: str = "fp32",
+                       allow_mismatch: bool = False, metric: FID | None = None) -> GeneratorResult:
+    """FID of ``n`` images drawn from ``sample_fn(batch_size)`` against ``reference``.
+
+    ``sample_fn(k)`` returns k images (or any number; extra ones are dropped): uint8
+    (k, 3, H, W), or float with ``input_range`` as for :meth:`FID.update`. It is called
+    under ``torch.no_grad()``. ``reference`` is as for :class:`FID` (or give a ready
+    ``metric``, which is reset first and keeps its reference, to avoid recomputing it).
+    Under torch.distributed, ``n`` is the total: each rank draws its share and the
+    statistics are gathered.
+    """
+    t0 = time.perf_counter()
+    if n < 2 or batch_size < 1:
+        raise FidkitError(f"need n >= 2 images and batch_size >= 1, got n={n}, batch_size={batch_size}")
+    if metric is None:
+        if reference is None:
+            raise FidkitError("give the reference statistics (an .npz, Statistics, folder or images) or a metric")
+        metric = FID(reference, protocol, device, weights, precision, allow_mismatch=allow_mismatch)
+    metric.reset()
+    mine = n
+    if _distributed():
+        import torch.distributed as dist
+        world, rank = dist.get_world_size(), dist.get_rank()
+        mine = n // world + (rank < n % world)
+    done = 0
+    with torch.no_grad():
+        while done < mine:
+            k = min(batch_size, mine - done)
+            images = sample_fn(k)
+            if images.shape[0] == 0:
+                raise SourceError("sample_fn returned no images")
+            images = images[:k]
+            metric.update(images, input_range=input_range)
+            done += images.shape[0]
+    st = metric.compute_stats()
+    fid = float(frechet_distance(metric.reference, st, allow_mismatch=metric.allow_mismatch))
+    return GeneratorResult(fid, st.n, metric.protocol.name, time.perf_counter() - t0)
