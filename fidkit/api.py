@@ -234,13 +234,13 @@ def _refuse_stats_file(source, metric: str) -> None:
 
 
 def _one_pass(source, protocol: str, keep: bool, logits: bool, kw: dict) -> Extraction:
-    if not (keep or logits):
+    if not (keep or logits) or isinstance(source, Statistics) or _is_stats_path(source):
         return Extraction(compute_stats(source, protocol, **kw))
     return extract(source, protocol, keep_features=keep, logits=logits, **kw)
 
 
 def compare(a, b, protocol: str = "ttur", *, allow_mismatch: bool = False, metrics=("fid",),
-            seed: int = _scores.DEFAULT_SEED, **kw) -> FIDResult:
+            seed: int = _scores.DEFAULT_SEED, bootstrap: int = 0, **kw) -> FIDResult:
     """FID between sources ``a`` and ``b`` with details; ``kw`` as for :func:`compute_stats`.
 
     ``metrics`` (names or ``"fid,kid,pr"``) adds scores read from the same single pass over
@@ -250,11 +250,17 @@ def compare(a, b, protocol: str = "ttur", *, allow_mismatch: bool = False, metri
     land in ``result.scores`` with keys ``kid_mean``, ``kid_std``, ``precision``, ``recall``,
     ``density``, ``coverage``, ``isc_mean``, ``isc_std``; ``seed`` seeds KID's subsets and
     the IS shuffle (torch-fidelity's default 2020). Sources of these metrics cannot be
-    statistics files (they keep no per-image features).
+    statistics files (they keep no per-image features). ``bootstrap`` = B > 0 adds a 95%
+    percentile interval of the FID from B resamples of the features (``fid_ci_low``,
+    ``fid_ci_high``, ``fid_bootstrap_std``, ``bootstrap_resamples``); a statistics file
+    among the sources stays fixed, as it keeps no features.
     """
     t0 = time.perf_counter()
     wanted = parse_metrics(metrics)
-    keep = "kid" in wanted or "pr" in wanted
+    keep = "kid" in wanted or "pr" in wanted or bootstrap > 0
+    if bootstrap > 0 and all(isinstance(x, Statistics) or _is_stats_path(x) for x in (a, b)):
+        raise StatsError("a bootstrap resamples images, but both sources are statistics files; give at least "
+                         "one image folder")
     for m in ("kid", "pr"):
         if m in wanted:
             _refuse_stats_file(a, m)
@@ -281,6 +287,16 @@ def compare(a, b, protocol: str = "ttur", *, allow_mismatch: bool = False, metri
     if "is" in wanted:
         i = _scores.inception_score(ex2.logits, seed=seed)
         scores.update(isc_mean=i.mean, isc_std=i.std)
+    if bootstrap > 0:
+        fa, fb, ref = ex1.features, ex2.features, None
+        if fb is None:  # b is the statistics file: resample a against it (the distance is symmetric)
+            fa, fb = None, fa
+            ref = (s2.mu, s2.sigma)
+        elif fa is None:
+            ref = (s1.mu, s1.sigma)
+        ci = _scores.fid_bootstrap(fa, fb, bootstrap, seed=seed, reference=ref)
+        scores.update(fid_ci_low=ci.low, fid_ci_high=ci.high, fid_bootstrap_std=ci.std,
+                      bootstrap_resamples=ci.resamples)
     digest = s1.weights_digest or s2.weights_digest
     return FIDResult(r.fid, get_protocol(protocol).name, s1.n, s2.n, digest, r, time.perf_counter() - t0,
                      str(resolve_device(kw.get("device", "auto"))), kw.get("precision", "fp32"), scores,

@@ -66,10 +66,12 @@ def cli(debug):
 @click.option("--metrics", default="fid", show_default=True,
               help="Comma-separated: fid, kid, pr (precision, recall, density, coverage; A is the real set), "
                    "is (Inception Score of B, the generated set). One pass over each folder serves them all.")
+@click.option("--bootstrap", type=click.IntRange(min=0), default=0, metavar="B",
+              help="Add a 95% confidence interval of the FID from B resamples of the images' features.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
-def compute(a, b, protocol, allow_mismatch, metrics, as_json, **run):
+def compute(a, b, protocol, allow_mismatch, metrics, bootstrap, as_json, **run):
     """FID (and --metrics) between A and B, each an image folder or a statistics .npz (FID only)."""
-    r = compare(a, b, protocol, allow_mismatch=allow_mismatch, metrics=metrics, **run)
+    r = compare(a, b, protocol, allow_mismatch=allow_mismatch, metrics=metrics, bootstrap=bootstrap, **run)
     if as_json:
         click.echo(json.dumps(r.as_dict()))
     else:

@@ -200,3 +200,48 @@ def precision_recall(features_real, features_fake, k: int = 3, block: int = 1000
         "density": density_count.sum().item() / (k * m),
         "coverage": (nearest_fake < r_real).double().mean().item(),
     }
+
+
+class Interval(NamedTuple):
+    """A bootstrap confidence interval: percentile bounds, the spread, and the resample count."""
+
+    low: float
+    high: float
+    std: float
+    resamples: int
+
+
+def _moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    x = np.asarray(x, np.float64)
+    return x.mean(0), np.cov(x, rowvar=False)
+
+
+def fid_bootstrap(features_a, features_b, resamples: int = 100, seed: int = DEFAULT_SEED,
+                  level: float = 0.95, reference=None) -> Interval:
+    """Percentile bootstrap interval of the FID: both feature sets resampled with replacement.
+
+    features_a, features_b: float (N, d) arrays. When ``features_a`` is None, ``reference``
+    (``(mu, sigma)`` of a statistics file, which keeps no per-image features) stays fixed and
+    only ``features_b`` is resampled. Each resample gets its own mean and unbiased covariance
+    in float64 and the Fréchet distance of :mod:`fidkit.frechet`. Cost: ``resamples``
+    distances (about 0.6 s each at d = 2048 on two cores).
+    """
+    from .frechet import frechet_distance
+
+    if resamples < 2:
+        raise StatsError(f"a bootstrap needs at least 2 resamples, got {resamples}")
+    if not 0 < level < 1:
+        raise StatsError(f"confidence level must lie in (0, 1), got {level}")
+    b = _as_2d(features_b, "features_b", np.float64)
+    a = None if features_a is None else _as_2d(features_a, "features_a", np.float64)
+    if a is None and reference is None:
+        raise StatsError("give features_a, or the reference (mu, sigma) to keep fixed")
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(resamples):
+        mu1, s1 = reference if a is None else _moments(a[rng.integers(0, len(a), len(a))])
+        mu2, s2 = _moments(b[rng.integers(0, len(b), len(b))])
+        values.append(frechet_distance(mu1, s1, mu2, s2).fid)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return Interval(float(low), float(high), float(np.std(values, ddof=1)), resamples)

@@ -234,3 +234,28 @@ def test_cli_metrics_and_is(real_a, real_b, real_weights):
                            env={**os.environ, "FIDKIT_WEIGHTS": real_weights.path or ""})
         assert r.returncode == 1 and r.stdout == ""
         assert len(r.stderr.strip().splitlines()) == 1 and "classifier" in r.stderr
+
+
+def test_bootstrap_interval_covers_the_estimate_and_is_reproducible():
+    from fidkit.frechet import frechet_distance
+    from fidkit.scores import fid_bootstrap
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(400, 4)), rng.normal(0.3, 1.2, size=(400, 4))
+    ci = fid_bootstrap(a, b, 200, seed=1)
+    again = fid_bootstrap(a, b, 200, seed=1)
+    point = frechet_distance(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False)).fid
+    assert ci == again and ci.resamples == 200
+    assert ci.low < point < ci.high and ci.low < 0.52 < ci.high  # 0.52: the FID of the two true Gaussians
+    assert 0 < ci.std < 0.5
+    fixed = fid_bootstrap(None, b, 50, seed=1, reference=(np.zeros(4), np.eye(4)))
+    assert fixed.low < fixed.high
+    with pytest.raises(StatsError, match="at least 2 resamples"):
+        fid_bootstrap(a, b, 1)
+
+
+def test_cli_bootstrap(tmp_path, real_a, real_b):
+    r = subprocess.run([sys.executable, "-m", "fidkit", "compute", str(real_a), str(real_b), "--bootstrap", "3",
+                        "--json", "--device", "cpu", "--workers", "0"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["bootstrap_resamples"] == 3 and out["fid_ci_low"] <= out["fid_ci_high"] and out["fid_bootstrap_std"] > 0
