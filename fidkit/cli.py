@@ -17,7 +17,7 @@ from . import __version__
 from .api import compare, compute_stats, inception_score, load_weights
 from .errors import FidkitError
 from .preprocess import PROTOCOLS
-from .sources import list_images
+from .sources import DATASETS, dataset_images, list_images
 from .sources import shard as shard_files
 from .stats import Statistics, check_writable, merge
 
@@ -85,22 +85,33 @@ def compute(a, b, protocol, allow_mismatch, metrics, bootstrap, as_json, **run):
 
 
 @cli.command()
-@click.argument("sources", nargs=-1, required=True)
+@click.argument("sources", nargs=-1)
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .npz path.")
+@click.option("--dataset", type=click.Choice(sorted(DATASETS)), default=None,
+              help="Read a known dataset from its own files instead of a folder.")
 @_run_options
 @click.option("--shard", default=None, metavar="I/K",
               help="Only the I-th of K equal parts of the folder's sorted files (I from 0), to merge later.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
-def stats(sources, output, protocol, shard, as_json, **run):
+def stats(sources, output, protocol, shard, dataset, as_json, **run):
     """Statistics of an image folder, computed once to compare against many times.
 
     \b
     fidkit stats DIR -o data.npz                    the whole folder
     fidkit stats DIR --shard 0/4 -o part0.npz       a quarter of it (on one of four machines)
     fidkit stats merge part*.npz -o data.npz        the exact statistics of the union
+    fidkit stats --dataset fashion-mnist-test -o fm-test.npz
     """
     check_writable(output)  # before the long part, not after it
-    if sources[0] == "merge":
+    if dataset:
+        if sources or shard:
+            raise click.UsageError("--dataset takes no folder and no --shard")
+        st = compute_stats(dataset_images(dataset), protocol, **run)
+        st.extra["dataset"] = dataset
+        st.source = dataset
+    elif not sources:
+        raise click.UsageError("give an image folder, `merge` and statistics files, or --dataset NAME")
+    elif sources[0] == "merge":
         if len(sources) < 2:
             raise click.UsageError("stats merge needs statistics files: fidkit stats merge a.npz b.npz -o all.npz")
         st = merge([Statistics.load(p) for p in sources[1:]])

@@ -82,3 +82,43 @@ def shard(files: list, spec: str) -> list:
         raise SourceError(f"--shard {spec}: need k ≥ 1 and 0 ≤ i < k (shards are numbered from 0)")
     n = len(files)
     return files[i * n // k:(i + 1) * n // k]
+
+
+#: Datasets read directly from their files: name -> (folder, IDX image file). The folder is
+#: where Debian's package dataset-fashion-mnist installs them (``apt-get install
+#: dataset-fashion-mnist``); ``FIDKIT_DATASETS`` points elsewhere.
+DATASETS = {
+    "fashion-mnist-train": ("/usr/share/datasets/fashion-mnist", "train-images-idx3-ubyte.gz"),
+    "fashion-mnist-test": ("/usr/share/datasets/fashion-mnist", "t10k-images-idx3-ubyte.gz"),
+}
+
+
+def read_idx_images(path) -> np.ndarray:
+    """Images of an IDX file (gzipped or not; type uint8, 3 dimensions) as uint8 (N, H, W)."""
+    import gzip
+
+    opener = gzip.open if str(path).endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as e:
+        raise SourceError(f"{path}: cannot read the IDX file ({e}); reinstall the dataset") from None
+    if len(data) < 16 or data[:4] != b"\x00\x00\x08\x03":
+        raise SourceError(f"{path}: not an IDX file of uint8 images (magic {data[:4].hex()}, expected 00000803)")
+    n, h, w = (int.from_bytes(data[i:i + 4], "big") for i in (4, 8, 12))
+    if len(data) != 16 + n * h * w:
+        raise SourceError(f"{path}: holds {len(data) - 16} pixel bytes, its header says {n}×{h}×{w}; "
+                          f"the file is truncated or damaged")
+    return np.frombuffer(data, np.uint8, offset=16).reshape(n, h, w)
+
+
+def dataset_images(name: str) -> np.ndarray:
+    """A named dataset as uint8 (N, H, W, 3): grayscale replicated, as ``convert("RGB")`` does."""
+    if name not in DATASETS:
+        raise SourceError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    folder, filename = DATASETS[name]
+    path = Path(os.environ.get("FIDKIT_DATASETS", folder)) / filename
+    if not path.is_file():
+        raise SourceError(f"{path} not found; install it with `apt-get install dataset-fashion-mnist` or set "
+                          f"FIDKIT_DATASETS to the folder holding {filename}")
+    return np.repeat(read_idx_images(path)[:, :, :, None], 3, axis=3)
