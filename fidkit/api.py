@@ -55,6 +55,36 @@ def _is_stats_path(source) -> bool:
     return isinstance(source, (str, Path)) and str(source).lower().endswith(".npz")
 
 
+def _is_stats(source) -> bool:
+    """A source that is statistics already (keeps no per-image features)."""
+    return isinstance(source, Statistics) or _is_stats_path(source)
+
+
+def check_provenance(st: Statistics, protocol: str | None, weights_digest: str | None,
+                     allow_mismatch: bool = False) -> None:
+    """Refuses, in one line, statistics that record another protocol or other weights than
+    ``protocol`` / ``weights_digest`` (None: not checked); ``allow_mismatch`` lets them pass."""
+    if allow_mismatch:
+        return
+    name = st.source or "the statistics"
+    if st.protocol is not None and protocol is not None and st.protocol != protocol:
+        raise StatsError(f"{name} was made with protocol {st.protocol!r}, not {protocol!r}; use --protocol "
+                         f"{st.protocol} (protocol={st.protocol!r}) or recompute it")
+    if st.weights_digest is not None and weights_digest is not None and st.weights_digest != weights_digest:
+        raise StatsError(f"{name} was made with weights {st.weights_digest[:12]}, but the weights in use are "
+                         f"{weights_digest[:12]}; give the same weights with --weights, or pass --allow-mismatch "
+                         f"(allow_mismatch=True)")
+
+
+def finish_stats(acc: Accumulator, protocol: str, weights: Weights, precision: str, source: str) -> Statistics:
+    """The statistics of ``acc`` with their provenance (protocol, weights digest, version, arithmetic)."""
+    st = acc.result(protocol=protocol, weights_digest=weights.digest, fidkit_version=__version__)
+    if precision != "fp32":
+        st.extra["network_precision"] = precision
+    st.source = source
+    return st
+
+
 def _require_classifier(w: Weights) -> None:
     if not w.has_classifier:
         raise WeightsError(f"these weights ({w.origin}) have no 1008-way classifier, which the Inception Score "
@@ -120,10 +150,7 @@ def extract(source, protocol: str = "ttur", *, batch_size: int | None = None, de
             kept_features.append(feats.cpu().numpy())
         if logits:
             kept_logits.append(lg.cpu().numpy())
-    st = acc.result(protocol=proto.name, weights_digest=w.digest, fidkit_version=__version__)
-    if precision != "fp32":
-        st.extra["network_precision"] = precision
-    st.source = name
+    st = finish_stats(acc, proto.name, w, precision, name)
     if skipped:
         st.extra["skipped"] = [b.path for b in skipped]
         warnings.warn(f"{name}: skipped {len(skipped)} file(s) that could not be decoded, the first: "
@@ -145,9 +172,7 @@ def compute_stats(source, protocol: str = "ttur", **kw) -> Statistics:
         return source
     if _is_stats_path(source):
         st = Statistics.load(source)
-        if st.protocol is not None and st.protocol != get_protocol(protocol).name:
-            raise StatsError(f"{source} was made with protocol {st.protocol!r}, not {protocol!r}; "
-                             f"use --protocol {st.protocol} or recompute it")
+        check_provenance(st, get_protocol(protocol).name, None)
         return st
     return extract(source, protocol, **kw).stats
 
@@ -156,11 +181,7 @@ def _check_compatible(s1: Statistics, s2: Statistics, allow_mismatch: bool) -> N
     if s1.dim != s2.dim:
         raise StatsError(f"statistics have different feature dimensions ({s1.dim} and {s2.dim}); they come "
                          f"from different networks or layers")
-    for field, label in (("protocol", "protocol"), ("weights_digest", "weights")):
-        a, b = getattr(s1, field), getattr(s2, field)
-        if a is not None and b is not None and a != b and not allow_mismatch:
-            raise StatsError(f"the two statistics were made with different {label} ({a[:12]} and {b[:12]}); "
-                             f"recompute one of them, or pass --allow-mismatch to compare anyway")
+    check_provenance(s2, s1.protocol, s1.weights_digest, allow_mismatch)
     for st, label in ((s1, "first"), (s2, "second")):
         if st.n is not None and st.n <= st.dim:
             warnings.warn(f"the {label} set has {st.n} images, not more than the {st.dim} feature dimensions: its "
@@ -228,13 +249,13 @@ def parse_metrics(metrics) -> tuple:
 
 
 def _refuse_stats_file(source, metric: str) -> None:
-    if isinstance(source, Statistics) or _is_stats_path(source):
+    if _is_stats(source):
         raise StatsError(f"{_METRIC_NAMES.get(metric, metric)} needs the features of every image, which a "
                          f"statistics file does not keep ({source}); give the image folder instead")
 
 
 def _one_pass(source, protocol: str, keep: bool, logits: bool, kw: dict) -> Extraction:
-    if not (keep or logits) or isinstance(source, Statistics) or _is_stats_path(source):
+    if not (keep or logits) or _is_stats(source):
         return Extraction(compute_stats(source, protocol, **kw))
     return extract(source, protocol, keep_features=keep, logits=logits, **kw)
 
@@ -258,7 +279,7 @@ def compare(a, b, protocol: str = "ttur", *, allow_mismatch: bool = False, metri
     t0 = time.perf_counter()
     wanted = parse_metrics(metrics)
     keep = "kid" in wanted or "pr" in wanted or bootstrap > 0
-    if bootstrap > 0 and all(isinstance(x, Statistics) or _is_stats_path(x) for x in (a, b)):
+    if bootstrap > 0 and _is_stats(a) and _is_stats(b):
         raise StatsError("a bootstrap resamples images, but both sources are statistics files; give at least "
                          "one image folder")
     for m in ("kid", "pr"):
@@ -270,11 +291,8 @@ def compare(a, b, protocol: str = "ttur", *, allow_mismatch: bool = False, metri
         _require_classifier(load_weights(kw.get("weights")))  # before spending time on a
     ex1 = _one_pass(a, protocol, keep, False, kw)
     s1 = ex1.stats
-    if s1.weights_digest and not allow_mismatch and not (isinstance(b, Statistics) or _is_stats_path(b)):
-        digest = load_weights(kw.get("weights")).digest
-        if digest != s1.weights_digest:  # refuse before spending time on b
-            raise StatsError(f"{a} was made with weights {s1.weights_digest[:12]}, but the weights in use are "
-                             f"{digest[:12]}; give the same weights with --weights, or pass --allow-mismatch")
+    if s1.weights_digest and not _is_stats(b):  # refuse other weights before spending time on b
+        check_provenance(s1, None, load_weights(kw.get("weights")).digest, allow_mismatch)
     ex2 = _one_pass(b, protocol, keep, "is" in wanted, kw)
     s2 = ex2.stats
     r = frechet_distance(s1, s2, allow_mismatch=allow_mismatch)

@@ -25,9 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import __version__
-from .api import _network, compute_stats, frechet_distance, load_weights
-from .errors import FidkitError, SourceError, StatsError
+from .api import _network, check_provenance, compute_stats, finish_stats, frechet_distance, load_weights
+from .errors import FidkitError, SourceError
 from .features import default_batch_size, iter_array_features, resolve_device
 from .inception import FEATURE_DIM
 from .preprocess import get_protocol
@@ -145,13 +144,7 @@ class FID:
             reference = reference.reference
         ref = compute_stats(reference, self.protocol.name, device=self.device, weights=self.weights,
                             precision=precision, batch_size=self.batch_size, workers=workers, progress=False)
-        if ref.weights_digest is not None and ref.weights_digest != self.weights.digest and not allow_mismatch:
-            raise StatsError(f"the reference statistics were made with weights {ref.weights_digest[:12]}, but the "
-                             f"weights in use are {self.weights.digest[:12]}; give the same weights, or pass "
-                             f"allow_mismatch=True")
-        if ref.protocol is not None and ref.protocol != self.protocol.name and not allow_mismatch:
-            raise StatsError(f"the reference statistics were made with protocol {ref.protocol!r}, not "
-                             f"{self.protocol.name!r}; use protocol={ref.protocol!r} or recompute them")
+        check_provenance(ref, self.protocol.name, self.weights.digest, allow_mismatch)
         self.reference: Statistics = ref
         self._acc = Accumulator(FEATURE_DIM, self.device)
 
@@ -182,11 +175,7 @@ class FID:
         """Statistics of the generated images so far. Under torch.distributed, those of all
         ranks (a collective call, like :meth:`compute`); ``sync=False`` gives this rank's own."""
         acc = reduce_accumulator(self._acc) if sync else self._acc
-        st = acc.result(protocol=self.protocol.name, weights_digest=self.weights.digest, fidkit_version=__version__)
-        if self.precision != "fp32":
-            st.extra["network_precision"] = self.precision
-        st.source = "fidkit.FID"
-        return st
+        return finish_stats(acc, self.protocol.name, self.weights, self.precision, "fidkit.FID")
 
     @property
     def stats(self) -> Statistics:
