@@ -159,11 +159,11 @@ def extract(source, protocol: str = "ttur", *, batch_size: int | None = None, de
                       np.concatenate(kept_logits) if logits else None)
 
 
-def compute_stats(source, protocol: str = "ttur", **kw) -> Statistics:
+def compute_stats(source, protocol: str = "ttur", *, allow_mismatch: bool = False, **kw) -> Statistics:
     """Mean and covariance of the pool3 features of ``source`` (see the module docstring).
 
     An ``.npz`` path or a :class:`Statistics` is returned as loaded (its protocol is checked
-    when it records one). Otherwise ``kw`` are those of :func:`extract` (batch_size, device,
+    when it records one, unless ``allow_mismatch``). Otherwise ``kw`` are those of :func:`extract` (batch_size, device,
     workers, weights, progress, precision): returns float64 statistics with protocol,
     weights digest and image count recorded. ``precision`` is ``fp32`` (strict, default), or
     on CUDA ``tf32`` or ``bf16`` (faster, slightly different scores; recorded in the file).
@@ -172,7 +172,7 @@ def compute_stats(source, protocol: str = "ttur", **kw) -> Statistics:
         return source
     if _is_stats_path(source):
         st = Statistics.load(source)
-        check_provenance(st, get_protocol(protocol).name, None)
+        check_provenance(st, get_protocol(protocol).name, None, allow_mismatch)
         return st
     return extract(source, protocol, **kw).stats
 
@@ -254,9 +254,9 @@ def _refuse_stats_file(source, metric: str) -> None:
                          f"statistics file does not keep ({source}); give the image folder instead")
 
 
-def _one_pass(source, protocol: str, keep: bool, logits: bool, kw: dict) -> Extraction:
+def _one_pass(source, protocol: str, keep: bool, logits: bool, kw: dict, allow_mismatch: bool) -> Extraction:
     if not (keep or logits) or _is_stats(source):
-        return Extraction(compute_stats(source, protocol, **kw))
+        return Extraction(compute_stats(source, protocol, allow_mismatch=allow_mismatch, **kw))
     return extract(source, protocol, keep_features=keep, logits=logits, **kw)
 
 
@@ -289,11 +289,11 @@ def compare(a, b, protocol: str = "ttur", *, allow_mismatch: bool = False, metri
     if "is" in wanted:
         _refuse_stats_file(b, "is")
         _require_classifier(load_weights(kw.get("weights")))  # before spending time on a
-    ex1 = _one_pass(a, protocol, keep, False, kw)
+    ex1 = _one_pass(a, protocol, keep, False, kw, allow_mismatch)
     s1 = ex1.stats
     if s1.weights_digest and not _is_stats(b):  # refuse other weights before spending time on b
         check_provenance(s1, None, load_weights(kw.get("weights")).digest, allow_mismatch)
-    ex2 = _one_pass(b, protocol, keep, "is" in wanted, kw)
+    ex2 = _one_pass(b, protocol, keep, "is" in wanted, kw, allow_mismatch)
     s2 = ex2.stats
     r = frechet_distance(s1, s2, allow_mismatch=allow_mismatch)
     scores: dict = {}

@@ -60,6 +60,8 @@ def test_protocols_differ_and_mismatch_is_refused(tmp_path, real_a, real_b):
     assert r.returncode == 1
     assert r.stderr.strip().splitlines()[-1].startswith("fidkit: error:") and "protocol 'clean'" in r.stderr
     assert "Traceback" not in r.stderr
+    r = run("compute", tmp_path / "clean.npz", tmp_path / "clean.npz", "--allow-mismatch", "--json")
+    assert json.loads(r.stdout)["fid"] == pytest.approx(0, abs=1e-6)  # the flag lets another protocol through
     r = run("compute", tmp_path / "clean.npz", real_b, "--protocol", "clean", "--json", "--device", "cpu")
     out = json.loads(r.stdout)
     assert out["protocol"] == "clean" and out["fid"] == pytest.approx(REFERENCE["clean"], rel=1e-5)
