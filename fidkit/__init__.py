@@ -4,6 +4,7 @@ Public API::
 
     fidkit.fid(a, b, protocol="ttur")       -> float
     fidkit.compare(a, b, protocol="ttur")   -> FIDResult (fid, n_a, n_b, protocol, ...)
+    fidkit.features(source, ...)            -> float32 (N, 2048) pool3 features
     fidkit.compute_stats(source, ...)       -> Statistics (mu, sigma, n; .save(path), Statistics.load(path))
     fidkit.frechet_distance(s1, s2)         -> FrechetResult (float(result) is the FID)
     fidkit.compare(a, b, metrics="fid,kid,pr,is") -> FIDResult with .scores (one pass per source)
@@ -22,9 +23,9 @@ __version__ = "0.1.0"
 
 from .errors import FidkitError, FidkitWarning  # noqa: E402
 from .stats import Statistics  # noqa: E402
-from .api import compare, compute_stats, fid, frechet_distance  # noqa: E402
+from .api import compare, compute_stats, features, fid, frechet_distance  # noqa: E402
 from .api import inception_score, kid, precision_recall  # noqa: E402
 from .metric import FID, evaluate_generator  # noqa: E402
 
-__all__ = ["fid", "compare", "compute_stats", "frechet_distance", "inception_score", "kid", "precision_recall",
+__all__ = ["fid", "compare", "compute_stats", "features", "frechet_distance", "inception_score", "kid", "precision_recall",
            "FID", "evaluate_generator", "Statistics", "FidkitError", "FidkitWarning", "__version__"]

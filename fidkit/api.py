@@ -159,6 +159,16 @@ def extract(source, protocol: str = "ttur", *, batch_size: int | None = None, de
                       np.concatenate(kept_logits) if logits else None)
 
 
+def features(source, protocol: str = "ttur", **kw) -> np.ndarray:
+    """The pool3 features of ``source`` (folder, file list or uint8 images): float32 (N, 2048).
+
+    For metrics that need every feature vector (KID, precision/recall) computed more than
+    once against the same reference; ``kw`` as for :func:`extract`.
+    """
+    _refuse_stats_file(source, "features")
+    return extract(source, protocol, keep_features=True, **kw).features
+
+
 def compute_stats(source, protocol: str = "ttur", *, allow_mismatch: bool = False, **kw) -> Statistics:
     """Mean and covariance of the pool3 features of ``source`` (see the module docstring).
 

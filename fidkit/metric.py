@@ -126,11 +126,15 @@ class FID:
     refused (``allow_mismatch=True`` overrides); a plain mu/sigma file from elsewhere gives
     a warning that its provenance is unknown. ``batch_size``: images per network batch
     (default 32 on the CPU, 200 on CUDA); ``workers``: decoding workers for a reference
-    folder. The network is built on the first update.
+    folder. ``keep_features=True`` also keeps every generated image's pool3 features on
+    the host (float32, 8 KiB per image) for :meth:`features`, e.g. to compute KID against
+    reference features with :func:`fidkit.kid`; memory then grows with the images. The
+    network is built on the first update.
     """
 
     def __init__(self, reference, protocol: str = "ttur", device="auto", weights=None, precision: str = "fp32",
-                 batch_size: int | None = None, *, allow_mismatch: bool = False, workers: int | None = None):
+                 batch_size: int | None = None, *, allow_mismatch: bool = False, workers: int | None = None,
+                 keep_features: bool = False):
         self.protocol = get_protocol(protocol)
         self.device = resolve_device(device)
         self.weights = load_weights(weights)
@@ -147,6 +151,8 @@ class FID:
         check_provenance(ref, self.protocol.name, self.weights.digest, allow_mismatch)
         self.reference: Statistics = ref
         self._acc = Accumulator(FEATURE_DIM, self.device)
+        self.keep_features = keep_features
+        self._kept: list = []
 
     @property
     def n(self) -> int:
@@ -170,6 +176,18 @@ class FID:
         for feats, _ in iter_array_features(x, self.protocol, self._net, self.device, self.batch_size, "NCHW",
                                             progress=False, mode=self.precision):
             self._acc.update(feats)
+            if self.keep_features:
+                self._kept.append(feats.float().cpu().numpy())
+
+    def features(self) -> np.ndarray:
+        """This process's generated features since the last reset: float32 (N, 2048).
+        Needs ``keep_features=True``; not gathered across torch.distributed ranks."""
+        if not self.keep_features:
+            raise FidkitError("this FID metric does not keep features; create it with keep_features=True")
+        if not self._kept:
+            return np.zeros((0, FEATURE_DIM), np.float32)
+        self._kept = [np.concatenate(self._kept)]
+        return self._kept[0]
 
     def compute_stats(self, sync: bool = True) -> Statistics:
         """Statistics of the generated images so far. Under torch.distributed, those of all
@@ -191,6 +209,7 @@ class FID:
     def reset(self) -> None:
         """Forgets the generated images; the reference statistics stay."""
         self._acc = Accumulator(FEATURE_DIM, self.device)
+        self._kept = []
 
     def __repr__(self):
         return (f"FID(protocol={self.protocol.name!r}, device={str(self.device)!r}, n={self.n}, "

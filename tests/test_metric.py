@@ -81,6 +81,23 @@ def test_memory_is_constant_and_reset_keeps_the_reference(filled, imgs, ref_stat
     assert again.n == 3 and np.array_equal(again.mu, first.mu) and np.array_equal(again.sigma, first.sigma)
 
 
+def test_kept_features_give_kid_and_match_fidkit_features(ref_stats, imgs):
+    m = fidkit.FID(ref_stats, device="cpu", batch_size=2, keep_features=True)
+    m.update(imgs[1][:2])
+    m.update(imgs[1][2:3])
+    kept = m.features()
+    direct = fidkit.features(imgs[1][:3], device="cpu", batch_size=3)
+    assert kept.shape == direct.shape == (3, FEATURE_DIM) and kept.dtype == direct.dtype == np.float32
+    np.testing.assert_allclose(kept, direct, rtol=1e-4, atol=1e-5)  # batch sizes differ: rounding only
+    # the kept features are those the statistics were accumulated from
+    np.testing.assert_allclose(kept.astype(np.float64).mean(0), m.compute_stats().mu, rtol=1e-5, atol=1e-7)
+    assert np.isfinite(fidkit.kid(kept, direct, subset_size=3, subsets=2).mean)
+    m.reset()
+    assert m.features().shape == (0, FEATURE_DIM)
+    with pytest.raises(FidkitError, match="keep_features=True"):
+        fidkit.FID(ref_stats, device="cpu").features()
+
+
 def test_float_images_need_input_range_and_map_like_saved_images(ref_stats, imgs):
     u8 = imgs[1][:2]
     m_u8 = fidkit.FID(ref_stats, device="cpu")
