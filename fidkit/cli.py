@@ -86,7 +86,8 @@ def compute(a, b, protocol, allow_mismatch, metrics, bootstrap, as_json, **run):
 
 @cli.command()
 @click.argument("sources", nargs=-1)
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .npz path.")
+@click.option("-o", "--output", default=None, type=click.Path(dir_okay=False),
+              help="Output .npz path (required, except for `fetch`).")
 @click.option("--dataset", type=click.Choice(sorted(DATASETS)), default=None,
               help="Read a known dataset from its own files instead of a folder.")
 @_run_options
@@ -101,7 +102,13 @@ def stats(sources, output, protocol, shard, dataset, as_json, **run):
     fidkit stats DIR --shard 0/4 -o part0.npz       a quarter of it (on one of four machines)
     fidkit stats merge part*.npz -o data.npz        the exact statistics of the union
     fidkit stats --dataset fashion-mnist-test -o fm-test.npz
+    fidkit stats fetch ttur-cifar10-train           published statistics, into fidkit's cache
+    fidkit stats fetch                              the list of published statistics
     """
+    if sources and sources[0] == "fetch":
+        return _fetch(sources[1:], output, as_json, dataset or shard)
+    if output is None:
+        raise click.UsageError("give the output file with -o PATH")
     check_writable(output)  # before the long part, not after it
     if dataset:
         if sources or shard:
@@ -134,6 +141,34 @@ def stats(sources, output, protocol, shard, dataset, as_json, **run):
     if st.extra.get("skipped"):
         info["skipped"] = st.extra["skipped"]
     click.echo(json.dumps(info) if as_json else f"wrote {path} ({st.n} images, protocol {st.protocol})")
+
+
+def _fetch(names, output, as_json, other_options) -> None:
+    from . import registry
+
+    if other_options:
+        raise click.UsageError("stats fetch takes a name and -o only")
+    if not names:
+        rows = [{"name": p.name, "protocol": p.protocol, "dataset": p.dataset, "url": p.url}
+                for p in registry.PUBLISHED.values()]
+        if as_json:
+            click.echo(json.dumps(rows))
+        else:
+            for r in rows:
+                click.echo(f"{r['name']:44s} {r['protocol']:12s} {r['dataset']}")
+        return
+    if len(names) != 1:
+        raise click.UsageError("stats fetch takes one name")
+    if output is not None:
+        check_writable(output)
+    path = registry.fetch(names[0], say=lambda m: click.echo(m, err=True))
+    if output is not None:
+        st = Statistics.load(path)
+        path = st.save(output)
+    st = Statistics.load(path)
+    info = {"path": str(path), "name": names[0], "protocol": st.protocol, "n": st.n,
+            "download_sha256": st.extra.get("download_sha256")}
+    click.echo(json.dumps(info) if as_json else str(path))
 
 
 @cli.command("is")

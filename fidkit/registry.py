@@ -1,0 +1,192 @@
+"""Published reference statistics: a registry of the files papers compare against, fetched
+once into fidkit's cache (``fidkit stats fetch NAME``).
+
+Each entry names where the file is published, the dataset, and the protocol it was made
+with: TTUR's files (the original TF FID) and clean-fid's ``legacy_tensorflow`` files
+belong to protocol ``ttur``, clean-fid's ``legacy_pytorch`` files to ``pytorch-fid``, its
+``clean`` files to ``clean``. All of them come from the same TF Inception-v3 graph of
+2015-12-05 that fidkit's weights reproduce.
+
+Digests. fidkit cannot know the digests of files it has never been able to download (the
+machines it is built on have no internet), so it trusts the first download: the sha256 of
+the file as published is recorded in ``stats/digests.json`` in the cache, and every later
+fetch or use of the cached copy is checked against it. A changed file upstream, or a
+damaged cached copy, is then reported instead of silently giving other scores.
+
+The cached file is a fidkit statistics file (``mu``, ``sigma``, metadata): the published
+``mu``/``sigma`` unchanged (float64), with the protocol, the registry name, the URL and the
+download's sha256 recorded. Its weights digest is left unknown (the published files were
+computed with TensorFlow, not with a weights file fidkit can hash), so only the protocol is
+checked when it is compared.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from ._io import atomic_write
+from .errors import StatsError
+from .stats import Statistics
+from .weights import cache_dir
+
+TTUR_BASE = "http://bioinf.jku.at/research/ttur/ttur_stats/"
+CLEANFID_BASE = "https://www.cs.cmu.edu/~clean-fid/stats/"
+CLEANFID_PROTOCOL = {"clean": "clean", "legacy_tensorflow": "ttur", "legacy_pytorch": "pytorch-fid"}
+
+
+@dataclass(frozen=True)
+class Published:
+    """One published statistics file: registry name, URL, fidkit protocol, what it describes."""
+
+    name: str
+    url: str
+    protocol: str
+    dataset: str
+    publisher: str
+
+
+def _ttur(name: str, file: str, dataset: str) -> Published:
+    return Published(name, TTUR_BASE + file, "ttur", dataset, "TTUR (bioinf-jku)")
+
+
+def _cleanfid(dataset: str, split: str, res: int, modes, about: str) -> list[Published]:
+    out = []
+    for mode in modes:
+        name = f"cleanfid-{dataset}-{split}-{res}-{mode}".replace("_", "-")
+        out.append(Published(name, f"{CLEANFID_BASE}{dataset}_{mode}_{split}_{res}.npz", CLEANFID_PROTOCOL[mode],
+                             f"{about}, {split} split, {res}×{res}", f"clean-fid ({mode})"))
+    return out
+
+
+_ALL_MODES = ("clean", "legacy_tensorflow", "legacy_pytorch")
+PUBLISHED: dict[str, Published] = {p.name: p for p in [
+    _ttur("ttur-cifar10-train", "fid_stats_cifar10_train.npz", "CIFAR-10 training set, 32×32"),
+    _ttur("ttur-celeba", "fid_stats_celeba.npz", "CelebA, cropped and resized to 64×64"),
+    _ttur("ttur-svhn-train", "fid_stats_svhn_train.npz", "SVHN training set, 32×32"),
+    _ttur("ttur-lsun-bedroom-train", "fid_stats_lsun_train.npz", "LSUN bedrooms training set, 64×64"),
+    _ttur("ttur-imagenet-train", "fid_stats_imagenet_train.npz", "ImageNet training set, 64×64"),
+    _ttur("ttur-imagenet-valid", "fid_stats_imagenet_valid.npz", "ImageNet validation set, 64×64"),
+    *_cleanfid("cifar10", "train", 32, _ALL_MODES, "CIFAR-10"),
+    *_cleanfid("cifar10", "test", 32, _ALL_MODES, "CIFAR-10"),
+    *_cleanfid("ffhq", "trainval70k", 1024, ("clean", "legacy_tensorflow"), "FFHQ"),
+    *_cleanfid("ffhq", "trainval70k", 256, ("clean", "legacy_tensorflow"), "FFHQ"),
+    *_cleanfid("lsun_church", "train", 256, ("clean", "legacy_tensorflow"), "LSUN churches"),
+    *_cleanfid("afhq_cat", "train", 512, ("clean",), "AFHQ cats"),
+    *_cleanfid("afhq_dog", "train", 512, ("clean",), "AFHQ dogs"),
+    *_cleanfid("afhq_wild", "train", 512, ("clean",), "AFHQ wild animals"),
+    *_cleanfid("metfaces", "train", 1024, ("clean",), "MetFaces"),
+]}
+
+
+def stats_dir() -> Path:
+    """Where fetched statistics live: ``<fidkit cache>/stats``."""
+    return cache_dir() / "stats"
+
+
+def _digests_path() -> Path:
+    return stats_dir() / "digests.json"
+
+
+def recorded_digests() -> dict:
+    """name -> sha256 of the published file, as recorded at its first download."""
+    path = _digests_path()
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise StatsError(f"{path}: unreadable digest record ({e}); delete it to trust the next downloads anew") \
+            from None
+
+
+def _record_digest(name: str, digest: str) -> None:
+    record = recorded_digests()
+    record[name] = digest
+    text = json.dumps(record, indent=1, sort_keys=True).encode()
+    atomic_write(_digests_path(), lambda f: f.write(text))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def lookup(name: str) -> Published:
+    if name not in PUBLISHED:
+        close = [n for n in PUBLISHED if name.lower() in n]
+        hint = f"; did you mean {', '.join(close[:4])}?" if close else "; `fidkit stats fetch` lists them"
+        raise StatsError(f"no published statistics named {name!r}{hint}")
+    return PUBLISHED[name]
+
+
+def cached_path(name: str) -> Path:
+    """The path of the fidkit statistics file for ``name`` in the cache (may not exist yet)."""
+    return stats_dir() / f"{lookup(name).name}.npz"
+
+
+def _download(url: str, dest: Path, timeout: float) -> None:
+    tmp = dest.with_name(dest.name + ".download")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r, open(tmp, "wb") as f:
+            shutil.copyfileobj(r, f, 1 << 20)
+        tmp.replace(dest)
+    except urllib.error.HTTPError as e:
+        raise StatsError(f"cannot download {url}: HTTP {e.code} {e.reason}; the file may have moved") from None
+    except (urllib.error.URLError, OSError, TimeoutError) as e:
+        reason = getattr(e, "reason", None) or e
+        raise StatsError(f"cannot download {url} ({reason}); fetching published statistics needs the internet, "
+                         f"or put the file there yourself and pass its path instead") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def fetch(name: str, *, timeout: float = 30.0, say=print) -> Path:
+    """The cached fidkit statistics file of the published statistics ``name``, downloaded
+    and converted on first use. The download's sha256 is recorded at the first download
+    and checked on every later one; the cached file's recorded sha256 is checked on every
+    call. Raises :class:`~fidkit.errors.StatsError` (one line) when offline, on a digest
+    mismatch, or when the file is not a statistics file."""
+    entry = lookup(name)
+    out = cached_path(name)
+    recorded = recorded_digests().get(entry.name)
+    if out.is_file():
+        st = Statistics.load(out)
+        if recorded is None or st.extra.get("download_sha256") != recorded:
+            raise StatsError(f"{out} does not match the digest recorded at the first download; delete it and "
+                             f"fetch again")
+        return out
+    stats_dir().mkdir(parents=True, exist_ok=True)
+    raw = stats_dir() / f"{entry.name}.published.npz"
+    say(f"fidkit: stats: downloading {entry.url}")
+    _download(entry.url, raw, timeout)
+    try:
+        digest = _sha256(raw)
+        if recorded is not None and digest != recorded:
+            raise StatsError(f"{entry.url} has sha256 {digest[:12]}…, but the first download had {recorded[:12]}…; "
+                             f"the published file changed or the download is damaged. Delete {_digests_path()} "
+                             f"to trust the new file")
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a plain mu/sigma file, as expected: provenance is added below
+            published = Statistics.load(raw)
+        st = Statistics(published.mu, published.sigma, published.n, entry.protocol, None,
+                        extra={"registry_name": entry.name, "dataset": entry.dataset, "publisher": entry.publisher,
+                               "url": entry.url, "download_sha256": digest,
+                               "network": "TF Inception-v3 2015-12-05 (the graph the publisher ran)"},
+                        source=str(out))
+        st.save(out)
+        if recorded is None:
+            _record_digest(entry.name, digest)
+            say(f"fidkit: stats: first download of {entry.name}: recorded sha256 {digest}")
+    finally:
+        raw.unlink(missing_ok=True)
+    return out
