@@ -1,5 +1,6 @@
 """Checks that each fidkit protocol gives the FID of its reference implementation on the
-same two image folders, with the same Inception weights, and records the wall times.
+same two image folders, with the same Inception weights, and records wall time, images/s
+and peak memory of every run (the speed table of the README).
 
     python benchmarks/agreement.py [--a DIR --b DIR] [--peers-python PY] [--peers-dir DIR]
                                    [--fidkit-python PY] [--out benchmarks/results/agreement.json]
@@ -118,20 +119,89 @@ def parse_json_object(stdout: str):
     return None, False
 
 
-def run_timed(cmd, env=None, cwd=None, timeout=None):
-    """Runs cmd, returns (returncode or None on timeout, stdout, stderr, wall seconds)."""
+def _children_map():
+    """pid -> list of child pids, from /proc (Linux)."""
+    kids = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as fh:
+                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        kids.setdefault(ppid, []).append(int(name))
+    return kids
+
+
+def _pss_bytes(pid):
+    """Proportional set size of a process (shared pages divided among their sharers), or
+    its RSS where smaps_rollup is not readable; 0 when the process is gone."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as fh:
+            for line in fh:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        with open(f"/proc/{pid}/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def tree_rss_bytes(pid):
+    """Memory of a process and all its descendants (bytes; 0 when gone): the sum of their
+    proportional set sizes, so that pages a worker shares with its parent after fork()
+    count once."""
+    kids = _children_map()
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        total += _pss_bytes(p)
+        todo.extend(kids.get(p, []))
+    return total
+
+
+def run_timed(cmd, env=None, cwd=None, timeout=None, rss=None):
+    """Runs cmd, returns (returncode or None on timeout, stdout, stderr, wall seconds).
+
+    With a dict ``rss``, the memory of the process tree (the process and its worker
+    processes together, as the sum of their proportional set sizes) is sampled every 0.1 s
+    and its peak stored as ``rss["peak_bytes"]``."""
+    import threading
+
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd,
-                              timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
-        seconds = time.perf_counter() - t0
-        out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else exc.stdout
-        err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else exc.stderr
-        return None, out or "", (err or "") + f"\ntimed out after {timeout} s", seconds
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=env, cwd=cwd)
     except OSError as exc:
         return -1, "", f"cannot run {cmd[0]}: {exc}", time.perf_counter() - t0
-    return proc.returncode, proc.stdout, proc.stderr, time.perf_counter() - t0
+    stop = threading.Event()
+    peak = [0]
+
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], tree_rss_bytes(proc.pid))
+            stop.wait(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True) if rss is not None else None
+    if sampler:
+        sampler.start()
+    try:
+        out, err = proc.communicate(timeout=timeout)
+        rc = proc.returncode
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        rc, err = None, (err or "") + f"\ntimed out after {timeout} s"
+    seconds = time.perf_counter() - t0
+    if sampler:
+        stop.set()
+        sampler.join()
+        rss["peak_bytes"] = peak[0]
+    return rc, out or "", err or "", seconds
 
 
 def finite_float(value):
@@ -146,9 +216,11 @@ def run_peer(peers_python, run_peer_py, impl, a, b, timeout):
     cmd = [peers_python, run_peer_py, impl, a, b]
     env = dict(os.environ, THREADS=PEER_THREADS)
     print(f"[peer]   {impl} ...", flush=True)
-    rc, out, err, seconds = run_timed(cmd, env=env, timeout=timeout)
+    rss = {}
+    rc, out, err, seconds = run_timed(cmd, env=env, timeout=timeout, rss=rss)
     rec = {"command": "THREADS=%s %s" % (PEER_THREADS, shlex.join(cmd)),
            "returncode": rc, "wall_seconds": round(seconds, 2),
+           "peak_rss_mib": round(rss["peak_bytes"] / 2**20, 1),
            "fid": None, "seconds": None, "error": None}
     obj, _ = parse_json_object(out)
     if rc != 0 or obj is None or finite_float(obj.get("fid")) is None:
@@ -166,9 +238,10 @@ def run_fidkit(fidkit_python, protocol, a, b, timeout):
     cmd = [fidkit_python, "-m", "fidkit", "compute", a, b, "--protocol", protocol, "--json",
            "--device", "cpu"]
     print(f"[fidkit] {protocol} ...", flush=True)
-    rc, out, err, seconds = run_timed(cmd, cwd=REPO_ROOT, timeout=timeout)
+    rss = {}
+    rc, out, err, seconds = run_timed(cmd, cwd=REPO_ROOT, timeout=timeout, rss=rss)
     rec = {"command": shlex.join(cmd), "cwd": REPO_ROOT, "returncode": rc,
-           "wall_seconds": round(seconds, 2), "fid": None, "output": None, "error": None,
+           "wall_seconds": round(seconds, 2), "peak_rss_mib": round(rss["peak_bytes"] / 2**20, 1), "fid": None, "output": None, "error": None,
            "notes": []}
     obj, exact = parse_json_object(out)
     if rc != 0 or obj is None or finite_float(obj.get("fid")) is None:
@@ -336,7 +409,50 @@ def markdown(record):
                       + " (run in batches by run_peer.py) need images of one size."]
     lines += ["", "Seconds are wall times of the whole process (start-up, weights, decoding, "
                   "network, statistics), measured by the benchmark.", ""]
+    if record.get("speed"):
+        lines += ["## Speed and memory", "",
+                  "| implementation | protocol | FID | wall s | images/s | peak RSS MiB | time ÷ fidkit's |",
+                  "|---|---|---:|---:|---:|---:|---:|"]
+        for r in record["speed"]:
+            lines.append(f"| {r['implementation']} | `{r['protocol']}` | {fmt(r['fid'], '.6f')} "
+                         f"| {fmt(r['wall_seconds'], '.1f')} | {fmt(r['images_per_second'], '.2f')} "
+                         f"| {fmt(r['peak_rss_mib'], '.0f')} | {fmt(r['time_ratio_to_fidkit'], '.2f')} |")
+        lines += ["", "images/s = images of both folders ÷ wall seconds. Peak RSS: the resident memory of the "
+                      "process and its worker processes together (sum of proportional set sizes, so that "
+                      "pages shared after fork count once), sampled every 0.1 s. time ÷ fidkit's: the "
+                      "implementation's wall time over fidkit's with the same protocol (above 1: fidkit is "
+                      "faster).", ""]
+        fastest = record.get("fastest_peer")
+        if fastest:
+            lines += [f"Fastest peer: {fastest['implementation']} ({fastest['wall_seconds']:.1f} s); fidkit "
+                      f"is {fastest['speedup']:.2f}× faster than it (ttur protocol).", ""]
     return "\n".join(lines)
+
+
+def speed_table(record):
+    """One row per run (fidkit per protocol, each peer): FID, time, images/s, memory, ratio."""
+    n = record["a"]["n_images"] + record["b"]["n_images"]
+    rows, fidkit_s = [], {}
+    for c in record["comparisons"]:
+        if c["fidkit_seconds"] is not None and c["protocol"] not in fidkit_s:
+            fidkit_s[c["protocol"]] = c["fidkit_seconds"]
+            rows.append({"implementation": "fidkit", "protocol": c["protocol"], "fid": c["fidkit_fid"],
+                         "wall_seconds": c["fidkit_seconds"], "peak_rss_mib": c["fidkit_peak_rss_mib"]})
+    for c in record["comparisons"]:
+        rows.append({"implementation": c["peer"], "protocol": c["protocol"], "fid": c["peer_fid"],
+                     "wall_seconds": c["peer_seconds"] if c["peer_error"] is None else None,
+                     "peak_rss_mib": c["peer_peak_rss_mib"]})
+    for r in rows:
+        s, ref = r["wall_seconds"], fidkit_s.get(r["protocol"])
+        r["images_per_second"] = n / s if s else None
+        r["time_ratio_to_fidkit"] = s / ref if s and ref else None
+    peers = [r for r in rows if r["implementation"] != "fidkit" and r["wall_seconds"]]
+    fastest = None
+    if peers and fidkit_s.get("ttur"):
+        best = min(peers, key=lambda r: r["wall_seconds"])
+        fastest = {"implementation": best["implementation"], "wall_seconds": best["wall_seconds"],
+                   "speedup": best["wall_seconds"] / fidkit_s["ttur"]}
+    return rows, fastest
 
 
 def main(argv=None) -> int:
@@ -438,15 +554,17 @@ def main(argv=None) -> int:
             "peer_fid": peer_rec["fid"],
             "peer_seconds": peer_rec["wall_seconds"],
             "peer_seconds_self_reported": peer_rec["seconds"],
+            "peer_peak_rss_mib": peer_rec["peak_rss_mib"],
             "peer_command": peer_rec["command"],
             "peer_error": peer_rec["error"],
-            "fidkit_fid": None, "fidkit_seconds": None, "fidkit_command": None,
+            "fidkit_fid": None, "fidkit_seconds": None, "fidkit_peak_rss_mib": None, "fidkit_command": None,
             "fidkit_error": None, "fidkit_output": None, "fidkit_notes": [],
             "rel_diff": None,
             "pass": None,
         }
         if fk_rec is not None:
             c.update(fidkit_fid=fk_rec["fid"], fidkit_seconds=fk_rec["wall_seconds"],
+                     fidkit_peak_rss_mib=fk_rec["peak_rss_mib"],
                      fidkit_command=fk_rec["command"], fidkit_error=fk_rec["error"],
                      fidkit_output=fk_rec["output"], fidkit_notes=fk_rec["notes"])
             out = fk_rec["output"] or {}
@@ -467,6 +585,7 @@ def main(argv=None) -> int:
     else:
         ok = all(c["pass"] for c in record["comparisons"])
     record["all_pass"] = None if args.peers_only else ok
+    record["speed"], record["fastest_peer"] = speed_table(record)
 
     out_json = os.path.abspath(args.out)
     out_md = os.path.splitext(out_json)[0] + ".md"

@@ -48,12 +48,12 @@ def tf1_bilinear_resize(x: torch.Tensor, size: int = SIZE) -> torch.Tensor:
 
     ylo, yhi, dy = axis(h)
     xlo, xhi, dx = axis(w)
-    top, bottom = x[:, :, ylo, :], x[:, :, yhi, :]
-    t0, t1 = top[:, :, :, xlo], top[:, :, :, xhi]
-    b0, b1 = bottom[:, :, :, xlo], bottom[:, :, :, xhi]
-    dx = dx.view(1, 1, 1, size)
-    t = t0 + (t1 - t0) * dx
-    b = b0 + (b1 - b0) * dx
+    # Along x on every source row first, then pick the rows: each output value goes through
+    # exactly the same float32 operations as interpolating the two picked rows would, with
+    # 2-3x less memory traffic than gathering full-size corner tensors.
+    x0, x1 = x.index_select(3, xlo), x.index_select(3, xhi)
+    rows = x0 + (x1 - x0) * dx.view(1, 1, 1, size)
+    t, b = rows.index_select(2, ylo), rows.index_select(2, yhi)
     return t + (b - t) * dy.view(1, 1, size, 1)
 
 
@@ -95,8 +95,9 @@ class TTUR(Protocol):
     name = "ttur"
 
     def to_network(self, batch):
-        x = tf1_bilinear_resize(batch.float()) if batch.shape[-2:] != (SIZE, SIZE) else batch.float()
-        return (x - 128) / 128
+        if batch.shape[-2:] == (SIZE, SIZE):
+            return (batch.float() - 128) / 128
+        return tf1_bilinear_resize(batch.float()).sub_(128).div_(128)  # a new tensor: in place is safe
 
 
 class PytorchFID(Protocol):

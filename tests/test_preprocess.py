@@ -93,3 +93,33 @@ def test_clean_values_are_not_requantised():
 def test_unknown_protocol_is_one_clear_error():
     with pytest.raises(FidkitError, match="unknown protocol 'tf'.*ttur"):
         get_protocol("tf")
+
+
+def _corner_gather_resize(x, size=SIZE):
+    """The TF1 legacy bilinear resize written the direct way: gather the four corners of
+    every output pixel, interpolate along x, then y (the formula tf1_bilinear_resize must
+    reproduce bit for bit)."""
+    def axis(in_size):
+        s = torch.arange(size, dtype=torch.float32) * torch.tensor(in_size / size, dtype=torch.float32)
+        lo = s.long()
+        return lo, (lo + 1).clamp_max(in_size - 1), s - lo.float()
+
+    ylo, yhi, dy = axis(x.shape[2])
+    xlo, xhi, dx = axis(x.shape[3])
+    top, bottom = x[:, :, ylo, :], x[:, :, yhi, :]
+    t = top[:, :, :, xlo] + (top[:, :, :, xhi] - top[:, :, :, xlo]) * dx
+    b = bottom[:, :, :, xlo] + (bottom[:, :, :, xhi] - bottom[:, :, :, xlo]) * dx
+    return t + (b - t) * dy.view(1, 1, size, 1)
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 32, 32), (2, 3, 28, 28), (1, 3, 500, 375), (2, 3, 17, 401),
+                                   (1, 3, 299, 298), (1, 3, 1, 1)])
+def test_ttur_resize_is_bit_identical_to_the_corner_gather_formula(shape):
+    g = torch.Generator().manual_seed(sum(shape))
+    x = torch.randint(0, 256, shape, generator=g, dtype=torch.uint8).float()
+    assert torch.equal(tf1_bilinear_resize(x), _corner_gather_resize(x))
+    # to_network leaves its input alone (it resizes into a new tensor, then scales in place)
+    u = torch.randint(0, 256, shape, generator=g, dtype=torch.uint8)
+    before = u.clone()
+    out = get_protocol("ttur").to_network(u)
+    assert torch.equal(u, before) and torch.equal(out, (_corner_gather_resize(u.float()) - 128) / 128)
