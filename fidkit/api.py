@@ -42,7 +42,9 @@ def load_weights(weights=None) -> Weights:
     return _WEIGHTS[key]
 
 
-def _network(w: Weights, device: torch.device, mode: str):
+def network(w: Weights, device: torch.device, mode: str):
+    """The network for weights ``w`` on ``device``, in the memory layout that
+    :func:`fidkit.features.memory_format` gives for ``mode``; built once and kept."""
     fmt = memory_format(device, mode)
     key = (w.digest, w.has_classifier, str(device), fmt)
     if key not in _NETWORKS:
@@ -124,7 +126,7 @@ def extract(source, protocol: str = "ttur", *, batch_size: int | None = None, de
     w = load_weights(weights)
     if logits:
         _require_classifier(w)
-    net = _network(w, dev, precision)
+    net = network(w, dev, precision)
     acc = Accumulator(FEATURE_DIM, dev)
     skipped = [] if skip_bad else None
     if isinstance(source, (str, Path)) or (isinstance(source, (list, tuple)) and source

@@ -132,14 +132,14 @@ def _keep_list(batch):
 
 
 def _run(net: FIDInception, protocol: Protocol, prepared: list, device: torch.device,
-         logits: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+         logits: bool, fmt: torch.memory_format) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Prepared CHW tensors (possibly of several sizes) -> features (and logits) in input order."""
     groups: dict[tuple, list[int]] = {}
     for i, t in enumerate(prepared):
         groups.setdefault(tuple(t.shape), []).append(i)
     if len(groups) == 1:
         x = torch.stack(prepared).to(device, non_blocking=True)
-        return _forward(net, protocol.to_network(x), logits)
+        return _forward(net, protocol.to_network(x), logits, fmt)
     order = []
     parts = []
     for idx in groups.values():
@@ -149,12 +149,12 @@ def _run(net: FIDInception, protocol: Protocol, prepared: list, device: torch.de
     x = torch.cat(parts)
     inverse = torch.empty(len(order), dtype=torch.long)
     inverse[torch.tensor(order)] = torch.arange(len(order))
-    return _forward(net, x[inverse.to(device)], logits)
+    return _forward(net, x[inverse.to(device)], logits, fmt)
 
 
-def _forward(net, x, logits):
-    channels_last = net.Conv2d_1a_3x3.conv.weight.is_contiguous(memory_format=torch.channels_last)
-    x = x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+def _forward(net, x, logits, fmt: torch.memory_format):
+    """x: float32 (N, 3, 299, 299) in [-1, 1], put in ``fmt``, the layout the network was built in."""
+    x = x.contiguous(memory_format=fmt)
     if logits:
         feats, lg = net.forward_with_logits(x)
         return feats.float(), lg.float()
@@ -175,6 +175,7 @@ def iter_file_features(files, protocol: Protocol, net: FIDInception, device: tor
         collate_fn=_keep_list, pin_memory=device.type == "cuda",
         persistent_workers=False, prefetch_factor=4 if workers > 0 else None)
     bar = Progress(len(files), "fidkit", progress)
+    fmt = memory_format(device, mode)  # the layout networks for this device and mode are built in
     try:
         with torch.inference_mode(), precision(device, mode):
             for batch in loader:
@@ -187,7 +188,7 @@ def iter_file_features(files, protocol: Protocol, net: FIDInception, device: tor
                     batch = [item for item in batch if not isinstance(item, BadFile)]
                     if not batch:
                         continue
-                out = _run(net, protocol, batch, device, logits)
+                out = _run(net, protocol, batch, device, logits, fmt)
                 bar.update(len(batch))
                 yield out
     finally:
@@ -200,6 +201,7 @@ def iter_array_features(images, protocol: Protocol, net: FIDInception, device: t
     """Like :func:`iter_file_features` for in-memory uint8 images (numpy or torch) in ``layout``."""
     n = images.shape[0]
     bar = Progress(n, "fidkit", progress)
+    fmt = memory_format(device, mode)
     try:
         with torch.inference_mode(), precision(device, mode):
             for s in range(0, n, batch_size):
@@ -207,7 +209,7 @@ def iter_array_features(images, protocol: Protocol, net: FIDInception, device: t
                 if protocol.resizes_on_device:  # the whole batch goes to the device as it is
                     x = torch.as_tensor(chunk)
                     x = x if layout == "NCHW" else x.permute(0, 3, 1, 2)
-                    out = _forward(net, protocol.to_network(x.to(device, non_blocking=True)), logits)
+                    out = _forward(net, protocol.to_network(x.to(device, non_blocking=True)), logits, fmt)
                     bar.update(x.shape[0])
                     yield out
                     continue

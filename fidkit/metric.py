@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .api import _network, check_provenance, compute_stats, finish_stats, frechet_distance, load_weights
+from .api import check_provenance, compute_stats, finish_stats, frechet_distance, load_weights, network
 from .errors import FidkitError, SourceError
 from .features import default_batch_size, iter_array_features, resolve_device
 from .inception import FEATURE_DIM
@@ -172,7 +172,7 @@ class FID:
         if x.shape[0] == 0:
             return
         if self._net is None:
-            self._net = _network(self.weights, self.device, self.precision)
+            self._net = network(self.weights, self.device, self.precision)
         for feats, _ in iter_array_features(x, self.protocol, self._net, self.device, self.batch_size, "NCHW",
                                             progress=False, mode=self.precision):
             self._acc.update(feats)
