@@ -162,10 +162,9 @@ def _fetch(names, output, as_json, other_options) -> None:
     if output is not None:
         check_writable(output)
     path = registry.fetch(names[0], say=lambda m: click.echo(m, err=True))
-    if output is not None:
-        st = Statistics.load(path)
-        path = st.save(output)
     st = Statistics.load(path)
+    if output is not None:
+        path = st.save(output)
     info = {"path": str(path), "name": names[0], "protocol": st.protocol, "n": st.n,
             "download_sha256": st.extra.get("download_sha256")}
     click.echo(json.dumps(info) if as_json else str(path))

