@@ -127,7 +127,14 @@ class _Files(torch.utils.data.Dataset):
             return BadFile(str(self.files[i]), str(e))
 
 
-def _keep_list(batch):
+def _collate(batch):
+    """Runs in the decoding worker. Prepared tensors of one size become one stacked
+    (B, C, H, W) tensor, so that a batch crosses to the main process, is pinned and is
+    copied to the device once rather than image by image. A batch of mixed sizes, or one
+    holding a :class:`BadFile`, stays a list."""
+    first = batch[0]
+    if all(isinstance(t, torch.Tensor) and t.shape == first.shape for t in batch):
+        return torch.stack(batch)
     return batch
 
 
@@ -172,13 +179,19 @@ def iter_file_features(files, protocol: Protocol, net: FIDInception, device: tor
     """
     loader = torch.utils.data.DataLoader(
         _Files(files, protocol), batch_size=batch_size, shuffle=False, num_workers=workers,
-        collate_fn=_keep_list, pin_memory=device.type == "cuda",
+        collate_fn=_collate, pin_memory=device.type == "cuda",
         persistent_workers=False, prefetch_factor=4 if workers > 0 else None)
     bar = Progress(len(files), "fidkit", progress)
     fmt = memory_format(device, mode)  # the layout networks for this device and mode are built in
     try:
         with torch.inference_mode(), precision(device, mode):
             for batch in loader:
+                if isinstance(batch, torch.Tensor):  # one size, no bad files: the common case
+                    x = protocol.to_network(batch.to(device, non_blocking=True))
+                    out = _forward(net, x, logits, fmt)
+                    bar.update(batch.shape[0])
+                    yield out
+                    continue
                 bad = [item for item in batch if isinstance(item, BadFile)]
                 if bad:
                     if skipped is None:
@@ -217,7 +230,7 @@ def iter_array_features(images, protocol: Protocol, net: FIDInception, device: t
                     chunk = chunk.permute(0, 2, 3, 1) if torch.is_tensor(chunk) else chunk.transpose(0, 2, 3, 1)
                 chunk = chunk.cpu().numpy() if torch.is_tensor(chunk) else np.asarray(chunk)
                 prepared = [protocol.prepare(img) for img in chunk]
-                out = _run(net, protocol, prepared, device, logits)
+                out = _run(net, protocol, prepared, device, logits, fmt)
                 bar.update(len(prepared))
                 yield out
     finally:

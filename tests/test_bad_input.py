@@ -234,3 +234,18 @@ def test_fid_is_the_same_across_batch_sizes_workers_and_order(real_a, real_b):
         st = fidkit.compute_stats([str(f) for f in order], device="cpu", batch_size=bs, workers=workers)
         values.append(float(fidkit.frechet_distance(st, ref)))
     assert max(values) - min(values) <= 1e-6 * min(values), values
+
+
+@pytest.mark.parametrize("protocol", ["ttur", "pytorch-fid", "clean"])
+def test_in_memory_images_equal_the_same_images_from_png_files(tmp_path, real_a, protocol):
+    # one size, so the folder path stacks whole batches in its workers
+    imgs = np.stack([np.asarray(Image.open(f).convert("RGB").resize((40, 40)))
+                     for f in sorted(real_a.glob("*.png"))[:6]])
+    for i, img in enumerate(imgs):
+        Image.fromarray(img).save(tmp_path / f"{i}.png")
+    kw = dict(protocol=protocol, device="cpu", batch_size=4, progress=False)
+    from_memory = fidkit.compute_stats(imgs, **kw)
+    from_files = fidkit.compute_stats(str(tmp_path), workers=2, **kw)
+    np.testing.assert_allclose(from_memory.mu, from_files.mu, rtol=0, atol=1e-6 * np.abs(from_files.mu).max())
+    np.testing.assert_allclose(from_memory.sigma, from_files.sigma, rtol=0,
+                               atol=1e-6 * np.abs(from_files.sigma).max())
