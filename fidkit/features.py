@@ -10,8 +10,10 @@ float32 (n, 2048) tensors on the device; nothing is kept beyond one batch.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import sys
+import threading
 import time
 from typing import Iterator, NamedTuple
 
@@ -69,6 +71,58 @@ def precision(device: torch.device, mode: str = "fp32"):
             yield
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+# glibc's mallopt parameters and their documented defaults (mallopt(3))
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+_DEFAULT_TRIM_THRESHOLD, _DEFAULT_MMAP_MAX = 128 * 1024, 65536
+
+
+def _load_glibc():
+    try:
+        lib = ctypes.CDLL("libc.so.6")
+        lib.mallopt.argtypes, lib.malloc_trim.argtypes = [ctypes.c_int, ctypes.c_int], [ctypes.c_size_t]
+        return lib
+    except (OSError, AttributeError):  # not glibc (macOS, Windows, musl): nothing to tune
+        return None
+
+
+_GLIBC = _load_glibc()
+_heap_lock = threading.Lock()
+_heap_depth = 0
+
+
+@contextlib.contextmanager
+def reuse_freed_memory(device: torch.device):
+    """On the CPU with glibc, keep the network's freed activations in the heap for the pass.
+
+    A CPU forward pass allocates and frees activations of tens of MB per layer. glibc
+    serves each from a fresh ``mmap`` and unmaps it on free, so every batch faults all its
+    activation pages in again: ~1 million page faults and ~30% of the wall time for 64
+    images (benchmarks/cpu_allocator.py). For the pass, large blocks come from the heap
+    (``M_MMAP_MAX`` 0) and the heap is not trimmed (``M_TRIM_THRESHOLD`` 1 GiB), so freed
+    activations are reused. On exit glibc's defaults are restored and the heap is trimmed,
+    giving the memory back. Results are unchanged: only where memory comes from changes.
+    Other devices and C libraries: does nothing.
+    """
+    global _heap_depth
+    if device.type != "cpu" or _GLIBC is None:
+        yield
+        return
+    with _heap_lock:
+        _heap_depth += 1
+        if _heap_depth == 1:
+            _GLIBC.mallopt(_M_MMAP_MAX, 0)
+            _GLIBC.mallopt(_M_TRIM_THRESHOLD, 1 << 30)
+    try:
+        yield
+    finally:
+        with _heap_lock:
+            _heap_depth -= 1
+            if _heap_depth == 0:
+                _GLIBC.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
+                _GLIBC.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
+                _GLIBC.malloc_trim(0)
 
 
 def memory_format(device: torch.device, mode: str = "fp32") -> torch.memory_format:
@@ -184,7 +238,7 @@ def iter_file_features(files, protocol: Protocol, net: FIDInception, device: tor
     bar = Progress(len(files), "fidkit", progress)
     fmt = memory_format(device, mode)  # the layout networks for this device and mode are built in
     try:
-        with torch.inference_mode(), precision(device, mode):
+        with torch.inference_mode(), precision(device, mode), reuse_freed_memory(device):
             for batch in loader:
                 if isinstance(batch, torch.Tensor):  # one size, no bad files: the common case
                     x = protocol.to_network(batch.to(device, non_blocking=True))
@@ -216,7 +270,7 @@ def iter_array_features(images, protocol: Protocol, net: FIDInception, device: t
     bar = Progress(n, "fidkit", progress)
     fmt = memory_format(device, mode)
     try:
-        with torch.inference_mode(), precision(device, mode):
+        with torch.inference_mode(), precision(device, mode), reuse_freed_memory(device):
             for s in range(0, n, batch_size):
                 chunk = images[s:s + batch_size]
                 if protocol.resizes_on_device:  # the whole batch goes to the device as it is

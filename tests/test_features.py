@@ -1,0 +1,58 @@
+import torch
+
+import importlib
+
+features = importlib.import_module("fidkit.features")  # the module; fidkit.features is the function
+from fidkit.api import network
+
+
+class RecordingLibc:
+    def __init__(self):
+        self.calls = []
+
+    def mallopt(self, param, value):
+        self.calls.append(("mallopt", param, value))
+        return 1
+
+    def malloc_trim(self, pad):
+        self.calls.append(("malloc_trim", pad))
+        return 1
+
+
+def test_heap_reuse_is_set_for_the_outermost_pass_and_restored(monkeypatch):
+    libc = RecordingLibc()
+    monkeypatch.setattr(features, "_GLIBC", libc)
+    cpu = torch.device("cpu")
+    with features.reuse_freed_memory(cpu):
+        assert libc.calls == [("mallopt", -4, 0), ("mallopt", -1, 1 << 30)]
+        with features.reuse_freed_memory(cpu):  # nested: no change
+            pass
+        assert len(libc.calls) == 2
+    assert libc.calls[2:] == [("mallopt", -4, 65536), ("mallopt", -1, 128 * 1024), ("malloc_trim", 0)]
+
+
+def test_heap_reuse_restores_on_error_and_skips_other_devices(monkeypatch):
+    libc = RecordingLibc()
+    monkeypatch.setattr(features, "_GLIBC", libc)
+    try:
+        with features.reuse_freed_memory(torch.device("cpu")):
+            raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        pass
+    assert libc.calls[-1] == ("malloc_trim", 0) and features._heap_depth == 0
+    libc.calls.clear()
+    with features.reuse_freed_memory(torch.device("meta")):
+        pass
+    assert libc.calls == []
+
+
+def test_heap_reuse_leaves_features_bit_identical(real_weights):
+    cpu = torch.device("cpu")
+    net = network(real_weights, cpu, "fp32")
+    x = (torch.rand(2, 3, 299, 299, generator=torch.Generator().manual_seed(1)) * 2 - 1)
+    x = x.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        plain = net(x)
+        with features.reuse_freed_memory(cpu):
+            reused = net(x)
+    assert torch.equal(plain, reused)
