@@ -86,7 +86,7 @@ def main():
 
     def sync():
         if cuda:
-            sync()
+            torch.cuda.synchronize()
 
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
