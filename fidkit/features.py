@@ -169,16 +169,26 @@ class _Files(torch.utils.data.Dataset):
     """Decodes and prepares one file per item; failures travel back as :class:`BadFile`."""
 
     def __init__(self, files, protocol: Protocol):
-        self.files, self.protocol = list(files), protocol
+        # The paths live in one byte buffer plus offsets, not in a list of Python objects:
+        # forked decoding workers read a list's items and so write their reference counts,
+        # which copies the list's pages into every worker (memory growing with N × workers).
+        encoded = [os.fsencode(str(f)) for f in files]
+        self._blob = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+        self._offsets = np.cumsum([0] + [len(e) for e in encoded], dtype=np.int64)
+        self.protocol = protocol
 
     def __len__(self):
-        return len(self.files)
+        return len(self._offsets) - 1
+
+    def path(self, i: int) -> str:
+        return os.fsdecode(self._blob[self._offsets[i]:self._offsets[i + 1]].tobytes())
 
     def __getitem__(self, i):
+        path = self.path(i)
         try:
-            return self.protocol.prepare(decode(self.files[i]))
+            return self.protocol.prepare(decode(path))
         except SourceError as e:
-            return BadFile(str(self.files[i]), str(e))
+            return BadFile(path, str(e))
 
 
 def _collate(batch):
