@@ -15,6 +15,7 @@ Public API::
     fidkit.to_uint8(images, (-1, 1))        -> uint8 images, rounded as saving an image file does
     fidkit.dataset_images("fashion-mnist-test") -> uint8 (N, H, W, 3) images of a named dataset
     fidkit.evaluate_generator(sample_fn, n, batch_size, reference) -> GeneratorResult (fid, n)
+    fidkit.load_weights(path=None)          -> Weights (.digest, .has_classifier, .origin, .path)
 
 Sources are image folders, ``.npz`` statistics files, lists of image paths, or uint8
 image arrays. Protocols: ``ttur`` (default, the original TF FID), ``pytorch-fid``,
@@ -26,10 +27,10 @@ __version__ = "0.1.0"
 from .errors import FidkitError, FidkitWarning  # noqa: E402
 from .stats import Statistics  # noqa: E402
 from .api import compare, compute_stats, features, fid, frechet_distance  # noqa: E402
-from .api import inception_score, kid, precision_recall  # noqa: E402
+from .api import inception_score, kid, load_weights, precision_recall  # noqa: E402
 from .metric import FID, evaluate_generator, to_uint8  # noqa: E402
 from .sources import DATASETS, dataset_images  # noqa: E402
 
 __all__ = ["fid", "compare", "compute_stats", "features", "frechet_distance", "inception_score", "kid",
-           "precision_recall", "FID", "evaluate_generator", "to_uint8", "dataset_images", "DATASETS", "Statistics",
+           "precision_recall", "FID", "evaluate_generator", "to_uint8", "dataset_images", "DATASETS", "load_weights", "Statistics",
            "FidkitError", "FidkitWarning", "__version__"]

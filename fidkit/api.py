@@ -33,7 +33,12 @@ _WEIGHTS: dict = {}
 
 
 def load_weights(weights=None) -> Weights:
-    """Weights from ``weights`` (a path, a :class:`Weights`, or None for the default resolution)."""
+    """Weights from ``weights`` (a path, a :class:`Weights`, or None for the default resolution).
+
+    Loaded once per path and kept. ``.digest`` (hex sha256 of the pool3 tensors) is what
+    statistics files record as ``weights_digest``; ``.has_classifier`` tells whether the
+    Inception Score can be computed; ``.origin`` and ``.path`` say where they came from.
+    """
     if isinstance(weights, Weights):
         return weights
     key = str(weights)

