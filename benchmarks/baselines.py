@@ -101,11 +101,11 @@ def resize_all(images: np.ndarray, size: int) -> np.ndarray:
 def load_set(name: str, n: int) -> tuple[np.ndarray, np.ndarray]:
     """The clean images of a set and the images of the other set that contaminate it."""
     if name == "fashion-mnist":
-        clean = fidkit.dataset_images("fashion-mnist-test")[:n]
+        clean = fidkit.dataset_images("fashion-mnist-test", n)
         other = resize_all(photo_crops(n, 64, seed=1), 28)
     elif name == "photos":
         clean = photo_crops(n, 64, seed=0)
-        other = resize_all(fidkit.dataset_images("fashion-mnist-train")[:n], 64)
+        other = resize_all(fidkit.dataset_images("fashion-mnist-train", n), 64)
     else:
         raise SystemExit(f"baselines.py: unknown image set {name!r}; choose from {', '.join(SETS)}")
     if len(clean) < n:

@@ -13,7 +13,7 @@ Public API::
     fidkit.precision_recall(real, fake)     -> dict precision, recall, density, coverage
     fidkit.FID(reference)                   -> metric: .update(images), .compute(), .reset()
     fidkit.to_uint8(images, (-1, 1))        -> uint8 images, rounded as saving an image file does
-    fidkit.dataset_images("fashion-mnist-test") -> uint8 (N, H, W, 3) images of a named dataset
+    fidkit.dataset_images("fashion-mnist-test", n=None) -> uint8 (N, H, W, 3) images of a named dataset
     fidkit.evaluate_generator(sample_fn, n, batch_size, reference) -> GeneratorResult (fid, n)
     fidkit.load_weights(path=None)          -> Weights (.digest, .has_classifier, .origin, .path)
 

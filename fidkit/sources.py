@@ -112,8 +112,14 @@ def read_idx_images(path) -> np.ndarray:
     return np.frombuffer(data, np.uint8, offset=16).reshape(n, h, w)
 
 
-def dataset_images(name: str) -> np.ndarray:
-    """A named dataset as uint8 (N, H, W, 3): grayscale replicated, as ``convert("RGB")`` does."""
+def dataset_images(name: str, n: int | None = None) -> np.ndarray:
+    """A named dataset as uint8 (N, H, W, 3): grayscale replicated, as ``convert("RGB")`` does.
+
+    ``n``: only the first n images (all when None); the file is read and checked whole, but
+    only those n are expanded to RGB.
+    """
+    if n is not None and n < 0:
+        raise SourceError(f"n must be at least 0, got {n}")
     if name not in DATASETS:
         raise SourceError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     folder, filename = DATASETS[name]
@@ -121,4 +127,4 @@ def dataset_images(name: str) -> np.ndarray:
     if not path.is_file():
         raise SourceError(f"{path} not found; install it with `apt-get install dataset-fashion-mnist` or set "
                           f"FIDKIT_DATASETS to the folder holding {filename}")
-    return np.repeat(read_idx_images(path)[:, :, :, None], 3, axis=3)
+    return np.repeat(read_idx_images(path)[:n, :, :, None], 3, axis=3)

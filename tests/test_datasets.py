@@ -62,3 +62,10 @@ def test_bad_idx_files_and_missing_datasets(tmp_path, monkeypatch):
         dataset_images("fashion-mnist-train")
     with pytest.raises(SourceError, match="unknown dataset"):
         dataset_images("cifar-10")
+
+
+def test_first_n_images_of_a_dataset(fake_fashion):
+    assert np.array_equal(dataset_images("fashion-mnist-test", 4), dataset_images("fashion-mnist-test")[:4])
+    assert dataset_images("fashion-mnist-test", 0).shape == (0, 28, 28, 3)
+    with pytest.raises(SourceError, match="n must be at least 0"):
+        dataset_images("fashion-mnist-test", -1)

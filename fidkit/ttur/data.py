@@ -56,9 +56,7 @@ def load_images(source: str, size: int = 28, channels: int = 1, limit: int | Non
     if limit is not None and limit < 1:
         raise DataError(f"limit must be at least 1, got {limit}")
     if source in fidkit.DATASETS:
-        rgb = fidkit.dataset_images(source)  # uint8 (N, H, W, 3), grayscale replicated
-        if limit is not None:
-            rgb = rgb[:limit]
+        rgb = fidkit.dataset_images(source, limit)  # uint8 (N, H, W, 3), grayscale replicated
         if rgb.shape[1:3] == (size, size):  # no resize: the pixels as they are ("L" of replicated gray = gray)
             x = rgb[..., :1] if channels == 1 else rgb
             return _to_float(x.transpose(0, 3, 1, 2))
