@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 import fidkit
 from fidkit.stats import Statistics
@@ -102,3 +103,18 @@ def test_shards_merge_into_the_whole(tmp_path, real_a):
     np.testing.assert_allclose(m.sigma, w.sigma, rtol=1e-5, atol=1e-9)
     r = run("stats", real_a, "--shard", "2/2", "-o", tmp_path / "x.npz", check=False)
     assert r.returncode == 1 and "0 ≤ i < k" in r.stderr
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("protocol", sorted(REFERENCE))
+def test_cuda_strict_fp32_matches_the_references(real_a, real_b, protocol):
+    # on CUDA the network runs with batch norm folded and fused convolution + ReLU
+    r = fidkit.compare(str(real_a), str(real_b), protocol=protocol, device="cuda", workers=2)
+    assert r.fid == pytest.approx(REFERENCE[protocol], rel=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_fast_modes_run_and_stay_close(real_a, real_b):
+    for precision in ("tf32", "bf16"):
+        r = fidkit.compare(str(real_a), str(real_b), device="cuda", workers=2, precision=precision)
+        assert r.fid == pytest.approx(REFERENCE["ttur"], rel=2e-2)

@@ -56,3 +56,20 @@ def test_heap_reuse_leaves_features_bit_identical(real_weights):
         with features.reuse_freed_memory(cpu):
             reused = net(x)
     assert torch.equal(plain, reused)
+
+
+def test_folded_batch_norm_gives_the_same_features(real_weights):
+    from fidkit.weights import build_network
+    net = build_network(real_weights)
+    folded = build_network(real_weights).fold_batch_norm()
+    assert all(m.bn is None for m in folded.modules() if hasattr(m, "bn"))
+    x = torch.rand(2, 3, 299, 299, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    with torch.inference_mode():
+        a, b = net(x), folded(x)
+    assert float((a - b).norm() / a.norm()) < 1e-5
+
+
+def test_the_cpu_network_keeps_its_batch_norms(real_weights):
+    # folding would move every CPU statistics file (the committed ones too) by ~1e-6
+    net = network(real_weights, torch.device("cpu"), "fp32")
+    assert all(m.bn is not None for m in net.modules() if hasattr(m, "bn"))
