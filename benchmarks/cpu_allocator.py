@@ -8,7 +8,7 @@ same seeded random batch in two fresh processes, alternating, twice each:
 
   default  glibc's default allocation: large activations come from mmap and are unmapped
            when freed, so each batch faults its activation pages in again;
-  heap     inside ``fidkit.features.reuse_freed_memory`` (what fidkit does on the CPU):
+  heap     inside ``fidkit.pipeline.reuse_freed_memory`` (what fidkit does on the CPU):
            large blocks from the heap, heap not trimmed during the pass.
 
 Each process reports images/s over ``--images`` images after one warm-up batch, the minor
@@ -36,7 +36,7 @@ def child(mode: str, images: int, batch_size: int, threads: int) -> dict:
     import torch
     sys.path.insert(0, str(ROOT))
     from fidkit.api import load_weights, network
-    from fidkit.features import reuse_freed_memory
+    from fidkit.pipeline import reuse_freed_memory
 
     torch.set_num_threads(threads)
     dev = torch.device("cpu")

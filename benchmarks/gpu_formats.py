@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from fidkit.features import precision  # noqa: E402
+from fidkit.pipeline import precision  # noqa: E402
 from fidkit.inception import FIDInception  # noqa: E402
 from fidkit.preprocess import get_protocol  # noqa: E402
 

@@ -18,7 +18,7 @@ import torch
 from . import __version__
 from . import scores as _scores
 from .errors import FidkitError, FidkitWarning, SourceError, StatsError, WeightsError
-from .features import (default_batch_size, default_workers, iter_array_features, iter_file_features,
+from .pipeline import (default_batch_size, default_workers, iter_array_features, iter_file_features,
                        memory_format, resolve_device)
 from .frechet import FrechetResult
 from .frechet import frechet_distance as _frechet_arrays
@@ -49,7 +49,7 @@ def load_weights(weights=None) -> Weights:
 
 def network(w: Weights, device: torch.device, mode: str):
     """The network for weights ``w`` on ``device``, in the memory layout that
-    :func:`fidkit.features.memory_format` gives for ``mode``; built once and kept.
+    :func:`fidkit.pipeline.memory_format` gives for ``mode``; built once and kept.
 
     On CUDA in ``fp32`` and ``tf32`` the batch norms are folded into the convolutions and
     convolution + bias + ReLU run as one cuDNN call (H100, benchmarks/results/gpu_h100_fused.json

@@ -16,6 +16,7 @@ import click
 from . import __version__
 from .api import compare, compute_stats, inception_score, load_weights
 from .errors import FidkitError
+from .pipeline import BATCH_SIZE_CPU, BATCH_SIZE_CUDA, MAX_DEFAULT_WORKERS, PRECISIONS
 from .preprocess import PROTOCOLS
 from .sources import DATASETS, dataset_images, list_images
 from .sources import shard as shard_files
@@ -33,13 +34,13 @@ def _run_options(f):
         click.option("--protocol", type=click.Choice(list(PROTOCOLS)), default="ttur", show_default=True,
                      help="Resize and scaling of the reference implementation to reproduce."),
         click.option("--batch-size", type=click.IntRange(min=1), default=None,
-                     help="Images per network batch [default: 32 on the CPU, 200 on CUDA]."),
+                     help=f"Images per network batch [default: {BATCH_SIZE_CPU} on the CPU, {BATCH_SIZE_CUDA} on CUDA]."),
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
         click.option("--workers", type=click.IntRange(min=0), default=None,
-                     help="Decoding worker processes [default: cores − 1, at least 1]."),
+                     help=f"Decoding worker processes [default: cores − 1, from 1 to {MAX_DEFAULT_WORKERS}]."),
         click.option("--weights", type=click.Path(dir_okay=False), default=None, envvar="FIDKIT_WEIGHTS",
                      help="Inception weights file (fidkit .npz, pytorch-fid .pth or NVIDIA TorchScript)."),
-        click.option("--precision", type=click.Choice(["fp32", "tf32", "bf16"]), default="fp32", show_default=True,
+        click.option("--precision", type=click.Choice(list(PRECISIONS)), default=PRECISIONS[0], show_default=True,
                      help="Network arithmetic: strict fp32, or on CUDA the faster tf32 / bf16 (scores shift)."),
         click.option("--skip-bad", is_flag=True,
                      help="Leave out files that cannot be decoded (counted and listed) instead of stopping."),

@@ -27,7 +27,7 @@ import torch
 
 from .api import check_provenance, compute_stats, finish_stats, frechet_distance, load_weights, network
 from .errors import FidkitError, SourceError
-from .features import default_batch_size, iter_array_features, resolve_device
+from .pipeline import default_batch_size, iter_array_features, resolve_device
 from .inception import FEATURE_DIM
 from .preprocess import get_protocol
 from .stats import Accumulator, Statistics

@@ -118,3 +118,14 @@ def test_cuda_fast_modes_run_and_stay_close(real_a, real_b):
     for precision in ("tf32", "bf16"):
         r = fidkit.compare(str(real_a), str(real_b), device="cuda", workers=2, precision=precision)
         assert r.fid == pytest.approx(REFERENCE["ttur"], rel=2e-2)
+
+
+def test_help_defaults_come_from_the_code_constants():
+    from click.testing import CliRunner
+
+    from fidkit import pipeline
+    from fidkit.cli import cli
+    text = " ".join(CliRunner().invoke(cli, ["compute", "--help"], terminal_width=400).output.split())
+    assert f"default: {pipeline.BATCH_SIZE_CPU} on the CPU, {pipeline.BATCH_SIZE_CUDA} on CUDA" in text
+    assert f"from 1 to {pipeline.MAX_DEFAULT_WORKERS}" in text
+    assert f"default: {pipeline.PRECISIONS[0]}" in text

@@ -1,8 +1,6 @@
 import torch
 
-import importlib
-
-features = importlib.import_module("fidkit.features")  # the module; fidkit.features is the function
+from fidkit import pipeline as features
 from fidkit.api import network
 
 
