@@ -260,8 +260,7 @@ class StubEvaluator:
 def stub_evaluation(monkeypatch):
     """The command line without the Inception network: the evaluation and the reference stubbed."""
     monkeypatch.setattr(ttur_train, "make_evaluator", lambda config, device, seed: StubEvaluator())
-    monkeypatch.setattr(ttur_cli, "FIDEvaluator", StubEvaluator)
-    monkeypatch.setattr(ttur_cli, "prepare_reference", lambda config, device: (None, None, "stub"))
+    monkeypatch.setattr(ttur_train, "prepare_reference", lambda config, device: (None, None, "stub"))
 
 
 SMALL = ["--width", 4, "--z-dim", 8, "--data-limit", 128, "--eval-n", 4, "--eval-batch-size", 4, "--device", "cpu"]
@@ -304,52 +303,6 @@ def test_cli_refuses_a_folder_with_a_run_and_conflicting_resume(cli_run, capsys)
     assert code == 1 and len(err) == 1 and "lr_d" in err[0]
 
 
-def test_cli_compare_timescales(tmp_path, capsys, stub_evaluation):
-    code, err = _run(capsys, "compare-timescales", *TINY, "--eval-every", 1, "--seeds", 2, "--ratio", 4,
-                     "--results", tmp_path)
-    assert code == 0, err
-    doc = json.loads((tmp_path / "ttur_timescales.json").read_text())
-    assert doc["command"].startswith("fidkit-ttur compare-timescales --steps 2")
-    assert doc["settings"] == {"ttur": {"lr_d": 4e-4, "lr_g": 1e-4}, "single": {"lr_d": 1e-4, "lr_g": 1e-4}}
-    assert [(r["setting"], r["seed"]) for r in doc["runs"]] == [("ttur", 0), ("single", 0), ("ttur", 1), ("single", 1)]
-    assert doc["summary"]["ttur"]["steps"] == [0, 1, 2] and doc["summary"]["ttur"]["final_fid_per_seed"] == [8.0, 8.0]
-    assert (tmp_path / "ttur_timescales.png").read_bytes()[:8] == PNG_MAGIC
-
-
-def test_cli_critical_batch(tmp_path, capsys, stub_evaluation):
-    args = ["critical-batch", *SMALL, "--batch-sizes", "8,2,4", "--eval-every", 1, "--results", tmp_path]
-    code, err = _run(capsys, *args, "--threshold", 7.5, "--max-steps", 4)
-    assert code == 0, err
-    doc = json.loads((tmp_path / "ttur_critical_batch.json").read_text())
-    assert doc["batch_sizes"] == [2, 4, 8] and "argmin of SFO" in doc["definition"]
-    assert [(r["batch_size"], r["reached"], r["steps"], r["sfo"]) for r in doc["runs"]] == [
-        (2, True, 3, 6), (4, True, 3, 12), (8, True, 3, 24)]
-    assert doc["critical_batch_size"] == 2 and "smallest batch size tried" in doc["critical_batch_note"]
-    # runs that never reach the threshold stay in the results, marked as such
-    code, err = _run(capsys, *args, "--threshold", 7.5, "--max-steps", 2, "--name", "never")
-    assert code == 0, err
-    doc = json.loads((tmp_path / "never.json").read_text())
-    assert [(r["reached"], r["steps"], r["sfo"], r["steps_run"]) for r in doc["runs"]] == [(False, None, None, 2)] * 3
-    assert doc["critical_batch_size"] is None and doc["critical_batch_note"]
-    assert (tmp_path / "never.png").read_bytes()[:8] == PNG_MAGIC
-
-
-def test_cli_truncation_real_network(tmp_path, capsys):
-    """The truncation study on a 2-step generator with 4 images per threshold: the real network,
-    precision/recall, and the Inception Score recorded as unavailable with fidkit's reason."""
-    run = train(_tiny("dcgan", 2), tmp_path / "run", evaluator=_weights_evaluator)
-    code, err = _run(capsys, "truncation", "--checkpoint", run.checkpoints[-1],
-                     "--thresholds", "0.04", "--n", 4, "--real-n", 4, "--eval-batch-size", 4, "--device", "cpu",
-                     "--reference", REFERENCE, "--results", tmp_path)
-    assert code == 0, err
-    doc = json.loads((tmp_path / "ttur_truncation.json").read_text())
-    assert [r["threshold"] for r in doc["results"]] == [None, 0.04]
-    assert all({"fid", "precision", "recall", "density", "coverage"} <= set(r) for r in doc["results"])
-    assert doc["inception_score"]["available"] is False and "classifier" in doc["inception_score"]["reason"]
-    assert doc["generator"]["step"] == 2 and doc["command"].startswith("fidkit-ttur truncation")
-    assert (tmp_path / "ttur_truncation.png").read_bytes()[:8] == PNG_MAGIC
-
-
 def test_reference_from_real_images():
     """Without an .npz the reference is made once from real images: statistics with fidkit's
     provenance, or (with KID) statistics and features from one pass."""
@@ -372,11 +325,10 @@ def test_reference_from_real_images():
     (["train", "--size", 30, "--out", "X"], 1, "multiple of 4"),
     (["train", "--resume", "not-a-checkpoint.pt", "--out", "X"], 1, "no such checkpoint"),
     (["critical-batch", "--batch-sizes", "16,24"], 2, "power of two"),
-    (["truncation", "--thresholds", "1,-2"], 2, "positive"),
-    (["truncation", "--checkpoint", "nothing.pt"], 1, "no such checkpoint"),
     (["truncation", "--reference", "missing.npz"], 2, "no such statistics file"),
     (["truncation", "--real-data", "nowhere"], 2, "neither a dataset"),
     (["compare-timescales", "--seeds", 0], 2, "'--seeds'"),
+    (["compare-timescales", "--archs", "gan"], 2, "choose from"),
 ])
 def test_cli_errors_are_one_line(tmp_path, monkeypatch, capsys, args, status, message):
     monkeypatch.chdir(tmp_path)

@@ -1,16 +1,21 @@
-"""The ``fidkit-ttur`` command line: ``train`` and three studies.
+"""The ``fidkit-ttur`` command line: ``train``, three studies, ``studies`` and ``aggregate``.
 
 - ``train``: one run (see :func:`fidkit.ttur.train.train`), files in ``--out``.
-- ``compare-timescales``: TTUR (lr_D = ratio·lr_G) against one time scale (lr_D = lr_G)
-  with the same budget and seeds.
+- ``compare-timescales``: TTUR (lr_D > lr_G) against one time scale (lr_D = lr_G at each
+  of TTUR's two rates), DCGAN and WGAN-GP, the same step budget and seeds.
 - ``critical-batch``: steps and samples (SFO = batch × steps) to reach an FID threshold
-  for batch sizes 2^k with constant learning rates.
-- ``truncation``: FID, precision and recall of a generator sampled with truncated z.
+  that every run reaches, for batch sizes 16–512 with constant learning rates.
+- ``truncation``: FID, KID, precision, recall, density, coverage of a trained generator
+  sampled with truncated z.
+- ``studies``: all three in order of value; ``aggregate``: the study files from the run
+  files, training nothing.
 
-Each study writes ``NAME.json`` (settings, exact command line, every run's evaluations)
-and ``NAME.png`` into ``--results`` (default ``benchmarks/results``), both at the end and
-atomically, so an interrupted or failed study leaves no partial file. The small defaults
-finish in minutes on two CPU cores; the options take GPU-sized runs.
+The studies are plans of runs (see :mod:`fidkit.ttur.studies`): each run writes its own
+result file after each evaluation and is skipped once complete, so a study can be stopped
+and started again, across sessions; the study files (``NAME.json|png`` in ``--results``)
+are aggregated from whatever runs exist and marked incomplete until all are in. Every
+evaluation uses at least 2048 generated images (fewer are refused unless ``--quick``,
+the mechanics check with tiny networks whose numbers mean nothing).
 
 Errors are one line on stderr (``fidkit-ttur: error: …``): exit status 2 for bad usage
 (options), 1 for bad data or settings, 130 when interrupted; ``--debug`` shows tracebacks.
@@ -19,7 +24,6 @@ Errors are one line on stderr (``fidkit-ttur: error: …``): exit status 2 for b
 from __future__ import annotations
 
 import math
-import os
 import shlex
 import sys
 import time
@@ -27,21 +31,19 @@ import warnings
 from pathlib import Path
 
 import click
-import numpy as np
 import torch
 
 import fidkit
 
+from . import studies
 from .models import ARCHS
-from .train import (DEFAULT_BETAS, FIDEvaluator, TrainConfig, TrainError, config_from_checkpoint, derived_seeds,
-                    generator_from_checkpoint, have_matplotlib, machine_description, new_figure, prepare_reference,
-                    real_uint8, resolve_device, sample, save_figure, stats_from_features, train, write_json)
+from .train import (DEFAULT_BETAS, TrainConfig, TrainError, config_from_checkpoint, have_matplotlib, resolve_device,
+                    train)
 
 PROG = "fidkit-ttur"
 #: the statistics ``--reference auto`` picks for Fashion-MNIST at 28×28 (run from the repository root)
 DEFAULT_REFERENCE = Path("reference_stats") / "fashion-mnist-test.npz"
 FASHION = ("fashion-mnist-train", "fashion-mnist-test")
-DEFAULT_THRESHOLDS = (2.0, 1.0, 0.5, 0.25, 0.04)
 
 
 # --------------------------------------------------------------------------- options
@@ -176,21 +178,6 @@ def _command(ctx) -> str:
     return shlex.join([PROG] + list(argv if argv is not None else sys.argv[1:]))
 
 
-def _results_paths(results: str, name: str) -> tuple[Path, Path]:
-    """(NAME.json, NAME.png) in ``results``, created if needed and checked writable before any work."""
-    folder = Path(results)
-    if folder.exists() and not folder.is_dir():
-        raise click.BadParameter(f"{results}: not a folder", param_hint="'--results'")
-    if not name or "/" in name or name.startswith("."):
-        raise click.BadParameter(f"{name!r}: give a plain file name stem", param_hint="'--name'")
-    folder.mkdir(parents=True, exist_ok=True)
-    if not os.access(folder, os.W_OK):
-        raise click.BadParameter(f"{results}: cannot write there", param_hint="'--results'")
-    if not have_matplotlib():
-        raise TrainError("the studies plot with matplotlib, which is not installed: pip install 'fidkit[plot]'")
-    return folder / f"{name}.json", folder / f"{name}.png"
-
-
 def _say(message: str) -> None:
     click.echo(f"{PROG}: {message}", err=True)
 
@@ -202,30 +189,6 @@ def _progress(label: str):
         _say(f"{label}step {record['step']}: FID {fid}{extra} "
              f"(eval {record['eval_seconds']:.1f} s, training {record['seconds']:.1f} s so far)")
     return show
-
-
-class _Shared:
-    """The reference of a study, prepared once: statistics (loaded or computed) and, with KID,
-    reference features; hands out one :class:`FIDEvaluator` per seed."""
-
-    def __init__(self, c: TrainConfig, device: torch.device):
-        self.c, self.device = c, device
-        self.reference, self.kid_features, self.described = prepare_reference(c, device)
-        self._evaluators: dict = {}
-
-    def evaluator(self, seed: int) -> FIDEvaluator:
-        if seed not in self._evaluators:
-            c = self.c
-            self._evaluators[seed] = FIDEvaluator(self.reference, c.eval_n, c.eval_batch_size, self.device,
-                                                  derived_seeds(seed)[2], self.kid_features, c.kid_subsets,
-                                                  c.kid_subset_size)
-        return self._evaluators[seed]
-
-
-def _header(ctx, study: str, device) -> dict:
-    return {"study": study, "command": _command(ctx), "fidkit_version": fidkit.__version__,
-            "torch_version": str(torch.__version__), "device": str(device), "machine": machine_description(),
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
 # --------------------------------------------------------------------------- commands
@@ -277,79 +240,7 @@ def train_cmd(ctx, out, resume, checkpoint_every, stop_fid, **p):
          f"{f' ({n_warn} warning(s) recorded there)' if n_warn else ''}")
 
 
-@cli.command("compare-timescales")
-@train_options(skip=("lr_d",), steps=300, eval_every=100, eval_n=64)
-@click.option("--ratio", type=click.FloatRange(min=1, min_open=True), default=4.0, show_default=True,
-              help="TTUR's lr_D / lr_G (the single time scale uses lr_D = lr_G).")
-@click.option("--seeds", type=click.IntRange(min=1), default=2, show_default=True,
-              help="Runs per setting, with seeds --seed, --seed+1, ...")
-@click.option("--results", default="benchmarks/results", show_default=True, help="Folder for NAME.json/.png.")
-@click.option("--name", default="ttur_timescales", show_default=True, help="File name stem of the results.")
-@click.pass_context
-def compare_timescales(ctx, ratio, seeds, results, name, **p):
-    """TTUR (lr_D = ratio·lr_G) against one time scale (lr_D = lr_G): same budget, same seeds."""
-    _setup(p)
-    json_path, png_path = _results_paths(results, name)
-    lr_g = p["lr_g"]
-    settings = {"ttur": {"lr_d": ratio * lr_g, "lr_g": lr_g}, "single": {"lr_d": lr_g, "lr_g": lr_g}}
-    seed_list = [p["seed"] + i for i in range(seeds)]
-    configs = {(s, k): _config(p, seed=s, **v) for s in seed_list for k, v in settings.items()}
-    device = resolve_device(p["device"])
-    t0 = time.perf_counter()
-    shared = _Shared(next(iter(configs.values())), device)
-    runs = []
-    for (seed, setting), c in configs.items():
-        _say(f"{setting} (lr_D {c.lr_d:g}, lr_G {c.lr_g:g}), seed {seed}")
-        r = train(c, evaluator=shared.evaluator(seed), on_eval=_progress("  "))
-        runs.append({"setting": setting, "seed": seed, "lr_d": c.lr_d, "lr_g": c.lr_g, "evals": r.log["evals"],
-                     "final_fid": r.log["evals"][-1]["fid"], "warnings": r.log["warnings"]})
-    summary = {}
-    for setting in settings:
-        mine = [r for r in runs if r["setting"] == setting]
-        steps = [e["step"] for e in mine[0]["evals"]]
-        curves = np.array([[e["fid"] for e in r["evals"]] for r in mine])
-        finals = curves[:, -1]
-        summary[setting] = {"steps": steps, "fid_mean": curves.mean(0).tolist(),
-                            "fid_std": curves.std(0).tolist() if len(mine) > 1 else None,
-                            "final_fid_per_seed": finals.tolist(), "final_fid_mean": float(finals.mean()),
-                            "final_fid_std": float(finals.std()) if len(mine) > 1 else None}
-    c0 = next(iter(configs.values()))
-    doc = {**_header(ctx, "compare-timescales", device),
-           "question": "With the same steps, batch size, seeds and generator learning rate, how does FID evolve "
-                       "with lr_D = ratio·lr_G (TTUR) and with lr_D = lr_G (one time scale)?",
-           "settings": settings, "ratio": ratio, "seeds": seed_list,
-           "evaluation": {"eval_n": c0.eval_n, "eval_every": c0.eval_every, "reference": shared.described,
-                          "note": "FID of eval_n generated images (fixed z per seed) against the reference; with "
-                                  "fewer than 2048 images it is biased upward, so compare only these runs' "
-                                  "values with each other"},
-           "config": {k: v for k, v in c0.as_dict().items() if k not in ("lr_d", "lr_g", "seed")},
-           "summary": summary,
-           "final_fid_difference_ttur_minus_single": summary["ttur"]["final_fid_mean"]
-           - summary["single"]["final_fid_mean"],
-           "runs": runs, "seconds": round(time.perf_counter() - t0, 1)}
-    fig, (ax,) = new_figure(width=6.5, height=4.2)
-    for i, setting in enumerate(settings):
-        color = f"C{i}"
-        for r in (r for r in runs if r["setting"] == setting):
-            ax.plot([e["step"] for e in r["evals"]], [e["fid"] for e in r["evals"]], "-", color=color, alpha=0.3,
-                    lw=1)
-        s = summary[setting]
-        lab = settings[setting]
-        ax.plot(s["steps"], s["fid_mean"], "o-", color=color, lw=2,
-                label=f"{setting}: lr_D {lab['lr_d']:g}, lr_G {lab['lr_g']:g} (mean of {len(seed_list)})")
-    ax.set_xlabel("generator step")
-    ax.set_ylabel(f"FID ({c0.eval_n} generated images)")
-    ax.set_title(f"{c0.arch}, batch {c0.batch_size}: two time scales vs one (thin: each seed)", fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    write_json(json_path, doc)
-    save_figure(fig, png_path)
-    for setting in settings:
-        s = summary[setting]
-        _say(f"{setting}: final FID per seed {', '.join(f'{v:.2f}' for v in s['final_fid_per_seed'])} "
-             f"(mean {s['final_fid_mean']:.2f})")
-    _say(f"wrote {json_path} and {png_path} ({doc['seconds']:.0f} s)")
-
+# --------------------------------------------------------------------------- studies
 
 def _batch_sizes(ctx, param, value):
     try:
@@ -362,207 +253,235 @@ def _batch_sizes(ctx, param, value):
                                  f"{f' (not {bad[0]})' if bad else ''}")
     if len(set(sizes)) != len(sizes):
         raise click.BadParameter(f"{value!r}: batch sizes repeat")
-    return sorted(sizes)
+    return tuple(sorted(sizes))
 
 
-def _critical_note(critical, batch_sizes) -> str | None:
-    if critical is None:
-        return "no run reached the threshold; raise --max-steps or the threshold"
-    if len(batch_sizes) > 1 and critical == batch_sizes[0]:
-        return ("the argmin is the smallest batch size tried: the critical batch size may be smaller still; "
-                "add smaller batch sizes")
-    if len(batch_sizes) > 1 and critical == batch_sizes[-1]:
-        return ("the argmin is the largest batch size tried: the critical batch size may be larger still; "
-                "add larger batch sizes")
-    return None
+def _archs(ctx, param, value):
+    archs = tuple(a.strip() for a in str(value).split(",") if a.strip())
+    bad = [a for a in archs if a not in ARCHS]
+    if not archs or bad:
+        raise click.BadParameter(f"{value!r}: choose from {', '.join(ARCHS)}")
+    return archs
+
+
+def study_options(seeds: int):
+    """Options shared by the study commands."""
+    table = [
+        click.option("--seeds", type=click.IntRange(min=1), default=seeds, show_default=True,
+                     help="Seeds per configuration: --first-seed, --first-seed+1, ..."),
+        click.option("--first-seed", type=click.IntRange(min=0), default=0, show_default=True, help="First seed."),
+        click.option("--eval-n", type=click.IntRange(min=2), default=studies.MIN_EVAL_N, show_default=True,
+                     help=f"Generated images per evaluation; fewer than {studies.MIN_EVAL_N} (the feature "
+                          f"dimension) bias FID and are refused unless --quick."),
+        click.option("--eval-batch-size", type=click.IntRange(min=1), default=16, show_default=True,
+                     help="Images per generator and Inception batch during evaluation."),
+        click.option("--real-n", type=click.IntRange(min=2), default=studies.MIN_EVAL_N, show_default=True,
+                     help="Real images (the first of --real-data) whose features KID and precision/recall use."),
+        click.option("--real-data", default="fashion-mnist-test", show_default=True,
+                     help="Real images for KID and precision/recall."),
+        click.option("--reference", default=str(DEFAULT_REFERENCE), show_default=True,
+                     help="Reference statistics (.npz) for FID."),
+        click.option("--data", default="fashion-mnist-train", show_default=True, help="Training images."),
+        click.option("--data-limit", type=click.IntRange(min=1), default=None,
+                     help="Use only the first N training images [default: all; 64 with --quick]."),
+        click.option("--runs", "runs_dir", default=None,
+                     help="Folder of the per-run result files [default: benchmarks/results/ttur_runs; "
+                          "runs/ttur-quick/runs with --quick]."),
+        click.option("--work", default=None,
+                     help="Folder for checkpoints and caches (not committed) [default: runs/ttur; "
+                          "runs/ttur-quick/work with --quick]."),
+        click.option("--results", default=None,
+                     help="Folder of the study files NAME.json/.png [default: benchmarks/results; "
+                          "runs/ttur-quick with --quick]."),
+        click.option("--quick", is_flag=True,
+                     help="Tiny networks, 64 images and a few steps, to check the mechanics (numbers mean nothing)."),
+        click.option("--max-runs", type=click.IntRange(min=0), default=None,
+                     help="Stop after running this many runs (the rest stay missing) [default: all]."),
+        click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto."),
+        click.option("--threads", type=click.IntRange(min=1), default=None,
+                     help="torch CPU threads [default: torch's]; 1 is fastest on a busy machine."),
+    ]
+
+    def deco(f):
+        for make in reversed(table):
+            f = make(f)
+        return f
+    return deco
+
+
+def _study_setup(o: dict) -> dict:
+    """Checks and fills the shared study options; returns them with ``eval`` (EvalSpec),
+    ``folders`` and ``kw`` (plan keywords)."""
+    if o.get("threads"):
+        torch.set_num_threads(o["threads"])
+    device = str(resolve_device(o["device"]))
+    if o["eval_n"] < studies.MIN_EVAL_N and not o["quick"]:
+        raise click.BadParameter(f"{o['eval_n']} generated images: a study evaluates at least {studies.MIN_EVAL_N} "
+                                 f"(fewer bias FID upward, more than the scores differ); --quick for a mechanics "
+                                 f"check", param_hint="'--eval-n'")
+    if o["real_n"] < studies.MIN_EVAL_N and not o["quick"]:
+        raise click.BadParameter(f"{o['real_n']} real images: a study uses at least {studies.MIN_EVAL_N}; --quick "
+                                 f"for a mechanics check", param_hint="'--real-n'")
+    if o["real_data"] not in fidkit.DATASETS and not Path(o["real_data"]).is_dir():
+        raise click.BadParameter(f"{o['real_data']}: neither a dataset ({', '.join(fidkit.DATASETS)}) nor an image "
+                                 f"folder", param_hint="'--real-data'")
+    if not Path(o["reference"]).is_file():
+        raise click.BadParameter(f"{o['reference']}: no such statistics file", param_hint="'--reference'")
+    quick_root = Path("runs") / "ttur-quick"
+    runs_dir = Path(o["runs_dir"] or (quick_root / "runs" if o["quick"] else Path("benchmarks/results/ttur_runs")))
+    work = Path(o["work"] or (quick_root / "work" if o["quick"] else Path("runs/ttur")))
+    results = Path(o["results"] or (quick_root if o["quick"] else Path("benchmarks/results")))
+    for folder in (runs_dir, work, results):
+        if folder.exists() and not folder.is_dir():
+            raise click.BadParameter(f"{folder}: not a folder")
+    if not have_matplotlib():
+        raise TrainError("the studies plot with matplotlib, which is not installed: pip install 'fidkit[plot]'")
+    spec = studies.EvalSpec(n=o["eval_n"], batch_size=o["eval_batch_size"], reference=o["reference"],
+                            real_data=o["real_data"], real_n=o["real_n"])
+    seeds = tuple(range(o["first_seed"], o["first_seed"] + o["seeds"]))
+    kw = dict(quick=o["quick"], data=o["data"], data_limit=o["data_limit"], device=device)
+    return {**o, "eval": spec, "runs_dir": runs_dir, "work": work, "results": results, "seeds": seeds, "kw": kw,
+            "device": device}
+
+
+def _execute(ctx, s: dict, plans: list, order: list) -> None:
+    """Runs the runs of ``order`` (pairs of plan and run) that are not complete, in that
+    order, aggregating a study after each of its runs; then aggregates every plan."""
+    command = _command(ctx)
+    evals = studies.Evaluations(s["eval"], s["work"], s["device"])
+    done = 0
+    for plan, spec in order:
+        if (s["max_runs"] is not None and done >= s["max_runs"]):
+            break
+        existing = studies.load_run(s["runs_dir"], spec)
+        if existing is not None and existing.get("complete"):
+            continue
+        _say(f"{plan.study}: run {spec.name}")
+        t0 = time.perf_counter()
+        studies.run_one(spec, evals, s["runs_dir"], s["work"], command, say=_say)
+        done += 1
+        _say(f"{plan.study}: {spec.name} done ({time.perf_counter() - t0:.0f} s)")
+        _aggregate(plan, s, command)
+        if spec.source is not None:
+            for other in plans:
+                if other.study == spec.source.study:
+                    _aggregate(other, s, command)
+    for plan in plans:
+        doc = _aggregate(plan, s, command)
+        _say(f"{plan.study}: {doc['status']}; wrote {s['results'] / studies.RESULT_NAMES[plan.study]}.json|png")
+
+
+def _aggregate(plan, s: dict, command, **kw) -> dict:
+    return studies.AGGREGATORS[plan.study](plan, s["runs_dir"], s["results"], command,
+                                           studies.RESULT_NAMES[plan.study], **kw)
+
+
+def _timescale_plan(s: dict, archs) -> "studies.Plan":
+    runs = studies.timescale_runs(archs=archs, seeds=s["seeds"], **s["kw"])
+    # seeds outermost: one seed of every setting is finished before the next seed starts
+    runs.sort(key=lambda r: (archs.index(r.config.arch), r.seed))
+    return studies.Plan("timescales", runs, s["eval"], s["quick"],
+                        {"ttur_rates": {a: studies.TTUR_RATES[a] for a in archs},
+                         "eval_steps": {a: list(studies.TIMESCALE_STEPS[a]) for a in archs}})
+
+
+def _truncation_plan(s: dict) -> "studies.Plan":
+    return studies.Plan("truncation", studies.truncation_runs(seeds=s["seeds"], **s["kw"]), s["eval"], s["quick"],
+                        {"thresholds": list(studies.THRESHOLDS), "generator": "the dcgan TTUR runs of the time-scale "
+                                                                              "study, at their last step"})
+
+
+def _critical_plan(s: dict, batch_sizes) -> "studies.Plan":
+    if s["quick"] and tuple(batch_sizes) == studies.CRITICAL_BATCH_SIZES:
+        batch_sizes = studies.QUICK_BATCH_SIZES  # the quick runs have 64 training images
+    return studies.Plan("critical-batch", studies.critical_batch_runs(batch_sizes, s["seeds"], **s["kw"]), s["eval"],
+                        s["quick"], {"batch_sizes": list(batch_sizes), "eval_steps": list(studies.CRITICAL_STEPS),
+                                     "lr_d": studies.TTUR_RATES["dcgan"][0], "lr_g": studies.TTUR_RATES["dcgan"][1]})
+
+
+@cli.command("compare-timescales")
+@click.option("--archs", callback=_archs, default="dcgan,wgan-gp", show_default=True,
+              help="Architectures, comma-separated.")
+@study_options(seeds=3)
+@click.pass_context
+def compare_timescales(ctx, archs, **o):
+    """TTUR (lr_D > lr_G) against one time scale (lr_D = lr_G at each of the two rates).
+
+    Runs what is missing (each run's result file is written after each evaluation; finished
+    runs are skipped, unfinished ones continue) and writes ttur_timescales.json|png."""
+    s = _study_setup(o)
+    plan = _timescale_plan(s, archs)
+    _execute(ctx, s, [plan], [(plan, r) for r in plan.runs])
 
 
 @cli.command("critical-batch")
-@train_options(skip=("batch_size", "steps"), eval_every=50, eval_n=48)
-@click.option("--batch-sizes", callback=_batch_sizes, default="16,32,64,128", show_default=True,
-              help="Batch sizes 2^k, comma-separated.")
-@click.option("--threshold", type=_POS_FLOAT, default=320.0, show_default=True,
-              help="Target FID (of --eval-n images; its level depends on --eval-n and the reference).")
-@click.option("--max-steps", type=click.IntRange(min=1), default=300, show_default=True,
-              help="Step cap of each run; a run that never reaches the threshold is recorded as such.")
-@click.option("--results", default="benchmarks/results", show_default=True, help="Folder for NAME.json/.png.")
-@click.option("--name", default="ttur_critical_batch", show_default=True, help="File name stem of the results.")
+@click.option("--batch-sizes", callback=_batch_sizes, default=",".join(map(str, studies.CRITICAL_BATCH_SIZES)),
+              show_default=True, help="Batch sizes 2^k, comma-separated (with --quick: 4-64).")
+@study_options(seeds=3)
 @click.pass_context
-def critical_batch(ctx, batch_sizes, threshold, max_steps, results, name, **p):
-    """Steps and samples (SFO = batch × steps) to reach an FID threshold, for batch sizes 2^k."""
-    _setup(p)
-    json_path, png_path = _results_paths(results, name)
-    configs = {b: _config(p, batch_size=b, steps=max_steps, stop_fid=threshold) for b in batch_sizes}
-    device = resolve_device(p["device"])
-    t0 = time.perf_counter()
-    shared = _Shared(configs[batch_sizes[0]], device)
-    runs = []
-    for b, c in configs.items():
-        _say(f"batch {b}")
-        r = train(c, evaluator=shared.evaluator(c.seed), on_eval=_progress("  "))
-        hit = r.log["reached_stop_fid"]
-        runs.append({"batch_size": b, "reached": hit is not None, "steps": hit["step"] if hit else None,
-                     "sfo": b * hit["step"] if hit else None, "steps_run": r.step,
-                     "best_fid": min(e["fid"] for e in r.log["evals"]), "final_fid": r.log["evals"][-1]["fid"],
-                     "seconds": r.log["evals"][-1]["seconds"], "evals": r.log["evals"],
-                     "warnings": r.log["warnings"]})
-    reached = [r for r in runs if r["reached"]]
-    critical = min(reached, key=lambda r: (r["sfo"], r["batch_size"]))["batch_size"] if reached else None
-    c0 = configs[batch_sizes[0]]
-    doc = {**_header(ctx, "critical-batch", device),
-           "definition": "steps = the first evaluated step whose FID is at or below the threshold (resolution "
-                         "eval_every); SFO complexity (stochastic first-order oracle calls: samples the updates of G used) = batch_size × steps; the critical batch size "
-                         "is the argmin of SFO over the runs that reached the threshold (ties: the smaller batch), "
-                         "the batch beyond which reaching the threshold costs more samples. Runs that never "
-                         "reached it within max_steps have reached=false and steps=sfo=null. With n_critic > 1 "
-                         "the discriminator draws n_critic × SFO real images (images_seen in each run's evals).",
-           "threshold": threshold, "max_steps": max_steps, "batch_sizes": batch_sizes,
-           "learning_rates": {"lr_d": c0.lr_d, "lr_g": c0.lr_g, "note": "constant, the same for every batch size"},
-           "evaluation": {"eval_n": c0.eval_n, "eval_every": c0.eval_every, "reference": shared.described},
-           "config": {k: v for k, v in c0.as_dict().items() if k not in ("batch_size", "steps", "stop_fid")},
-           "critical_batch_size": critical,
-           "critical_batch_note": _critical_note(critical, batch_sizes),
-           "runs": runs, "seconds": round(time.perf_counter() - t0, 1)}
-    fig, (ax1, ax2) = new_figure(ncols=2, width=4.6, height=3.8)
-    for ax, key, label in ((ax1, "steps", "steps to FID ≤ threshold"), (ax2, "sfo", "SFO = batch × steps")):
-        xs = [r["batch_size"] for r in reached]
-        ax.plot(xs, [r[key] for r in reached], "o-", color="C0", label="reached")
-        miss = [r for r in runs if not r["reached"]]
-        if miss:
-            ys = [max_steps * (r["batch_size"] if key == "sfo" else 1) for r in miss]
-            ax.plot([r["batch_size"] for r in miss], ys, "x", color="C3", ms=9,
-                    label=f"not reached within {max_steps} steps (plotted at the cap)")
-        if critical is not None:
-            ax.axvline(critical, color="0.5", ls="--", lw=1, label=f"critical batch {critical}")
-        ax.set_xscale("log", base=2)
-        if key == "sfo":
-            ax.set_yscale("log")
-        ax.set_xlabel("batch size")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3, which="both")
-    ax1.legend(fontsize=7)
-    fig.suptitle(f"{c0.arch}: FID ≤ {threshold:g} ({c0.eval_n} images), lr_D {c0.lr_d:g}, lr_G {c0.lr_g:g}",
-                 fontsize=9)
-    write_json(json_path, doc)
-    save_figure(fig, png_path)
-    for r in runs:
-        _say(f"batch {r['batch_size']}: " + (f"FID ≤ {threshold:g} at step {r['steps']} (SFO {r['sfo']})"
-                                             if r["reached"] else f"not reached in {r['steps_run']} steps "
-                                                                  f"(best FID {r['best_fid']:.2f})"))
-    _say(f"critical batch size: {critical}; wrote {json_path} and {png_path} ({doc['seconds']:.0f} s)")
+def critical_batch(ctx, batch_sizes, **o):
+    """Steps and SFO (batch × steps) to an FID threshold that every run reaches, per batch size.
 
-
-def _thresholds(ctx, param, value):
-    t = _parse_floats(value, "truncation thresholds")
-    if not all(v > 0 for v in t):
-        raise click.BadParameter(f"{value!r}: thresholds must be positive")
-    return t
+    Resumable as compare-timescales; writes ttur_critical_batch.json|png."""
+    s = _study_setup(o)
+    plan = _critical_plan(s, batch_sizes)
+    _execute(ctx, s, [plan], [(plan, r) for r in plan.runs])
 
 
 @cli.command("truncation")
-@train_options(skip=("eval_every", "eval_n", "kid", "reference_data", "reference_n"), steps=400)
-@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
-              help="Generator checkpoint from `fidkit-ttur train` [default: train one first with the options].")
-@click.option("--thresholds", callback=_thresholds, default=",".join(f"{t:g}" for t in DEFAULT_THRESHOLDS),
-              show_default=True, help="Truncation thresholds |z_i| ≤ t (untruncated z is always added).")
-@click.option("--n", "n_samples", type=click.IntRange(min=4), default=128, show_default=True,
-              help="Generated images per threshold.")
-@click.option("--real-data", default="fashion-mnist-test", show_default=True,
-              help="Real images for precision/recall (and computed reference statistics).")
-@click.option("--real-n", type=click.IntRange(min=4), default=256, show_default=True,
-              help="Real images for precision/recall.")
-@click.option("--pr-k", type=click.IntRange(min=1), default=3, show_default=True,
-              help="Nearest neighbours that set the manifold radii of precision/recall.")
-@click.option("--sample-seed", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Seed of z (the same z before truncation for every threshold).")
-@click.option("--results", default="benchmarks/results", show_default=True, help="Folder for NAME.json/.png.")
-@click.option("--name", default="ttur_truncation", show_default=True, help="File name stem of the results.")
+@study_options(seeds=1)
 @click.pass_context
-def truncation(ctx, checkpoint, thresholds, n_samples, real_data, real_n, pr_k, sample_seed, results, name, **p):
-    """FID, precision and recall against the truncation threshold (the variety–fidelity trade-off).
+def truncation(ctx, **o):
+    """FID, KID, precision, recall, density and coverage against BigGAN's truncation threshold.
 
-    The generator comes from --checkpoint, or is trained first (without evaluations) with the
-    training options, which are ignored when --checkpoint is given."""
-    _setup(p)
-    if real_data not in fidkit.DATASETS and not Path(real_data).is_dir():
-        raise click.BadParameter(f"{real_data}: neither a dataset ({', '.join(fidkit.DATASETS)}) nor an image folder",
-                                 param_hint="'--real-data'")
-    json_path, png_path = _results_paths(results, name)
-    device = resolve_device(p["device"])
-    t0 = time.perf_counter()
-    if checkpoint is not None:
-        g, c, state = generator_from_checkpoint(checkpoint, device)
-        trained = {"checkpoint": checkpoint, "step": int(state["step"]), "config": c.as_dict()}
-        reference = _resolve_reference(p["reference"], c.data, c.size)
-        _say(f"generator of {checkpoint} (step {state['step']})")
-    else:
-        c = _config(p, eval_every=0, eval_start=False, reference=None)
-        reference = _resolve_reference(p["reference"], c.data, c.size)
-        _say(f"training a {c.arch} generator for {c.steps} steps (no evaluation during training)")
-        r = train(c)
-        g = r.generator.eval()
-        trained = {"checkpoint": None, "step": r.step, "config": c.as_dict(),
-                   "training_seconds": round(time.perf_counter() - t0, 1)}
-    real = real_uint8(real_data, real_n, c.size, c.channels)
-    _say(f"features of {len(real)} real images of {real_data}")
-    caught_all: list = []
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        real_feats = fidkit.features(real, device=device, batch_size=p["eval_batch_size"], progress=False)
-        ref = fidkit.Statistics.load(reference) if reference else stats_from_features(
-            real_feats, f"{len(real)} images of {real_data}")
-        metric = fidkit.FID(ref, device=device, batch_size=p["eval_batch_size"], keep_features=True)
-        rows = []
-        is_unavailable = None
-        for t in (None,) + tuple(thresholds):
-            images = sample(g, n_samples, truncation=t, seed=sample_seed, batch_size=p["eval_batch_size"])
-            metric.reset()
-            metric.update(images)
-            row = {"threshold": t, "n": metric.n, "fid": metric.compute()}
-            row.update({k: float(v) for k, v in fidkit.precision_recall(real_feats, metric.features(), k=pr_k).items()})
-            if is_unavailable is None:
-                try:
-                    m = fidkit.inception_score(images, device=device, batch_size=p["eval_batch_size"],
-                                               progress=False, splits=min(10, n_samples))
-                    row["inception_score"] = {"mean": m.mean, "std": m.std}
-                except fidkit.FidkitError as e:
-                    is_unavailable = str(e)
-            if is_unavailable is not None:
-                row["inception_score"] = None
-            rows.append(row)
-            _say(f"threshold {t if t is not None else 'none'}: FID {row['fid']:.2f}, precision "
-                 f"{row['precision']:.3f}, recall {row['recall']:.3f}")
-        caught_all = list(dict.fromkeys(str(w.message) for w in caught))
-    doc = {**_header(ctx, "truncation", device),
-           "method": "z ~ N(0, I) with every entry |z_i| > threshold drawn again until none is (BigGAN's truncation "
-                     "trick); threshold null = untruncated. The same seed for every threshold.",
-           "generator": trained, "n": n_samples, "sample_seed": sample_seed,
-           "reference": reference or f"statistics of the {len(real)} real images below",
-           "real": {"data": real_data, "n": len(real)},
-           "precision_recall": f"fidkit.precision_recall(real features, generated features, k={pr_k})",
-           "inception_score": {"available": is_unavailable is None,
-                               "reason": is_unavailable},
-           "results": rows, "warnings": caught_all, "seconds": round(time.perf_counter() - t0, 1)}
-    fig, (ax1, ax2) = new_figure(ncols=2, width=4.6, height=3.8)
-    ax1.plot([r["recall"] for r in rows], [r["precision"] for r in rows], "o-", color="C0")
-    for r in rows:
-        ax1.annotate("none" if r["threshold"] is None else f"{r['threshold']:g}", (r["recall"], r["precision"]),
-                     textcoords="offset points", xytext=(4, 4), fontsize=7)
-    ax1.set_xlabel("recall (variety)")
-    ax1.set_ylabel("precision (fidelity)")
-    ax1.grid(alpha=0.3)
-    trunc = [r for r in rows if r["threshold"] is not None]
-    ax2.plot([r["threshold"] for r in trunc], [r["fid"] for r in trunc], "o-", color="C1", label="truncated")
-    ax2.axhline(rows[0]["fid"], color="0.4", ls="--", lw=1, label="untruncated")
-    ax2.set_xscale("log")
-    ax2.set_xlabel("truncation threshold")
-    ax2.set_ylabel(f"FID ({n_samples} images)")
-    ax2.grid(alpha=0.3, which="both")
-    ax2.legend(fontsize=7)
-    fig.suptitle(f"{c.arch} generator, step {trained['step']}: truncation trick", fontsize=9)
-    write_json(json_path, doc)
-    save_figure(fig, png_path)
-    _say(f"wrote {json_path} and {png_path} ({doc['seconds']:.0f} s)")
+    The generators are the time-scale study's dcgan TTUR runs at their last step (trained
+    first when missing); resumable; writes ttur_truncation.json|png."""
+    s = _study_setup(o)
+    plan = _truncation_plan(s)
+    _execute(ctx, s, [plan], [(plan, r) for r in plan.runs])
+
+
+@cli.command("studies")
+@study_options(seeds=3)
+@click.pass_context
+def all_studies(ctx, **o):
+    """All three studies, in order of value: truncation on one trained DCGAN (seed 0), the
+    DCGAN time scales, the WGAN-GP time scales, the critical batch size, truncation on the
+    other seeds. Resumable: stop it at any time and start it again."""
+    s = _study_setup(o)
+    ts = _timescale_plan(s, ("dcgan", "wgan-gp"))
+    tr = _truncation_plan(s)
+    cb = _critical_plan(s, studies.CRITICAL_BATCH_SIZES)
+    order = [(tr, tr.runs[0])] + [(ts, r) for r in ts.runs] + [(cb, r) for r in cb.runs] + [(tr, r)
+                                                                                          for r in tr.runs[1:]]
+    _execute(ctx, s, [ts, tr, cb], order)
+
+
+@cli.command("aggregate")
+@click.option("--study", "which", type=click.Choice(("all",) + studies.STUDIES), default="all", show_default=True)
+@click.option("--archs", callback=_archs, default="dcgan,wgan-gp", show_default=True)
+@click.option("--batch-sizes", callback=_batch_sizes, default=",".join(map(str, studies.CRITICAL_BATCH_SIZES)),
+              show_default=True)
+@click.option("--threshold", type=_POS_FLOAT, default=None,
+              help="Critical batch: FID threshold [default: the lowest level every finished run reached].")
+@study_options(seeds=3)
+@click.pass_context
+def aggregate(ctx, which, archs, batch_sizes, threshold, **o):
+    """Rewrites the study files from the per-run result files, training nothing; a study
+    with runs missing or unfinished is marked incomplete. --seeds as the runs used (3;
+    truncation counts whichever of them exist)."""
+    s = _study_setup(o)
+    command = _command(ctx)
+    plans = {"timescales": _timescale_plan(s, archs), "truncation": _truncation_plan(s),
+             "critical-batch": _critical_plan(s, batch_sizes)}
+    for name, plan in plans.items():
+        if which not in ("all", name):
+            continue
+        if name == "truncation":
+            present = [r for r in plan.runs if studies.load_run(s["runs_dir"], r) is not None]
+            plan.runs = present or plan.runs[:1]
+        doc = _aggregate(plan, s, command, **({"threshold": threshold} if name == "critical-batch" else {}))
+        _say(f"{name}: {doc['status']}; wrote {s['results'] / studies.RESULT_NAMES[name]}.json|png")
 
 
 # --------------------------------------------------------------------------- entry point
@@ -604,3 +523,7 @@ def main(argv=None) -> None:
         print(f"{PROG}: error: unexpected {type(e).__name__}: {first} (run with --debug for the traceback)",
               file=sys.stderr)
         sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,751 @@
+"""The three studies as resumable plans of small runs, each with its own result file.
+
+A study is a list of runs (a configuration and a seed). Each run trains a generator with
+:func:`~fidkit.ttur.train.train` in segments up to the steps of its evaluation schedule,
+and after each segment evaluates it and rewrites its own JSON file (atomically) in the
+runs folder (default ``benchmarks/results/ttur_runs/STUDY/NAME.json``): per evaluation
+the step, FID, KID, generated images, training and evaluation seconds, with the command,
+git commit, machine and start/end times. A finished run has ``"complete": true`` and is
+skipped when the study runs again; an unfinished one continues from its last checkpoint
+(in the work folder, default ``runs/ttur``, not committed), or starts again without one.
+The study files (``ttur_timescales.json|png`` ...) are aggregated from whatever run files
+exist, and say which runs are missing or unfinished.
+
+Evaluation protocol (every study number): FID of ``eval_n`` (≥ 2048) generated images
+against the statistics of the full Fashion-MNIST test set (``reference_stats/``); KID
+(100 subsets of 1000) against the pool3 features of the first ``real_n`` test images,
+computed once and cached in the work folder; the same z for every evaluation of a run
+(seeded by the run's seed). An evaluation is a function of the generator's weights, so it
+is cached under their SHA-256 (the untrained generator of a seed is shared by every
+configuration with that seed).
+
+Nothing here is specific to Fashion-MNIST except the defaults; ``quick=True`` plans tiny
+runs (mechanics only: their numbers mean nothing).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import fidkit
+
+from . import models
+from .train import (TrainConfig, TrainError, atomic_write_bytes, derived_seeds,
+                    generator_from_checkpoint, load_checkpoint, machine_description, new_figure, real_uint8, sample,
+                    save_figure, train, weights_digest, write_json)
+
+#: the fewest generated images a study evaluation may use (the feature dimension); fewer bias FID
+MIN_EVAL_N = 2048
+STUDIES = ("timescales", "truncation", "critical-batch")
+#: truncation thresholds of the study (None: untruncated), as in BigGAN's figures
+THRESHOLDS = (None, 2.0, 1.5, 1.0, 0.7, 0.5, 0.3)
+#: learning rates (lr_d, lr_g) of TTUR per architecture, and the single-time-scale rates
+#: built from them (lr_d = lr_g at each of the two)
+TTUR_RATES = {"dcgan": (4e-4, 1e-4), "wgan-gp": (3e-4, 1e-4)}
+#: evaluation steps (step 0 = the untrained generator) per architecture for the time scales
+TIMESCALE_STEPS = {"dcgan": (0, 500, 1500, 4000, 10000), "wgan-gp": (0, 250, 750, 2000, 5000)}
+CRITICAL_BATCH_SIZES = (16, 32, 64, 128, 256, 512)
+QUICK_BATCH_SIZES = (4, 8, 16, 32, 64)
+CRITICAL_STEPS = (0, 200, 500, 1200, 3000, 8000)
+
+
+@dataclass
+class EvalSpec:
+    """How every evaluation of a study is made."""
+
+    n: int = MIN_EVAL_N
+    batch_size: int = 16
+    reference: str = "reference_stats/fashion-mnist-test.npz"
+    real_data: str = "fashion-mnist-test"
+    real_n: int = MIN_EVAL_N
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
+    pr_k: int = 3
+
+    def as_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["reference_sha256"] = file_sha256(self.reference) if Path(self.reference).is_file() else None
+        return d
+
+
+@dataclass
+class RunSpec:
+    """One run of a study: a training configuration, its seed and its evaluation steps."""
+
+    study: str
+    name: str
+    group: str
+    config: TrainConfig
+    eval_steps: tuple
+    thresholds: tuple = ()          # truncation only: evaluated on the generator of ``source``
+    source: "RunSpec | None" = None
+
+    @property
+    def seed(self) -> int:
+        return self.config.seed
+
+
+@dataclass
+class Plan:
+    study: str
+    runs: list
+    eval: EvalSpec
+    quick: bool = False
+    settings: dict = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- plans
+
+def base_config(quick: bool, data: str, data_limit: int | None, device: str) -> dict:
+    if quick:
+        return dict(data=data, data_limit=data_limit or 64, z_dim=8, width=4, device=device, eval_every=0,
+                    eval_start=False, reference=None)
+    return dict(data=data, data_limit=data_limit, device=device, eval_every=0, eval_start=False, reference=None)
+
+
+def timescale_runs(archs=("dcgan", "wgan-gp"), seeds=(0, 1, 2), quick=False, data="fashion-mnist-train",
+                   data_limit=None, device="cpu", only=None) -> list:
+    """TTUR (lr_d > lr_g) and the single time scales lr_d = lr_g at each of TTUR's two rates."""
+    out = []
+    base = base_config(quick, data, data_limit, device)
+    for arch in archs:
+        lr_d, lr_g = TTUR_RATES[arch]
+        settings = {"ttur": (lr_d, lr_g), "single-slow": (lr_g, lr_g), "single-fast": (lr_d, lr_d)}
+        steps = (0, 1, 2) if quick else TIMESCALE_STEPS[arch]
+        for setting, (a, b) in settings.items():
+            if only is not None and setting not in only:
+                continue
+            for seed in seeds:
+                c = TrainConfig(arch=arch, lr_d=a, lr_g=b, seed=seed, steps=max(steps),
+                                batch_size=16 if quick else 64, **base)
+                out.append(RunSpec("timescales", f"{arch}-{setting}-s{seed}", f"{arch}/{setting}", c, steps))
+    return out
+
+
+def truncation_runs(seeds=(0,), quick=False, **kw) -> list:
+    """BigGAN's truncation on the DCGAN generators of the time-scale study's TTUR runs."""
+    out = []
+    for src in timescale_runs(archs=("dcgan",), seeds=seeds, quick=quick, only=("ttur",), **kw):
+        out.append(RunSpec("truncation", src.name, "dcgan/ttur", src.config, (), THRESHOLDS, src))
+    return out
+
+
+def critical_batch_runs(batch_sizes=CRITICAL_BATCH_SIZES, seeds=(0, 1, 2), quick=False, data="fashion-mnist-train",
+                        data_limit=None, device="cpu") -> list:
+    """DCGAN with TTUR's constant rates at each batch size, seeds innermost... by batch size."""
+    base = base_config(quick, data, data_limit, device)
+    lr_d, lr_g = TTUR_RATES["dcgan"]
+    steps = (0, 1, 2, 4) if quick else CRITICAL_STEPS
+    out = []
+    for seed in seeds:
+        for b in batch_sizes:
+            c = TrainConfig(arch="dcgan", lr_d=lr_d, lr_g=lr_g, seed=seed, steps=max(steps), batch_size=b, **base)
+            out.append(RunSpec("critical-batch", f"dcgan-b{b}-s{seed}", f"b{b}", c, steps))
+    return out
+
+
+# --------------------------------------------------------------------------- provenance
+
+#: TrainConfig fields of train()'s own evaluation, unused by the studies (which evaluate
+#: as their EvalSpec says) and left out of the run files
+_UNUSED_FIELDS = ("eval_every", "eval_n", "eval_batch_size", "eval_start", "reference", "reference_data",
+                  "reference_n", "kid", "kid_subsets", "kid_subset_size", "stop_fid", "checkpoint_every")
+
+
+def train_dict(c: TrainConfig) -> dict:
+    """The training settings of a run (``c`` resolved, without train()'s evaluation fields)."""
+    return {k: v for k, v in c.resolved().as_dict().items() if k not in _UNUSED_FIELDS}
+
+
+def file_sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def git_commit() -> str | None:
+    """HEAD of the checkout fidkit runs from, with ``-dirty`` when tracked files differ."""
+    root = Path(__file__).resolve().parent.parent.parent
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=20).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--",
+                                "fidkit"], capture_output=True, text=True, timeout=20).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (head + ("-dirty" if dirty else "")) or None
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def provenance(command: str | None) -> dict:
+    return {"command": command, "git_commit": git_commit(), "host": platform.node(),
+            "machine": machine_description(), "fidkit_version": fidkit.__version__,
+            "torch_version": str(torch.__version__)}
+
+
+# --------------------------------------------------------------------------- evaluation
+
+class Evaluations:
+    """Evaluations of generators under one :class:`EvalSpec`, with caches in ``work``.
+
+    Reference statistics are loaded once; the pool3 features of the first ``real_n`` real
+    images (KID, precision/recall) are computed once and kept in ``work/cache``; every
+    result is kept in ``work/cache/evals`` under the generator's weights digest, the z seed
+    and the truncation, so it is computed once.
+    """
+
+    def __init__(self, spec: EvalSpec, work: Path, device="cpu", size=28, channels=1):
+        self.spec, self.work, self.device = spec, Path(work), device
+        self.size, self.channels = size, channels
+        self._reference = None
+        self._real = None
+        self._metrics: dict = {}
+
+    def reference(self):
+        if self._reference is None:
+            self._reference = fidkit.Statistics.load(self.spec.reference)
+        return self._reference
+
+    def real_features(self) -> np.ndarray:
+        if self._real is None:
+            s = self.spec
+            name = f"real-features-{Path(s.real_data).name}-first{s.real_n}-{self.size}px{self.channels}ch.npy"
+            path = self.work / "cache" / name
+            if path.is_file():
+                self._real = np.load(path)
+            else:
+                real = real_uint8(s.real_data, s.real_n, self.size, self.channels)
+                feats = fidkit.features(real, device=self.device, batch_size=s.batch_size, progress=False)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                buf = io.BytesIO()
+                np.save(buf, feats)
+                atomic_write_bytes(path, buf.getvalue())
+                self._real = feats
+        return self._real
+
+    def _cache_path(self, generator, z_seed: int, truncation) -> Path:
+        s = self.spec
+        key = json.dumps([weights_digest(generator), z_seed, truncation, s.n, s.reference, s.real_data, s.real_n,
+                          s.kid_subsets, s.kid_subset_size, s.pr_k])
+        return self.work / "cache" / "evals" / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".json")
+
+    def evaluate(self, generator, z_seed: int, truncation=None, pr: bool = False) -> dict:
+        """FID, KID (and with ``pr`` precision, recall, density, coverage) of ``n`` images of
+        ``generator`` from z seeded by ``z_seed``, truncated at ``truncation`` (None: not)."""
+        path = self._cache_path(generator, z_seed, truncation)
+        if path.is_file():
+            cached = json.loads(path.read_text())
+            if not pr or "precision" in cached:
+                return {**cached, "cached": True}
+        s = self.spec
+        t0 = time.perf_counter()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            metric = fidkit.FID(self.reference(), device=self.device, batch_size=s.batch_size, keep_features=True)
+            images = sample(generator, s.n, truncation=truncation, seed=z_seed, batch_size=s.batch_size)
+            for i in range(0, s.n, s.batch_size):
+                metric.update(images[i:i + s.batch_size])
+            feats = metric.features()
+            k = fidkit.kid(self.real_features(), feats, subsets=s.kid_subsets, subset_size=s.kid_subset_size)
+            r = {"fid": metric.compute(), "n": metric.n, "kid_mean": k.mean, "kid_std": k.std}
+            if pr:
+                r.update({k: float(v) for k, v in
+                          fidkit.precision_recall(self.real_features(), feats, k=s.pr_k).items()})
+        r = {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in r.items()}
+        r["eval_seconds"] = round(time.perf_counter() - t0, 1)
+        r["generator_sha256"] = weights_digest(generator)
+        r["warnings"] = sorted({str(w.message) for w in caught})
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(path, r)
+        return {**r, "cached": False}
+
+
+# --------------------------------------------------------------------------- running
+
+class RunLock:
+    """An exclusive lock file per run (its holder's pid), so that two processes never run
+    the same run; a lock whose process is gone is taken over."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                os.write(fd, str(os.getpid()).encode())
+                os.close(fd)
+                return self
+            except FileExistsError:
+                try:
+                    pid = int(self.path.read_text().strip() or 0)
+                    os.kill(pid, 0)
+                except (ValueError, ProcessLookupError, PermissionError, OSError):
+                    self.path.unlink(missing_ok=True)
+                    continue
+                raise TrainError(f"{self.path.parent.name}: already being run by process {pid}")
+        raise TrainError(f"{self.path}: cannot take the lock")
+
+    def __exit__(self, *exc):
+        self.path.unlink(missing_ok=True)
+
+
+def run_path(runs_dir, spec: RunSpec) -> Path:
+    return Path(runs_dir) / spec.study / f"{spec.name}.json"
+
+
+def load_run(runs_dir, spec: RunSpec) -> dict | None:
+    p = run_path(runs_dir, spec)
+    return json.loads(p.read_text()) if p.is_file() else None
+
+
+def _checkpoints(folder: Path) -> dict:
+    return {int(p.stem.split("-")[1]): p for p in sorted((folder / "checkpoints").glob("step-*.pt"))}
+
+
+def train_to(spec: RunSpec, step: int, work: Path, say=print) -> tuple:
+    """(generator at ``step`` of ``spec``'s run, seconds of training so far): trained with
+    :func:`train` from its latest checkpoint at or before ``step`` (or from scratch); a
+    checkpoint is left at ``step``."""
+    c = spec.config
+    folder = work / spec.study / spec.name
+    if step == 0:
+        torch.manual_seed(c.seed)  # exactly train()'s initialisation
+        g, _ = models.build(c.arch, c.z_dim, c.channels, c.size, c.width)
+        return g.eval(), 0.0
+    ckpts = _checkpoints(folder)
+    if step in ckpts:
+        g, _, state = generator_from_checkpoint(ckpts[step])
+        return g, float(state["train_seconds"])
+    before = [s for s in ckpts if s < step]
+    if not before and folder.exists():
+        shutil.rmtree(folder)
+    resume = ckpts[max(before)] if before else None
+    say(f"  training {spec.name} to step {step}" + (f" from step {max(before)}" if before else ""))
+    r = train(dataclasses.replace(c, steps=step), folder, resume=resume)
+    state = load_checkpoint(r.checkpoints[-1])
+    return r.generator.eval(), float(state["train_seconds"])
+
+
+def run_one(spec: RunSpec, evals: Evaluations, runs_dir, work, command=None, say=print) -> dict:
+    """Runs (or continues) one run of a study, rewriting its result file after each
+    evaluation; returns the result document. A complete result is returned as it is."""
+    runs_dir, work = Path(runs_dir), Path(work)
+    doc = load_run(runs_dir, spec)
+    if doc is not None and doc.get("complete"):
+        return doc
+    if spec.source is not None:
+        return _run_truncation(spec, evals, runs_dir, work, command, say)
+    path = run_path(runs_dir, spec)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with RunLock(work / spec.study / f"{spec.name}.lock"):
+        z_seed = derived_seeds(spec.seed)[2]
+        if doc is None or doc.get("config") != train_dict(spec.config):
+            doc = {"format": "fidkit-ttur-study-run-1", "study": spec.study, "name": spec.name,
+                   "group": spec.group, "seed": spec.seed, "config": train_dict(spec.config),
+                   "eval_steps": list(spec.eval_steps), "evaluation": {**evals.spec.as_dict(), "z_seed": z_seed},
+                   "sessions": [], "evals": [], "complete": False}
+        doc["eval_steps"] = list(spec.eval_steps)
+        doc["sessions"].append({**provenance(command), "started": now(), "finished": None})
+        for step in spec.eval_steps:
+            if any(e["step"] == step for e in doc["evals"]):
+                continue
+            g, train_seconds = train_to(spec, step, work, say)
+            r = evals.evaluate(g, z_seed)
+            rec = {"step": step, "fid": r["fid"], "kid_mean": r.get("kid_mean"), "kid_std": r.get("kid_std"),
+                   "n": r["n"], "train_seconds": round(train_seconds, 1), "eval_seconds": r["eval_seconds"],
+                   "images_seen": step * spec.config.resolved().n_critic * spec.config.batch_size,
+                   "generator_sha256": r["generator_sha256"], "cached": r["cached"], "evaluated": now()}
+            for w in r.get("warnings", []):
+                doc.setdefault("warnings", [])
+                if w not in doc["warnings"]:
+                    doc["warnings"].append(w)
+            doc["evals"].append(rec)
+            doc["evals"].sort(key=lambda e: e["step"])
+            doc["sessions"][-1]["finished"] = now()
+            write_json(path, doc)
+            took = "cached" if r["cached"] else f"{r['eval_seconds']:.0f} s"
+            say(f"  {spec.name} step {step}: FID {r['fid']:.2f}, KID {r['kid_mean']:.4f} ({took})")
+        doc["complete"] = True
+        doc["sessions"][-1]["finished"] = now()
+        write_json(path, doc)
+    return doc
+
+
+def _run_truncation(spec: RunSpec, evals: Evaluations, runs_dir, work, command, say) -> dict:
+    src = spec.source
+    src_doc = run_one(src, evals, runs_dir, work, command, say)
+    final = max(src.eval_steps)
+    path = run_path(runs_dir, spec)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = load_run(runs_dir, spec)
+    with RunLock(work / spec.study / f"{spec.name}.lock"):
+        g, _ = train_to(src, final, work, say)
+        digest = weights_digest(g)
+        expected = next(e["generator_sha256"] for e in src_doc["evals"] if e["step"] == final)
+        if digest != expected:
+            say(f"  warning: the generator retrained for {spec.name} differs from the one evaluated in its run")
+        z_seed = derived_seeds(src.seed)[2] + 1  # not the curve's z: a fresh draw for every threshold
+        if doc is None or doc.get("generator_sha256") != digest:
+            doc = {"format": "fidkit-ttur-study-run-1", "study": spec.study, "name": spec.name,
+                   "group": spec.group, "seed": src.seed, "generator": {
+                       "run": f"{src.study}/{src.name}", "step": final, "config": train_dict(src.config),
+                       "fid_at_step": next(e["fid"] for e in src_doc["evals"] if e["step"] == final)},
+                   "generator_sha256": digest, "thresholds": list(spec.thresholds),
+                   "evaluation": {**evals.spec.as_dict(), "z_seed": z_seed},
+                   "method": "z ~ N(0, I), every entry |z_i| > threshold drawn again until none is (BigGAN's "
+                             "truncation trick); threshold null = untruncated; the same z seed at every threshold",
+                   "sessions": [], "results": [], "complete": False}
+        doc["sessions"].append({**provenance(command), "started": now(), "finished": None})
+        for t in spec.thresholds:
+            if any(r["threshold"] == t for r in doc["results"]):
+                continue
+            r = evals.evaluate(g, z_seed, truncation=t, pr=True)
+            row = {"threshold": t, **{k: r[k] for k in ("fid", "kid_mean", "kid_std", "n", "precision", "recall",
+                                                         "density", "coverage", "eval_seconds", "cached")},
+                   "evaluated": now()}
+            doc["results"].append(row)
+            doc["results"].sort(key=lambda x: math.inf if x["threshold"] is None else -x["threshold"])
+            doc["sessions"][-1]["finished"] = now()
+            write_json(path, doc)
+            say(f"  truncation {t if t is not None else 'none'}: FID {r['fid']:.2f}, KID {r['kid_mean']:.4f}, "
+                f"precision {r['precision']:.3f}, recall {r['recall']:.3f}")
+        doc["complete"] = True
+        doc["sessions"][-1]["finished"] = now()
+        write_json(path, doc)
+    return doc
+
+
+# --------------------------------------------------------------------------- aggregation
+
+def _mean_std(values) -> tuple:
+    v = [x for x in values if x is not None]
+    if not v:
+        return None, None
+    return float(np.mean(v)), (float(np.std(v, ddof=1)) if len(v) > 1 else None)
+
+
+def _status(plan: Plan, runs_dir) -> tuple:
+    docs, missing, unfinished = {}, [], []
+    for spec in plan.runs:
+        d = load_run(runs_dir, spec)
+        if d is None:
+            missing.append(spec.name)
+        else:
+            docs[spec.name] = d
+            if not d.get("complete"):
+                unfinished.append(spec.name)
+    return docs, missing, unfinished
+
+
+def _header(plan: Plan, runs_dir, docs, missing, unfinished, command) -> dict:
+    complete = not missing and not unfinished
+    return {"study": plan.study, "complete": complete,
+            "status": ("complete" if complete else
+                       f"INCOMPLETE: {len(plan.runs) - len(missing) - len(unfinished)} of {len(plan.runs)} runs "
+                       f"finished; the numbers below use only what exists"),
+            "missing_runs": missing, "unfinished_runs": unfinished, "quick": plan.quick,
+            "runs_folder": str(Path(runs_dir) / plan.study),
+            "aggregated": now(), "aggregate_command": command, "aggregate_git_commit": git_commit(),
+            "evaluation": plan.eval.as_dict(), "settings": plan.settings}
+
+
+def _bands(ax, steps, mean, std, color, label):
+    ax.plot(steps, mean, "o-", color=color, lw=1.8, ms=3.5, label=label)
+    if std is not None and all(s is not None for s in std):
+        m, s = np.array(mean, float), np.array(std, float)
+        ax.fill_between(steps, m - s, m + s, color=color, alpha=0.2, lw=0)
+
+
+def _incomplete_note(fig, header):
+    if not header["complete"]:
+        fig.text(0.5, 0.005, header["status"] + f"; missing {len(header['missing_runs'])}, unfinished "
+                 f"{len(header['unfinished_runs'])}", ha="center", va="bottom", fontsize=7, color="C3")
+
+
+def aggregate_timescales(plan: Plan, runs_dir, results_dir, command=None, name="ttur_timescales") -> dict:
+    docs, missing, unfinished = _status(plan, runs_dir)
+    groups: dict = {}
+    for spec in plan.runs:
+        groups.setdefault(spec.group, []).append(spec)
+    summary = {}
+    for group, specs in groups.items():
+        mine = [docs[s.name] for s in specs if s.name in docs]
+        steps = list(specs[0].eval_steps)
+        per_step = {}
+        for st in steps:
+            rows = [e for d in mine for e in d["evals"] if e["step"] == st]
+            fm, fs = _mean_std([e["fid"] for e in rows])
+            km, ks = _mean_std([e["kid_mean"] for e in rows])
+            per_step[st] = {"seeds": len(rows), "fid_mean": fm, "fid_std": fs, "kid_mean": km, "kid_std": ks}
+        done = [d for d in mine if d.get("complete")]
+        finals = [d["evals"][-1]["fid"] for d in done]
+        final_kids = [d["evals"][-1]["kid_mean"] for d in done]
+        fm, fs = _mean_std(finals)
+        km, ks = _mean_std(final_kids)
+        c = specs[0].config
+        summary[group] = {"arch": c.arch, "lr_d": c.lr_d, "lr_g": c.lr_g, "batch_size": c.batch_size,
+                          "seeds_planned": [s.seed for s in specs], "seeds_complete": [d["seed"] for d in done],
+                          "steps": steps, "per_step": {str(k): v for k, v in per_step.items()},
+                          "final_step": max(steps), "final_fid_per_seed": finals, "final_fid_mean": fm,
+                          "final_fid_std": fs, "final_kid_per_seed": final_kids, "final_kid_mean": km,
+                          "final_kid_std": ks}
+    header = _header(plan, runs_dir, docs, missing, unfinished, command)
+    doc = {**header,
+           "question": "TTUR paper (Heusel et al., 2017): with the same step budget, does lr_D > lr_G (TTUR) reach a "
+                       "lower FID, or reach it sooner, than one time scale lr_D = lr_G (at either of TTUR's two "
+                       "rates)?",
+           "summary": summary,
+           "runs": {k: {"seed": v["seed"], "group": v["group"], "complete": v.get("complete"),
+                        "evals": v["evals"]} for k, v in docs.items()}}
+    archs = list(dict.fromkeys(s.config.arch for s in plan.runs))
+    fig, axes = new_figure(ncols=len(archs) * 2, width=4.0, height=3.6)
+    for i, arch in enumerate(archs):
+        for j, (key, label) in enumerate((("fid", "FID"), ("kid", "KID"))):
+            ax = axes[2 * i + j]
+            for k, (group, s) in enumerate((g, s) for g, s in summary.items() if s["arch"] == arch):
+                pts = [(int(st), v) for st, v in s["per_step"].items() if v[f"{key}_mean"] is not None]
+                if not pts:
+                    continue
+                xs = [p[0] for p in pts]
+                _bands(ax, xs, [p[1][f"{key}_mean"] for p in pts], [p[1][f"{key}_std"] for p in pts], f"C{k}",
+                       f"{group.split('/')[1]}: lr_D {s['lr_d']:g}, lr_G {s['lr_g']:g} "
+                       f"(n={min(p[1]['seeds'] for p in pts)}–{max(p[1]['seeds'] for p in pts)})")
+            ax.set_xscale("symlog", linthresh=max(1, min((st for st in plan.runs[0].eval_steps if st), default=1)))
+            ax.set_yscale("log")
+            ax.set_xlabel("generator step")
+            ax.set_ylabel(f"{label} ({plan.eval.n} images)" if key == "fid" else "KID")
+            ax.set_title(f"{arch}: {label}, mean ± std over seeds", fontsize=9)
+            ax.grid(alpha=0.3, which="both")
+            ax.legend(fontsize=6)
+    _incomplete_note(fig, header)
+    return _write(doc, fig, results_dir, name)
+
+
+def _steps_to(evals: list, threshold: float) -> tuple:
+    """(steps at which FID first falls to ``threshold``, interpolated between the two
+    evaluations around the crossing — log-log, linear from step 0 —, first evaluated step at
+    or below it) or (None, None)."""
+    prev = None
+    for e in evals:
+        if e["fid"] is not None and e["fid"] <= threshold:
+            if prev is None:
+                return float(e["step"]), e["step"]
+            s0, f0, s1, f1 = prev["step"], prev["fid"], e["step"], e["fid"]
+            if s0 > 0:
+                w = (math.log(f0) - math.log(threshold)) / (math.log(f0) - math.log(f1))
+                return float(math.exp(math.log(s0) + w * (math.log(s1) - math.log(s0)))), s1
+            w = (f0 - threshold) / (f0 - f1)
+            return float(s0 + w * (s1 - s0)), s1
+        prev = e
+    return None, None
+
+
+def _critical_from(bs: list, sfo: list) -> float:
+    """The argmin of SFO over batch sizes, refined by a parabola through log SFO against
+    log2 batch at the minimum and its neighbours (the discrete argmin at an end)."""
+    i = int(np.argmin(sfo))
+    if 0 < i < len(bs) - 1:
+        x = np.log2(bs[i - 1:i + 2])
+        y = np.log(sfo[i - 1:i + 2])
+        a, b, _ = np.polyfit(x, y, 2)
+        if a > 0:
+            return float(2 ** float(np.clip(-b / (2 * a), x[0], x[2])))
+    return float(bs[i])
+
+
+def aggregate_critical_batch(plan: Plan, runs_dir, results_dir, command=None, name="ttur_critical_batch",
+                             threshold=None) -> dict:
+    docs, missing, unfinished = _status(plan, runs_dir)
+    done = {n: d for n, d in docs.items() if d.get("complete")}
+    batch_sizes = sorted({s.config.batch_size for s in plan.runs})
+    seeds = sorted({s.seed for s in plan.runs})
+    if threshold is None and done:
+        worst_best = max(min(e["fid"] for e in d["evals"]) for d in done.values())
+        threshold_rule = ("the largest over all finished runs of each run's lowest evaluated FID, rounded up to "
+                          "0.1: the lowest level that every run reached")
+        threshold = math.ceil(worst_best * 10) / 10
+    else:
+        threshold_rule = "given" if threshold is not None else "no finished runs"
+    table = []
+    for spec in plan.runs:
+        d = done.get(spec.name)
+        row = {"batch_size": spec.config.batch_size, "seed": spec.seed, "complete": d is not None}
+        if d is not None and threshold is not None:
+            steps, first = _steps_to(d["evals"], threshold)
+            row.update(steps=steps, first_eval_at_or_below=first,
+                       sfo=None if steps is None else steps * spec.config.batch_size,
+                       best_fid=min(e["fid"] for e in d["evals"]), final_fid=d["evals"][-1]["fid"])
+        table.append(row)
+    per_batch = {}
+    for b in batch_sizes:
+        rows = [r for r in table if r["batch_size"] == b and r.get("steps") is not None]
+        sm, ss = _mean_std([r["steps"] for r in rows])
+        fm, fs = _mean_std([r["sfo"] for r in rows])
+        per_batch[str(b)] = {"seeds": len(rows), "steps_mean": sm, "steps_std": ss, "sfo_mean": fm, "sfo_std": fs}
+    critical = {}
+    for seed in seeds:
+        rows = sorted((r for r in table if r["seed"] == seed and r.get("sfo") is not None),
+                      key=lambda r: r["batch_size"])
+        if len(rows) == len(batch_sizes):
+            bs = [r["batch_size"] for r in rows]
+            sfo = [r["sfo"] for r in rows]
+            steps = [r["steps"] for r in rows]
+            critical[str(seed)] = {"critical_batch": _critical_from(bs, sfo), "argmin": bs[int(np.argmin(sfo))],
+                                   "steps_fall_with_batch": all(a >= b for a, b in zip(steps, steps[1:])),
+                                   "sfo_minimum_inside": 0 < int(np.argmin(sfo)) < len(bs) - 1}
+    logs = [math.log2(v["critical_batch"]) for v in critical.values()]
+    lm, ls = _mean_std(logs)
+    header = _header(plan, runs_dir, docs, missing, unfinished, command)
+    doc = {**header,
+           "question": "Sato & Iiduka (2022): the steps K needed to reach a target fall as the batch size b grows, "
+                       "and the SFO complexity b·K is convex in b with a minimum at the critical batch size.",
+           "definition": "steps = the step at which the run's FID curve (evaluated at eval_steps) first reaches the "
+                         "threshold, interpolated in log step against log FID between the evaluations around the "
+                         "crossing (linearly from step 0); SFO = batch size × steps (generator updates' samples; "
+                         "the discriminator draws as many). Critical batch size per seed = argmin of SFO over the "
+                         "batch sizes, refined by a parabola in (log2 b, log SFO) through the minimum and its two "
+                         "neighbours; mean ± std over seeds in log2.",
+           "threshold": threshold, "threshold_rule": threshold_rule, "batch_sizes": batch_sizes,
+           "per_run": table, "per_batch": per_batch, "critical_batch_per_seed": critical,
+           "critical_batch_log2_mean": lm, "critical_batch_log2_std": ls,
+           "critical_batch_geometric_mean": None if lm is None else 2 ** lm,
+           "runs": {k: {"seed": v["seed"], "group": v["group"], "complete": v.get("complete"),
+                        "evals": v["evals"]} for k, v in docs.items()}}
+    fig, axes = new_figure(ncols=3, width=4.0, height=3.6)
+    for seed_i, seed in enumerate(seeds):
+        for spec in (s for s in plan.runs if s.seed == seed and s.name in docs):
+            ev = docs[spec.name]["evals"]
+            k = batch_sizes.index(spec.config.batch_size)
+            axes[0].plot([max(e["step"], 1) for e in ev], [e["fid"] for e in ev], "-", color=f"C{k}", alpha=0.6,
+                         lw=1, label=f"batch {spec.config.batch_size}" if seed_i == 0 else None)
+    if threshold is not None:
+        axes[0].axhline(threshold, color="0.3", ls="--", lw=1, label=f"threshold {threshold:g}")
+    axes[0].set_xscale("log")
+    axes[0].set_yscale("log")
+    axes[0].set_xlabel("generator step")
+    axes[0].set_ylabel(f"FID ({plan.eval.n} images)")
+    axes[0].set_title("FID curves (each seed)", fontsize=9)
+    axes[0].legend(fontsize=6)
+    for ax, key, label in ((axes[1], "steps", "steps to threshold"), (axes[2], "sfo", "SFO = batch × steps")):
+        xs = [b for b in batch_sizes if per_batch[str(b)][f"{key}_mean"] is not None]
+        _bands(ax, xs, [per_batch[str(b)][f"{key}_mean"] for b in xs],
+               [per_batch[str(b)][f"{key}_std"] for b in xs] if xs and all(
+                   per_batch[str(b)][f"{key}_std"] is not None for b in xs) else None, "C0", "mean ± std over seeds")
+        for r in table:
+            if r.get(key) is not None:
+                ax.plot(r["batch_size"], r[key], ".", color="0.4", ms=4)
+        if lm is not None and key == "sfo":
+            ax.axvline(2 ** lm, color="C3", ls="--", lw=1, label=f"critical batch ≈ {2 ** lm:.0f}")
+            if ls:
+                ax.axvspan(2 ** (lm - ls), 2 ** (lm + ls), color="C3", alpha=0.1)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("batch size")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=6)
+    fig.suptitle(f"dcgan, lr_D {plan.runs[0].config.lr_d:g}, lr_G {plan.runs[0].config.lr_g:g}: steps and SFO to "
+                 f"FID ≤ {threshold if threshold is not None else '?'}", fontsize=9)
+    _incomplete_note(fig, header)
+    return _write(doc, fig, results_dir, name)
+
+
+def aggregate_truncation(plan: Plan, runs_dir, results_dir, command=None, name="ttur_truncation") -> dict:
+    docs, missing, unfinished = _status(plan, runs_dir)
+    thresholds = list(THRESHOLDS if not plan.runs else plan.runs[0].thresholds)
+    per_t = []
+    keys = ("fid", "kid_mean", "precision", "recall", "density", "coverage")
+    for t in thresholds:
+        rows = [r for d in docs.values() for r in d["results"] if r["threshold"] == t]
+        entry = {"threshold": t, "generators": len(rows)}
+        for k in keys:
+            m, s = _mean_std([r[k] for r in rows])
+            entry[k] = m
+            entry[f"{k}_std"] = s
+        per_t.append(entry)
+    header = _header(plan, runs_dir, docs, missing, unfinished, command)
+    doc = {**header,
+           "question": "BigGAN (Brock et al., 2019): sampling z from a truncated normal trades variety for fidelity: "
+                       "as the threshold falls, precision (fidelity) rises and recall (variety) falls, and FID "
+                       "rises once variety is lost.",
+           "per_threshold": per_t,
+           "runs": {k: {"seed": v["seed"], "complete": v.get("complete"), "generator": v.get("generator"),
+                        "generator_sha256": v.get("generator_sha256"), "results": v["results"]}
+                    for k, v in docs.items()}}
+    fig, (ax1, ax2, ax3) = new_figure(ncols=3, width=4.0, height=3.6)
+    have = [e for e in per_t if e["fid"] is not None]
+
+    def lab(t):
+        return "∞" if t is None else f"{t:g}"
+
+    for i, d in enumerate(docs.values()):
+        rs = d["results"]
+        ax1.plot([r["recall"] for r in rs], [r["precision"] for r in rs], "o-", color=f"C{i}", ms=4,
+                 label=f"generator seed {d['seed']}")
+        for r in rs:
+            ax1.annotate(lab(r["threshold"]), (r["recall"], r["precision"]), textcoords="offset points",
+                         xytext=(3, 3), fontsize=6)
+        ax3.plot([r["recall"] for r in rs], [r["coverage"] for r in rs], "s-", color=f"C{i}", ms=3,
+                 label=f"seed {d['seed']}")
+        ax3.plot([r["recall"] for r in rs], [r["density"] for r in rs], "^--", color=f"C{i}", ms=3, alpha=0.6)
+    ax1.set_xlabel("recall (variety)")
+    ax1.set_ylabel("precision (fidelity)")
+    ax1.set_title("precision vs recall along thresholds", fontsize=9)
+    ax1.grid(alpha=0.3)
+    ax1.legend(fontsize=6)
+    xs = [math.inf if e["threshold"] is None else e["threshold"] for e in have]
+    finite = [(x, e) for x, e in zip(xs, have) if math.isfinite(x)]
+    if finite:
+        ax2.errorbar([x for x, _ in finite], [e["fid"] for _, e in finite],
+                     yerr=[e["fid_std"] or 0 for _, e in finite], fmt="o-", color="C1", ms=4, label="truncated")
+    for e in have:
+        if e["threshold"] is None:
+            ax2.axhline(e["fid"], color="0.4", ls="--", lw=1, label="untruncated (∞)")
+    ax2.set_xscale("log")
+    ax2.set_xlabel("truncation threshold")
+    ax2.set_ylabel(f"FID ({plan.eval.n} images)")
+    ax2.set_title("FID vs threshold", fontsize=9)
+    ax2.grid(alpha=0.3, which="both")
+    ax2.legend(fontsize=6)
+    ax3.set_xlabel("recall")
+    ax3.set_ylabel("coverage (solid), density (dashed)")
+    ax3.set_title("coverage and density", fontsize=9)
+    ax3.grid(alpha=0.3)
+    _incomplete_note(fig, header)
+    return _write(doc, fig, results_dir, name)
+
+
+def _write(doc: dict, fig, results_dir, name: str) -> dict:
+    results_dir = Path(results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    write_json(results_dir / f"{name}.json", doc)
+    save_figure(fig, results_dir / f"{name}.png")
+    return doc
+
+
+AGGREGATORS = {"timescales": aggregate_timescales, "truncation": aggregate_truncation,
+               "critical-batch": aggregate_critical_batch}
+RESULT_NAMES = {"timescales": "ttur_timescales", "truncation": "ttur_truncation",
+                "critical-batch": "ttur_critical_batch"}

@@ -1,0 +1,197 @@
+"""The resumable TTUR studies (fidkit.ttur.studies and its commands), mechanics only.
+
+Tiny generators trained on a few images written to a temporary folder (no dataset
+needed) and a stand-in for the Inception evaluation: what is checked is that each run
+writes its own result file after each evaluation with its provenance, that finished runs
+are skipped and unfinished ones continue exactly, that the study files say what is
+missing, and that fewer than 2048 images are refused outside --quick. The findings are
+in benchmarks/results, not here.
+"""
+
+import json
+import math
+import pathlib
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fidkit.ttur import cli as ttur_cli
+from fidkit.ttur import studies
+from fidkit.ttur.train import weights_digest
+
+ROOT = pathlib.Path(__file__).parent.parent
+REFERENCE = ROOT / "reference_stats" / "fashion-mnist-test.npz"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def images(tmp_path):
+    """64 random 28×28 grayscale PNGs."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(64):
+        Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(folder / f"{i:03d}.png")
+    return folder
+
+
+class StubEvaluate:
+    """Stands in for Evaluations.evaluate: a "FID" from the weights (distinct per generator,
+    the same for the same weights), counting its calls; ``fail_at`` raises on that call."""
+
+    def __init__(self, fail_at=None):
+        self.calls, self.fail_at = 0, fail_at
+
+    def __call__(self, evals, generator, z_seed, truncation=None, pr=False):
+        self.calls += 1
+        if self.fail_at is not None and self.calls == self.fail_at:
+            raise KeyboardInterrupt
+        digest = weights_digest(generator)
+        fid = 50.0 + int(digest[:6], 16) % 1000 / 10.0 + (0 if truncation is None else 10.0 / truncation)
+        r = {"fid": fid, "n": 4, "kid_mean": fid / 1000, "kid_std": 0.001, "eval_seconds": 0.0,
+             "generator_sha256": digest, "warnings": [], "cached": False}
+        if pr:
+            t = 10.0 if truncation is None else truncation
+            r.update(precision=1 - t / 20, recall=t / 20, density=1.0, coverage=t / 30)
+        return r
+
+
+@pytest.fixture
+def stub(monkeypatch):
+    s = StubEvaluate()
+    monkeypatch.setattr(studies.Evaluations, "evaluate", lambda self, *a, **k: s(self, *a, **k))
+    return s
+
+
+def _run(capsys, *args):
+    with pytest.raises(SystemExit) as e:
+        ttur_cli.main([str(a) for a in args])
+        raise SystemExit(0)
+    err = capsys.readouterr().err
+    return e.value.code, [line for line in err.splitlines() if line.strip()]
+
+
+def _quick(tmp_path, images):
+    return ["--quick", "--eval-n", 4, "--real-n", 4, "--eval-batch-size", 4, "--data", images, "--device", "cpu",
+            "--reference", REFERENCE, "--runs", tmp_path / "runs", "--work", tmp_path / "work", "--results",
+            tmp_path / "res"]
+
+
+@pytest.mark.parametrize("command", ["compare-timescales", "critical-batch", "truncation", "studies"])
+def test_studies_refuse_fewer_than_2048_images(tmp_path, monkeypatch, capsys, command):
+    monkeypatch.chdir(tmp_path)
+    code, err = _run(capsys, command, "--eval-n", 500)
+    assert code == 2 and len(err) == 1 and "2048" in err[0] and "--quick" in err[0], err
+    code, err = _run(capsys, command, "--real-n", 1000)
+    assert code == 2 and "2048" in err[0], err
+    assert not any(tmp_path.iterdir())
+
+
+def test_timescales_runs_files_skip_and_incomplete(tmp_path, images, capsys, stub):
+    args = ["compare-timescales", "--archs", "dcgan", "--seeds", 2, *_quick(tmp_path, images)]
+    code, err = _run(capsys, *args, "--max-runs", 2)
+    assert code == 0, err
+    doc = json.loads((tmp_path / "res" / "ttur_timescales.json").read_text())
+    assert doc["complete"] is False and "INCOMPLETE" in doc["status"] and len(doc["missing_runs"]) == 4
+    assert (tmp_path / "res" / "ttur_timescales.png").read_bytes()[:8] == PNG_MAGIC
+    first = sorted((tmp_path / "runs" / "timescales").glob("*.json"))
+    assert [p.stem for p in first] == ["dcgan-single-slow-s0", "dcgan-ttur-s0"]  # seeds outermost
+    run = json.loads(first[0].read_text())
+    assert run["complete"] and [e["step"] for e in run["evals"]] == [0, 1, 2]
+    s = run["sessions"][0]
+    assert s["command"].startswith("fidkit-ttur compare-timescales") and s["started"] and s["finished"]
+    assert {"git_commit", "machine", "host"} <= set(s)
+    assert run["evaluation"]["n"] == 4 and run["evaluation"]["reference_sha256"]
+    before = {p.name: p.read_text() for p in first}
+    calls = stub.calls
+    code, err = _run(capsys, *args)
+    assert code == 0, err
+    assert all((tmp_path / "runs" / "timescales" / n).read_text() == t for n, t in before.items())  # skipped
+    assert stub.calls - calls == 4 * 3  # four new runs, three evaluations each
+    doc = json.loads((tmp_path / "res" / "ttur_timescales.json").read_text())
+    assert doc["complete"] is True and doc["missing_runs"] == [] and doc["unfinished_runs"] == []
+    ttur = doc["summary"]["dcgan/ttur"]
+    assert ttur["seeds_complete"] == [0, 1] and ttur["lr_d"] > ttur["lr_g"]
+    assert ttur["final_fid_mean"] == pytest.approx(np.mean(ttur["final_fid_per_seed"]))
+    assert ttur["final_fid_std"] == pytest.approx(np.std(ttur["final_fid_per_seed"], ddof=1))
+    slow, fast = doc["summary"]["dcgan/single-slow"], doc["summary"]["dcgan/single-fast"]
+    assert slow["lr_d"] == slow["lr_g"] == ttur["lr_g"] and fast["lr_d"] == fast["lr_g"] == ttur["lr_d"]
+    # the untrained generator of a seed is the same for every setting
+    step0 = {r["evals"][0]["generator_sha256"] for n, r in doc["runs"].items() if n.endswith("s0")}
+    assert len(step0) == 1
+
+
+def test_an_interrupted_run_continues_exactly(tmp_path, images, capsys, monkeypatch):
+    args = ["compare-timescales", "--archs", "dcgan", "--seeds", 1, "--max-runs", 1, *_quick(tmp_path, images)]
+    stub = StubEvaluate(fail_at=3)  # interrupted at the evaluation of step 2
+    monkeypatch.setattr(studies.Evaluations, "evaluate", lambda self, *a, **k: stub(self, *a, **k))
+    code, _ = _run(capsys, *args)
+    assert code == 130
+    path = tmp_path / "runs" / "timescales" / "dcgan-ttur-s0.json"
+    run = json.loads(path.read_text())
+    assert run["complete"] is False and [e["step"] for e in run["evals"]] == [0, 1]
+    assert not list((tmp_path / "work").rglob("*.lock"))
+    code, err = _run(capsys, *args)
+    assert code == 0, err
+    resumed = json.loads(path.read_text())
+    assert resumed["complete"] and len(resumed["sessions"]) == 2 and resumed["evals"][:2] == run["evals"]
+    # the same weights at step 2 as a run that was never interrupted
+    monkeypatch.setattr(studies.Evaluations, "evaluate", lambda self, *a, **k: StubEvaluate()(self, *a, **k))
+    other = tmp_path / "again"
+    code, err = _run(capsys, *args, "--runs", other / "runs", "--work", other / "work", "--results", other)
+    assert code == 0, err
+    fresh = json.loads((other / "runs" / "timescales" / "dcgan-ttur-s0.json").read_text())
+    assert [e["generator_sha256"] for e in fresh["evals"]] == [e["generator_sha256"] for e in resumed["evals"]]
+
+
+def test_truncation_trains_its_generator_and_reports_every_threshold(tmp_path, images, capsys, stub):
+    code, err = _run(capsys, "truncation", *_quick(tmp_path, images))
+    assert code == 0, err
+    gen = json.loads((tmp_path / "runs" / "timescales" / "dcgan-ttur-s0.json").read_text())
+    assert gen["complete"]
+    doc = json.loads((tmp_path / "res" / "ttur_truncation.json").read_text())
+    assert [e["threshold"] for e in doc["per_threshold"]] == [None, 2.0, 1.5, 1.0, 0.7, 0.5, 0.3]
+    run = doc["runs"]["dcgan-ttur-s0"]
+    assert run["generator_sha256"] == gen["evals"][-1]["generator_sha256"]
+    assert all({"fid", "kid_mean", "precision", "recall", "density", "coverage"} <= set(r) for r in run["results"])
+    assert doc["complete"] and (tmp_path / "res" / "ttur_truncation.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_critical_batch_quick_and_aggregate(tmp_path, images, capsys, stub):
+    code, err = _run(capsys, "critical-batch", "--seeds", 1, "--batch-sizes", "4,8,16", *_quick(tmp_path, images))
+    assert code == 0, err
+    doc = json.loads((tmp_path / "res" / "ttur_critical_batch.json").read_text())
+    assert doc["batch_sizes"] == [4, 8, 16] and doc["complete"]
+    assert all(r["steps"] is not None for r in doc["per_run"])  # the threshold is one every run reached
+    assert "lowest level that every run reached" in doc["threshold_rule"]
+    code, err = _run(capsys, "aggregate", "--study", "critical-batch", "--seeds", 1, "--batch-sizes", "4,8,16",
+                     "--threshold", 1000, *_quick(tmp_path, images))
+    assert code == 0, err
+    doc = json.loads((tmp_path / "res" / "ttur_critical_batch.json").read_text())
+    assert doc["threshold"] == 1000 and all(r["steps"] == 0 for r in doc["per_run"])
+
+
+def test_steps_to_threshold_interpolates():
+    evals = [{"step": 0, "fid": 400.0}, {"step": 100, "fid": 200.0}, {"step": 400, "fid": 50.0}]
+    assert studies._steps_to(evals, 300.0) == (50.0, 100)
+    steps, first = studies._steps_to(evals, 100.0)
+    assert first == 400 and steps == pytest.approx(200.0)  # halfway in log FID is halfway in log step
+    assert studies._steps_to(evals, 10.0) == (None, None)
+
+
+def test_critical_batch_is_the_sfo_minimum():
+    bs = [16, 32, 64, 128, 256]
+    sfo = [b * 1000 / b + b * 10 for b in bs]  # 1000 + 10 b: increasing, minimum at the smallest
+    assert studies._critical_from(bs, sfo) == 16
+    sfo = [(math.log2(b) - 6) ** 2 + 5 for b in bs]  # a parabola in log2 b with its minimum at 64
+    assert studies._critical_from(bs, np.exp(sfo)) == pytest.approx(64)
