@@ -204,7 +204,7 @@ _GIVEN = (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENV
 
 
 @cli.command("train")
-@train_options(steps=2000, eval_every=250, eval_n=500)
+@train_options(steps=2000, eval_every=250, eval_n=2048)
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Run folder: log.json, fid.png, checkpoints/.")
 @click.option("--resume", type=click.Path(dir_okay=False), default=None,

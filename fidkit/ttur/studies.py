@@ -724,6 +724,11 @@ def aggregate_truncation(plan: Plan, runs_dir, results_dir, command=None, name="
         if e["threshold"] is None:
             ax2.axhline(e["fid"], color="0.4", ls="--", lw=1, label="untruncated (∞)")
     ax2.set_xscale("log")
+    ticks = [t for t in thresholds if t is not None]
+    if ticks:
+        ax2.set_xticks(ticks)
+        ax2.set_xticklabels([f"{t:g}" for t in ticks], fontsize=7)
+        ax2.minorticks_off()
     ax2.set_xlabel("truncation threshold")
     ax2.set_ylabel(f"FID ({plan.eval.n} images)")
     ax2.set_title("FID vs threshold", fontsize=9)
