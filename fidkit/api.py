@@ -126,14 +126,16 @@ class Extraction:
 
 def extract(source, protocol: str = "ttur", *, batch_size: int | None = None, device="auto",
             workers: int | None = None, weights=None, progress: bool | None = None, precision: str = "fp32",
-            keep_features: bool = False, logits: bool = False, skip_bad: bool = False) -> Extraction:
+            keep_features: bool = False, logits: bool = False, skip_bad: bool = False,
+            label: str | None = None) -> Extraction:
     """One pass of ``source`` (folder, file list or uint8 images) through protocol and network.
 
     Always accumulates the statistics; ``keep_features`` also returns every pool3 feature
     vector and ``logits`` every 1008-way logit vector (weights with a classifier needed), as
     float32 arrays on the host, so that several metrics read the same features. With
     ``skip_bad``, files that cannot be decoded are left out, counted and listed (in
-    ``stats.extra["skipped"]`` and a warning) instead of stopping the run.
+    ``stats.extra["skipped"]`` and a warning) instead of stopping the run. ``label`` names the
+    source on the progress bar (default: the folder, or what the source is).
     """
     proto = get_protocol(protocol)
     dev = resolve_device(device)
@@ -150,15 +152,15 @@ def extract(source, protocol: str = "ttur", *, batch_size: int | None = None, de
                                            and isinstance(source[0], (str, Path))):
         files = list_images(source) if isinstance(source, (str, Path)) else [Path(p) for p in source]
         nw = default_workers() if workers is None else workers
-        batches = iter_file_features(files, proto, net, dev, bs, nw, progress, logits=logits, mode=precision,
-                                     skipped=skipped)
         name = str(source) if isinstance(source, (str, Path)) else f"{len(files)} files"
+        batches = iter_file_features(files, proto, net, dev, bs, nw, progress, logits=logits, mode=precision,
+                                     skipped=skipped, label=label or name)
     elif isinstance(source, (np.ndarray, torch.Tensor)):
         layout = "NCHW" if torch.is_tensor(source) else "NHWC"
         check_uint8_images(source, layout)
-        batches = iter_array_features(source, proto, net, dev, bs, layout, progress, logits=logits,
-                                      mode=precision)
         name = f"{layout} array"
+        batches = iter_array_features(source, proto, net, dev, bs, layout, progress, logits=logits,
+                                      mode=precision, label=label or name)
     else:
         raise SourceError(f"cannot read a source of type {type(source).__name__}; give a folder, an .npz, "
                           f"a list of image paths or uint8 images")
@@ -283,6 +285,11 @@ def _refuse_stats_file(source, metric: str) -> None:
                          f"statistics file does not keep ({source}); give the image folder instead")
 
 
+def _side_label(side: str, source) -> str:
+    """``A real/`` on the progress bar: which side of a comparison is being read."""
+    return f"{side} {source}" if isinstance(source, (str, Path)) else side
+
+
 def _one_pass(source, protocol: str, keep: bool, logits: bool, kw: dict, allow_mismatch: bool) -> Extraction:
     if not (keep or logits) or _is_stats(source):
         return Extraction(compute_stats(source, protocol, allow_mismatch=allow_mismatch, **kw))
@@ -318,11 +325,11 @@ def compare(a, b, protocol: str = "ttur", *, allow_mismatch: bool = False, metri
     if "is" in wanted:
         _refuse_stats_file(b, "is")
         _require_classifier(load_weights(kw.get("weights")))  # before spending time on a
-    ex1 = _one_pass(a, protocol, keep, False, kw, allow_mismatch)
+    ex1 = _one_pass(a, protocol, keep, False, {"label": _side_label("A", a), **kw}, allow_mismatch)
     s1 = ex1.stats
     if s1.weights_digest and not _is_stats(b):  # refuse other weights before spending time on b
         check_provenance(s1, None, load_weights(kw.get("weights")).digest, allow_mismatch)
-    ex2 = _one_pass(b, protocol, keep, "is" in wanted, kw, allow_mismatch)
+    ex2 = _one_pass(b, protocol, keep, "is" in wanted, {"label": _side_label("B", b), **kw}, allow_mismatch)
     s2 = ex2.stats
     r = frechet_distance(s1, s2, allow_mismatch=allow_mismatch)
     scores: dict = {}
