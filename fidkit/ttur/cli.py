@@ -429,7 +429,7 @@ def critical_batch(ctx, batch_sizes, **o):
 
 
 @cli.command("truncation")
-@study_options(seeds=1)
+@study_options(seeds=3)
 @click.pass_context
 def truncation(ctx, **o):
     """FID, KID, precision, recall, density and coverage against BigGAN's truncation threshold.
@@ -468,8 +468,8 @@ def all_studies(ctx, **o):
 @click.pass_context
 def aggregate(ctx, which, archs, batch_sizes, threshold, **o):
     """Rewrites the study files from the per-run result files, training nothing; a study
-    with runs missing or unfinished is marked incomplete. --seeds as the runs used (3;
-    truncation counts whichever of them exist)."""
+    with runs missing or unfinished is marked incomplete. The plan's options (--seeds,
+    --archs, --batch-sizes, ...) must be those the runs were made with."""
     s = _study_setup(o)
     command = _command(ctx)
     plans = {"timescales": _timescale_plan(s, archs), "truncation": _truncation_plan(s),
@@ -477,9 +477,6 @@ def aggregate(ctx, which, archs, batch_sizes, threshold, **o):
     for name, plan in plans.items():
         if which not in ("all", name):
             continue
-        if name == "truncation":
-            present = [r for r in plan.runs if studies.load_run(s["runs_dir"], r) is not None]
-            plan.runs = present or plan.runs[:1]
         doc = _aggregate(plan, s, command, **({"threshold": threshold} if name == "critical-batch" else {}))
         _say(f"{name}: {doc['status']}; wrote {s['results'] / studies.RESULT_NAMES[name]}.json|png")
 
