@@ -195,3 +195,12 @@ def test_critical_batch_is_the_sfo_minimum():
     assert studies._critical_from(bs, sfo) == 16
     sfo = [(math.log2(b) - 6) ** 2 + 5 for b in bs]  # a parabola in log2 b with its minimum at 64
     assert studies._critical_from(bs, np.exp(sfo)) == pytest.approx(64)
+
+
+def test_aggregate_with_nothing_finished_writes_incomplete_studies(tmp_path, images, capsys):
+    code, err = _run(capsys, "aggregate", *_quick(tmp_path, images))
+    assert code == 0, err
+    for name in ("ttur_timescales", "ttur_truncation", "ttur_critical_batch"):
+        doc = json.loads((tmp_path / "res" / f"{name}.json").read_text())
+        assert doc["complete"] is False and doc["missing_runs"] and doc["unfinished_runs"] == []
+        assert (tmp_path / "res" / f"{name}.png").read_bytes()[:8] == PNG_MAGIC

@@ -538,7 +538,7 @@ def aggregate_timescales(plan: Plan, runs_dir, results_dir, command=None, name="
             ax.set_ylabel(f"{label} ({plan.eval.n} images)" if key == "fid" else "KID")
             ax.set_title(f"{arch}: {label}, mean ± std over seeds", fontsize=9)
             ax.grid(alpha=0.3, which="both")
-            ax.legend(fontsize=6)
+            _legend(ax)
     _incomplete_note(fig, header)
     return _write(doc, fig, results_dir, name)
 
@@ -647,7 +647,7 @@ def aggregate_critical_batch(plan: Plan, runs_dir, results_dir, command=None, na
     axes[0].set_xlabel("generator step")
     axes[0].set_ylabel(f"FID ({plan.eval.n} images)")
     axes[0].set_title("FID curves (each seed)", fontsize=9)
-    axes[0].legend(fontsize=6)
+    _legend(axes[0])
     for ax, key, label in ((axes[1], "steps", "steps to threshold"), (axes[2], "sfo", "SFO = batch × steps")):
         xs = [b for b in batch_sizes if per_batch[str(b)][f"{key}_mean"] is not None]
         _bands(ax, xs, [per_batch[str(b)][f"{key}_mean"] for b in xs],
@@ -665,7 +665,7 @@ def aggregate_critical_batch(plan: Plan, runs_dir, results_dir, command=None, na
         ax.set_xlabel("batch size")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=6)
+        _legend(ax)
     fig.suptitle(f"dcgan, lr_D {plan.runs[0].config.lr_d:g}, lr_G {plan.runs[0].config.lr_g:g}: steps and SFO to "
                  f"FID ≤ {threshold if threshold is not None else '?'}", fontsize=9)
     _incomplete_note(fig, header)
@@ -714,7 +714,7 @@ def aggregate_truncation(plan: Plan, runs_dir, results_dir, command=None, name="
     ax1.set_ylabel("precision (fidelity)")
     ax1.set_title("precision vs recall along thresholds", fontsize=9)
     ax1.grid(alpha=0.3)
-    ax1.legend(fontsize=6)
+    _legend(ax1)
     xs = [math.inf if e["threshold"] is None else e["threshold"] for e in have]
     finite = [(x, e) for x, e in zip(xs, have) if math.isfinite(x)]
     if finite:
@@ -733,7 +733,7 @@ def aggregate_truncation(plan: Plan, runs_dir, results_dir, command=None, name="
     ax2.set_ylabel(f"FID ({plan.eval.n} images)")
     ax2.set_title("FID vs threshold", fontsize=9)
     ax2.grid(alpha=0.3, which="both")
-    ax2.legend(fontsize=6)
+    _legend(ax2)
     ax3.set_xlabel("recall")
     ax3.set_ylabel("coverage (solid), density (dashed)")
     ax3.set_title("coverage and density", fontsize=9)
@@ -742,7 +742,18 @@ def aggregate_truncation(plan: Plan, runs_dir, results_dir, command=None, name="
     return _write(doc, fig, results_dir, name)
 
 
+def _legend(ax) -> None:
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=6)
+
+
 def _write(doc: dict, fig, results_dir, name: str) -> dict:
+    for ax in fig.axes:
+        if not any(len(line.get_xdata()) for line in ax.get_lines()) and not ax.collections:
+            # nothing finished yet: no log scale on an empty axis
+            ax.set_xscale("linear")
+            ax.set_yscale("linear")
+            ax.text(0.5, 0.5, "no results yet", ha="center", va="center", transform=ax.transAxes, color="0.5")
     results_dir = Path(results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
     write_json(results_dir / f"{name}.json", doc)
