@@ -8,10 +8,11 @@ truncation). It uses only ``import fidkit``; fidkit itself never imports it.
 
 Modules: :mod:`.models` (networks), :mod:`.data` (images in [-1, 1], batches),
 :mod:`.train` (the loop, evaluation, checkpoints, :func:`~fidkit.ttur.train.sample`),
+:mod:`.studies` (the studies as resumable plans of runs, each with its own result file),
 :mod:`.cli` (the command line)::
 
     from fidkit.ttur.train import TrainConfig, sample, train
-    result = train(TrainConfig(arch="dcgan", steps=500, eval_every=100, eval_n=200), out="run")
+    result = train(TrainConfig(arch="dcgan", steps=500, eval_every=250, eval_n=2048), out="run")
     images = sample(result.generator, 64, truncation=0.5)   # uint8 (64, 3, 28, 28)
 """
 
