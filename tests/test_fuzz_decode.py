@@ -182,8 +182,8 @@ def test_a_header_claiming_a_huge_image_is_refused_quickly(tmp_path):
     t = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        with pytest.raises(SourceError, match=r"bomb.jpg: image of 10000×10000 pixels, larger than PIL's "
-                                              r"decompression-bomb limit .*MAX_IMAGE_PIXELS = 89478485"):
+        with pytest.raises(SourceError, match=r"bomb.jpg: image larger than PIL's decompression-bomb limit "
+                                              r"\(10000×10000 pixels, PIL.Image.MAX_IMAGE_PIXELS = 89478485\)"):
             decode(tmp_path / "bomb.jpg")
     assert time.perf_counter() - t < 1
 
