@@ -69,15 +69,18 @@ class MultiheadAttention(nn.Module):
         self.in_proj_bias = nn.Parameter(torch.zeros(3 * width))
         self.out_proj = nn.Linear(width, width)
 
-    def forward(self, x: torch.Tensor, cls_only: bool = False) -> torch.Tensor:
+    def heads_out(self, x: torch.Tensor, cls_only: bool = False) -> torch.Tensor:
+        """The heads' output before ``out_proj``, (B, n, C); n = 1 when ``cls_only``."""
         b, n, c = x.shape
         h = self.heads
         qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias).reshape(b, n, 3, h, c // h).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]
         if cls_only:
             q = q[:, :, :1]
-        o = F.scaled_dot_product_attention(q, k, v)
-        return self.out_proj(o.transpose(1, 2).reshape(b, q.shape[2], c))
+        return F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, q.shape[2], c)
+
+    def forward(self, x, cls_only: bool = False):
+        return self.out_proj(self.heads_out(x, cls_only))
 
 
 class MLP(nn.Module):
@@ -91,6 +94,12 @@ class MLP(nn.Module):
         return self.c_proj(x * torch.sigmoid(1.702 * x))  # QuickGELU
 
 
+def _residual_(x: torch.Tensor, h: torch.Tensor, lin: nn.Linear) -> torch.Tensor:
+    """x + lin(h) as (x + b) + h·Wᵀ, in place on ``x`` (B, n, C): one ``addmm_``, no new activation."""
+    x.view(-1, x.shape[-1]).add_(lin.bias).addmm_(h.reshape(-1, h.shape[-1]), lin.weight.t())
+    return x
+
+
 class ResidualAttentionBlock(nn.Module):
     def __init__(self, width: int, heads: int):
         super().__init__()
@@ -100,8 +109,14 @@ class ResidualAttentionBlock(nn.Module):
         self.mlp = MLP(width)
 
     def forward(self, x, cls_only: bool = False):
-        x = (x[:, :1] if cls_only else x) + self.attn(self.ln_1(x), cls_only)
-        return x + self.mlp(self.ln_2(x))
+        if torch.is_grad_enabled():  # the textbook form
+            x = (x[:, :1] if cls_only else x) + self.attn(self.ln_1(x), cls_only)
+            return x + self.mlp(self.ln_2(x))
+        # inference: each branch's output projection and bias added into the residual stream in place
+        o = self.attn.heads_out(self.ln_1(x), cls_only)
+        x = _residual_(x[:, :1].contiguous() if cls_only else x, o, self.attn.out_proj)
+        h = self.mlp.c_fc(self.ln_2(x))
+        return _residual_(x, h * torch.sigmoid(1.702 * h), self.mlp.c_proj)
 
 
 class CLIPVisual(nn.Module):
@@ -140,8 +155,11 @@ def visual_state_dict(sd: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     return {k[len("visual."):]: v for k, v in sd.items() if k.startswith("visual.")}
 
 
-def load_state_dict_into(net: CLIPVisual, sd: Dict[str, torch.Tensor], origin: str) -> CLIPVisual:
-    """Copies the ``visual.*`` tensors of an OpenAI-layout state dict into ``net`` as float32."""
+def load_state_dict_into(net: CLIPVisual, sd: Dict[str, torch.Tensor], origin: str,
+                         assign: bool = False) -> CLIPVisual:
+    """Copies the ``visual.*`` tensors of an OpenAI-layout state dict into ``net`` as float32.
+    ``assign``: the float32 tensors become the parameters (for a network built on the meta
+    device), and ``sd``'s visual entries are released one by one as they are converted."""
     vis = visual_state_dict(sd)
     expected = net.state_dict()
     missing = sorted(set(expected) - set(vis))
@@ -154,7 +172,13 @@ def load_state_dict_into(net: CLIPVisual, sd: Dict[str, torch.Tensor], origin: s
             raise WeightsError(f"{origin}: tensor visual.{k} has shape {tuple(vis[k].shape)}, expected {tuple(v.shape)}")
         if not torch.isfinite(vis[k]).all():
             raise WeightsError(f"{origin}: tensor visual.{k} holds NaN or inf; the file is damaged")
-    net.load_state_dict({k: v.to(torch.float32) for k, v in vis.items()}, strict=True)
+    if assign:
+        for k in list(vis):
+            sd.pop("visual." + k, None)
+            vis[k] = vis.pop(k).to(torch.float32)  # float16 as stored -> float32, one tensor at a time
+    else:
+        vis = {k: v.to(torch.float32) for k, v in vis.items()}
+    net.load_state_dict(vis, strict=True, assign=assign)
     return net
 
 
@@ -180,7 +204,8 @@ def build(weights=None, mode: Optional[str] = None, source: WeightsSource = SOUR
     """The encoder with weights resolved as :mod:`fidkit.encoders.weights` describes; ``source``
     and ``config`` (smaller sizes) exist for tests, which cannot download the real weights."""
     f = resolve(source, weights)
-    enc = CLIPEncoder(**config)
-    load_state_dict_into(enc.net, read_state_dict(f.path), str(f.path))
+    with torch.device("meta"):  # no memory until the file's tensors become the parameters
+        enc = CLIPEncoder(**config)
+    load_state_dict_into(enc.net, read_state_dict(f.path), str(f.path), assign=True)
     enc.weights_digest, enc.weights_origin, enc.weights_official = f.sha256, f.origin, f.official
     return enc.set_mode(mode).eval().requires_grad_(False)

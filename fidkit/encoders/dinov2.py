@@ -25,8 +25,12 @@ first download's sha256 is recorded and later ones must match; see
 
 Speed on the CPU, with the same arithmetic as the official code up to float rounding:
 the position embedding is interpolated once per input size and kept; attention runs
-through ``F.scaled_dot_product_attention``; the last block computes only the CLS row
-(its other outputs feed nothing); only the CLS token goes through the final norm.
+through ``F.scaled_dot_product_attention``; LayerScale is folded into the projections
+before it (γ(Wh + b) = (γW)h + γb) and each residual branch is added in place, with its
+bias, by one ``addmm_`` into the residual stream; the last block computes only the CLS
+row (its other outputs feed nothing); only the CLS token goes through the final norm.
+These change float32 rounding only (≈1e-6 relative on the features; the tests hold the
+official code to 1e-5). ``net.sdpa = False`` / ``net.fold = False`` give the official forms.
 """
 
 from __future__ import annotations
@@ -94,7 +98,8 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor, cls_only: bool = False, sdpa: bool = True) -> torch.Tensor:
+    def heads_out(self, x: torch.Tensor, cls_only: bool = False, sdpa: bool = True) -> torch.Tensor:
+        """The attention heads' output before ``proj``, (B, n, C); n = 1 when ``cls_only``."""
         b, n, c = x.shape
         h = self.heads
         qkv = self.qkv(x).reshape(b, n, 3, h, c // h).permute(2, 0, 3, 1, 4)
@@ -105,7 +110,10 @@ class Attention(nn.Module):
             o = F.scaled_dot_product_attention(q, k, v)
         else:  # the official arithmetic: (q·scale) kᵀ, softmax, · v
             o = ((q * (c // h) ** -0.5) @ k.transpose(-2, -1)).softmax(dim=-1) @ v
-        return self.proj(o.transpose(1, 2).reshape(b, q.shape[2], c))
+        return o.transpose(1, 2).reshape(b, q.shape[2], c)
+
+    def forward(self, x, cls_only: bool = False, sdpa: bool = True):
+        return self.proj(self.heads_out(x, cls_only, sdpa))
 
 
 class Mlp(nn.Module):
@@ -118,6 +126,14 @@ class Mlp(nn.Module):
         return self.fc2(F.gelu(self.fc1(x)))
 
 
+def _residual_(x: torch.Tensor, h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """x + (h·Wᵀ + b) as (x + b) + h·Wᵀ, in place on ``x`` (B, n, C): no copy of the bias
+    into a fresh output, no separate add, no new activation."""
+    x2 = x.view(-1, x.shape[-1])
+    x2.add_(bias).addmm_(h.reshape(-1, h.shape[-1]), weight.t())
+    return x
+
+
 class Block(nn.Module):
     def __init__(self, dim: int, heads: int, hidden: int):
         super().__init__()
@@ -128,10 +144,17 @@ class Block(nn.Module):
         self.mlp = Mlp(dim, hidden)
         self.ls2 = LayerScale(dim)
 
-    def forward(self, x, cls_only: bool = False, sdpa: bool = True):
-        a = self.attn(self.norm1(x), cls_only, sdpa) * self.ls1.gamma
-        x = (x[:, :1] if cls_only else x) + a
-        return x + self.mlp(self.norm2(x)) * self.ls2.gamma
+    def forward(self, x, cls_only: bool = False, sdpa: bool = True, folded=None):
+        """x: (B, n, C). ``folded`` (inference only): (W_proj, b_proj, W_fc2, b_fc2) with the
+        LayerScale factors folded in, γ·(W h + b) = (γW) h + γb; x is then updated in place."""
+        if folded is None:  # the official form
+            a = self.attn(self.norm1(x), cls_only, sdpa) * self.ls1.gamma
+            x = (x[:, :1] if cls_only else x) + a
+            return x + self.mlp(self.norm2(x)) * self.ls2.gamma
+        wp, bp, w2, b2 = folded
+        o = self.attn.heads_out(self.norm1(x), cls_only, sdpa)
+        x = _residual_(x[:, :1].contiguous() if cls_only else x, o, wp, bp)
+        return _residual_(x, F.gelu(self.mlp.fc1(self.norm2(x))), w2, b2)
 
 
 class DINOv2ViT(nn.Module):
@@ -150,16 +173,31 @@ class DINOv2ViT(nn.Module):
         self.pos_embed = nn.Parameter(torch.zeros(1, grid * grid + 1, dim))
         self.blocks = nn.ModuleList(Block(dim, heads, mlp) for _ in range(depth))
         self.norm = nn.LayerNorm(dim, eps=1e-6)
+        #: F.scaled_dot_product_attention (True) or the official explicit softmax(q kᵀ) v
         self.sdpa = True
+        #: fold LayerScale into proj/fc2 and update the residual stream in place (inference only)
+        self.fold = True
         self._pos_cache: Dict[tuple, torch.Tensor] = {}
+        self._folded = None
 
-    def _apply(self, fn, *args, **kwargs):  # .to(), .float(), ...: forget interpolated embeddings
-        self._pos_cache = {}
+    def _forget(self):
+        self._pos_cache, self._folded = {}, None
+
+    def _apply(self, fn, *args, **kwargs):  # .to(), .float(), ...: forget derived tensors
+        self._forget()
         return super()._apply(fn, *args, **kwargs)
 
-    def _load_from_state_dict(self, *args, **kwargs):  # new weights: forget interpolated embeddings
-        self._pos_cache = {}
+    def _load_from_state_dict(self, *args, **kwargs):  # new weights: forget derived tensors
+        self._forget()
         return super()._load_from_state_dict(*args, **kwargs)
+
+    def folded(self):
+        """Per block (γ₁W_proj, γ₁b_proj, γ₂W_fc2, γ₂b_fc2), computed once (inference only)."""
+        if self._folded is None:
+            self._folded = [(b.attn.proj.weight * b.ls1.gamma[:, None], b.attn.proj.bias * b.ls1.gamma,
+                             b.mlp.fc2.weight * b.ls2.gamma[:, None], b.mlp.fc2.bias * b.ls2.gamma)
+                            for b in self.blocks]
+        return self._folded
 
     def position_embedding(self, h: int, w: int) -> torch.Tensor:
         """(1, 1 + (h//patch)(w//patch), dim) for an h×w input, as the official code computes it."""
@@ -187,14 +225,17 @@ class DINOv2ViT(nn.Module):
         t = torch.cat([self.cls_token.expand(t.shape[0], -1, -1), t], dim=1)
         t = t + self.position_embedding(h, w)
         last = len(self.blocks) - 1
+        fold = self.folded() if self.fold and not torch.is_grad_enabled() else [None] * len(self.blocks)
         for i, blk in enumerate(self.blocks):
-            t = blk(t, cls_only=(i == last), sdpa=self.sdpa)
+            t = blk(t, cls_only=(i == last), sdpa=self.sdpa, folded=fold[i])
         return self.norm(t[:, 0])
 
 
-def load_state_dict_into(net: DINOv2ViT, sd: Dict[str, torch.Tensor], origin: str) -> DINOv2ViT:
+def load_state_dict_into(net: DINOv2ViT, sd: Dict[str, torch.Tensor], origin: str,
+                         assign: bool = False) -> DINOv2ViT:
     """Copies an official-layout state dict into ``net`` (float32), checking names and shapes.
-    ``mask_token`` (used only in training) is ignored."""
+    ``mask_token`` (used only in training) is ignored. ``assign``: the tensors become the
+    parameters (no copy; for a network built on the meta device)."""
     expected = net.state_dict()
     sd = {k[len("module."):] if k.startswith("module.") else k: v for k, v in sd.items()}
     sd.pop("mask_token", None)
@@ -208,7 +249,7 @@ def load_state_dict_into(net: DINOv2ViT, sd: Dict[str, torch.Tensor], origin: st
             raise WeightsError(f"{origin}: tensor {k} has shape {tuple(sd[k].shape)}, expected {tuple(v.shape)}")
         if not torch.isfinite(sd[k]).all():
             raise WeightsError(f"{origin}: tensor {k} holds NaN or inf; the file is damaged")
-    net.load_state_dict({k: v.to(torch.float32) for k, v in sd.items()}, strict=True)
+    net.load_state_dict({k: v.to(torch.float32) for k, v in sd.items()}, strict=True, assign=assign)
     return net
 
 
@@ -233,7 +274,8 @@ def build(weights=None, mode: Optional[str] = None, source: WeightsSource = SOUR
     """The encoder with weights resolved as :mod:`fidkit.encoders.weights` describes; ``source``
     and ``config`` (smaller sizes) exist for tests, which cannot download the real weights."""
     f = resolve(source, weights)
-    enc = DINOv2Encoder(**config)
-    load_state_dict_into(enc.net, read_state_dict(f.path), str(f.path))
+    with torch.device("meta"):  # no memory until the file's tensors become the parameters
+        enc = DINOv2Encoder(**config)
+    load_state_dict_into(enc.net, read_state_dict(f.path), str(f.path), assign=True)
     enc.weights_digest, enc.weights_origin, enc.weights_official = f.sha256, f.origin, f.official
     return enc.set_mode(mode).eval().requires_grad_(False)
