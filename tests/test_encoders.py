@@ -207,3 +207,19 @@ def test_cmmd_mode_is_cmmds_crop_and_resize():
         x = (x - mean) / std  # scenic clip.normalize_image in float32
         ours = mode([img])[0].permute(1, 2, 0).numpy()
         np.testing.assert_array_equal(ours, x)
+
+
+def test_encoders_import_nothing_from_the_pipeline_above_them():
+    """fidkit/encoders is a stage below the pipeline: no imports of api, cli, pipeline or metric."""
+    import ast
+    import pathlib
+
+    import fidkit.encoders
+    above = {"api", "cli", "pipeline", "metric"}
+    for f in pathlib.Path(fidkit.encoders.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = {(node.module or "").split(".")[-1]} | {a.name for a in node.names}
+                assert not (node.level >= 2 and names & above) and not (node.module or "").startswith("fidkit.api")
+            elif isinstance(node, ast.Import):
+                assert not any(a.name.split(".")[1:2] and a.name.split(".")[1] in above for a in node.names)
