@@ -17,8 +17,11 @@ def pil_bicubic_uint8(img: np.ndarray, size: int) -> np.ndarray:
 
     PIL widens its kernel when shrinking (antialiased) and rounds the result back to uint8.
     torchvision's ``Resize((size, size), InterpolationMode.BICUBIC)`` on a PIL image calls
-    exactly this (``torchvision/transforms/_functional_pil.py``, ``resize``:
-    ``img.resize(tuple(size[::-1]), interpolation)``), which is what dgm-eval runs.
+    exactly this: ``transforms.Resize.forward`` -> ``functional.resize`` -> for a PIL image
+    ``_functional_pil.resize``, which for a 2-element size returns
+    ``img.resize(size[::-1], interpolation)`` (pytorch/vision,
+    ``torchvision/transforms/_functional_pil.py``, read at commit 08f6a9b5; its ``antialias``
+    argument does not apply to PIL images). That is what dgm-eval's DINOv2 transform runs.
     """
     if img.shape[0] == size and img.shape[1] == size:
         # PIL's resize to the same size returns a copy unchanged; skip the round trip
