@@ -17,7 +17,7 @@ tensors) and loaded by every process from that file:
   fidkit+heap  the same inside ``fidkit.pipeline.reuse_freed_memory`` (freed activations
              stay in the heap), as fidkit's CPU pipeline runs its network.
 
-Each runs in its own fresh process (peak RSS is that process's, weights included), over the
+Each runs in its own fresh process (peak RSS is that process's VmHWM, weights included), over the
 same network input (tests/data images through the encoder's default preprocessing), one
 warm-up batch, then ``--repeats`` timed passes over ``--images`` images; the best pass counts.
 Processes run in the order reference, fidkit, fidkit+heap, twice (alternating), and each
@@ -116,7 +116,17 @@ def child(impl: str, encoder: str, weights: str, inputs: str, batch_size: int, r
             best = min(best, time.perf_counter() - t0)
             feats = torch.cat(out).float().numpy()
     return {"impl": impl, "images_per_s": len(x) / best, "seconds_best_pass": best,
-            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "features": feats.tolist()}
+            "peak_rss_mib": peak_rss_mib(), "features": feats.tolist()}
+
+
+def peak_rss_mib() -> float:
+    """This process's peak RSS (VmHWM). Not ru_maxrss: on Linux that survives fork and exec,
+    so a child would report its parent's size if the parent was larger."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main():
