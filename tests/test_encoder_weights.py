@@ -231,3 +231,17 @@ def test_offline_says_what_to_get_and_where(monkeypatch, cache):
 def test_missing_explicit_file(tmp_path):
     with pytest.raises(WeightsError, match="does not exist"):
         fdino.build(tmp_path / "nope.pth", **SMALL_DINO)
+
+
+def test_file_put_in_the_cache_by_hand_is_trusted_on_first_use(tmp_path, cache):
+    """What the offline message asks for: the file put at the cache path counts as a first download."""
+    dino_pth(tmp_path / "w.pth")
+    (cache / "encoders").mkdir(parents=True)
+    placed = cache / "encoders" / "dinov2_vitl14_pretrain.pth"
+    placed.write_bytes((tmp_path / "w.pth").read_bytes())
+    enc = fdino.build(**SMALL_DINO)
+    assert enc.weights_official is True
+    assert ew.recorded_digests() == {"dinov2_vitl14_pretrain.pth": file_sha256(placed)}
+    placed.write_bytes(placed.read_bytes()[:-4] + b"XXXX")
+    with pytest.raises(WeightsError, match="delete it and run again"):
+        fdino.build(**SMALL_DINO)

@@ -8,7 +8,8 @@ Resolution, in this order (each step says on stderr what it does):
    capitals with ``-`` as ``_``);
 2. fidkit's cache, ``<cache>/encoders/<official file name>`` (the file as published);
 3. the download from the official URL into the cache (``FIDKIT_NO_DOWNLOAD=1`` skips it).
-   Offline, one line says which file to get and where to put it.
+   Offline, one line says which file to get and where to put it; a file put there by hand
+   counts as a first download.
 
 Digests. A file with a published digest (OpenAI's CLIP URLs carry the file's sha256) is
 checked against it: a download or cached copy that differs is refused. A file without one
@@ -150,7 +151,10 @@ def resolve(src: WeightsSource, explicit=None, *, allow_download: bool = True, t
         if expected is not None and digest != expected:
             raise WeightsError(f"{cached} has sha256 {digest[:16]}…, expected {expected[:16]}… (damaged, or not the "
                                f"official file); delete it and run again to download it anew")
-        return ResolvedFile(cached, digest, None if expected is None else True, f"{src.encoder} weights {cached}")
+        if expected is None:  # put there by hand (the offline instructions): trusted on first use, as a download
+            _record_digest(src.filename, digest)
+            _say(f"first use of {cached}: recorded sha256 {digest}")
+        return ResolvedFile(cached, digest, True, f"{src.encoder} weights {cached}")
     if not allow_download or os.environ.get("FIDKIT_NO_DOWNLOAD") == "1":
         raise WeightsError(f"no {src.encoder} weights in {encoders_cache()}; get {src.url} and put it at {cached}, "
                            f"or give it with --encoder-weights PATH (or {src.env_var})")
