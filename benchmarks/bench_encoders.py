@@ -21,7 +21,10 @@ Each runs in its own fresh process (peak RSS is that process's VmHWM, weights in
 same network input (tests/data images through the encoder's default preprocessing), one
 warm-up batch, then ``--repeats`` timed passes over ``--images`` images; the best pass counts.
 Processes run in the order reference, fidkit, fidkit+heap, twice (alternating), and each
-implementation's best is reported. Full-size ViT-L runs at about one image per second on two
+implementation's best is reported. ``--interleaved ROUNDS`` instead loads both into one
+process and times them batch by batch in alternating order (both inside
+``reuse_freed_memory``), reporting the median of the per-round speed ratios: on a machine
+whose load drifts, that ratio is steadier than separate processes' rates (no memory figures). Full-size ViT-L runs at about one image per second on two
 cores, so the image count is small: the figures are a rate, not a score.
 """
 from __future__ import annotations
@@ -129,6 +132,62 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def interleaved(encoder: str, weights: str, inputs: str, batch_size: int, rounds: int, threads: int) -> dict:
+    """Reference and fidkit in one process, timed batch by batch in alternating order, so that
+    a busy machine's drifting load falls on both alike; the per-round ratios and their median."""
+    import statistics
+    import warnings
+    import torch
+    from fidkit.encoders import clip, dinov2
+    from fidkit.pipeline import reuse_freed_memory
+    torch.set_num_threads(threads)
+    warnings.simplefilter("ignore")
+    x = torch.from_numpy(np.load(inputs))[:batch_size]
+    sd = torch.load(weights, map_location="cpu", weights_only=True)
+    if encoder == "dinov2":
+        from _references import dinov2_vision_transformer
+        ref = dinov2_vision_transformer().vit_large(patch_size=14, img_size=518, init_values=1.0, ffn_layer="mlp",
+                                                    block_chunks=0)
+        ref.load_state_dict(sd)
+        ref = ref.eval()
+        ref_run = ref
+    else:
+        from _references import open_clip_model
+        ref = open_clip_model().build_model_from_openai_state_dict(dict(sd)).float().eval()
+
+        def ref_run(t):
+            return ref.encode_image(t, normalize=True)
+    del sd
+    enc = (dinov2 if encoder == "dinov2" else clip).build(weights)
+    key = enc.default_feature
+
+    def timed(fn, ctx):
+        with ctx:
+            t0 = time.perf_counter()
+            out = fn(x)
+            return time.perf_counter() - t0, out
+
+    ref_s, fid_s = [], []
+    with reuse_freed_memory(torch.device("cpu")):
+        timed(ref_run, torch.no_grad())
+        timed(lambda t: enc(t)[key], torch.inference_mode())
+        for r in range(rounds):
+            order = ("ref", "fidkit") if r % 2 == 0 else ("fidkit", "ref")
+            for who in order:
+                if who == "ref":
+                    sec, a = timed(ref_run, torch.no_grad())
+                    ref_s.append(sec)
+                else:
+                    sec, b = timed(lambda t: enc(t)[key], torch.inference_mode())
+                    fid_s.append(sec)
+    ratios = [r / f for r, f in zip(ref_s, fid_s)]
+    return {"rounds": rounds, "images_per_batch": len(x), "reference_seconds": [round(v, 3) for v in ref_s],
+            "fidkit_seconds": [round(v, 3) for v in fid_s], "median_speed_vs_reference": round(statistics.median(ratios), 3),
+            "reference_images_per_s_best": round(len(x) / min(ref_s), 4),
+            "fidkit_images_per_s_best": round(len(x) / min(fid_s), 4),
+            "relative_difference_to_reference": float((b - a).norm() / a.norm())}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", type=int, default=4)
@@ -139,6 +198,8 @@ def main():
     ap.add_argument("--encoders", default="dinov2,clip")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "encoders_cpu.json"))
     ap.add_argument("--child", nargs=4, metavar=("IMPL", "ENCODER", "WEIGHTS", "INPUTS"))
+    ap.add_argument("--interleaved", type=int, default=0, metavar="ROUNDS",
+                    help="instead: both in one process, ROUNDS alternating timed batches each (speed only)")
     a = ap.parse_args()
     if a.child:
         print(json.dumps(child(*a.child, a.batch_size, a.repeats, a.threads)))
@@ -155,6 +216,11 @@ def main():
             w, inp = Path(d) / f"{encoder}.pt", Path(d) / f"{encoder}.npy"
             make_weights(encoder, w)
             make_input(encoder, a.images, inp)
+            if a.interleaved:
+                r = interleaved(encoder, str(w), str(inp), a.batch_size, a.interleaved, a.threads)
+                print(encoder, r, file=sys.stderr, flush=True)
+                record["results"][encoder] = r
+                continue
             runs = {}
             for _ in range(a.rounds):
                 for impl in impls:
