@@ -116,7 +116,7 @@ class ResidualAttentionBlock(nn.Module):
         o = self.attn.heads_out(self.ln_1(x), cls_only)
         x = _residual_(x[:, :1].contiguous() if cls_only else x, o, self.attn.out_proj)
         h = self.mlp.c_fc(self.ln_2(x))
-        return _residual_(x, h * torch.sigmoid(1.702 * h), self.mlp.c_proj)
+        return _residual_(x, h.mul(1.702).sigmoid_().mul_(h), self.mlp.c_proj)  # QuickGELU, one new tensor
 
 
 class CLIPVisual(nn.Module):
