@@ -175,7 +175,9 @@ class DINOv2ViT(nn.Module):
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         #: F.scaled_dot_product_attention (True) or the official explicit softmax(q kᵀ) v
         self.sdpa = True
-        #: fold LayerScale into proj/fc2 and update the residual stream in place (inference only)
+        #: fold LayerScale into proj/fc2 and update the residual stream in place (inference only).
+        #: The folded tensors and interpolated position grids are kept until ``.to()``/``.float()``
+        #: or ``load_state_dict``; after changing parameters in place otherwise, call ``_forget()``.
         self.fold = True
         self._pos_cache: Dict[tuple, torch.Tensor] = {}
         self._folded = None
