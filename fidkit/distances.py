@@ -109,7 +109,8 @@ MIN_SUBSET = 3
 
 
 def fd_infinity(reference, features, num_points: int = 15, seed: int = 0) -> FDInfinity:
-    """FD∞ of ``features`` (the generated set, N × d) against ``reference`` (M × d).
+    """FD∞ of ``features`` (the generated set, N × d) against ``reference``: its features
+    (M × d), or its ``(mu, sigma)`` (float64 (d,), (d, d); e.g. a statistics file's).
 
     As dgm-eval: the reference's mean and covariance from all its rows; for each size n of
     :func:`fd_infinity_sizes` (N), a random subset of n rows of ``features`` drawn without
@@ -124,11 +125,18 @@ def fd_infinity(reference, features, num_points: int = 15, seed: int = 0) -> FDI
     no more rows than the dimension (singular covariances: FD_n is then not linear in 1/n
     and FD∞ means little).
     """
-    ref, gen = _features(reference, "reference"), _features(features, "features")
-    if ref.shape[1] != gen.shape[1]:
-        raise StatsError(f"feature dimensions differ: {ref.shape[1]} and {gen.shape[1]}")
-    if ref.shape[0] < 2:
-        raise StatsError(f"{ref.shape[0]} reference row(s): a covariance needs at least 2")
+    gen = _features(features, "features")
+    if isinstance(reference, tuple) and len(reference) == 2:  # (mu, sigma), e.g. from a statistics file
+        mu1, sigma1 = (np.asarray(v, dtype=np.float64) for v in reference)
+        dim = mu1.shape[0] if mu1.ndim == 1 else -1
+    else:
+        ref = _features(reference, "reference")
+        if ref.shape[0] < 2:
+            raise StatsError(f"{ref.shape[0]} reference row(s): a covariance needs at least 2")
+        mu1, sigma1 = _mean_cov(ref)
+        dim = ref.shape[1]
+    if dim != gen.shape[1]:
+        raise StatsError(f"feature dimensions differ: {dim} and {gen.shape[1]}")
     n = gen.shape[0]
     sizes = fd_infinity_sizes(n, num_points)
     if sizes[0] < MIN_SUBSET or len(np.unique(sizes)) < 3:
@@ -139,7 +147,6 @@ def fd_infinity(reference, features, num_points: int = 15, seed: int = 0) -> FDI
         warnings.warn(f"FD∞: the smallest subset ({sizes[0]} images) is not larger than the {gen.shape[1]} feature "
                       f"dimensions; its covariance is singular and the fit in 1/N is unreliable", FidkitWarning,
                       stacklevel=2)
-    mu1, sigma1 = _mean_cov(ref)
     rng = np.random.default_rng(seed)
     fds = np.empty(len(sizes))
     for i, size in enumerate(sizes):

@@ -95,6 +95,8 @@ def test_fd_infinity_on_gaussians():
     fd_n = float(frechet_distance(ref.mean(0), np.cov(ref, rowvar=False), gen.mean(0), np.cov(gen, rowvar=False)))
     assert abs(r.value - true_fd) < abs(fd_n - true_fd)
     assert r.slope > 0 and fd_infinity(ref, gen, seed=0).value == r.value
+    by_stats = fd_infinity((ref.mean(0), np.cov(ref, rowvar=False)), gen, seed=0)
+    assert by_stats.value == r.value and np.array_equal(by_stats.fd, r.fd)
     assert r.as_dict()["fd_infinity_sizes"][0] == 300
 
 
