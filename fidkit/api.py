@@ -505,8 +505,10 @@ def adm_evaluate(ref, sample, *, distances: str = "float32", allow_mismatch: boo
     ex_r = _one_pass(ref, "ttur", want_pr, False, want_sfid, kw, allow_mismatch, st_r)
     ex_s = _one_pass(sample, "ttur", want_pr, want_is, want_sfid, kw, allow_mismatch, st_s)
     s_r, s_s = ex_r.stats, ex_s.stats
-    fid_ = frechet_distance(s_s, s_r, allow_mismatch=True).fid  # provenance checked above; ADM's order
-    sfid = (frechet_distance(s_s.feature("spatial"), s_r.feature("spatial"), allow_mismatch=True).fid
+    # provenance checked above. Reference first, as `fidkit compute REF SAMPLE` does: the same value to
+    # rounding (ADM passes the sample first), the same digits as fidkit's own FID of the two sets
+    fid_ = frechet_distance(s_r, s_s, allow_mismatch=True).fid
+    sfid = (frechet_distance(s_r.feature("spatial"), s_s.feature("spatial"), allow_mismatch=True).fid
             if want_sfid else None)
     pr = _scores.adm_precision_recall(ex_r.features, ex_s.features, distances=distances) if want_pr else {}
     isc = _scores.adm_inception_score(ex_s.logits) if want_is else None
