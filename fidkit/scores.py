@@ -321,7 +321,8 @@ def adm_radii(features, k: int = 3, block: int = 2000, chunk: int = 10000, dista
         for c0, c1 in _chunks(n, chunk):
             d = _sq_distances(x[r0:r1], x[c0:c1], norms[r0:r1] if norms.numel() else None,
                               norms[c0:c1] if norms.numel() else None, distances)
-            cand = d.double() if best is None else torch.cat([best, d.double()], dim=1)
+            near = torch.topk(d.double(), min(k + 1, d.shape[1]), dim=1, largest=False).values
+            cand = near if best is None else torch.cat([best, near], dim=1)
             best = torch.topk(cand, min(k + 1, cand.shape[1]), dim=1, largest=False).values
         out[r0:r1] = best[:, k]
     return out
