@@ -378,7 +378,9 @@ def compare(a, b, protocol: str = "ttur", *, allow_mismatch: bool = False, metri
     if spatial:  # a statistics file without spatial statistics and without images: refused before any pass
         for src in (a, b):
             if _is_stats(src) and not _holds_images(src):
-                compute_stats(src, protocol, allow_mismatch=True, spatial=True)
+                with warnings.catch_warnings():  # loaded again below, where its warnings are shown
+                    warnings.simplefilter("ignore")
+                    compute_stats(src, protocol, allow_mismatch=True, spatial=True)
     ex1 = _one_pass(a, protocol, keep, False, spatial, kw, allow_mismatch)
     s1 = ex1.stats
     if s1.weights_digest and not _is_stats(b):  # refuse other weights before spending time on b

@@ -261,9 +261,10 @@ def _check_batch_array(path, shape, dtype, sample) -> None:
 class BatchImages(Images):
     """The uint8 NHWC images of an ADM sample or reference batch: ``arr_0`` of an ``.npz``, or an ``.npy``.
 
-    The array is never loaded whole: an ``.npy`` and an uncompressed (``np.savez``) member
-    are memory-mapped at their data offset, so an item reads only its own bytes; a
-    compressed (``np.savez_compressed``) member is streamed in order. Each process opens the
+    The array is never loaded whole: from an ``.npy`` and an uncompressed (``np.savez``)
+    member an item reads only its own bytes at its offset (``pread``; nothing is mapped, so
+    resident memory does not grow with the file); a compressed (``np.savez_compressed``)
+    member is streamed in order. Each process opens the
     file itself on first use (decoding workers included). One gray channel is replicated
     to three, as PIL's ``convert("RGB")`` does.
     """
@@ -274,6 +275,7 @@ class BatchImages(Images):
         self._pid = None
         self._arr = None
         self._stream = None
+        self._fd = None
         self.offset = None  # data offset when memory-mappable
         self.fortran = False
         if self.path.lower().endswith(".npy"):
@@ -323,15 +325,15 @@ class BatchImages(Images):
 
     def __getstate__(self):  # a process that receives it opens the file itself
         d = dict(self.__dict__)
-        d["_arr"], d["_stream"], d["_pid"] = None, None, None
+        d["_arr"], d["_stream"], d["_pid"], d["_fd"] = None, None, None, None
         return d
 
     def _open(self):
         if self._pid == os.getpid():
             return
-        self._pid, self._arr, self._stream = os.getpid(), None, None
+        self._pid, self._arr, self._stream, self._fd = os.getpid(), None, None, None
         if self.offset is not None and not self.fortran:
-            self._arr = np.memmap(self.path, dtype=self.dtype, mode="r", offset=self.offset, shape=self.shape)
+            self._fd = os.open(self.path, os.O_RDONLY)  # items are read with pread: nothing is mapped
         elif self.path.lower().endswith(".npy"):  # Fortran order, rare: numpy reads it whole
             self._arr = np.load(self.path, allow_pickle=False)
         elif self.fortran:
@@ -340,8 +342,14 @@ class BatchImages(Images):
 
     def _slice(self, lo: int, hi: int) -> np.ndarray:
         self._open()
+        item = int(np.prod(self.shape[1:])) * self.dtype.itemsize
+        if self._fd is not None:
+            data = os.pread(self._fd, (hi - lo) * item, self.offset + lo * item)
+            if len(data) != (hi - lo) * item:
+                raise SourceError(f"{self.path}: arr_0 ends early; the file is truncated")
+            return np.frombuffer(data, self.dtype).reshape((hi - lo,) + self.shape[1:])
         if self._arr is not None:
-            return np.asarray(self._arr[lo:hi])
+            return np.array(self._arr[lo:hi])
         # compressed member: a stream read forward; reopened when asked to go back
         if self._stream is None or self._stream[1] > lo:
             if self._stream is not None:
@@ -351,7 +359,6 @@ class BatchImages(Images):
             _read_npy_header(m)
             self._stream = [m, 0, z]
         m, pos = self._stream[0], self._stream[1]
-        item = int(np.prod(self.shape[1:])) * self.dtype.itemsize
         if lo > pos:
             skip = (lo - pos) * item
             while skip:
