@@ -148,7 +148,7 @@ class Extraction:
 def extract(source, protocol: str = "ttur", *, batch_size: int | None = None, device="auto",
             workers: int | None = None, weights=None, progress: bool | None = None, precision: str = "fp32",
             keep_features: bool = False, logits: bool = False, spatial: bool = False,
-            skip_bad: bool = False) -> Extraction:
+            skip_bad: bool = False, label: str | None = None) -> Extraction:
     """One pass of ``source`` (folder, sample batch, file list or uint8 images) through protocol and network.
 
     Always accumulates the pool3 statistics; ``spatial`` also accumulates those of the sFID
@@ -157,6 +157,7 @@ def extract(source, protocol: str = "ttur", *, batch_size: int | None = None, de
     classifier needed), as float32 arrays on the host, so that several metrics read the same
     features. With ``skip_bad``, files that cannot be decoded are left out, counted and
     listed (in ``stats.extra["skipped"]`` and a warning) instead of stopping the run.
+    ``label`` names the source on the progress bar (default: the folder, or what the source is).
     """
     proto = get_protocol(protocol)
     dev = resolve_device(device)
@@ -172,8 +173,9 @@ def extract(source, protocol: str = "ttur", *, batch_size: int | None = None, de
     accs = {k: Accumulator(FEATURES[k], dev) for k in names if k != "logits"}
     skipped = [] if skip_bad else None
     nw = (default_workers() if workers is None else workers) if isinstance(images, (FileImages, BatchImages)) else 0
-    batches = iter_features(images, proto, net, dev, bs, nw, progress, names=names, mode=precision, skipped=skipped)
     name = images.name
+    batches = iter_features(images, proto, net, dev, bs, nw, progress, names=names, mode=precision, skipped=skipped,
+                            label=label or name)
     kept_features, kept_logits = [], []
     for out in batches:
         for k, acc in accs.items():
@@ -307,6 +309,11 @@ def _refuse_stats_file(source, metric: str) -> None:
                          f"statistics file does not keep ({source}); give the image folder or sample batch instead")
 
 
+def _side_label(side: str, source) -> str:
+    """``A real/`` on the progress bar: which side of a comparison is being read."""
+    return f"{side} {source}" if isinstance(source, (str, Path)) else side
+
+
 def _one_pass(source, protocol: str, keep: bool, logits: bool, spatial: bool, kw: dict,
               allow_mismatch: bool, file_stats: Statistics | None = None) -> Extraction:
     """Statistics (and, when asked, per-image features) of one source, in at most one pass.
@@ -381,11 +388,11 @@ def compare(a, b, protocol: str = "ttur", *, allow_mismatch: bool = False, metri
                 with warnings.catch_warnings():  # loaded again below, where its warnings are shown
                     warnings.simplefilter("ignore")
                     compute_stats(src, protocol, allow_mismatch=True, spatial=True)
-    ex1 = _one_pass(a, protocol, keep, False, spatial, kw, allow_mismatch)
+    ex1 = _one_pass(a, protocol, keep, False, spatial, {"label": _side_label("A", a), **kw}, allow_mismatch)
     s1 = ex1.stats
     if s1.weights_digest and not _is_stats(b):  # refuse other weights before spending time on b
         check_provenance(s1, None, load_weights(kw.get("weights")).digest, allow_mismatch)
-    ex2 = _one_pass(b, protocol, keep, logits, spatial, kw, allow_mismatch)
+    ex2 = _one_pass(b, protocol, keep, logits, spatial, {"label": _side_label("B", b), **kw}, allow_mismatch)
     s2 = ex2.stats
     r = frechet_distance(s1, s2, allow_mismatch=allow_mismatch)
     scores: dict = {}
@@ -504,8 +511,10 @@ def adm_evaluate(ref, sample, *, distances: str = "float32", allow_mismatch: boo
         warnings.warn(f"sFID: null, {which} holds no spatial statistics (mu_s/sigma_s); make them with `fidkit "
                       f"stats DIR --metrics fid,sfid -o FILE`", FidkitWarning, stacklevel=2)
     want_sfid = spatial_r and spatial_s
-    ex_r = _one_pass(ref, "ttur", want_pr, False, want_sfid, kw, allow_mismatch, st_r)
-    ex_s = _one_pass(sample, "ttur", want_pr, want_is, want_sfid, kw, allow_mismatch, st_s)
+    ex_r = _one_pass(ref, "ttur", want_pr, False, want_sfid, {"label": _side_label("REF", ref), **kw},
+                     allow_mismatch, st_r)
+    ex_s = _one_pass(sample, "ttur", want_pr, want_is, want_sfid, {"label": _side_label("SAMPLE", sample), **kw},
+                     allow_mismatch, st_s)
     s_r, s_s = ex_r.stats, ex_s.stats
     # provenance checked above. Reference first, as `fidkit compute REF SAMPLE` does: the same value to
     # rounding (ADM passes the sample first), the same digits as fidkit's own FID of the two sets

@@ -84,9 +84,10 @@ def compute(a, b, protocol, allow_mismatch, metrics, bootstrap, as_json, **run):
                    f"{r.device} {r.network_precision}, {r.seconds:.1f} s)")
         for key, value in r.scores.items():
             click.echo(f"{key}: {value:.6g}" if isinstance(value, float) else f"{key}: {value}")
-        if r.frechet.negative_eigenvalue_mass > 0:
+        if r.frechet.clamping_matters():  # --json always has negative_eigenvalue_mass and clamped_sqrt
             click.echo(f"note: clamped negative eigenvalue mass {r.frechet.negative_eigenvalue_mass:.3g} "
-                       f"(rounding in the matrix square root)", err=True)
+                       f"(smallest {r.frechet.min_eigenvalue:.3g}): the FID may be off by up to "
+                       f"{2 * r.frechet.clamped_sqrt:.3g}; a covariance is not positive semi-definite", err=True)
 
 
 @cli.command()

@@ -44,7 +44,9 @@ class FrechetResult:
     ``trace_term`` = tr Σ₁ + tr Σ₂ − 2 · ``trace_sqrt``, ``trace_sqrt`` = tr (Σ₁Σ₂)^½ = Σ √λ over the
     eigenvalues λ > 0 of A = Lᵀ Σ₂ L. ``negative_eigenvalue_mass`` = Σ |λ| over the λ < 0 clamped to 0
     (rounding gives about 1e-16 · d · ‖Σ₁‖‖Σ₂‖; much more: a covariance is not positive semi-definite),
-    ``min_eigenvalue`` the smallest λ (0.0 when A is empty: both covariances zero).
+    ``min_eigenvalue`` the smallest λ (0.0 when A is empty: both covariances zero), ``clamped_sqrt`` =
+    Σ √|λ| over the same clamped λ: had they counted with their magnitudes, d² would differ by at most
+    2 · ``clamped_sqrt``. :meth:`clamping_matters` tells when that bound can change the printed digits.
     """
 
     fid: float
@@ -54,6 +56,23 @@ class FrechetResult:
     trace_sqrt: float
     negative_eigenvalue_mass: float
     min_eigenvalue: float
+    clamped_sqrt: float
+
+    #: :meth:`clamping_matters` needs both: a clamped mass beyond rounding, which is at most about
+    #: this part of tr Σ₁ · tr Σ₂ (taken as ((tr Σ₁ + tr Σ₂) / 2)², its upper bound) ...
+    CLAMP_ROUNDING = 1e-12
+    #: ... and a possible shift 2 · clamped_sqrt beyond this part of d² (its sixth significant
+    #: digit, fidkit's agreement tolerance).
+    CLAMP_RELATIVE_TO_FID = 1e-6
+
+    def clamping_matters(self) -> bool:
+        """True when the clamped eigenvalues are more than rounding and may have moved ``fid``:
+        ``negative_eigenvalue_mass`` > 1e-12 · ((tr Σ₁ + tr Σ₂)/2)² and 2 · ``clamped_sqrt`` >
+        1e-6 · ``fid``. Ordinary runs clamp about 1e-13 of eigenvalue mass against traces in the
+        hundreds: silent. A covariance that is not positive semi-definite is not."""
+        traces = self.trace_term + 2.0 * self.trace_sqrt
+        return (self.negative_eigenvalue_mass > self.CLAMP_ROUNDING * (traces / 2.0) ** 2
+                and 2.0 * self.clamped_sqrt > self.CLAMP_RELATIVE_TO_FID * self.fid)
 
     def as_dict(self) -> dict:
         """The fields as a ``{name: float}`` dict (JSON-serialisable)."""
@@ -165,21 +184,23 @@ def _eigenvalues(s1: np.ndarray, s2: np.ndarray) -> np.ndarray:
 
 def _result(mu1, sigma1, mu2, sigma2, lam: np.ndarray) -> FrechetResult:
     """The distance from checked statistics (arrays or tensors) and the eigenvalues λ of A."""
-    trace_sqrt, negative_mass, min_eigenvalue = _spectrum(lam)
+    trace_sqrt, negative_mass, min_eigenvalue, clamped_sqrt = _spectrum(lam)
     mean_term = float(((mu1 - mu2) ** 2).sum())
     trace_term = float(sigma1.diagonal().sum()) + float(sigma2.diagonal().sum()) - 2.0 * trace_sqrt
     fid_raw = mean_term + trace_term
     result = FrechetResult(max(fid_raw, 0.0), fid_raw, mean_term, trace_term, trace_sqrt, negative_mass,
-                           min_eigenvalue)
+                           min_eigenvalue, clamped_sqrt)
     if not all(map(math.isfinite, result.as_dict().values())):
         raise StatsError("the Fréchet distance or one of its terms is not a finite number (float64 overflow); "
                          "rescale the features to a moderate range")
     return result
 
 
-def _spectrum(lam: np.ndarray) -> tuple[float, float, float]:
-    """(Σ √λ over λ > 0, Σ |λ| over λ < 0, min λ or 0.0 when there is none)."""
-    return math.fsum(np.sqrt(lam[lam > 0])), math.fsum(-lam[lam < 0]), (float(lam.min()) if lam.size else 0.0)
+def _spectrum(lam: np.ndarray) -> tuple[float, float, float, float]:
+    """(Σ √λ over λ > 0, Σ |λ| over λ < 0, min λ or 0.0 when there is none, Σ √|λ| over λ < 0)."""
+    negative = -lam[lam < 0]
+    return (math.fsum(np.sqrt(lam[lam > 0])), math.fsum(negative), (float(lam.min()) if lam.size else 0.0),
+            math.fsum(np.sqrt(negative)))
 
 
 # ---------------------------------------------------------------------------- public API
@@ -191,7 +212,7 @@ def trace_sqrt_product(sigma1, sigma2) -> tuple[float, float, float]:
     The covariances are as for :func:`frechet_distance` and not modified; StatsError as there.
     """
     s1, s2 = _covariances(_numpy(sigma1, "sigma1"), _numpy(sigma2, "sigma2"))
-    return _spectrum(_eigenvalues(s1, s2))
+    return _spectrum(_eigenvalues(s1, s2))[:3]
 
 
 def frechet_distance(mu1, sigma1, mu2, sigma2) -> FrechetResult:

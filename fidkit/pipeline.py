@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import math
 import os
 import sys
 import threading
@@ -144,23 +145,32 @@ def memory_format(device: torch.device, mode: str = "fp32") -> torch.memory_form
 
 
 class Progress:
-    """A one-line progress bar with images/s on stderr (shown when stderr is a terminal)."""
+    """A one-line progress bar on stderr (shown when stderr is a terminal): which source,
+    images done, images/s and the time left, e.g.
+    ``fidkit A real/ [#########        ] 160/250 17.5 images/s, 0:05 left``."""
 
-    def __init__(self, total: int, label: str, enabled: bool | None = None):
-        self.total, self.label, self.done = total, label, 0
+    LABEL_CHARS = 40  # a longer source name keeps its end: "…/gan/samples"
+
+    def __init__(self, total: int, label: str = "", enabled: bool | None = None):
+        if len(label) > self.LABEL_CHARS:
+            label = "…" + label[-(self.LABEL_CHARS - 1):]
+        self.total, self.label, self.done = total, " ".join(filter(None, ["fidkit", label])), 0
         self.enabled = sys.stderr.isatty() if enabled is None else enabled
         self.t0 = self.last = time.perf_counter()
+
+    def line(self, now: float) -> str:
+        rate = self.done / max(now - self.t0, 1e-9)
+        frac = self.done / max(self.total, 1)
+        left = (self.total - self.done) / rate if rate > 0 else float("inf")
+        eta = "--:--" if not math.isfinite(left) else "{}:{:02d}".format(*divmod(int(round(left)), 60))
+        return f"{self.label} [{'#' * int(30 * frac):<30}] {self.done}/{self.total} {rate:6.1f} images/s, {eta} left"
 
     def update(self, k: int) -> None:
         self.done += k
         now = time.perf_counter()
         if self.enabled and (now - self.last > 0.5 or self.done >= self.total):
             self.last = now
-            rate = self.done / max(now - self.t0, 1e-9)
-            frac = self.done / max(self.total, 1)
-            bar = "#" * int(30 * frac)
-            print(f"\r{self.label} [{bar:<30}] {self.done}/{self.total} {rate:6.1f} images/s",
-                  end="", file=sys.stderr, flush=True)
+            print("\r" + self.line(now), end="", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self.enabled:
@@ -232,7 +242,7 @@ def _forward(net, x, names: tuple, fmt: torch.memory_format) -> dict:
 
 def iter_features(images: Images, protocol: Protocol, net: FIDInception, device: torch.device,
                   batch_size: int, workers: int = 0, progress: bool | None = None, names: tuple = ("pool3",),
-                  mode: str = "fp32", skipped: list | None = None) -> Iterator[dict]:
+                  mode: str = "fp32", skipped: list | None = None, label: str = "") -> Iterator[dict]:
     """Yields {name: float32 (b, dim) on ``device``} per batch for the named features ``names``.
 
     Any :class:`~fidkit.sources.Images` goes through the same path: items are read and
@@ -244,14 +254,14 @@ def iter_features(images: Images, protocol: Protocol, net: FIDInception, device:
     """
     if isinstance(images, ArrayImages):
         yield from iter_array_features(images.array, protocol, net, device, batch_size, images.layout, progress,
-                                       names=names, mode=mode)
+                                       names=names, mode=mode, label=label)
         return
     loader = torch.utils.data.DataLoader(
         _Prepared(images, protocol), batch_size=batch_size, shuffle=False,
         num_workers=0 if images.sequential else workers,
         collate_fn=_collate, pin_memory=device.type == "cuda",
         persistent_workers=False, prefetch_factor=4 if workers > 0 and not images.sequential else None)
-    bar = Progress(len(images), "fidkit", progress)
+    bar = Progress(len(images), label, progress)
     fmt = memory_format(device, mode)  # the layout networks for this device and mode are built in
     try:
         with torch.inference_mode(), precision(device, mode), reuse_freed_memory(device):
@@ -280,10 +290,10 @@ def iter_features(images: Images, protocol: Protocol, net: FIDInception, device:
 
 def iter_array_features(images, protocol: Protocol, net: FIDInception, device: torch.device,
                         batch_size: int, layout: str = "NHWC", progress: bool | None = None,
-                        names: tuple = ("pool3",), mode: str = "fp32") -> Iterator[dict]:
+                        names: tuple = ("pool3",), mode: str = "fp32", label: str = "") -> Iterator[dict]:
     """Like :func:`iter_features` for in-memory uint8 images (numpy or torch) in ``layout``."""
     n = images.shape[0]
-    bar = Progress(n, "fidkit", progress)
+    bar = Progress(n, label, progress)
     fmt = memory_format(device, mode)
     try:
         with torch.inference_mode(), precision(device, mode), reuse_freed_memory(device):

@@ -40,6 +40,12 @@ def test_compute_two_folders_prints_one_json_object(folder_result, real_weights)
     assert out["weights_digest"] == real_weights.digest
     assert out["fid"] == pytest.approx(REFERENCE["ttur"], rel=1e-5)
     assert "fewer than" in stderr or "not more than" in stderr  # 10 images << 2048 dimensions: warned
+    assert out["negative_eigenvalue_mass"] >= 0 and "clamped_sqrt" in out  # always in --json
+
+
+def test_plain_output_has_no_rounding_note(real_a, real_b):
+    r = run("compute", real_a, real_b, "--device", "cpu", "--workers", "1")
+    assert r.stdout.startswith("FID: ") and "eigenvalue" not in r.stderr, r.stderr
 
 
 def test_stats_then_compare_equals_folder_to_folder(tmp_path, real_a, real_b, folder_result):

@@ -264,6 +264,20 @@ def test_indefinite_input_is_reported_not_hidden():
     assert r.min_eigenvalue == pytest.approx(-0.5)
     assert r.trace_sqrt == pytest.approx(1.0)
     assert math.isfinite(r.fid)
+    assert r.clamped_sqrt == pytest.approx(math.sqrt(0.5)) and r.clamping_matters()
+
+
+def test_rounding_sized_clamping_stays_silent():
+    """Singular covariances (fewer samples than dimensions) clamp rounding-sized eigenvalues:
+    reported in the result, but too small to move the digits, so no note is owed."""
+    rng = np.random.default_rng(5)
+    mu1, s1 = _stats(_features(rng, 100, 300))
+    mu2, s2 = _stats(_features(rng, 100, 300, shift=0.1))
+    r = frechet_distance(mu1, s1, mu2, s2)
+    assert r.negative_eigenvalue_mass > 0 and 2 * r.clamped_sqrt < 1e-6 * r.fid
+    assert not r.clamping_matters()
+    same = frechet_distance(mu1, s1, mu1, s1)  # d² ≈ 0: any clamped λ moves it, but they are rounding
+    assert not same.clamping_matters()
 
 
 # --------------------------------------------------------------------- realistic sizes
@@ -376,7 +390,7 @@ def test_result_fields_and_conversions():
     assert isinstance(r, FrechetResult)
     d = r.as_dict()
     assert set(d) == {"fid", "fid_raw", "mean_term", "trace_term", "trace_sqrt", "negative_eigenvalue_mass",
-                      "min_eigenvalue"}
+                      "min_eigenvalue", "clamped_sqrt"}
     assert all(type(v) is float for v in d.values())
     assert float(r) == r.fid
     assert r.fid_raw == pytest.approx(r.mean_term + r.trace_term, rel=1e-15)

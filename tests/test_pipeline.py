@@ -71,3 +71,16 @@ def test_the_cpu_network_keeps_its_batch_norms(real_weights):
     # folding would move every CPU statistics file (the committed ones too) by ~1e-6
     net = network(real_weights, torch.device("cpu"), "fp32")
     assert all(m.bn is not None for m in net.modules() if hasattr(m, "bn"))
+
+
+def test_progress_line_names_the_source_and_the_time_left(capsys):
+    bar = features.Progress(250, "A " + "x/" * 40 + "real", enabled=True)
+    bar.t0 -= 10.0  # 160 images in 10 s: 16 images/s, 90 left: 0:06
+    bar.last = bar.t0
+    bar.update(160)
+    line = capsys.readouterr().err.strip("\r")
+    assert line.startswith("fidkit …") and line.split(" [")[0].endswith("x/real")
+    assert len(line.split(" [")[0]) == len("fidkit ") + features.Progress.LABEL_CHARS
+    assert "160/250" in line and "16.0 images/s, 0:06 left" in line
+    short = features.Progress(4, "B samples/", enabled=True)
+    assert short.line(short.t0).startswith("fidkit B samples/ [") and short.line(short.t0).endswith("--:-- left")

@@ -24,12 +24,22 @@ from fidkit.ttur import cli as ttur_cli
 from fidkit.ttur import data as ttur_data
 from fidkit.ttur import models
 from fidkit.ttur import train as ttur_train
+from conftest import FASHION_MNIST_MINI
 from fidkit.ttur.train import (TrainConfig, TrainError, load_checkpoint, make_evaluator, prepare_reference, sample,
                                train, truncated_normal)
 
 ROOT = pathlib.Path(__file__).parent.parent
 REFERENCE = ROOT / "reference_stats" / "fashion-mnist-test.npz"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(autouse=True)
+def shipped_data(request, monkeypatch):
+    """The mechanics tests read the 256 + 256 Fashion-MNIST images that tests/data ships, so
+    that they run on any machine; the tests marked ``dataset`` (learning on the full training
+    set) read the real files, and skip where they are missing."""
+    if not request.node.get_closest_marker("dataset"):
+        monkeypatch.setenv("FIDKIT_DATASETS", str(FASHION_MNIST_MINI))
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -213,6 +223,7 @@ def shared_evaluator():
 LEARNS = {"dcgan": dict(steps=200, batch_size=64), "wgan-gp": dict(steps=120, batch_size=64, n_critic=2)}
 
 
+@pytest.mark.dataset
 @pytest.mark.parametrize("arch", models.ARCHS)
 def test_fid_falls_during_a_short_run(tmp_path, arch, shared_evaluator):
     config = TrainConfig(arch=arch, seed=0, eval_every=0, **LEARN_EVAL, **LEARNS[arch])
