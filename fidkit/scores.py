@@ -303,8 +303,15 @@ def _sq_distances(u, v, nu, nv, mode: str) -> torch.Tensor:
     return d
 
 
-def _adm_norms(x: torch.Tensor, mode: str) -> torch.Tensor:
-    return (x.double() * x.double()).sum(1) if mode != "float16" else torch.empty(0)
+def _adm_norms(x: torch.Tensor, mode: str, rows: int = 4096) -> torch.Tensor:
+    """Squared norms in float64, a slice of rows at a time (a float64 copy of 50k × 2048 features
+    would take 800 MB); none for the float16 emulation, which makes its own."""
+    if mode == "float16":
+        return torch.empty(0)
+    out = torch.empty(x.shape[0], dtype=torch.float64)
+    for lo in range(0, x.shape[0], rows):
+        out[lo:lo + rows] = x[lo:lo + rows].double().square().sum(1)
+    return out
 
 
 def adm_radii(features, k: int = 3, block: int = 2000, chunk: int = 10000, distances: str = "float32") -> torch.Tensor:
