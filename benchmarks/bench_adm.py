@@ -1,12 +1,15 @@
 """Costs of the ADM evaluator's metrics in fidkit.
 
     python benchmarks/bench_adm.py sfid-overhead [--n 128] [--repeats 3]
+    python benchmarks/bench_adm.py sfid-overhead-paired [--rounds 12]
     python benchmarks/bench_adm.py pr-memory [--n-ref 10000] [--n-sample 50000]
     python benchmarks/bench_adm.py fp16-membership [--n-ref 5000] [--n-sample 5000]
 
 ``sfid-overhead``: wall time of one pass (real weights, CPU, protocol ttur, uint8 64×64 images
 in memory, batch 16) with pool3 statistics alone and with the sFID statistics added, alternated,
-best of ``--repeats``. ``pr-memory``: time and peak resident memory (``ru_maxrss``, which
+best of ``--repeats``. ``sfid-overhead-paired``: one batch of 16 through the network and the
+float64 accumulation, with and without the spatial feature, interleaved round by round, so
+that a busy machine's load falls on both alike. ``pr-memory``: time and peak resident memory (``ru_maxrss``, which
 includes the features themselves) of :func:`fidkit.scores.adm_precision_recall` on synthetic
 2048-d features. ``fp16-membership``: how many memberships (sample inside some reference ball,
 reference inside some sample ball) change between float64, float32 and the float16 emulation,
@@ -59,6 +62,45 @@ def sfid_overhead(args) -> dict:
             "torch_threads": torch.get_num_threads()}
 
 
+def sfid_overhead_paired(args) -> dict:
+    """The same batch through one step without and with sFID, interleaved (A B B A ...), so that a
+    busy machine's load falls on both alike: the network's forward plus the float64 accumulation."""
+    from fidkit.api import load_weights, network
+    from fidkit.inception import FEATURES
+    from fidkit.pipeline import memory_format, reuse_freed_memory
+    from fidkit.preprocess import get_protocol
+    from fidkit.stats import Accumulator
+
+    dev = torch.device("cpu")
+    net = network(load_weights(), dev, "fp32")
+    proto = get_protocol("ttur")
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.integers(0, 256, size=(16, 3, 64, 64), dtype=np.uint8))
+    x = proto.to_network(x).contiguous(memory_format=memory_format(dev))
+    accs = {k: Accumulator(FEATURES[k]) for k in ("pool3", "spatial")}
+
+    def step(names):
+        t = time.perf_counter()
+        out = net.forward_features(x, names)
+        for k, v in out.items():
+            accs[k].update(v)
+        return time.perf_counter() - t
+
+    a, b = [], []
+    with torch.inference_mode(), reuse_freed_memory(dev):
+        step(("pool3", "spatial"))  # warm-up
+        for i in range(args.rounds):
+            order = [("pool3",), ("pool3", "spatial")]
+            for names in (order if i % 2 == 0 else order[::-1]):
+                (a if len(names) == 1 else b).append(step(names))
+    ratios = [bb / aa for aa, bb in zip(a, b)]
+    return {"batch_size": 16, "rounds": args.rounds, "seconds_pool3": a, "seconds_pool3_spatial": b,
+            "median_pool3": float(np.median(a)), "median_pool3_spatial": float(np.median(b)),
+            "overhead_of_medians": float(np.median(b) / np.median(a) - 1),
+            "median_paired_overhead": float(np.median(ratios) - 1), "goal": "<= 0.10",
+            "torch_threads": torch.get_num_threads(), "load_average": list(__import__("os").getloadavg())}
+
+
 def pr_memory(args) -> dict:
     from fidkit.scores import adm_precision_recall
 
@@ -108,7 +150,8 @@ def fp16_membership(args) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=["sfid-overhead", "pr-memory", "fp16-membership"])
+    ap.add_argument("what", choices=["sfid-overhead", "sfid-overhead-paired", "pr-memory", "fp16-membership"])
+    ap.add_argument("--rounds", type=int, default=12)
     ap.add_argument("--n", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--n-ref", type=int, default=None)
@@ -119,7 +162,8 @@ def main() -> None:
     default_n = {"pr-memory": (10_000, 50_000), "fp16-membership": (5000, 5000)}.get(args.what, (0, 0))
     args.n_ref = args.n_ref or default_n[0]
     args.n_sample = args.n_sample or default_n[1]
-    fn = {"sfid-overhead": sfid_overhead, "pr-memory": pr_memory, "fp16-membership": fp16_membership}[args.what]
+    fn = {"sfid-overhead": sfid_overhead, "sfid-overhead-paired": sfid_overhead_paired, "pr-memory": pr_memory,
+          "fp16-membership": fp16_membership}[args.what]
     record = fn(args)
     record.update(machine=platform.machine(), command="python " + " ".join(sys.argv))
     out = Path(args.out or RESULTS / f"adm_{args.what.replace('-', '_')}.json")
