@@ -51,6 +51,12 @@ def decode(path) -> np.ndarray:
     """Decodes one image file to uint8 (H, W, 3) RGB with PIL's ``convert("RGB")``."""
     try:
         with Image.open(path) as im:
+            # PIL only warns between its limit and twice it; a few hundred bytes of JPEG whose
+            # header claims 10000×10000 then decode to 300 MB in seconds, in every worker
+            if Image.MAX_IMAGE_PIXELS and im.width * im.height > Image.MAX_IMAGE_PIXELS:
+                raise SourceError(f"{path}: image larger than PIL's decompression-bomb limit ({im.width}×{im.height} "
+                                  f"pixels, PIL.Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS}); check the file "
+                                  f"or skip it")
             if im.mode in HIGH_BIT_DEPTH_MODES:
                 raise SourceError(f"{path}: {im.mode} image with more than 8 bits per channel; PIL's "
                                   f"convert(\"RGB\"), which the reference implementations use, would clip it "
