@@ -12,6 +12,10 @@ reproduce the arithmetic of the reference implementations:
   Naeem et al. 2020 (``prdc``) for density and coverage (same radii, ``distance < radius``).
   It works in blocks, so no N × M distance matrix is ever held: memory is
   O(block × chunk) beside the features themselves.
+- :func:`adm_inception_score` and :func:`adm_precision_recall` follow OpenAI's guided-diffusion
+  evaluator (``evaluations/evaluator.py``): IS over consecutive chunks of 5000, mean only;
+  precision/recall with squared distances, radii within each set with the point itself not
+  counted, ``<=``, every point, blocked likewise (see the README on its float16 step).
 """
 
 from __future__ import annotations
