@@ -8,6 +8,8 @@ Public API::
     fidkit.compute_stats(source, ...)       -> Statistics (mu, sigma, n; .save(path), Statistics.load(path))
     fidkit.frechet_distance(s1, s2)         -> FrechetResult (float(result) is the FID)
     fidkit.compare(a, b, metrics="fid,kid,pr,is") -> FIDResult with .scores (one pass per source)
+    fidkit.compare(a, b, metrics="fid,sfid,adm-pr,is-adm")  -> guided-diffusion's (ADM's) metrics
+    fidkit.adm_evaluate(ref, sample)        -> ADMResult: ADM's table (IS, FID, sFID, precision, recall)
     fidkit.inception_score(source_or_logits) -> MeanStd (mean, std)
     fidkit.kid(a, b)                        -> MeanStd (mean, std)
     fidkit.precision_recall(real, fake)     -> dict precision, recall, density, coverage
@@ -17,8 +19,9 @@ Public API::
     fidkit.evaluate_generator(sample_fn, n, batch_size, reference) -> GeneratorResult (fid, n)
     fidkit.load_weights(path=None)          -> Weights (.digest, .has_classifier, .origin, .path)
 
-Sources are image folders, ``.npz`` statistics files, lists of image paths, or uint8
-image arrays. Protocols: ``ttur`` (default, the original TF FID), ``pytorch-fid``,
+Sources are image folders, sample batches (``.npz`` with ``arr_0``, ``.npy``), statistics
+files (``.npz`` with ``mu``/``sigma``, EDM2 ``.pkl``), lists of image paths, or uint8 image
+arrays. Protocols: ``ttur`` (default, the original TF FID), ``pytorch-fid``,
 ``clean``; see :mod:`fidkit.preprocess`.
 """
 
@@ -28,9 +31,10 @@ from .errors import FidkitError, FidkitWarning  # noqa: E402
 from .stats import Statistics  # noqa: E402
 from .api import compare, compute_stats, features, fid, frechet_distance  # noqa: E402
 from .api import inception_score, kid, load_weights, precision_recall  # noqa: E402
+from .api import ADMResult, adm_evaluate  # noqa: E402
 from .metric import FID, evaluate_generator, to_uint8  # noqa: E402
 from .sources import DATASETS, dataset_images  # noqa: E402
 
 __all__ = ["fid", "compare", "compute_stats", "features", "frechet_distance", "inception_score", "kid",
-           "precision_recall", "FID", "evaluate_generator", "to_uint8", "dataset_images", "DATASETS", "load_weights", "Statistics",
+           "precision_recall", "adm_evaluate", "ADMResult", "FID", "evaluate_generator", "to_uint8", "dataset_images", "DATASETS", "load_weights", "Statistics",
            "FidkitError", "FidkitWarning", "__version__"]

@@ -1,16 +1,30 @@
-"""Atomic file writes: a temporary file beside the target, renamed over it when complete.
+"""Atomic file writes and the lock that guards fidkit's cache.
 
-An interrupted run (Ctrl-C, a full disk, a crash) leaves the target untouched and no
-temporary file behind.
+Atomic writes: a temporary file beside the target, renamed over it when complete. An
+interrupted run (Ctrl-C, a full disk, a crash) leaves the target untouched and no
+temporary file behind; a process killed outright (SIGKILL, power loss) can leave a
+``.NAME.*.tmp`` file, which :func:`remove_stale_temporaries` deletes under the lock.
+
+The cache lock (:func:`cache_lock`) is ``flock`` on a lock file in the cache folder. The
+kernel releases it when its holder exits, however it exits, so a killed process never
+leaves a lock that blocks the next run. The lock file itself stays (deleting it would let
+two processes lock two different files of the same name).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Iterator
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; atomic renames still keep readers safe
+    fcntl = None
 
 
 def _umask() -> int:
@@ -46,3 +60,44 @@ def file_sha256(path) -> str:
         while chunk := f.read(1 << 20):
             h.update(chunk)
     return h.hexdigest()
+
+
+@contextlib.contextmanager
+def cache_lock(path, waiting: Callable[[], None] | None = None) -> Iterator[None]:
+    """Holds an exclusive ``flock`` on ``path`` (created if missing) for the ``with`` block.
+
+    Blocks while another process holds it, calling ``waiting()`` once first so that the
+    user learns why nothing happens. Released on exit from the block and, by the kernel,
+    when the process dies. Without ``fcntl`` (Windows) it does not lock: concurrent runs
+    may then repeat a download, but still never read a half-written file.
+    """
+    path = Path(path)
+    if fcntl is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if waiting is not None:
+                waiting()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the only descriptor releases the lock
+
+
+def remove_stale_temporaries(folder, names) -> None:
+    """Deletes what killed writers of ``names`` left in ``folder``: :func:`atomic_write`'s
+    ``.NAME.*.tmp`` files and ``NAME.download`` files. Call it only while holding the lock
+    under which those files are written, so that none of them can still be in use."""
+    folder = Path(folder)
+    for name in names:
+        for p in [*folder.glob(f".{name}.*.tmp"), folder / f"{name}.download"]:
+            with contextlib.suppress(FileNotFoundError):
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p)
+                else:
+                    p.unlink()

@@ -1,8 +1,12 @@
 """fidkit's Python API: statistics of a source, and the FID between two sources.
 
-A *source* is one of: a folder of images (searched recursively), an ``.npz`` statistics
-file, a :class:`~fidkit.stats.Statistics`, a list of image file paths, or in-memory uint8
-images (numpy (N, H, W, 3) or torch (N, 3, H, W), values 0..255).
+A *source* is one of: a folder of images (searched recursively), a sample batch (an
+``.npz`` whose ``arr_0`` holds uint8 NHWC images, as OpenAI's guided-diffusion evaluator
+reads, or an ``.npy`` of such an array), a statistics file (``.npz`` with ``mu``/``sigma``,
+ADM reference batches included, or EDM2's ``.pkl``), a :class:`~fidkit.stats.Statistics`, a
+list of image file paths, or in-memory uint8 images (numpy (N, H, W, 3) or torch
+(N, 3, H, W), values 0..255). An ``.npz`` is told to be images or statistics by its keys.
+Every image source becomes one :class:`fidkit.sources.Images` before the pass.
 """
 
 from __future__ import annotations
@@ -18,13 +22,12 @@ import torch
 from . import __version__
 from . import scores as _scores
 from .errors import FidkitError, FidkitWarning, SourceError, StatsError, WeightsError
-from .pipeline import (default_batch_size, default_workers, iter_array_features, iter_file_features,
-                       memory_format, resolve_device)
+from .pipeline import default_batch_size, default_workers, iter_features, memory_format, resolve_device
 from .frechet import FrechetResult
 from .frechet import frechet_distance as _frechet_arrays
-from .inception import FEATURE_DIM
+from .inception import FEATURES
 from .preprocess import get_protocol
-from .sources import check_uint8_images, list_images
+from .sources import BATCH_KEY, BatchImages, FileImages, as_images, npz_kind, npz_members
 from .stats import Accumulator, Statistics
 from .weights import PTFID_URL, Weights, build_network, load_file, resolve
 
@@ -71,7 +74,22 @@ def network(w: Weights, device: torch.device, mode: str):
 
 
 def _is_stats_path(source) -> bool:
-    return isinstance(source, (str, Path)) and str(source).lower().endswith(".npz")
+    """A statistics file: an EDM2 ``.pkl``, or an ``.npz`` whose keys hold ``mu``/``sigma`` (told
+    by its keys, not its name; a missing ``.npz`` counts, so that loading it names the problem)."""
+    if not isinstance(source, (str, Path)):
+        return False
+    low = str(source).lower()
+    if low.endswith(".pkl"):
+        return True
+    if not low.endswith(".npz"):
+        return False
+    return not Path(source).is_file() or npz_kind(source) == "stats"
+
+
+def _holds_images(source) -> bool:
+    """A statistics file that also holds its images (an ADM reference batch: ``arr_0``)."""
+    return (isinstance(source, (str, Path)) and str(source).lower().endswith(".npz") and Path(source).is_file()
+            and BATCH_KEY in npz_members(source))
 
 
 def _is_stats(source) -> bool:
@@ -115,63 +133,60 @@ def _require_classifier(w: Weights) -> None:
 class Extraction:
     """What one pass over a source gives: its statistics and, when asked, the raw outputs.
 
-    stats: :class:`Statistics` (float64); features: float32 numpy (N, 2048) or None;
-    logits: float32 numpy (N, 1008) without the classifier's bias, or None.
+    stats: :class:`Statistics` (float64; with ``stats.spatial`` when the sFID feature was
+    asked for); features: float32 numpy (N, 2048) or None; logits: float32 numpy (N, 1008)
+    without the classifier's bias, or None. ``stats_from_file``: names of the features whose
+    statistics were read from a file rather than computed (see :func:`compare`).
     """
 
     stats: Statistics
     features: np.ndarray | None = None
     logits: np.ndarray | None = None
+    stats_from_file: tuple = ()
 
 
 def extract(source, protocol: str = "ttur", *, batch_size: int | None = None, device="auto",
             workers: int | None = None, weights=None, progress: bool | None = None, precision: str = "fp32",
-            keep_features: bool = False, logits: bool = False, skip_bad: bool = False,
-            label: str | None = None) -> Extraction:
-    """One pass of ``source`` (folder, file list or uint8 images) through protocol and network.
+            keep_features: bool = False, logits: bool = False, spatial: bool = False,
+            skip_bad: bool = False, label: str | None = None) -> Extraction:
+    """One pass of ``source`` (folder, sample batch, file list or uint8 images) through protocol and network.
 
-    Always accumulates the statistics; ``keep_features`` also returns every pool3 feature
-    vector and ``logits`` every 1008-way logit vector (weights with a classifier needed), as
-    float32 arrays on the host, so that several metrics read the same features. With
-    ``skip_bad``, files that cannot be decoded are left out, counted and listed (in
-    ``stats.extra["skipped"]`` and a warning) instead of stopping the run. ``label`` names the
-    source on the progress bar (default: the folder, or what the source is).
+    Always accumulates the pool3 statistics; ``spatial`` also accumulates those of the sFID
+    feature (``stats.spatial``, from the same pass); ``keep_features`` also returns every
+    pool3 feature vector and ``logits`` every 1008-way logit vector (weights with a
+    classifier needed), as float32 arrays on the host, so that several metrics read the same
+    features. With ``skip_bad``, files that cannot be decoded are left out, counted and
+    listed (in ``stats.extra["skipped"]`` and a warning) instead of stopping the run.
+    ``label`` names the source on the progress bar (default: the folder, or what the source is).
     """
     proto = get_protocol(protocol)
     dev = resolve_device(device)
     bs = batch_size or default_batch_size(dev)
     if bs < 1:
         raise SourceError(f"batch size must be at least 1, got {bs}")
+    images = as_images(source)
     w = load_weights(weights)
     if logits:
         _require_classifier(w)
     net = network(w, dev, precision)
-    acc = Accumulator(FEATURE_DIM, dev)
+    names = ("pool3",) + (("spatial",) if spatial else ()) + (("logits",) if logits else ())
+    accs = {k: Accumulator(FEATURES[k], dev) for k in names if k != "logits"}
     skipped = [] if skip_bad else None
-    if isinstance(source, (str, Path)) or (isinstance(source, (list, tuple)) and source
-                                           and isinstance(source[0], (str, Path))):
-        files = list_images(source) if isinstance(source, (str, Path)) else [Path(p) for p in source]
-        nw = default_workers() if workers is None else workers
-        name = str(source) if isinstance(source, (str, Path)) else f"{len(files)} files"
-        batches = iter_file_features(files, proto, net, dev, bs, nw, progress, logits=logits, mode=precision,
-                                     skipped=skipped, label=label or name)
-    elif isinstance(source, (np.ndarray, torch.Tensor)):
-        layout = "NCHW" if torch.is_tensor(source) else "NHWC"
-        check_uint8_images(source, layout)
-        name = f"{layout} array"
-        batches = iter_array_features(source, proto, net, dev, bs, layout, progress, logits=logits,
-                                      mode=precision, label=label or name)
-    else:
-        raise SourceError(f"cannot read a source of type {type(source).__name__}; give a folder, an .npz, "
-                          f"a list of image paths or uint8 images")
+    nw = (default_workers() if workers is None else workers) if isinstance(images, (FileImages, BatchImages)) else 0
+    name = images.name
+    batches = iter_features(images, proto, net, dev, bs, nw, progress, names=names, mode=precision, skipped=skipped,
+                            label=label or name)
     kept_features, kept_logits = [], []
-    for feats, lg in batches:
-        acc.update(feats)
+    for out in batches:
+        for k, acc in accs.items():
+            acc.update(out[k])
         if keep_features:
-            kept_features.append(feats.cpu().numpy())
+            kept_features.append(out["pool3"].cpu().numpy())
         if logits:
-            kept_logits.append(lg.cpu().numpy())
-    st = finish_stats(acc, proto.name, w, precision, name)
+            kept_logits.append(out["logits"].cpu().numpy())
+    st = finish_stats(accs["pool3"], proto.name, w, precision, name)
+    if spatial:
+        st.named["spatial"] = finish_stats(accs["spatial"], proto.name, w, precision, name)
     if skipped:
         st.extra["skipped"] = [b.path for b in skipped]
         warnings.warn(f"{name}: skipped {len(skipped)} file(s) that could not be decoded, the first: "
@@ -190,22 +205,27 @@ def features(source, protocol: str = "ttur", **kw) -> np.ndarray:
     return extract(source, protocol, keep_features=True, **kw).features
 
 
-def compute_stats(source, protocol: str = "ttur", *, allow_mismatch: bool = False, **kw) -> Statistics:
+def compute_stats(source, protocol: str = "ttur", *, allow_mismatch: bool = False, spatial: bool = False,
+                  **kw) -> Statistics:
     """Mean and covariance of the pool3 features of ``source`` (see the module docstring).
 
-    An ``.npz`` path or a :class:`Statistics` is returned as loaded (its protocol is checked
+    A statistics file (``.npz`` with ``mu``/``sigma``, ADM reference batches included, or
+    EDM2's ``.pkl``) or a :class:`Statistics` is returned as loaded (its protocol is checked
     when it records one, unless ``allow_mismatch``). Otherwise ``kw`` are those of :func:`extract` (batch_size, device,
     workers, weights, progress, precision): returns float64 statistics with protocol,
     weights digest and image count recorded. ``precision`` is ``fp32`` (strict, default), or
     on CUDA ``tf32`` or ``bf16`` (faster, slightly different scores; recorded in the file).
+    ``spatial``: also the sFID statistics (``.spatial``, saved as ``mu_s``/``sigma_s``).
     """
     if isinstance(source, Statistics):
         return source
     if _is_stats_path(source):
         st = Statistics.load(source)
         check_provenance(st, get_protocol(protocol).name, None, allow_mismatch)
+        if spatial:
+            st.feature("spatial")  # refused in one line when the file holds none
         return st
-    return extract(source, protocol, **kw).stats
+    return extract(source, protocol, spatial=spatial, **kw).stats
 
 
 def _check_compatible(s1: Statistics, s2: Statistics, allow_mismatch: bool) -> None:
@@ -262,13 +282,17 @@ class FIDResult:
         return d
 
 
-METRICS = ("fid", "is", "kid", "pr")
-_METRIC_ALIASES = {"isc": "is", "prc": "pr", "prdc": "pr"}
-_METRIC_NAMES = {"is": "the Inception Score", "kid": "KID", "pr": "precision/recall"}
+METRICS = ("fid", "is", "kid", "pr", "sfid", "adm-pr", "is-adm")
+_METRIC_ALIASES = {"isc": "is", "prc": "pr", "prdc": "pr", "adm_pr": "adm-pr", "is_adm": "is-adm"}
+_METRIC_NAMES = {"is": "the Inception Score", "kid": "KID", "pr": "precision/recall",
+                 "adm-pr": "ADM precision/recall", "is-adm": "the Inception Score (ADM)", "sfid": "sFID"}
+_PER_IMAGE = ("kid", "pr", "adm-pr")  # metrics that read every image's pool3 features
+_LOGITS = ("is", "is-adm")  # metrics that read every generated image's logits
 
 
 def parse_metrics(metrics) -> tuple:
-    """Metric names from ``"fid,kid,pr"`` or an iterable: a tuple of fid, is, kid, pr (fid first)."""
+    """Metric names from ``"fid,kid,pr"`` or an iterable: a tuple of fid, is, kid, pr, sfid, adm-pr,
+    is-adm (fid first)."""
     items = metrics.split(",") if isinstance(metrics, str) else list(metrics)
     out = ["fid"]
     for m in items:
@@ -280,9 +304,9 @@ def parse_metrics(metrics) -> tuple:
 
 
 def _refuse_stats_file(source, metric: str) -> None:
-    if _is_stats(source):
+    if _is_stats(source) and not _holds_images(source):
         raise StatsError(f"{_METRIC_NAMES.get(metric, metric)} needs the features of every image, which a "
-                         f"statistics file does not keep ({source}); give the image folder instead")
+                         f"statistics file does not keep ({source}); give the image folder or sample batch instead")
 
 
 def _side_label(side: str, source) -> str:
@@ -290,10 +314,34 @@ def _side_label(side: str, source) -> str:
     return f"{side} {source}" if isinstance(source, (str, Path)) else side
 
 
-def _one_pass(source, protocol: str, keep: bool, logits: bool, kw: dict, allow_mismatch: bool) -> Extraction:
-    if not (keep or logits) or _is_stats(source):
-        return Extraction(compute_stats(source, protocol, allow_mismatch=allow_mismatch, **kw))
-    return extract(source, protocol, keep_features=keep, logits=logits, **kw)
+def _one_pass(source, protocol: str, keep: bool, logits: bool, spatial: bool, kw: dict,
+              allow_mismatch: bool, file_stats: Statistics | None = None) -> Extraction:
+    """Statistics (and, when asked, per-image features) of one source, in at most one pass.
+
+    A statistics file gives its statistics as they are; when it also holds its images (an ADM
+    reference batch) and per-image features or statistics it lacks (sFID) are needed, those
+    images go through the network once, and the file's own statistics still win, as in ADM's
+    evaluator. ``Extraction.stats_from_file`` says which features came from the file.
+    """
+    if not _is_stats(source):
+        if not (keep or logits or spatial):
+            return Extraction(compute_stats(source, protocol, allow_mismatch=allow_mismatch, **kw))
+        return extract(source, protocol, keep_features=keep, logits=logits, spatial=spatial, **kw)
+    st = file_stats if file_stats is not None else compute_stats(source, protocol, allow_mismatch=allow_mismatch)
+    from_file = ("pool3",) + (("spatial",) if st.spatial is not None else ())
+    missing_spatial = spatial and st.spatial is None
+    if not (keep or logits or missing_spatial):
+        return Extraction(st, stats_from_file=from_file)
+    if not _holds_images(source):
+        if missing_spatial:
+            st.feature("spatial")  # one line: how to make a file with spatial statistics
+        _refuse_stats_file(source, "is" if logits else "adm-pr")
+    ex = extract(BatchImages(source), protocol, keep_features=keep, logits=logits, spatial=missing_spatial, **kw)
+    if st.weights_digest is None:  # recorded-unknown weights: the file's statistics, the pass's images
+        check_provenance(ex.stats, st.protocol, None, allow_mismatch)
+    if missing_spatial:
+        st.named["spatial"] = ex.stats.spatial
+    return Extraction(st, ex.features, ex.logits, from_file)
 
 
 def compare(a, b, protocol: str = "ttur", *, allow_mismatch: bool = False, metrics=("fid",),
@@ -302,45 +350,70 @@ def compare(a, b, protocol: str = "ttur", *, allow_mismatch: bool = False, metri
 
     ``metrics`` (names or ``"fid,kid,pr"``) adds scores read from the same single pass over
     each source (FID is always computed): ``kid`` (KID of a vs b), ``pr`` (precision,
-    recall, density, coverage with ``a`` the real set and ``b`` the generated one) and ``is``
-    (Inception Score of ``b``, the generated set; needs weights with the classifier). They
-    land in ``result.scores`` with keys ``kid_mean``, ``kid_std``, ``precision``, ``recall``,
-    ``density``, ``coverage``, ``isc_mean``, ``isc_std``; ``seed`` seeds KID's subsets and
-    the IS shuffle (torch-fidelity's default 2020). Sources of these metrics cannot be
-    statistics files (they keep no per-image features). ``bootstrap`` = B > 0 adds a 95%
-    percentile interval of the FID from B resamples of the features (``fid_ci_low``,
-    ``fid_ci_high``, ``fid_bootstrap_std``, ``bootstrap_resamples``); a statistics file
-    among the sources stays fixed, as it keeps no features.
+    recall, density, coverage with ``a`` the real set and ``b`` the generated one,
+    torch-fidelity's), ``is`` (Inception Score of ``b``, the generated set; needs weights
+    with the classifier), ``sfid`` (the Fréchet distance of the spatial feature, as
+    guided-diffusion's evaluator), ``adm-pr`` (precision and recall as that evaluator
+    computes them) and ``is-adm`` (its Inception Score: chunks of 5000, no shuffle, mean).
+    They land in ``result.scores`` with keys ``kid_mean``, ``kid_std``, ``precision``,
+    ``recall``, ``density``, ``coverage``, ``isc_mean``, ``isc_std``, ``sfid``,
+    ``adm_precision``, ``adm_recall``, ``adm_inception_score``; ``seed`` seeds KID's subsets
+    and the IS shuffle (torch-fidelity's default 2020). Statistics files serve ``fid`` and
+    ``sfid`` (when they hold ``mu_s``/``sigma_s``); the per-image metrics need images (an
+    ADM reference batch holds both: its statistics are used, its images feed the rest).
+    ``bootstrap`` = B > 0 adds a 95% percentile interval of the FID from B resamples of the
+    features (``fid_ci_low``, ``fid_ci_high``, ``fid_bootstrap_std``,
+    ``bootstrap_resamples``); a statistics file among the sources stays fixed.
     """
     t0 = time.perf_counter()
     wanted = parse_metrics(metrics)
-    keep = "kid" in wanted or "pr" in wanted or bootstrap > 0
+    adm_distances = kw.pop("adm_distances", "float32")
+    keep = any(m in wanted for m in _PER_IMAGE) or bootstrap > 0
+    spatial = "sfid" in wanted
+    logits = any(m in wanted for m in _LOGITS)
     if bootstrap > 0 and _is_stats(a) and _is_stats(b):
         raise StatsError("a bootstrap resamples images, but both sources are statistics files; give at least "
                          "one image folder")
-    for m in ("kid", "pr"):
+    for m in _PER_IMAGE:
         if m in wanted:
             _refuse_stats_file(a, m)
             _refuse_stats_file(b, m)
-    if "is" in wanted:
-        _refuse_stats_file(b, "is")
-        _require_classifier(load_weights(kw.get("weights")))  # before spending time on a
-    ex1 = _one_pass(a, protocol, keep, False, {"label": _side_label("A", a), **kw}, allow_mismatch)
+    for m in _LOGITS:
+        if m in wanted:
+            _refuse_stats_file(b, m)
+            _require_classifier(load_weights(kw.get("weights")))  # before spending time on a
+    if spatial:  # a statistics file without spatial statistics and without images: refused before any pass
+        for src in (a, b):
+            if _is_stats(src) and not _holds_images(src):
+                with warnings.catch_warnings():  # loaded again below, where its warnings are shown
+                    warnings.simplefilter("ignore")
+                    compute_stats(src, protocol, allow_mismatch=True, spatial=True)
+    ex1 = _one_pass(a, protocol, keep, False, spatial, {"label": _side_label("A", a), **kw}, allow_mismatch)
     s1 = ex1.stats
     if s1.weights_digest and not _is_stats(b):  # refuse other weights before spending time on b
         check_provenance(s1, None, load_weights(kw.get("weights")).digest, allow_mismatch)
-    ex2 = _one_pass(b, protocol, keep, "is" in wanted, {"label": _side_label("B", b), **kw}, allow_mismatch)
+    ex2 = _one_pass(b, protocol, keep, logits, spatial, {"label": _side_label("B", b), **kw}, allow_mismatch)
     s2 = ex2.stats
     r = frechet_distance(s1, s2, allow_mismatch=allow_mismatch)
     scores: dict = {}
+    if spatial:
+        scores["sfid"] = frechet_distance(s1.feature("spatial"), s2.feature("spatial"),
+                                          allow_mismatch=allow_mismatch).fid
     if "kid" in wanted:
         k = _scores.kid(ex1.features, ex2.features, seed=seed)
         scores.update(kid_mean=k.mean, kid_std=k.std)
     if "pr" in wanted:
         scores.update(_scores.precision_recall(ex1.features, ex2.features))
+    if "adm-pr" in wanted:
+        scores.update(_scores.adm_precision_recall(ex1.features, ex2.features, distances=adm_distances))
     if "is" in wanted:
         i = _scores.inception_score(ex2.logits, seed=seed)
         scores.update(isc_mean=i.mean, isc_std=i.std)
+    if "is-adm" in wanted:
+        scores["adm_inception_score"] = _scores.adm_inception_score(ex2.logits)
+    for label, ex in (("a", ex1), ("b", ex2)):
+        if ex.stats_from_file:
+            scores[f"statistics_from_file_{label}"] = list(ex.stats_from_file)
     if bootstrap > 0:
         fa, fb, ref = ex1.features, ex2.features, None
         if fb is None:  # b is the statistics file: resample a against it (the distance is symmetric)
@@ -355,6 +428,113 @@ def compare(a, b, protocol: str = "ttur", *, allow_mismatch: bool = False, metri
     return FIDResult(r.fid, get_protocol(protocol).name, s1.n, s2.n, digest, r, time.perf_counter() - t0,
                      str(resolve_device(kw.get("device", "auto"))), kw.get("precision", "fp32"), scores,
                      s1.extra.get("skipped", []), s2.extra.get("skipped", []))
+
+
+@dataclass(frozen=True)
+class ADMResult:
+    """The table of OpenAI's guided-diffusion evaluator: Inception Score, FID, sFID, precision, recall.
+
+    ``inception_score`` is None with features-only weights; ``sfid`` None when a statistics
+    file without ``mu_s``/``sigma_s`` (and without images) stands in for a set; ``precision``
+    and ``recall`` None when a set is given only as statistics. ``ref_statistics`` and
+    ``sample_statistics`` say for ``fid`` and ``sfid`` whether the statistics were read from
+    the file (``"file"``) or computed from the images (``"computed"``).
+    """
+
+    inception_score: float | None
+    fid: float
+    sfid: float | None
+    precision: float | None
+    recall: float | None
+    n_ref: int | None
+    n_sample: int | None
+    weights_digest: str | None
+    ref_statistics: dict
+    sample_statistics: dict
+    seconds: float
+    distances: str = "float32"
+
+    def as_dict(self) -> dict:
+        return {"inception_score": self.inception_score, "fid": self.fid, "sfid": self.sfid,
+                "precision": self.precision, "recall": self.recall, "n_ref": self.n_ref, "n_sample": self.n_sample,
+                "weights_digest": self.weights_digest, "protocol": "ttur", "ref_statistics": self.ref_statistics,
+                "sample_statistics": self.sample_statistics, "pr_distances": self.distances,
+                "seconds": round(self.seconds, 3)}
+
+
+def adm_evaluate(ref, sample, *, distances: str = "float32", allow_mismatch: bool = False, **kw) -> ADMResult:
+    """What ``python evaluations/evaluator.py REF SAMPLE`` of guided-diffusion prints, without TensorFlow.
+
+    ``ref`` and ``sample``: sample/reference batches (``.npz`` with ``arr_0``, or ``.npy``),
+    image folders, uint8 arrays, or statistics files. As in ADM's evaluator, a reference
+    batch's ``mu``/``sigma``/``mu_s``/``sigma_s`` are used for FID and sFID while its
+    ``arr_0`` still feeds precision/recall; plain ``mu``/``sigma`` files (EDM's) and EDM2's
+    ``.pkl`` are read as ``ttur`` statistics of unknown weights. Protocol ``ttur`` (the TF
+    graph's own resize). One pass per source serves all five numbers. ``distances`` as for
+    :func:`fidkit.scores.adm_precision_recall`; ``kw`` as for :func:`extract` (weights,
+    device, batch_size, workers, progress, precision).
+    """
+    t0 = time.perf_counter()
+    w = load_weights(kw.get("weights"))
+    if distances not in _scores.ADM_DISTANCES:
+        raise FidkitError(f"distances must be one of {', '.join(_scores.ADM_DISTANCES)}, got {distances!r}")
+
+    def plan(src):
+        st = Statistics.load(src, assume_protocol="ttur") if _is_stats_path(src) else None
+        if isinstance(src, Statistics):
+            st = src
+        images = st is None or _holds_images(src)
+        return st, images
+
+    st_r, img_r = plan(ref)
+    st_s, img_s = plan(sample)
+    for st in (st_r, st_s):
+        if st is not None:
+            check_provenance(st, "ttur", w.digest, allow_mismatch)
+    if not w.has_classifier:
+        warnings.warn(f"Inception Score: null, these weights ({w.origin}) have no 1008-way classifier; give "
+                      f"pytorch-fid's pt_inception-2015-12-05-6726825d.pth with --weights ({PTFID_URL})",
+                      FidkitWarning, stacklevel=2)
+    want_is = w.has_classifier and img_s
+    if w.has_classifier and not img_s:
+        warnings.warn(f"Inception Score: null, {sample} holds statistics, not the sample images", FidkitWarning,
+                      stacklevel=2)
+    want_pr = img_r and img_s
+    if not want_pr:
+        which = ref if not img_r else sample
+        warnings.warn(f"precision and recall: null, {which} holds statistics, not images", FidkitWarning,
+                      stacklevel=2)
+    spatial_r = img_r or st_r.spatial is not None
+    spatial_s = img_s or st_s.spatial is not None
+    if not (spatial_r and spatial_s):
+        which = ref if not spatial_r else sample
+        warnings.warn(f"sFID: null, {which} holds no spatial statistics (mu_s/sigma_s); make them with `fidkit "
+                      f"stats DIR --metrics fid,sfid -o FILE`", FidkitWarning, stacklevel=2)
+    want_sfid = spatial_r and spatial_s
+    ex_r = _one_pass(ref, "ttur", want_pr, False, want_sfid, {"label": _side_label("REF", ref), **kw},
+                     allow_mismatch, st_r)
+    ex_s = _one_pass(sample, "ttur", want_pr, want_is, want_sfid, {"label": _side_label("SAMPLE", sample), **kw},
+                     allow_mismatch, st_s)
+    s_r, s_s = ex_r.stats, ex_s.stats
+    # provenance checked above. Reference first, as `fidkit compute REF SAMPLE` does: the same value to
+    # rounding (ADM passes the sample first), the same digits as fidkit's own FID of the two sets
+    fid_ = frechet_distance(s_r, s_s, allow_mismatch=True).fid
+    sfid = (frechet_distance(s_r.feature("spatial"), s_s.feature("spatial"), allow_mismatch=True).fid
+            if want_sfid else None)
+    pr = _scores.adm_precision_recall(ex_r.features, ex_s.features, distances=distances) if want_pr else {}
+    isc = _scores.adm_inception_score(ex_s.logits) if want_is else None
+
+    def origin(ex, st_given):
+        names = {"pool3": "fid", "spatial": "sfid"}
+        return {names[k]: ("file" if k in ex.stats_from_file else "computed") for k in names
+                if k == "pool3" or want_sfid}
+
+    n_r = len(ex_r.features) if ex_r.features is not None else s_r.n
+    n_s = len(ex_s.features) if ex_s.features is not None else (len(ex_s.logits) if ex_s.logits is not None
+                                                                 else s_s.n)
+    return ADMResult(isc, fid_, sfid, pr.get("adm_precision"), pr.get("adm_recall"), n_r, n_s,
+                     s_s.weights_digest or s_r.weights_digest or w.digest, origin(ex_r, st_r), origin(ex_s, st_s),
+                     time.perf_counter() - t0, distances)
 
 
 def fid(a, b, protocol: str = "ttur", **kw) -> float:

@@ -1,4 +1,4 @@
-"""The ``fidkit`` command line: ``compute``, ``stats``, ``is`` and ``weights``.
+"""The ``fidkit`` command line: ``compute``, ``stats``, ``adm``, ``is`` and ``weights``.
 
 Errors are one line on stderr (``fidkit: error: …``) with exit status 1 for data errors,
 2 for usage errors and 130 when interrupted; ``--debug`` shows the traceback instead.
@@ -14,7 +14,8 @@ import warnings
 import click
 
 from . import __version__
-from .api import compare, compute_stats, inception_score, load_weights
+from .api import _is_stats_path, adm_evaluate, compare, compute_stats, inception_score, load_weights
+from .scores import ADM_DISTANCES
 from .errors import FidkitError
 from .pipeline import BATCH_SIZE_CPU, BATCH_SIZE_CUDA, MAX_DEFAULT_WORKERS, PRECISIONS
 from .preprocess import PROTOCOLS
@@ -66,12 +67,15 @@ def cli(debug):
 @click.option("--allow-mismatch", is_flag=True, help="Compare statistics made with different protocols or weights.")
 @click.option("--metrics", default="fid", show_default=True,
               help="Comma-separated: fid, kid, pr (precision, recall, density, coverage; A is the real set), "
-                   "is (Inception Score of B, the generated set). One pass over each folder serves them all.")
+                   "is (Inception Score of B, the generated set), and guided-diffusion's (ADM's) sfid, adm-pr "
+                   "(its precision/recall) and is-adm (its Inception Score). One pass over each source serves "
+                   "them all.")
 @click.option("--bootstrap", type=click.IntRange(min=0), default=0, metavar="B",
               help="Add a 95% confidence interval of the FID from B resamples of the images' features.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 def compute(a, b, protocol, allow_mismatch, metrics, bootstrap, as_json, **run):
-    """FID (and --metrics) between A and B, each an image folder or a statistics .npz (FID only)."""
+    """FID (and --metrics) between A and B: image folders, sample batches (.npz with arr_0, .npy) or
+    statistics files (.npz with mu/sigma, EDM2 .pkl; FID and sFID only)."""
     r = compare(a, b, protocol, allow_mismatch=allow_mismatch, metrics=metrics, bootstrap=bootstrap, **run)
     if as_json:
         click.echo(json.dumps(r.as_dict()))
@@ -79,7 +83,7 @@ def compute(a, b, protocol, allow_mismatch, metrics, bootstrap, as_json, **run):
         click.echo(f"FID: {r.fid:.6f}  (protocol {r.protocol}, {r.n_a} vs {r.n_b} images, "
                    f"{r.device} {r.network_precision}, {r.seconds:.1f} s)")
         for key, value in r.scores.items():
-            click.echo(f"{key}: {value:.6g}")
+            click.echo(f"{key}: {value:.6g}" if isinstance(value, float) else f"{key}: {value}")
         if r.frechet.clamping_matters():  # --json always has negative_eigenvalue_mass and clamped_sqrt
             click.echo(f"note: clamped negative eigenvalue mass {r.frechet.negative_eigenvalue_mass:.3g} "
                        f"(smallest {r.frechet.min_eigenvalue:.3g}): the FID may be off by up to "
@@ -95,8 +99,11 @@ def compute(a, b, protocol, allow_mismatch, metrics, bootstrap, as_json, **run):
 @_run_options
 @click.option("--shard", default=None, metavar="I/K",
               help="Only the I-th of K equal parts of the folder's sorted files (I from 0), to merge later.")
+@click.option("--metrics", default="fid", show_default=True,
+              help="fid, or fid,sfid to add the sFID statistics (mu_s, sigma_s, as ADM's evaluator reads them) "
+                   "from the same pass.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
-def stats(sources, output, protocol, shard, dataset, as_json, **run):
+def stats(sources, output, protocol, shard, dataset, metrics, as_json, **run):
     """Statistics of an image folder, computed once to compare against many times.
 
     \b
@@ -104,6 +111,7 @@ def stats(sources, output, protocol, shard, dataset, as_json, **run):
     fidkit stats DIR --shard 0/4 -o part0.npz       a quarter of it (on one of four machines)
     fidkit stats merge part*.npz -o data.npz        the exact statistics of the union
     fidkit stats --dataset fashion-mnist-test -o fm-test.npz
+    fidkit stats samples.npz --metrics fid,sfid -o s.npz   a sample batch, with sFID statistics
     fidkit stats fetch ttur-cifar10-train           published statistics, into fidkit's cache
     fidkit stats fetch                              the list of published statistics
     """
@@ -111,6 +119,11 @@ def stats(sources, output, protocol, shard, dataset, as_json, **run):
         return _fetch(sources[1:], output, as_json, dataset or shard)
     if output is None:
         raise click.UsageError("give the output file with -o PATH")
+    wanted = [m.strip().lower() for m in metrics.split(",") if m.strip()]
+    bad = [m for m in wanted if m not in ("fid", "sfid")]
+    if bad:
+        raise click.UsageError(f"stats --metrics takes fid and sfid, not {', '.join(bad)}")
+    run["spatial"] = "sfid" in wanted
     check_writable(output)  # before the long part, not after it
     if dataset:
         if sources or shard:
@@ -123,13 +136,14 @@ def stats(sources, output, protocol, shard, dataset, as_json, **run):
     elif sources[0] == "merge":
         if len(sources) < 2:
             raise click.UsageError("stats merge needs statistics files: fidkit stats merge a.npz b.npz -o all.npz")
+        run.pop("spatial")
         st = merge([Statistics.load(p) for p in sources[1:]])
     else:
         if len(sources) != 1:
             raise click.UsageError("give one image folder (or: fidkit stats merge A.npz B.npz … -o OUT.npz)")
         source = sources[0]
-        if str(source).lower().endswith(".npz"):
-            raise FidkitError(f"{source} is already a statistics file; give an image folder")
+        if _is_stats_path(source):
+            raise FidkitError(f"{source} is already a statistics file; give an image folder or a sample batch")
         if shard:
             files = shard_files(list_images(source), shard)
             if not files:
@@ -139,7 +153,8 @@ def stats(sources, output, protocol, shard, dataset, as_json, **run):
         else:
             st = compute_stats(source, protocol, **run)
     path = st.save(output)
-    info = {"path": str(path), "n": st.n, "protocol": st.protocol, "weights_digest": st.weights_digest}
+    info = {"path": str(path), "n": st.n, "protocol": st.protocol, "weights_digest": st.weights_digest,
+            "features": ["pool3"] + sorted(st.named)}
     if st.extra.get("skipped"):
         info["skipped"] = st.extra["skipped"]
     click.echo(json.dumps(info) if as_json else f"wrote {path} ({st.n} images, protocol {st.protocol})")
@@ -172,6 +187,50 @@ def _fetch(names, output, as_json, other_options) -> None:
     click.echo(json.dumps(info) if as_json else str(path))
 
 
+@cli.command("adm")
+@click.argument("ref")
+@click.argument("sample")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help=f"Images per network batch [default: {BATCH_SIZE_CPU} on the CPU, {BATCH_SIZE_CUDA} on CUDA].")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help=f"Decoding worker processes [default: cores − 1, from 1 to {MAX_DEFAULT_WORKERS}].")
+@click.option("--weights", type=click.Path(dir_okay=False), default=None, envvar="FIDKIT_WEIGHTS",
+              help="Inception weights; the Inception Score needs pytorch-fid's .pth (with the classifier).")
+@click.option("--precision", type=click.Choice(list(PRECISIONS)), default=PRECISIONS[0], show_default=True,
+              help="Network arithmetic: strict fp32, or on CUDA the faster tf32 / bf16 (scores shift).")
+@click.option("--pr-distances", type=click.Choice(list(ADM_DISTANCES)), default="float32", show_default=True,
+              help="Arithmetic of precision/recall's squared distances; float16 emulates ADM's GPU step.")
+@click.option("--allow-mismatch", is_flag=True, help="Use statistics files made with other weights.")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress bar on stderr [default: when stderr is a terminal].")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+def adm_cmd(ref, sample, pr_distances, allow_mismatch, as_json, **run):
+    """The table of guided-diffusion's evaluator (ADM): Inception Score, FID, sFID, precision, recall.
+
+    \b
+    REF and SAMPLE: batches (.npz whose arr_0 holds uint8 NHWC images, or .npy), image folders,
+    or statistics files. A reference batch's mu/sigma/mu_s/sigma_s are used for FID and sFID,
+    and its arr_0 still feeds precision/recall, as in the original. Protocol ttur.
+    """
+    r = adm_evaluate(ref, sample, distances=pr_distances, allow_mismatch=allow_mismatch, **run)
+    if as_json:
+        click.echo(json.dumps(r.as_dict()))
+        return
+
+    def fmt(v):
+        return "null" if v is None else repr(float(v))
+
+    click.echo(f"Inception Score: {fmt(r.inception_score)}")
+    click.echo(f"FID: {fmt(r.fid)}")
+    click.echo(f"sFID: {fmt(r.sfid)}")
+    click.echo(f"Precision: {fmt(r.precision)}")
+    click.echo(f"Recall: {fmt(r.recall)}")
+    used = ", ".join(f"{k} {v}" for k, v in r.ref_statistics.items())
+    click.echo(f"({r.n_ref} reference, {r.n_sample} sample images; reference statistics: {used}; "
+               f"{r.seconds:.1f} s)", err=True)
+
+
 @cli.command("is")
 @click.argument("source")
 @_run_options
@@ -180,7 +239,7 @@ def _fetch(names, output, as_json, other_options) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 def is_cmd(source, protocol, splits, seed, as_json, **run):
     """Inception Score of an image folder (needs weights with the 1008-way classifier)."""
-    if str(source).lower().endswith(".npz"):
+    if _is_stats_path(source):
         raise FidkitError(f"the Inception Score needs the images, which a statistics file does not keep "
                           f"({source}); give the image folder")
     m = inception_score(source, protocol, splits=splits, seed=seed, **run)

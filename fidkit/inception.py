@@ -5,6 +5,13 @@ protocols in :mod:`fidkit.preprocess` do both) and returns the 2048-d pool3 feat
 plus the 1008 logits of the classifier (without its bias, as the Inception Score uses
 them) when the weights carry one.
 
+:meth:`FIDInception.forward_features` emits *named features* from one pass
+(:data:`FEATURES`): ``pool3`` (2048), ``spatial`` (2023, the sFID feature of OpenAI's
+guided-diffusion evaluator: the TF tensor ``mixed_6/conv``, i.e. ``Mixed_6d.branch1x1``
+after its batch norm and ReLU, channels 0–6 of its 17×17×192 output, flattened in
+(H, W, C) order) and ``logits`` (1008). Asking for more features never changes the
+operations that produce the others.
+
 Parameter names follow the torchvision Inception3 layout that pytorch-fid and
 torch-fidelity use (``Conv2d_1a_3x3.conv.weight``, ``Mixed_5b.branch1x1.bn.running_mean``,
 …), so their files load directly. The TF graph differs from torchvision's Inception3 in
@@ -20,6 +27,12 @@ from torch import nn
 BN_EPS = 1e-3
 FEATURE_DIM = 2048
 NUM_CLASSES = 1008
+SPATIAL_CHANNELS = 7  # ADM keeps mixed_6/conv[..., :7]
+SPATIAL_SIZE = 17
+SPATIAL_DIM = SPATIAL_SIZE * SPATIAL_SIZE * SPATIAL_CHANNELS  # 2023
+
+#: the named features :meth:`FIDInception.forward_features` emits, and their dimensions
+FEATURES = {"pool3": FEATURE_DIM, "spatial": SPATIAL_DIM, "logits": NUM_CLASSES}
 
 
 class BasicConv2d(nn.Module):
@@ -112,11 +125,16 @@ class InceptionC(nn.Module):
         self.branch_pool = BasicConv2d(cin, 192, kernel_size=1)
 
     def forward(self, x):
+        return self.forward_tapped(x)[0]
+
+    def forward_tapped(self, x):
+        """The block's output and, computed on the way, its ``branch1x1`` output (after BN and ReLU)."""
         b7 = self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x)))
         d = self.branch7x7dbl_1(x)
         for layer in (self.branch7x7dbl_2, self.branch7x7dbl_3, self.branch7x7dbl_4, self.branch7x7dbl_5):
             d = layer(d)
-        return torch.cat([self.branch1x1(x), b7, d, self.branch_pool(_avg_pool(x))], 1)
+        b1 = self.branch1x1(x)
+        return torch.cat([b1, b7, d, self.branch_pool(_avg_pool(x))], 1), b1
 
 
 class InceptionD(nn.Module):
@@ -209,6 +227,17 @@ class FIDInception(nn.Module):
         return self.fc is not None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_features(x, ("pool3",))["pool3"]
+
+    def forward_features(self, x: torch.Tensor, names=("pool3",)) -> dict:
+        """Named features of one pass: a dict from each of ``names`` (keys of :data:`FEATURES`)
+        to a float tensor (N, dim). ``logits`` needs the classifier (:attr:`has_classifier`)."""
+        unknown = [n for n in names if n not in FEATURES]
+        if unknown:
+            raise ValueError(f"unknown features {unknown}; choose from {', '.join(FEATURES)}")
+        if "logits" in names and self.fc is None:
+            raise RuntimeError("these weights carry no classifier")
+        out = {}
         x = self.Conv2d_1a_3x3(x)
         x = self.Conv2d_2a_3x3(x)
         x = self.Conv2d_2b_3x3(x)
@@ -219,14 +248,21 @@ class FIDInception(nn.Module):
         for block in (self.Mixed_5b, self.Mixed_5c, self.Mixed_5d, self.Mixed_6a, self.Mixed_6b,
                       self.Mixed_6c, self.Mixed_6d, self.Mixed_6e, self.Mixed_7a, self.Mixed_7b,
                       self.Mixed_7c):
-            x = block(x)
-        return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+            if block is self.Mixed_6d and "spatial" in names:
+                x, b1 = block.forward_tapped(x)
+                # (N, 192, 17, 17) -> channels 0-6 -> (N, 17, 17, 7) -> (N, 2023): TF's NHWC order
+                out["spatial"] = b1[:, :SPATIAL_CHANNELS].permute(0, 2, 3, 1).reshape(b1.shape[0], -1)
+            else:
+                x = block(x)
+        pool3 = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+        out["pool3"] = pool3
+        if "logits" in names:
+            out["logits"] = pool3 @ self.fc.weight.t()
+        return {n: out[n] for n in names}
 
     def forward_with_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.fc is None:
-            raise RuntimeError("these weights carry no classifier")
-        feats = self.forward(x)
-        return feats, feats @ self.fc.weight.t()
+        out = self.forward_features(x, ("pool3", "logits"))
+        return out["pool3"], out["logits"]
 
 
 def conv_names(net: nn.Module) -> list[str]:

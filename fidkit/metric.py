@@ -173,8 +173,9 @@ class FID:
             return
         if self._net is None:
             self._net = network(self.weights, self.device, self.precision)
-        for feats, _ in iter_array_features(x, self.protocol, self._net, self.device, self.batch_size, "NCHW",
-                                            progress=False, mode=self.precision):
+        for out in iter_array_features(x, self.protocol, self._net, self.device, self.batch_size, "NCHW",
+                                       progress=False, mode=self.precision):
+            feats = out["pool3"]
             self._acc.update(feats)
             if self.keep_features:
                 self._kept.append(feats.float().cpu().numpy())

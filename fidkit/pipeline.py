@@ -24,7 +24,7 @@ import torch
 from .errors import SourceError
 from .inception import FIDInception
 from .preprocess import Protocol
-from .sources import decode
+from .sources import ArrayImages, Images
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -184,30 +184,21 @@ class BadFile(NamedTuple):
     message: str
 
 
-class _Files(torch.utils.data.Dataset):
-    """Decodes and prepares one file per item; failures travel back as :class:`BadFile`."""
+class _Prepared(torch.utils.data.Dataset):
+    """Reads and prepares one image of an :class:`~fidkit.sources.Images` per item (in the
+    decoding worker); failures travel back as :class:`BadFile`."""
 
-    def __init__(self, files, protocol: Protocol):
-        # The paths live in one byte buffer plus offsets, not in a list of Python objects:
-        # forked decoding workers read a list's items and so write their reference counts,
-        # which copies the list's pages into every worker (memory growing with N × workers).
-        encoded = [os.fsencode(str(f)) for f in files]
-        self._blob = np.frombuffer(b"".join(encoded), dtype=np.uint8)
-        self._offsets = np.cumsum([0] + [len(e) for e in encoded], dtype=np.int64)
-        self.protocol = protocol
+    def __init__(self, images: Images, protocol: Protocol):
+        self.images, self.protocol = images, protocol
 
     def __len__(self):
-        return len(self._offsets) - 1
-
-    def path(self, i: int) -> str:
-        return os.fsdecode(self._blob[self._offsets[i]:self._offsets[i + 1]].tobytes())
+        return len(self.images)
 
     def __getitem__(self, i):
-        path = self.path(i)
         try:
-            return self.protocol.prepare(decode(path))
+            return self.protocol.prepare(self.images[i])
         except SourceError as e:
-            return BadFile(path, str(e))
+            return BadFile(self.images.label(i), str(e))
 
 
 def _collate(batch):
@@ -222,14 +213,14 @@ def _collate(batch):
 
 
 def _run(net: FIDInception, protocol: Protocol, prepared: list, device: torch.device,
-         logits: bool, fmt: torch.memory_format) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Prepared CHW tensors (possibly of several sizes) -> features (and logits) in input order."""
+         names: tuple, fmt: torch.memory_format) -> dict:
+    """Prepared CHW tensors (possibly of several sizes) -> named features in input order."""
     groups: dict[tuple, list[int]] = {}
     for i, t in enumerate(prepared):
         groups.setdefault(tuple(t.shape), []).append(i)
     if len(groups) == 1:
         x = torch.stack(prepared).to(device, non_blocking=True)
-        return _forward(net, protocol.to_network(x), logits, fmt)
+        return _forward(net, protocol.to_network(x), names, fmt)
     order = []
     parts = []
     for idx in groups.values():
@@ -239,39 +230,45 @@ def _run(net: FIDInception, protocol: Protocol, prepared: list, device: torch.de
     x = torch.cat(parts)
     inverse = torch.empty(len(order), dtype=torch.long)
     inverse[torch.tensor(order)] = torch.arange(len(order))
-    return _forward(net, x[inverse.to(device)], logits, fmt)
+    return _forward(net, x[inverse.to(device)], names, fmt)
 
 
-def _forward(net, x, logits, fmt: torch.memory_format):
-    """x: float32 (N, 3, 299, 299) in [-1, 1], put in ``fmt``, the layout the network was built in."""
+def _forward(net, x, names: tuple, fmt: torch.memory_format) -> dict:
+    """x: float32 (N, 3, 299, 299) in [-1, 1], put in ``fmt``, the layout the network was built in.
+    Returns {name: float32 (N, dim)} for the named features (see :data:`fidkit.inception.FEATURES`)."""
     x = x.contiguous(memory_format=fmt)
-    if logits:
-        feats, lg = net.forward_with_logits(x)
-        return feats.float(), lg.float()
-    return net(x).float(), None
+    return {k: v.float() for k, v in net.forward_features(x, tuple(names)).items()}
 
 
-def iter_file_features(files, protocol: Protocol, net: FIDInception, device: torch.device,
-                       batch_size: int, workers: int, progress: bool | None = None,
-                       logits: bool = False, mode: str = "fp32",
-                       skipped: list | None = None, label: str = "") -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
-    """Yields (features float32 (b, 2048), logits float32 (b, 1008) or None) per batch, on ``device``.
+def iter_features(images: Images, protocol: Protocol, net: FIDInception, device: torch.device,
+                  batch_size: int, workers: int = 0, progress: bool | None = None, names: tuple = ("pool3",),
+                  mode: str = "fp32", skipped: list | None = None, label: str = "") -> Iterator[dict]:
+    """Yields {name: float32 (b, dim) on ``device``} per batch for the named features ``names``.
 
-    Stops with :class:`SourceError` naming the first file that cannot be decoded, unless a
-    ``skipped`` list is given: then such files are appended to it as :class:`BadFile` and left out.
+    Any :class:`~fidkit.sources.Images` goes through the same path: items are read and
+    prepared in ``workers`` DataLoader processes (each opening files itself; a
+    ``sequential`` set is read by one), batched and sent to the device. In-memory arrays
+    skip the workers. Stops with :class:`SourceError` naming the first item that cannot be
+    read, unless a ``skipped`` list is given: then such items are appended to it as
+    :class:`BadFile` and left out.
     """
+    if isinstance(images, ArrayImages):
+        yield from iter_array_features(images.array, protocol, net, device, batch_size, images.layout, progress,
+                                       names=names, mode=mode, label=label)
+        return
     loader = torch.utils.data.DataLoader(
-        _Files(files, protocol), batch_size=batch_size, shuffle=False, num_workers=workers,
+        _Prepared(images, protocol), batch_size=batch_size, shuffle=False,
+        num_workers=0 if images.sequential else workers,
         collate_fn=_collate, pin_memory=device.type == "cuda",
-        persistent_workers=False, prefetch_factor=4 if workers > 0 else None)
-    bar = Progress(len(files), label, progress)
+        persistent_workers=False, prefetch_factor=4 if workers > 0 and not images.sequential else None)
+    bar = Progress(len(images), label, progress)
     fmt = memory_format(device, mode)  # the layout networks for this device and mode are built in
     try:
         with torch.inference_mode(), precision(device, mode), reuse_freed_memory(device):
             for batch in loader:
                 if isinstance(batch, torch.Tensor):  # one size, no bad files: the common case
                     x = protocol.to_network(batch.to(device, non_blocking=True))
-                    out = _forward(net, x, logits, fmt)
+                    out = _forward(net, x, names, fmt)
                     bar.update(batch.shape[0])
                     yield out
                     continue
@@ -284,7 +281,7 @@ def iter_file_features(files, protocol: Protocol, net: FIDInception, device: tor
                     batch = [item for item in batch if not isinstance(item, BadFile)]
                     if not batch:
                         continue
-                out = _run(net, protocol, batch, device, logits, fmt)
+                out = _run(net, protocol, batch, device, names, fmt)
                 bar.update(len(batch))
                 yield out
     finally:
@@ -293,8 +290,8 @@ def iter_file_features(files, protocol: Protocol, net: FIDInception, device: tor
 
 def iter_array_features(images, protocol: Protocol, net: FIDInception, device: torch.device,
                         batch_size: int, layout: str = "NHWC", progress: bool | None = None,
-                        logits: bool = False, mode: str = "fp32", label: str = "") -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
-    """Like :func:`iter_file_features` for in-memory uint8 images (numpy or torch) in ``layout``."""
+                        names: tuple = ("pool3",), mode: str = "fp32", label: str = "") -> Iterator[dict]:
+    """Like :func:`iter_features` for in-memory uint8 images (numpy or torch) in ``layout``."""
     n = images.shape[0]
     bar = Progress(n, label, progress)
     fmt = memory_format(device, mode)
@@ -305,7 +302,7 @@ def iter_array_features(images, protocol: Protocol, net: FIDInception, device: t
                 if protocol.resizes_on_device:  # the whole batch goes to the device as it is
                     x = torch.as_tensor(chunk)
                     x = x if layout == "NCHW" else x.permute(0, 3, 1, 2)
-                    out = _forward(net, protocol.to_network(x.to(device, non_blocking=True)), logits, fmt)
+                    out = _forward(net, protocol.to_network(x.to(device, non_blocking=True)), names, fmt)
                     bar.update(x.shape[0])
                     yield out
                     continue
@@ -313,7 +310,7 @@ def iter_array_features(images, protocol: Protocol, net: FIDInception, device: t
                     chunk = chunk.permute(0, 2, 3, 1) if torch.is_tensor(chunk) else chunk.transpose(0, 2, 3, 1)
                 chunk = chunk.cpu().numpy() if torch.is_tensor(chunk) else np.asarray(chunk)
                 prepared = [protocol.prepare(img) for img in chunk]
-                out = _run(net, protocol, prepared, device, logits, fmt)
+                out = _run(net, protocol, prepared, device, names, fmt)
                 bar.update(len(prepared))
                 yield out
     finally:

