@@ -204,3 +204,14 @@ def test_aggregate_with_nothing_finished_writes_incomplete_studies(tmp_path, ima
         doc = json.loads((tmp_path / "res" / f"{name}.json").read_text())
         assert doc["complete"] is False and doc["missing_runs"] and doc["unfinished_runs"] == []
         assert (tmp_path / "res" / f"{name}.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_a_longer_schedule_extends_a_finished_run(tmp_path, images, stub):
+    spec = studies.timescale_runs(archs=("dcgan",), seeds=(0,), quick=True, data=str(images), only=("ttur",))[0]
+    evals = studies.Evaluations(studies.EvalSpec(n=4, real_n=4), tmp_path / "work")
+    short = studies.dataclasses.replace(spec, eval_steps=(0, 1))
+    doc = studies.run_one(short, evals, tmp_path / "runs", tmp_path / "work", say=lambda m: None)
+    assert doc["complete"] and [e["step"] for e in doc["evals"]] == [0, 1]
+    calls = stub.calls
+    doc = studies.run_one(spec, evals, tmp_path / "runs", tmp_path / "work", say=lambda m: None)
+    assert doc["complete"] and [e["step"] for e in doc["evals"]] == [0, 1, 2] and stub.calls - calls == 1

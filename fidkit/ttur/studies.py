@@ -58,7 +58,9 @@ THRESHOLDS = (None, 2.0, 1.5, 1.0, 0.7, 0.5, 0.3)
 #: built from them (lr_d = lr_g at each of the two)
 TTUR_RATES = {"dcgan": (4e-4, 1e-4), "wgan-gp": (3e-4, 1e-4)}
 #: evaluation steps (step 0 = the untrained generator) per architecture for the time scales
-TIMESCALE_STEPS = {"dcgan": (0, 500, 1500, 4000, 10000), "wgan-gp": (0, 250, 750, 2000, 5000)}
+TIMESCALE_STEPS = {"dcgan": (0, 500, 1500, 4000, 10000, 25000), "wgan-gp": (0, 250, 750, 2000, 5000)}
+#: the step of the time-scale study's DCGAN TTUR runs whose generators the truncation study samples
+TRUNCATION_STEP = 10000
 CRITICAL_BATCH_SIZES = (16, 32, 64, 128, 256, 512)
 QUICK_BATCH_SIZES = (4, 8, 16, 32, 64)
 CRITICAL_STEPS = (0, 200, 500, 1200, 3000, 8000)
@@ -93,7 +95,8 @@ class RunSpec:
     config: TrainConfig
     eval_steps: tuple
     thresholds: tuple = ()          # truncation only: evaluated on the generator of ``source``
-    source: "RunSpec | None" = None
+    source: "RunSpec | None" = None  # at its step ``at_step``
+    at_step: int | None = None
 
     @property
     def seed(self) -> int:
@@ -141,7 +144,8 @@ def truncation_runs(seeds=(0,), quick=False, **kw) -> list:
     """BigGAN's truncation on the DCGAN generators of the time-scale study's TTUR runs."""
     out = []
     for src in timescale_runs(archs=("dcgan",), seeds=seeds, quick=quick, only=("ttur",), **kw):
-        out.append(RunSpec("truncation", src.name, "dcgan/ttur", src.config, (), THRESHOLDS, src))
+        at = (2 if quick else TRUNCATION_STEP)
+        out.append(RunSpec("truncation", src.name, "dcgan/ttur", src.config, (), THRESHOLDS, src, at))
     return out
 
 
@@ -353,7 +357,8 @@ def run_one(spec: RunSpec, evals: Evaluations, runs_dir, work, command=None, say
     evaluation; returns the result document. A complete result is returned as it is."""
     runs_dir, work = Path(runs_dir), Path(work)
     doc = load_run(runs_dir, spec)
-    if doc is not None and doc.get("complete"):
+    if doc is not None and doc.get("complete") and (spec.source is not None or set(spec.eval_steps) <= {
+            e["step"] for e in doc["evals"]}):
         return doc
     if spec.source is not None:
         return _run_truncation(spec, evals, runs_dir, work, command, say)
@@ -367,6 +372,7 @@ def run_one(spec: RunSpec, evals: Evaluations, runs_dir, work, command=None, say
                    "eval_steps": list(spec.eval_steps), "evaluation": {**evals.spec.as_dict(), "z_seed": z_seed},
                    "sessions": [], "evals": [], "complete": False}
         doc["eval_steps"] = list(spec.eval_steps)
+        doc["complete"] = False  # until every step of the (possibly extended) schedule is evaluated
         doc["sessions"].append({**provenance(command), "started": now(), "finished": None})
         for step in spec.eval_steps:
             if any(e["step"] == step for e in doc["evals"]):
@@ -395,8 +401,10 @@ def run_one(spec: RunSpec, evals: Evaluations, runs_dir, work, command=None, say
 
 def _run_truncation(spec: RunSpec, evals: Evaluations, runs_dir, work, command, say) -> dict:
     src = spec.source
-    src_doc = run_one(src, evals, runs_dir, work, command, say)
-    final = max(src.eval_steps)
+    final = spec.at_step if spec.at_step is not None else max(src.eval_steps)
+    src_doc = load_run(runs_dir, src)
+    if src_doc is None or not any(e["step"] == final for e in src_doc["evals"]):
+        src_doc = run_one(src, evals, runs_dir, work, command, say)
     path = run_path(runs_dir, spec)
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = load_run(runs_dir, spec)
