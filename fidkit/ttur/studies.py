@@ -462,7 +462,9 @@ def _status(plan: Plan, runs_dir) -> tuple:
             missing.append(spec.name)
         else:
             docs[spec.name] = d
-            if not d.get("complete"):
+            if not d.get("complete") or (spec.source is None and not set(spec.eval_steps) <= {
+                    e["step"] for e in d["evals"]}):
+                d["complete"] = False  # a schedule extended since the run finished
                 unfinished.append(spec.name)
     return docs, missing, unfinished
 
