@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -101,3 +102,40 @@ def remove_stale_temporaries(folder, names) -> None:
                     shutil.rmtree(p)
                 else:
                     p.unlink()
+
+
+class DigestRecord:
+    """Digests trusted on first use: a JSON ``{name: sha256}`` file in a cache folder.
+
+    A file without a published digest is recorded at its first download; later files of
+    that name must match. ``read()`` gives the record ({} when there is none); ``add`` reads,
+    changes and writes it under a lock, so concurrent first downloads of different names
+    keep each other's entries. ``error`` is the exception class an unreadable record raises.
+    """
+
+    def __init__(self, folder: Callable[[], Path], error: type, filename: str = "digests.json"):
+        self._folder, self.error, self.filename = folder, error, filename
+
+    @property
+    def path(self) -> Path:
+        return self._folder() / self.filename
+
+    def read(self) -> dict:
+        path = self.path
+        if not path.is_file():
+            return {}
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise self.error(f"{path}: unreadable digest record ({e}); delete it to trust the next downloads "
+                             f"anew") from None
+
+    def add(self, name: str, digest: str) -> None:
+        folder = self._folder()
+        folder.mkdir(parents=True, exist_ok=True)
+        with cache_lock(folder / f".{self.filename}.lock"):  # read, change, write: one process at a time
+            remove_stale_temporaries(folder, [self.filename])
+            record = self.read()
+            record[name] = digest
+            text = json.dumps(record, indent=1, sort_keys=True).encode()
+            atomic_write(self.path, lambda f: f.write(text))

@@ -30,14 +30,13 @@ partial download is deleted by the next holder.
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._io import atomic_write, cache_lock, file_sha256, remove_stale_temporaries
+from ._io import DigestRecord, cache_lock, file_sha256, remove_stale_temporaries
 from .errors import StatsError
 from .stats import Statistics
 from .weights import cache_dir
@@ -96,29 +95,13 @@ def stats_dir() -> Path:
     return cache_dir() / "stats"
 
 
-def _digests_path() -> Path:
-    return stats_dir() / "digests.json"
+#: name -> sha256 of each published file, recorded at its first download
+DIGESTS = DigestRecord(lambda: stats_dir(), StatsError)  # a function: FIDKIT_CACHE is read at use
 
 
 def recorded_digests() -> dict:
     """name -> sha256 of the published file, as recorded at its first download."""
-    path = _digests_path()
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise StatsError(f"{path}: unreadable digest record ({e}); delete it to trust the next downloads anew") \
-            from None
-
-
-def _record_digest(name: str, digest: str) -> None:
-    with cache_lock(stats_dir() / ".digests.lock"):  # read, change, write: one process at a time
-        remove_stale_temporaries(stats_dir(), [_digests_path().name])
-        record = recorded_digests()
-        record[name] = digest
-        text = json.dumps(record, indent=1, sort_keys=True).encode()
-        atomic_write(_digests_path(), lambda f: f.write(text))
+    return DIGESTS.read()
 
 
 def lookup(name: str) -> Published:
@@ -193,7 +176,7 @@ def _fetch_locked(entry: Published, out: Path, timeout: float, say) -> Path:
         digest = file_sha256(raw)
         if recorded is not None and digest != recorded:
             raise StatsError(f"{entry.url} has sha256 {digest[:12]}…, but the first download had {recorded[:12]}…; "
-                             f"the published file changed or the download is damaged. Delete {_digests_path()} "
+                             f"the published file changed or the download is damaged. Delete {DIGESTS.path} "
                              f"to trust the new file")
         import warnings
         with warnings.catch_warnings():
@@ -205,7 +188,7 @@ def _fetch_locked(entry: Published, out: Path, timeout: float, say) -> Path:
                                "network": "TF Inception-v3 2015-12-05 (the graph the publisher ran)"},
                         source=str(out))
         if recorded is None:  # recorded before the file appears: a reader that sees the file sees its digest
-            _record_digest(entry.name, digest)
+            DIGESTS.add(entry.name, digest)
             say(f"fidkit: stats: first download of {entry.name}: recorded sha256 {digest}")
         st.save(out)
     finally:

@@ -28,7 +28,6 @@ code is never compiled or run.
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import shutil
@@ -43,7 +42,7 @@ from typing import Dict, Optional
 
 import torch
 
-from .._io import atomic_write, file_sha256
+from .._io import DigestRecord, file_sha256
 from ..errors import FidkitWarning, WeightsError
 from ..weights import cache_dir
 
@@ -84,28 +83,13 @@ def encoders_cache() -> Path:
     return cache_dir() / "encoders"
 
 
-def _digests_path() -> Path:
-    return encoders_cache() / "digests.json"
+#: official file name -> sha256 recorded at its first download (trust on first use)
+DIGESTS = DigestRecord(lambda: encoders_cache(), WeightsError)
 
 
 def recorded_digests() -> Dict[str, str]:
     """file name -> sha256 recorded at its first download (trust on first use)."""
-    path = _digests_path()
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise WeightsError(f"{path}: unreadable digest record ({e}); delete it to trust the next download anew") \
-            from None
-
-
-def _record_digest(filename: str, digest: str) -> None:
-    record = recorded_digests()
-    record[filename] = digest
-    text = json.dumps(record, indent=1, sort_keys=True).encode()
-    encoders_cache().mkdir(parents=True, exist_ok=True)
-    atomic_write(_digests_path(), lambda f: f.write(text))
+    return DIGESTS.read()
 
 
 def expected_digest(src: WeightsSource) -> Optional[str]:
@@ -152,7 +136,7 @@ def resolve(src: WeightsSource, explicit=None, *, allow_download: bool = True, t
             raise WeightsError(f"{cached} has sha256 {digest[:16]}…, expected {expected[:16]}… (damaged, or not the "
                                f"official file); delete it and run again to download it anew")
         if expected is None:  # put there by hand (the offline instructions): trusted on first use, as a download
-            _record_digest(src.filename, digest)
+            DIGESTS.add(src.filename, digest)
             _say(f"first use of {cached}: recorded sha256 {digest}")
         return ResolvedFile(cached, digest, True, f"{src.encoder} weights {cached}")
     if not allow_download or os.environ.get("FIDKIT_NO_DOWNLOAD") == "1":
@@ -171,12 +155,12 @@ def resolve(src: WeightsSource, explicit=None, *, allow_download: bool = True, t
         if expected is not None and digest != expected:
             what = "the published" if src.sha256 else "the first download's"
             raise WeightsError(f"{src.url} has sha256 {digest[:16]}…, not {what} {expected[:16]}…; refusing it"
-                               + ("" if src.sha256 else f" (delete {_digests_path()} to trust the new file)"))
+                               + ("" if src.sha256 else f" (delete {DIGESTS.path} to trust the new file)"))
         part.replace(cached)
     finally:
         part.unlink(missing_ok=True)
     if expected is None:
-        _record_digest(src.filename, digest)
+        DIGESTS.add(src.filename, digest)
         _say(f"first download of {src.filename}: recorded sha256 {digest}")
     else:
         _say(f"verified {src.filename} (sha256 {digest[:16]}…)")
