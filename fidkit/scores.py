@@ -155,6 +155,21 @@ def knn_radii(features: torch.Tensor, k: int = 3, block: int = 1000, chunk: int 
     return out
 
 
+def _knn_sets(a, name_a: str, b, name_b: str, k: int, metric: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two feature sets as float32 tensors, checked for a k-nearest-neighbour metric: same
+    dimension, k ≥ 1, more than k vectors in each."""
+    ta = torch.from_numpy(_as_2d(a, name_a, np.float32))
+    tb = torch.from_numpy(_as_2d(b, name_b, np.float32))
+    if ta.shape[1] != tb.shape[1]:
+        raise StatsError(f"features have different dimensions ({ta.shape[1]} and {tb.shape[1]})")
+    if k < 1:
+        raise StatsError(f"k must be at least 1, got {k}")
+    if min(ta.shape[0], tb.shape[0]) <= k:
+        raise StatsError(f"{metric} with k={k} needs more than {k} feature vectors in each set, "
+                         f"got {ta.shape[0]} and {tb.shape[0]}")
+    return ta, tb
+
+
 def precision_recall(features_real, features_fake, k: int = 3, block: int = 1000,
                      chunk: int = 10000) -> dict:
     """Precision, recall (Kynkäänniemi et al. 2019), density and coverage (Naeem et al. 2020).
@@ -174,16 +189,8 @@ def precision_recall(features_real, features_fake, k: int = 3, block: int = 1000
     ``chunk`` columns at a time (``torch.cdist``), so memory beyond the features is
     O(block × chunk), never N × M. Returns a dict of four floats.
     """
-    real = torch.from_numpy(_as_2d(features_real, "features_real", np.float32))
-    fake = torch.from_numpy(_as_2d(features_fake, "features_fake", np.float32))
-    if real.shape[1] != fake.shape[1]:
-        raise StatsError(f"features have different dimensions ({real.shape[1]} and {fake.shape[1]})")
-    if k < 1:
-        raise StatsError(f"k must be at least 1, got {k}")
+    real, fake = _knn_sets(features_real, "features_real", features_fake, "features_fake", k, "precision/recall")
     n, m = real.shape[0], fake.shape[0]
-    if min(n, m) <= k:
-        raise StatsError(f"precision/recall with k={k} needs more than {k} feature vectors in each set, "
-                         f"got {n} and {m}")
     r_real = knn_radii(real, k, block, chunk)
     r_fake = knn_radii(fake, k, block, chunk)
     recall_hit = torch.zeros(n, dtype=torch.bool)
@@ -358,16 +365,9 @@ def adm_precision_recall(features_ref, features_sample, k: int = 3, block: int =
     """
     if distances not in ADM_DISTANCES:
         raise StatsError(f"distances must be one of {', '.join(ADM_DISTANCES)}, got {distances!r}")
-    ref = torch.from_numpy(_as_2d(features_ref, "features_ref", np.float32))
-    smp = torch.from_numpy(_as_2d(features_sample, "features_sample", np.float32))
-    if ref.shape[1] != smp.shape[1]:
-        raise StatsError(f"features have different dimensions ({ref.shape[1]} and {smp.shape[1]})")
-    if k < 1:
-        raise StatsError(f"k must be at least 1, got {k}")
+    ref, smp = _knn_sets(features_ref, "features_ref", features_sample, "features_sample", k,
+                         "ADM precision/recall")
     n, m = ref.shape[0], smp.shape[0]
-    if min(n, m) <= k:
-        raise StatsError(f"ADM precision/recall with k={k} needs more than {k} feature vectors in each set, "
-                         f"got {n} and {m}")
     r_ref = adm_radii(ref, k, block, chunk, distances)
     r_smp = adm_radii(smp, k, block, chunk, distances)
     n_ref, n_smp = _adm_norms(ref, distances), _adm_norms(smp, distances)
