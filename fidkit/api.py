@@ -20,12 +20,14 @@ import numpy as np
 import torch
 
 from . import __version__
+from . import distances as _distances
 from . import scores as _scores
+from .encoders import DEFAULT_ENCODER, Encoder, encoders_with, get_encoder, get_info
+from .encoders.inception import InceptionEncoder
 from .errors import FidkitError, FidkitWarning, SourceError, StatsError, WeightsError
 from .pipeline import default_batch_size, default_workers, iter_features, memory_format, resolve_device
 from .frechet import FrechetResult
 from .frechet import frechet_distance as _frechet_arrays
-from .inception import FEATURES
 from .preprocess import get_protocol
 from .sources import BATCH_KEY, BatchImages, FileImages, as_images, npz_kind, npz_members
 from .stats import Accumulator, Statistics
@@ -33,6 +35,7 @@ from .weights import PTFID_URL, Weights, build_network, load_file, resolve
 
 _NETWORKS: dict = {}
 _WEIGHTS: dict = {}
+_ENCODERS: dict = {}
 
 
 def load_weights(weights=None) -> Weights:
@@ -73,6 +76,50 @@ def network(w: Weights, device: torch.device, mode: str):
     return _NETWORKS[key]
 
 
+def mode_of(encoder=None, protocol=None) -> str:
+    """The preprocessing mode in use: ``protocol`` (a name, or a :class:`~fidkit.preprocess.Protocol`),
+    or the encoder's default (Inception ``ttur``, DINOv2 ``edm2``, CLIP ``cmmd``) when it is None;
+    one line when the encoder has no such mode."""
+    if isinstance(encoder, Encoder):
+        modes = tuple(encoder.preprocessing)
+        name = encoder.name
+    else:
+        info = get_info(encoder)
+        modes, name = info.modes, info.name
+    if protocol is None:
+        return modes[0]
+    mode = getattr(protocol, "name", protocol)
+    if mode not in modes:
+        if name == DEFAULT_ENCODER:
+            get_protocol(mode)  # unknown protocol: the protocols' own message
+        raise FidkitError(f"encoder {name!r} has no preprocessing mode {mode!r}; choose one of {', '.join(modes)} "
+                          f"(--protocol; its default is {modes[0]})")
+    return mode
+
+
+def encoder_for(encoder=None, protocol=None, *, weights=None, encoder_weights=None, device="auto",
+                precision: str = "fp32") -> Encoder:
+    """The encoder a pass runs: ``encoder`` is a name of :data:`fidkit.encoders.ENCODERS` (None:
+    Inception) or an :class:`~fidkit.encoders.Encoder`; its mode is ``protocol`` (None: its
+    default). Inception takes ``weights`` (or ``encoder_weights``) as :func:`load_weights` does and
+    is :func:`network` behind :class:`~fidkit.encoders.inception.InceptionEncoder`; the others take
+    ``encoder_weights`` (a path, or None: environment variable, cache, download) and are built
+    once per weights and device and kept."""
+    dev = resolve_device(device)
+    if isinstance(encoder, Encoder):
+        return encoder.set_mode(mode_of(encoder, protocol))
+    info = get_info(encoder)
+    mode = mode_of(info.name, protocol)
+    if info.name == DEFAULT_ENCODER:
+        w = load_weights(weights if weights is not None else encoder_weights)
+        return InceptionEncoder(network(w, dev, precision), w, mode, memory_format(dev, precision))
+    key = (info.name, str(encoder_weights), str(dev))
+    if key not in _ENCODERS:
+        _ENCODERS.clear()  # one at a time: a ViT-L holds ~1.2 GB
+        _ENCODERS[key] = get_encoder(info.name, encoder_weights).to(dev)
+    return _ENCODERS[key].set_mode(mode)
+
+
 def _is_stats_path(source) -> bool:
     """A statistics file: an EDM2 ``.pkl``, or an ``.npz`` whose keys hold ``mu``/``sigma`` (told
     by its keys, not its name; a missing ``.npz`` counts, so that loading it names the problem)."""
@@ -98,12 +145,15 @@ def _is_stats(source) -> bool:
 
 
 def check_provenance(st: Statistics, protocol: str | None, weights_digest: str | None,
-                     allow_mismatch: bool = False) -> None:
-    """Refuses, in one line, statistics that record another protocol or other weights than
-    ``protocol`` / ``weights_digest`` (None: not checked); ``allow_mismatch`` lets them pass."""
+                     allow_mismatch: bool = False, encoder: str | None = None) -> None:
+    """Refuses, in one line, statistics that record another encoder, protocol or other weights than
+    ``encoder`` / ``protocol`` / ``weights_digest`` (None: not checked); ``allow_mismatch`` lets them pass."""
     if allow_mismatch:
         return
     name = st.source or "the statistics"
+    if encoder is not None and st.encoder != encoder:
+        raise StatsError(f"{name} was made with encoder {st.encoder!r}, not {encoder!r}; use --encoder {st.encoder} "
+                         f"(encoder={st.encoder!r}) or recompute it")
     if st.protocol is not None and protocol is not None and st.protocol != protocol:
         raise StatsError(f"{name} was made with protocol {st.protocol!r}, not {protocol!r}; use --protocol "
                          f"{st.protocol} (protocol={st.protocol!r}) or recompute it")
@@ -113,9 +163,17 @@ def check_provenance(st: Statistics, protocol: str | None, weights_digest: str |
                          f"(allow_mismatch=True)")
 
 
-def finish_stats(acc: Accumulator, protocol: str, weights: Weights, precision: str, source: str) -> Statistics:
-    """The statistics of ``acc`` with their provenance (protocol, weights digest, version, arithmetic)."""
-    st = acc.result(protocol=protocol, weights_digest=weights.digest, fidkit_version=__version__)
+def finish_stats(acc: Accumulator, protocol: str, weights, precision: str, source: str,
+                 feature: str | None = None) -> Statistics:
+    """The statistics of ``acc`` with their provenance (encoder, protocol, weights digest, version,
+    arithmetic). ``weights``: the :class:`Encoder` that made the features, or Inception's :class:`Weights`."""
+    if isinstance(weights, Encoder):
+        st = acc.result(protocol=protocol, weights_digest=weights.weights_digest, fidkit_version=__version__,
+                        encoder=weights.name)
+        if weights.name != DEFAULT_ENCODER and feature is not None:
+            st.extra["feature"] = feature
+    else:
+        st = acc.result(protocol=protocol, weights_digest=weights.digest, fidkit_version=__version__)
     if precision != "fp32":
         st.extra["network_precision"] = precision
     st.source = source
@@ -133,8 +191,9 @@ def _require_classifier(w: Weights) -> None:
 class Extraction:
     """What one pass over a source gives: its statistics and, when asked, the raw outputs.
 
-    stats: :class:`Statistics` (float64; with ``stats.spatial`` when the sFID feature was
-    asked for); features: float32 numpy (N, 2048) or None; logits: float32 numpy (N, 1008)
+    stats: :class:`Statistics` of the encoder's default feature (float64; with ``stats.spatial``
+    when the sFID feature was asked for); features: float32 numpy (N, dim) of the default
+    feature (Inception pool3, DINOv2 cls, CLIP embedding) or None; logits: float32 numpy (N, 1008)
     without the classifier's bias, or None. ``stats_from_file``: names of the features whose
     statistics were read from a file rather than computed (see :func:`compare`).
     """
@@ -145,13 +204,16 @@ class Extraction:
     stats_from_file: tuple = ()
 
 
-def extract(source, protocol: str = "ttur", *, batch_size: int | None = None, device="auto",
+def extract(source, protocol: str | None = None, *, batch_size: int | None = None, device="auto",
             workers: int | None = None, weights=None, progress: bool | None = None, precision: str = "fp32",
             keep_features: bool = False, logits: bool = False, spatial: bool = False,
-            skip_bad: bool = False, label: str | None = None) -> Extraction:
-    """One pass of ``source`` (folder, sample batch, file list or uint8 images) through protocol and network.
+            skip_bad: bool = False, label: str | None = None, encoder=None, encoder_weights=None) -> Extraction:
+    """One pass of ``source`` (folder, sample batch, file list or uint8 images) through an encoder.
 
-    Always accumulates the pool3 statistics; ``spatial`` also accumulates those of the sFID
+    ``encoder``: a name of :data:`fidkit.encoders.ENCODERS` or an :class:`Encoder` (None:
+    Inception, with ``weights``); ``encoder_weights`` the weights file of the others (see
+    :func:`encoder_for`); ``protocol`` its preprocessing mode (None: its default). Always
+    accumulates the statistics of the encoder's default feature (Inception: pool3); ``spatial`` also accumulates those of the sFID
     feature (``stats.spatial``, from the same pass); ``keep_features`` also returns every
     pool3 feature vector and ``logits`` every 1008-way logit vector (weights with a
     classifier needed), as float32 arrays on the host, so that several metrics read the same
@@ -159,18 +221,23 @@ def extract(source, protocol: str = "ttur", *, batch_size: int | None = None, de
     listed (in ``stats.extra["skipped"]`` and a warning) instead of stopping the run.
     ``label`` names the source on the progress bar (default: the folder, or what the source is).
     """
-    proto = get_protocol(protocol)
     dev = resolve_device(device)
     bs = batch_size or default_batch_size(dev)
     if bs < 1:
         raise SourceError(f"batch size must be at least 1, got {bs}")
     images = as_images(source)
-    w = load_weights(weights)
-    if logits:
-        _require_classifier(w)
-    net = network(w, dev, precision)
-    names = ("pool3",) + (("spatial",) if spatial else ()) + (("logits",) if logits else ())
-    accs = {k: Accumulator(FEATURES[k], dev) for k in names if k != "logits"}
+    if logits and isinstance(encoder, (type(None), str)) and get_info(encoder).name == DEFAULT_ENCODER:
+        _require_classifier(load_weights(weights if weights is not None else encoder_weights))
+    net = encoder_for(encoder, protocol, weights=weights, encoder_weights=encoder_weights, device=dev,
+                      precision=precision)
+    proto = net.preprocess
+    main = net.default_feature
+    names = (main,) + (("spatial",) if spatial else ()) + (("logits",) if logits else ())
+    missing = [k for k in names if k not in net.outputs]
+    if missing:
+        raise FidkitError(f"encoder {net.name!r} gives no {missing[0]!r} feature; encoders that do: "
+                          f"{', '.join(encoders_with(missing[0])) or 'none'}")
+    accs = {k: Accumulator(net.outputs[k], dev) for k in names if k != "logits"}
     skipped = [] if skip_bad else None
     nw = (default_workers() if workers is None else workers) if isinstance(images, (FileImages, BatchImages)) else 0
     name = images.name
@@ -181,12 +248,12 @@ def extract(source, protocol: str = "ttur", *, batch_size: int | None = None, de
         for k, acc in accs.items():
             acc.update(out[k])
         if keep_features:
-            kept_features.append(out["pool3"].cpu().numpy())
+            kept_features.append(out[main].cpu().numpy())
         if logits:
             kept_logits.append(out["logits"].cpu().numpy())
-    st = finish_stats(accs["pool3"], proto.name, w, precision, name)
+    st = finish_stats(accs[main], proto.name, net, precision, name, main)
     if spatial:
-        st.named["spatial"] = finish_stats(accs["spatial"], proto.name, w, precision, name)
+        st.named["spatial"] = finish_stats(accs["spatial"], proto.name, net, precision, name, "spatial")
     if skipped:
         st.extra["skipped"] = [b.path for b in skipped]
         warnings.warn(f"{name}: skipped {len(skipped)} file(s) that could not be decoded, the first: "
@@ -195,8 +262,9 @@ def extract(source, protocol: str = "ttur", *, batch_size: int | None = None, de
                       np.concatenate(kept_logits) if logits else None)
 
 
-def features(source, protocol: str = "ttur", **kw) -> np.ndarray:
-    """The pool3 features of ``source`` (folder, file list or uint8 images): float32 (N, 2048).
+def features(source, protocol: str | None = None, **kw) -> np.ndarray:
+    """The features of ``source`` (folder, file list or uint8 images): float32 (N, dim) of the
+    encoder's default feature (``encoder=``; Inception's pool3, (N, 2048), by default).
 
     For metrics that need every feature vector (KID, precision/recall) computed more than
     once against the same reference; ``kw`` as for :func:`extract`.
@@ -205,9 +273,12 @@ def features(source, protocol: str = "ttur", **kw) -> np.ndarray:
     return extract(source, protocol, keep_features=True, **kw).features
 
 
-def compute_stats(source, protocol: str = "ttur", *, allow_mismatch: bool = False, spatial: bool = False,
+def compute_stats(source, protocol: str | None = None, *, allow_mismatch: bool = False, spatial: bool = False,
                   **kw) -> Statistics:
-    """Mean and covariance of the pool3 features of ``source`` (see the module docstring).
+    """Mean and covariance of the features of ``source`` (see the module docstring): Inception's pool3,
+    or with ``encoder="dinov2-vitl14"`` (``"clip-vitl14-336"``) that encoder's default feature, its
+    weights from ``encoder_weights`` (see :func:`encoder_for`); ``protocol`` is the encoder's
+    preprocessing mode (None: its default).
 
     A statistics file (``.npz`` with ``mu``/``sigma``, ADM reference batches included, or
     EDM2's ``.pkl``) or a :class:`Statistics` is returned as loaded (its protocol is checked
@@ -221,7 +292,10 @@ def compute_stats(source, protocol: str = "ttur", *, allow_mismatch: bool = Fals
         return source
     if _is_stats_path(source):
         st = Statistics.load(source)
-        check_provenance(st, get_protocol(protocol).name, None, allow_mismatch)
+        enc = kw.get("encoder")
+        name = enc.name if isinstance(enc, Encoder) else get_info(enc).name
+        check_provenance(st, None, None, allow_mismatch, encoder=name)
+        check_provenance(st, mode_of(enc, protocol), None, allow_mismatch)
         if spatial:
             st.feature("spatial")  # refused in one line when the file holds none
         return st
@@ -229,6 +303,9 @@ def compute_stats(source, protocol: str = "ttur", *, allow_mismatch: bool = Fals
 
 
 def _check_compatible(s1: Statistics, s2: Statistics, allow_mismatch: bool) -> None:
+    if s1.encoder != s2.encoder:  # two feature spaces: never comparable, --allow-mismatch or not
+        raise StatsError(f"statistics of two encoders: {s1.source or 'the first'} holds {s1.encoder!r} features, "
+                         f"{s2.source or 'the second'} {s2.encoder!r}; compare statistics of one encoder")
     if s1.dim != s2.dim:
         raise StatsError(f"statistics have different feature dimensions ({s1.dim} and {s2.dim}); they come "
                          f"from different networks or layers")
@@ -243,7 +320,8 @@ def _check_compatible(s1: Statistics, s2: Statistics, allow_mismatch: bool) -> N
 def frechet_distance(s1, s2, *, allow_mismatch: bool = False) -> FrechetResult:
     """Fréchet distance between two :class:`Statistics` (or ``(mu, sigma)`` pairs), in float64.
 
-    Refuses statistics made with different protocols or weights unless ``allow_mismatch``.
+    Refuses statistics of two encoders, and made with different protocols or weights unless
+    ``allow_mismatch``.
     Returns a :class:`~fidkit.frechet.FrechetResult`; ``float(result)`` or ``result.fid``
     is the FID (≥ 0).
     """
@@ -269,11 +347,19 @@ class FIDResult:
     scores: dict = field(default_factory=dict)
     skipped_a: list = field(default_factory=list)
     skipped_b: list = field(default_factory=list)
+    #: the encoder whose features were compared; ``fid`` holds the Fréchet distance in its space
+    encoder: str = DEFAULT_ENCODER
+
+    @property
+    def fd_key(self) -> str:
+        """The JSON key of the Fréchet distance: ``fid`` (Inception), ``fd_dinov2``, ``fd_clip``."""
+        return get_info(self.encoder).fd_key
 
     def as_dict(self) -> dict:
         """Flat dict for JSON. ``network_precision`` is the network arithmetic (fp32, tf32, bf16);
-        ``precision`` appears only with precision/recall (``--metrics pr``) and is that metric."""
-        d = {"fid": self.fid, "protocol": self.protocol, "n_a": self.n_a, "n_b": self.n_b,
+        ``precision`` appears only with precision/recall (``--metrics pr``) and is that metric.
+        The Fréchet distance is under :attr:`fd_key`; ``protocol`` is the encoder's mode."""
+        d = {self.fd_key: self.fid, "encoder": self.encoder, "protocol": self.protocol, "n_a": self.n_a, "n_b": self.n_b,
              "weights_digest": self.weights_digest, "device": self.device,
              "network_precision": self.network_precision, "seconds": round(self.seconds, 3)}
         d.update({k: v for k, v in self.frechet.as_dict().items() if k != "fid"})
@@ -282,17 +368,34 @@ class FIDResult:
         return d
 
 
-METRICS = ("fid", "is", "kid", "pr", "sfid", "adm-pr", "is-adm")
-_METRIC_ALIASES = {"isc": "is", "prc": "pr", "prdc": "pr", "adm_pr": "adm-pr", "is_adm": "is-adm"}
+METRICS = ("fid", "is", "kid", "pr", "sfid", "adm-pr", "is-adm", "fd-inf", "cmmd")
+_METRIC_ALIASES = {"isc": "is", "prc": "pr", "prdc": "pr", "adm_pr": "adm-pr", "is_adm": "is-adm", "fd": "fid",
+                   "fd-inf": "fd-inf", "fd_inf": "fd-inf", "fid-inf": "fd-inf", "fid_inf": "fd-inf",
+                   "fd-infinity": "fd-inf"}
 _METRIC_NAMES = {"is": "the Inception Score", "kid": "KID", "pr": "precision/recall",
-                 "adm-pr": "ADM precision/recall", "is-adm": "the Inception Score (ADM)", "sfid": "sFID"}
-_PER_IMAGE = ("kid", "pr", "adm-pr")  # metrics that read every image's pool3 features
+                 "adm-pr": "ADM precision/recall", "is-adm": "the Inception Score (ADM)", "sfid": "sFID",
+                 "fd-inf": "FD∞", "cmmd": "CMMD"}
+_PER_IMAGE = ("kid", "pr", "adm-pr", "cmmd")  # metrics that read every image's features, of both sets
 _LOGITS = ("is", "is-adm")  # metrics that read every generated image's logits
+#: the named feature a metric reads, where it is not the encoder's default feature (any encoder's
+#: FD, KID, precision/recall, FD∞ and bootstrap read that one). Which encoders can give a metric
+#: follows from their outputs; metric code never names an encoder.
+METRIC_FEATURES = {"sfid": "spatial", "is": "logits", "is-adm": "logits", "adm-pr": "pool3", "cmmd": "embedding"}
+
+
+def check_metrics(wanted, encoder=None) -> None:
+    """Refuses, in one line, a metric the encoder cannot give, naming the encoders that can."""
+    info = get_info(encoder.name if isinstance(encoder, Encoder) else encoder)
+    for m in wanted:
+        need = METRIC_FEATURES.get(m)
+        if need is not None and need not in info.outputs:
+            raise FidkitError(f"{m} ({_METRIC_NAMES.get(m, m)}) needs the {need!r} feature, which encoder "
+                              f"{info.name!r} does not give; use --encoder {' or '.join(encoders_with(need))}")
 
 
 def parse_metrics(metrics) -> tuple:
-    """Metric names from ``"fid,kid,pr"`` or an iterable: a tuple of fid, is, kid, pr, sfid, adm-pr,
-    is-adm (fid first)."""
+    """Metric names from ``"fid,kid,pr"`` or an iterable: a tuple of fid (alias fd), is, kid, pr, sfid,
+    adm-pr, is-adm, fd-inf, cmmd (fid first: the Fréchet distance in the encoder's space)."""
     items = metrics.split(",") if isinstance(metrics, str) else list(metrics)
     out = ["fid"]
     for m in items:
@@ -327,7 +430,8 @@ def _one_pass(source, protocol: str, keep: bool, logits: bool, spatial: bool, kw
         if not (keep or logits or spatial):
             return Extraction(compute_stats(source, protocol, allow_mismatch=allow_mismatch, **kw))
         return extract(source, protocol, keep_features=keep, logits=logits, spatial=spatial, **kw)
-    st = file_stats if file_stats is not None else compute_stats(source, protocol, allow_mismatch=allow_mismatch)
+    st = file_stats if file_stats is not None else compute_stats(source, protocol, allow_mismatch=allow_mismatch,
+                                                                 encoder=kw.get("encoder"))
     from_file = ("pool3",) + (("spatial",) if st.spatial is not None else ())
     missing_spatial = spatial and st.spatial is None
     if not (keep or logits or missing_spatial):
@@ -344,9 +448,18 @@ def _one_pass(source, protocol: str, keep: bool, logits: bool, spatial: bool, kw
     return Extraction(st, ex.features, ex.logits, from_file)
 
 
-def compare(a, b, protocol: str = "ttur", *, allow_mismatch: bool = False, metrics=("fid",),
+def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, metrics=("fid",),
             seed: int = _scores.DEFAULT_SEED, bootstrap: int = 0, **kw) -> FIDResult:
     """FID between sources ``a`` and ``b`` with details; ``kw`` as for :func:`compute_stats`.
+
+    ``encoder`` (in ``kw``; default Inception) names the feature space: every metric below reads
+    that encoder's default feature, except those that need a named one (:data:`METRIC_FEATURES`:
+    ``sfid``, ``is``, ``is-adm``, ``adm-pr`` Inception's, ``cmmd`` CLIP's ``embedding``), which are
+    refused in one line for an encoder that lacks it. ``protocol`` is the encoder's
+    preprocessing mode (None: its default). With ``encoder="dinov2-vitl14"`` ``result.fid`` is
+    FD_DINOv2 (JSON key ``fd_dinov2``). ``fd-inf`` adds FD∞ of ``b`` against ``a``
+    (``<fd key>_inf``, e.g. ``fid_inf``, with the fit: ``..._inf_slope``, ``..._inf_sizes``,
+    ``..._inf_values``); ``cmmd`` adds CMMD (CLIP).
 
     ``metrics`` (names or ``"fid,kid,pr"``) adds scores read from the same single pass over
     each source (FID is always computed): ``kid`` (KID of a vs b), ``pr`` (precision,
@@ -367,8 +480,12 @@ def compare(a, b, protocol: str = "ttur", *, allow_mismatch: bool = False, metri
     """
     t0 = time.perf_counter()
     wanted = parse_metrics(metrics)
+    enc = kw.get("encoder")
+    enc_name = enc.name if isinstance(enc, Encoder) else get_info(enc).name
+    check_metrics(wanted, enc)
+    protocol = mode_of(enc, protocol)
     adm_distances = kw.pop("adm_distances", "float32")
-    keep = any(m in wanted for m in _PER_IMAGE) or bootstrap > 0
+    keep = any(m in wanted for m in _PER_IMAGE) or bootstrap > 0 or "fd-inf" in wanted
     spatial = "sfid" in wanted
     logits = any(m in wanted for m in _LOGITS)
     if bootstrap > 0 and _is_stats(a) and _is_stats(b):
@@ -378,6 +495,8 @@ def compare(a, b, protocol: str = "ttur", *, allow_mismatch: bool = False, metri
         if m in wanted:
             _refuse_stats_file(a, m)
             _refuse_stats_file(b, m)
+    if "fd-inf" in wanted:
+        _refuse_stats_file(b, "fd-inf")
     for m in _LOGITS:
         if m in wanted:
             _refuse_stats_file(b, m)
@@ -387,11 +506,13 @@ def compare(a, b, protocol: str = "ttur", *, allow_mismatch: bool = False, metri
             if _is_stats(src) and not _holds_images(src):
                 with warnings.catch_warnings():  # loaded again below, where its warnings are shown
                     warnings.simplefilter("ignore")
-                    compute_stats(src, protocol, allow_mismatch=True, spatial=True)
+                    compute_stats(src, protocol, allow_mismatch=True, spatial=True, encoder=enc)
     ex1 = _one_pass(a, protocol, keep, False, spatial, {"label": _side_label("A", a), **kw}, allow_mismatch)
     s1 = ex1.stats
     if s1.weights_digest and not _is_stats(b):  # refuse other weights before spending time on b
-        check_provenance(s1, None, load_weights(kw.get("weights")).digest, allow_mismatch)
+        digest = encoder_for(enc, protocol, weights=kw.get("weights"), encoder_weights=kw.get("encoder_weights"),
+                             device=kw.get("device", "auto"), precision=kw.get("precision", "fp32")).weights_digest
+        check_provenance(s1, None, digest, allow_mismatch)
     ex2 = _one_pass(b, protocol, keep, logits, spatial, {"label": _side_label("B", b), **kw}, allow_mismatch)
     s2 = ex2.stats
     r = frechet_distance(s1, s2, allow_mismatch=allow_mismatch)
@@ -411,6 +532,14 @@ def compare(a, b, protocol: str = "ttur", *, allow_mismatch: bool = False, metri
         scores.update(isc_mean=i.mean, isc_std=i.std)
     if "is-adm" in wanted:
         scores["adm_inception_score"] = _scores.adm_inception_score(ex2.logits)
+    if "cmmd" in wanted:
+        scores["cmmd"] = _distances.cmmd(ex1.features, ex2.features)
+    if "fd-inf" in wanted:
+        key = get_info(enc_name).fd_key + "_inf"
+        inf = _distances.fd_infinity(ex1.features if ex1.features is not None else (s1.mu, s1.sigma),
+                                     ex2.features, seed=seed)
+        scores.update({key: inf.value, f"{key}_slope": inf.slope, f"{key}_sizes": [int(n) for n in inf.sizes],
+                       f"{key}_values": [float(v) for v in inf.fd]})
     for label, ex in (("a", ex1), ("b", ex2)):
         if ex.stats_from_file:
             scores[f"statistics_from_file_{label}"] = list(ex.stats_from_file)
@@ -425,9 +554,9 @@ def compare(a, b, protocol: str = "ttur", *, allow_mismatch: bool = False, metri
         scores.update(fid_ci_low=ci.low, fid_ci_high=ci.high, fid_bootstrap_std=ci.std,
                       bootstrap_resamples=ci.resamples)
     digest = s1.weights_digest or s2.weights_digest
-    return FIDResult(r.fid, get_protocol(protocol).name, s1.n, s2.n, digest, r, time.perf_counter() - t0,
+    return FIDResult(r.fid, protocol, s1.n, s2.n, digest, r, time.perf_counter() - t0,
                      str(resolve_device(kw.get("device", "auto"))), kw.get("precision", "fp32"), scores,
-                     s1.extra.get("skipped", []), s2.extra.get("skipped", []))
+                     s1.extra.get("skipped", []), s2.extra.get("skipped", []), enc_name)
 
 
 @dataclass(frozen=True)
@@ -537,7 +666,7 @@ def adm_evaluate(ref, sample, *, distances: str = "float32", allow_mismatch: boo
                      time.perf_counter() - t0, distances)
 
 
-def fid(a, b, protocol: str = "ttur", **kw) -> float:
+def fid(a, b, protocol: str | None = None, **kw) -> float:
     """The FID between sources ``a`` and ``b`` (folders, .npz files, arrays) as a float."""
     return compare(a, b, protocol, **kw).fid
 
@@ -572,7 +701,7 @@ def inception_score(source, protocol: str = "ttur", *, splits: int = 10, seed: i
     return _scores.inception_score(logits, splits, seed)
 
 
-def kid(a, b, protocol: str = "ttur", *, subsets: int = 100, subset_size: int = 1000, degree: int = 3,
+def kid(a, b, protocol: str | None = None, *, subsets: int = 100, subset_size: int = 1000, degree: int = 3,
         gamma: float | None = None, coef0: float = 1, seed: int = _scores.DEFAULT_SEED, **kw) -> _scores.MeanStd:
     """KID (mean, std) of two sources or two (N, 2048) float feature arrays.
 
@@ -583,7 +712,7 @@ def kid(a, b, protocol: str = "ttur", *, subsets: int = 100, subset_size: int = 
                        degree, gamma, coef0, seed)
 
 
-def precision_recall(real, fake, protocol: str = "ttur", *, k: int = 3, block: int = 1000, **kw) -> dict:
+def precision_recall(real, fake, protocol: str | None = None, *, k: int = 3, block: int = 1000, **kw) -> dict:
     """Precision, recall, density and coverage of ``fake`` against ``real`` (sources or features).
 
     Sources are extracted once each with ``kw`` (as :func:`extract`); see

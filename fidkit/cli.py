@@ -14,7 +14,8 @@ import warnings
 import click
 
 from . import __version__
-from .api import _is_stats_path, adm_evaluate, compare, compute_stats, inception_score, load_weights
+from .api import _is_stats_path, adm_evaluate, check_metrics, compare, compute_stats, inception_score, load_weights
+from .encoders import ENCODERS
 from .scores import ADM_DISTANCES
 from .errors import FidkitError
 from .pipeline import BATCH_SIZE_CPU, BATCH_SIZE_CUDA, MAX_DEFAULT_WORKERS, PRECISIONS
@@ -28,12 +29,27 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     print(f"fidkit: warning: {message}", file=sys.stderr, flush=True)
 
 
+#: every encoder's preprocessing modes: ``--protocol`` names one of the chosen encoder's
+_MODES = list(dict.fromkeys(list(PROTOCOLS) + [m for e in ENCODERS.values() for m in e.modes]))
+
+
+def _encoder_options(f):
+    """``--encoder`` and ``--encoder-weights`` (``compute`` and ``stats``), passed on in ``**run``."""
+    f = click.option("--encoder-weights", type=click.Path(dir_okay=False), default=None,
+                     help="Weights file of the encoder (DINOv2's .pth, OpenAI's CLIP .pt) [default: "
+                          "FIDKIT_ENCODER_WEIGHTS_<NAME>, the cache, then the download]. Inception: --weights.")(f)
+    f = click.option("--encoder", default=None, metavar="NAME",
+                     help=f"Feature network: {', '.join(ENCODERS)} [default: inception].")(f)
+    return f
+
+
 def _run_options(f):
     """Options shared by the commands that run the network; the command gets them (but
     ``--protocol``) as ``**run``, the keyword arguments of :func:`fidkit.api.extract`."""
     opts = [
-        click.option("--protocol", type=click.Choice(list(PROTOCOLS)), default="ttur", show_default=True,
-                     help="Resize and scaling of the reference implementation to reproduce."),
+        click.option("--protocol", type=click.Choice(_MODES), default=None,
+                     help="Resize and scaling of the reference implementation to reproduce: the encoder's "
+                          "preprocessing mode [default: ttur for Inception, edm2 for DINOv2, cmmd for CLIP]."),
         click.option("--batch-size", type=click.IntRange(min=1), default=None,
                      help=f"Images per network batch [default: {BATCH_SIZE_CPU} on the CPU, {BATCH_SIZE_CUDA} on CUDA]."),
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
@@ -64,12 +80,14 @@ def cli(debug):
 @click.argument("a")
 @click.argument("b")
 @_run_options
+@_encoder_options
 @click.option("--allow-mismatch", is_flag=True, help="Compare statistics made with different protocols or weights.")
 @click.option("--metrics", default="fid", show_default=True,
-              help="Comma-separated: fid, kid, pr (precision, recall, density, coverage; A is the real set), "
-                   "is (Inception Score of B, the generated set), and guided-diffusion's (ADM's) sfid, adm-pr "
-                   "(its precision/recall) and is-adm (its Inception Score). One pass over each source serves "
-                   "them all.")
+              help="Comma-separated: fid (alias fd: the Fréchet distance in the encoder's space), kid, pr "
+                   "(precision, recall, density, coverage; A is the real set), fd-inf (FD∞ of B), "
+                   "is (Inception Score of B, the generated set), guided-diffusion's (ADM's) sfid, adm-pr "
+                   "(its precision/recall) and is-adm (its Inception Score): Inception only; cmmd: CLIP only. "
+                   "One pass over each source serves them all.")
 @click.option("--bootstrap", type=click.IntRange(min=0), default=0, metavar="B",
               help="Add a 95% confidence interval of the FID from B resamples of the images' features.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
@@ -80,7 +98,8 @@ def compute(a, b, protocol, allow_mismatch, metrics, bootstrap, as_json, **run):
     if as_json:
         click.echo(json.dumps(r.as_dict()))
     else:
-        click.echo(f"FID: {r.fid:.6f}  (protocol {r.protocol}, {r.n_a} vs {r.n_b} images, "
+        label = "FID" if r.fd_key == "fid" else f"{r.fd_key} (Fréchet distance, {r.encoder})"
+        click.echo(f"{label}: {r.fid:.6f}  (protocol {r.protocol}, {r.n_a} vs {r.n_b} images, "
                    f"{r.device} {r.network_precision}, {r.seconds:.1f} s)")
         for key, value in r.scores.items():
             click.echo(f"{key}: {value:.6g}" if isinstance(value, float) else f"{key}: {value}")
@@ -97,6 +116,7 @@ def compute(a, b, protocol, allow_mismatch, metrics, bootstrap, as_json, **run):
 @click.option("--dataset", type=click.Choice(sorted(DATASETS)), default=None,
               help="Read a known dataset from its own files instead of a folder.")
 @_run_options
+@_encoder_options
 @click.option("--shard", default=None, metavar="I/K",
               help="Only the I-th of K equal parts of the folder's sorted files (I from 0), to merge later.")
 @click.option("--metrics", default="fid", show_default=True,
@@ -120,9 +140,10 @@ def stats(sources, output, protocol, shard, dataset, metrics, as_json, **run):
     if output is None:
         raise click.UsageError("give the output file with -o PATH")
     wanted = [m.strip().lower() for m in metrics.split(",") if m.strip()]
-    bad = [m for m in wanted if m not in ("fid", "sfid")]
+    bad = [m for m in wanted if m not in ("fid", "fd", "sfid")]
     if bad:
-        raise click.UsageError(f"stats --metrics takes fid and sfid, not {', '.join(bad)}")
+        raise click.UsageError(f"stats --metrics takes fid (alias fd) and sfid, not {', '.join(bad)}")
+    check_metrics(wanted, run.get("encoder"))
     run["spatial"] = "sfid" in wanted
     check_writable(output)  # before the long part, not after it
     if dataset:
@@ -136,7 +157,8 @@ def stats(sources, output, protocol, shard, dataset, metrics, as_json, **run):
     elif sources[0] == "merge":
         if len(sources) < 2:
             raise click.UsageError("stats merge needs statistics files: fidkit stats merge a.npz b.npz -o all.npz")
-        run.pop("spatial")
+        for k in ("spatial", "encoder", "encoder_weights"):
+            run.pop(k)
         st = merge([Statistics.load(p) for p in sources[1:]])
     else:
         if len(sources) != 1:
@@ -153,11 +175,13 @@ def stats(sources, output, protocol, shard, dataset, metrics, as_json, **run):
         else:
             st = compute_stats(source, protocol, **run)
     path = st.save(output)
-    info = {"path": str(path), "n": st.n, "protocol": st.protocol, "weights_digest": st.weights_digest,
-            "features": ["pool3"] + sorted(st.named)}
+    info = {"path": str(path), "n": st.n, "encoder": st.encoder, "protocol": st.protocol,
+            "weights_digest": st.weights_digest,
+            "features": [st.extra.get("feature", "pool3")] + sorted(st.named)}
     if st.extra.get("skipped"):
         info["skipped"] = st.extra["skipped"]
-    click.echo(json.dumps(info) if as_json else f"wrote {path} ({st.n} images, protocol {st.protocol})")
+    click.echo(json.dumps(info) if as_json else f"wrote {path} ({st.n} images, encoder {st.encoder}, "
+                                                 f"protocol {st.protocol})")
 
 
 def _fetch(names, output, as_json, other_options) -> None:
@@ -244,7 +268,8 @@ def is_cmd(source, protocol, splits, seed, as_json, **run):
                           f"({source}); give the image folder")
     m = inception_score(source, protocol, splits=splits, seed=seed, **run)
     if as_json:
-        click.echo(json.dumps({"isc_mean": m.mean, "isc_std": m.std, "splits": splits, "protocol": protocol}))
+        click.echo(json.dumps({"isc_mean": m.mean, "isc_std": m.std, "splits": splits,
+                               "protocol": protocol or "ttur"}))
     else:
         click.echo(f"isc_mean: {m.mean:.6f}\nisc_std: {m.std:.6f}")
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .api import check_provenance, compute_stats, finish_stats, frechet_distance, load_weights, network
+from .api import check_provenance, compute_stats, encoder_for, finish_stats, frechet_distance, load_weights
 from .errors import FidkitError, SourceError
 from .pipeline import default_batch_size, iter_array_features, resolve_device
 from .inception import FEATURE_DIM
@@ -172,7 +172,8 @@ class FID:
         if x.shape[0] == 0:
             return
         if self._net is None:
-            self._net = network(self.weights, self.device, self.precision)
+            self._net = encoder_for(None, self.protocol.name, weights=self.weights, device=self.device,
+                                    precision=self.precision)
         for out in iter_array_features(x, self.protocol, self._net, self.device, self.batch_size, "NCHW",
                                        progress=False, mode=self.precision):
             feats = out["pool3"]

@@ -1,10 +1,12 @@
-"""Streaming images through a protocol and the network into feature batches.
+"""Streaming images through an encoder's preprocessing and network into named feature batches.
 
-Decoding (PIL) and per-image preparation run in DataLoader workers; batches of uint8
-(or, for ``clean``, float32 299×299) images go to the device, where the protocol's
-resize/scaling and the network run in float32 under ``torch.inference_mode``. Images of
-mixed sizes are prepared per image and grouped by size on the device. Features leave as
-float32 (n, 2048) tensors on the device; nothing is kept beyond one batch.
+Any :class:`~fidkit.encoders.Encoder` (Inception, DINOv2, CLIP) goes through the same path:
+decoding (PIL) and per-image preparation (``preprocess.prepare``) run in DataLoader workers;
+batches of uint8 (or already resized) images go to the device, where the mode's
+``to_network`` and the network's ``forward_features`` run under ``torch.inference_mode``.
+Images of mixed sizes are prepared per image and grouped by size on the device. Features
+leave as float32 (n, dim) tensors on the device, one per name asked for; nothing is kept
+beyond one batch. Nothing here asks which encoder it was given.
 """
 
 from __future__ import annotations
@@ -22,8 +24,7 @@ import numpy as np
 import torch
 
 from .errors import SourceError
-from .inception import FIDInception
-from .preprocess import Protocol
+from .encoders import Encoder, Preprocess
 from .sources import ArrayImages, Images
 
 
@@ -188,7 +189,7 @@ class _Prepared(torch.utils.data.Dataset):
     """Reads and prepares one image of an :class:`~fidkit.sources.Images` per item (in the
     decoding worker); failures travel back as :class:`BadFile`."""
 
-    def __init__(self, images: Images, protocol: Protocol):
+    def __init__(self, images: Images, protocol: Preprocess):
         self.images, self.protocol = images, protocol
 
     def __len__(self):
@@ -212,7 +213,7 @@ def _collate(batch):
     return batch
 
 
-def _run(net: FIDInception, protocol: Protocol, prepared: list, device: torch.device,
+def _run(net: Encoder, protocol: Preprocess, prepared: list, device: torch.device,
          names: tuple, fmt: torch.memory_format) -> dict:
     """Prepared CHW tensors (possibly of several sizes) -> named features in input order."""
     groups: dict[tuple, list[int]] = {}
@@ -234,13 +235,13 @@ def _run(net: FIDInception, protocol: Protocol, prepared: list, device: torch.de
 
 
 def _forward(net, x, names: tuple, fmt: torch.memory_format) -> dict:
-    """x: float32 (N, 3, 299, 299) in [-1, 1], put in ``fmt``, the layout the network was built in.
-    Returns {name: float32 (N, dim)} for the named features (see :data:`fidkit.inception.FEATURES`)."""
+    """x: float32 (N, 3, S, S) from the mode's ``to_network``, put in ``fmt``, the layout the network
+    was built in. Returns {name: float32 (N, dim)} for the named features (keys of ``net.outputs``)."""
     x = x.contiguous(memory_format=fmt)
     return {k: v.float() for k, v in net.forward_features(x, tuple(names)).items()}
 
 
-def iter_features(images: Images, protocol: Protocol, net: FIDInception, device: torch.device,
+def iter_features(images: Images, protocol: Preprocess, net: Encoder, device: torch.device,
                   batch_size: int, workers: int = 0, progress: bool | None = None, names: tuple = ("pool3",),
                   mode: str = "fp32", skipped: list | None = None, label: str = "") -> Iterator[dict]:
     """Yields {name: float32 (b, dim) on ``device``} per batch for the named features ``names``.
@@ -262,7 +263,7 @@ def iter_features(images: Images, protocol: Protocol, net: FIDInception, device:
         collate_fn=_collate, pin_memory=device.type == "cuda",
         persistent_workers=False, prefetch_factor=4 if workers > 0 and not images.sequential else None)
     bar = Progress(len(images), label, progress)
-    fmt = memory_format(device, mode)  # the layout networks for this device and mode are built in
+    fmt = net.input_format  # the layout the network was built in
     try:
         with torch.inference_mode(), precision(device, mode), reuse_freed_memory(device):
             for batch in loader:
@@ -288,13 +289,13 @@ def iter_features(images: Images, protocol: Protocol, net: FIDInception, device:
         bar.close()
 
 
-def iter_array_features(images, protocol: Protocol, net: FIDInception, device: torch.device,
+def iter_array_features(images, protocol: Preprocess, net: Encoder, device: torch.device,
                         batch_size: int, layout: str = "NHWC", progress: bool | None = None,
                         names: tuple = ("pool3",), mode: str = "fp32", label: str = "") -> Iterator[dict]:
     """Like :func:`iter_features` for in-memory uint8 images (numpy or torch) in ``layout``."""
     n = images.shape[0]
     bar = Progress(n, label, progress)
-    fmt = memory_format(device, mode)
+    fmt = net.input_format
     try:
         with torch.inference_mode(), precision(device, mode), reuse_freed_memory(device):
             for s in range(0, n, batch_size):

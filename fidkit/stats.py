@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from ._io import atomic_write
+from .encoders import DEFAULT_ENCODER
 from .errors import FidkitWarning, StatsError
 from .inception import FEATURES
 
@@ -121,6 +122,9 @@ class Statistics:
     source: str | None = None
     #: statistics of other named features of the same pass, e.g. ``{"spatial": Statistics}``
     named: dict = field(default_factory=dict)
+    #: the encoder whose features these are (:data:`fidkit.encoders.ENCODERS`); files without the
+    #: field are Inception's. ``protocol`` is that encoder's preprocessing mode.
+    encoder: str = DEFAULT_ENCODER
 
     @property
     def dim(self) -> int:
@@ -150,6 +154,8 @@ class Statistics:
     def meta(self) -> dict:
         m = {"protocol": self.protocol, "weights_digest": self.weights_digest, "n": self.n,
              "fidkit_version": self.fidkit_version, "feature_dim": self.dim, **self.extra}
+        if self.encoder != DEFAULT_ENCODER:  # only then: Inception files keep their bytes
+            m["encoder"] = self.encoder
         if self.named:  # only then: files of pool3 alone keep their bytes
             m["features"] = {name: {"mu": FILE_KEYS[name][0], "sigma": FILE_KEYS[name][1], "dim": st.dim, "n": st.n,
                                     "what": FEATURE_DESCRIPTIONS.get(name, name)}
@@ -233,8 +239,9 @@ class Statistics:
             st.protocol = meta.get("protocol")
             st.weights_digest = meta.get("weights_digest")
             st.fidkit_version = meta.get("fidkit_version")
-            st.extra = {k: v for k, v in meta.items()
-                        if k not in ("n", "protocol", "weights_digest", "fidkit_version", "feature_dim", "features")}
+            st.encoder = meta.get("encoder", DEFAULT_ENCODER)
+            st.extra = {k: v for k, v in meta.items() if k not in ("n", "protocol", "weights_digest", "fidkit_version",
+                                                                   "feature_dim", "features", "encoder")}
             spatial_meta = meta.get("features", {}).get("spatial", {})
             if st.spatial is not None:
                 st.spatial.n = spatial_meta.get("n", st.n)
@@ -251,6 +258,7 @@ class Statistics:
                               f"it only with statistics made the same way", FidkitWarning, stacklevel=2)
         for sub in st.named.values():
             sub.protocol, sub.weights_digest, sub.source = st.protocol, st.weights_digest, st.source
+            sub.encoder = st.encoder
             sub.n = sub.n if sub.n is not None else st.n
         return st
 
@@ -297,7 +305,7 @@ def merge(parts) -> "Statistics":
                              f"files written by fidkit")
         if p.dim != first.dim:
             raise StatsError(f"{name}: feature dimension {p.dim}, but {first_name} has {first.dim}")
-        for attr in ("protocol", "weights_digest"):
+        for attr in ("encoder", "protocol", "weights_digest"):
             if getattr(p, attr) != getattr(first, attr):
                 raise StatsError(f"{name}: {attr} {getattr(p, attr)} differs from {getattr(first, attr)} in "
                                  f"{first_name}; only statistics made the same way can be merged")
@@ -309,7 +317,8 @@ def merge(parts) -> "Statistics":
         return acc
 
     extra = {k: v for k, v in first.extra.items() if k != "shard"}
-    meta = dict(protocol=first.protocol, weights_digest=first.weights_digest, fidkit_version=__version__)
+    meta = dict(protocol=first.protocol, weights_digest=first.weights_digest, fidkit_version=__version__,
+                encoder=first.encoder)
     out = merged(parts).result(**meta, extra=extra)
     for name in first.named:  # named features all parts hold (sFID statistics) are merged alike
         if all(name in p.named for p in parts):

@@ -41,10 +41,11 @@ def need_open_clip():
 
 
 def test_registry_and_unknown_name():
-    assert set(ENCODERS) == {"dinov2-vitl14", "clip-vitl14-336"}
+    assert list(ENCODERS) == ["inception", "dinov2-vitl14", "clip-vitl14-336"]  # Inception first: the default
+    assert ENCODERS["inception"].outputs == {"pool3": 2048, "spatial": 2023, "logits": 1008}
     assert ENCODERS["dinov2-vitl14"].outputs == {"cls": 1024}
     assert ENCODERS["clip-vitl14-336"].outputs == {"embedding": 768}
-    with pytest.raises(FidkitError, match="unknown encoder 'inception-x'; choose one of dinov2-vitl14, clip-vitl14-336"):
+    with pytest.raises(FidkitError, match="unknown encoder 'inception-x'; choose one of inception, dinov2-vitl14, clip-vitl14-336"):
         get_encoder("inception-x")
     with pytest.raises(FidkitError, match="no preprocessing mode 'clean'; choose one of edm2, dgm-eval"):
         get_encoder("dinov2-vitl14", mode="clean")

@@ -1,8 +1,7 @@
 """Feature encoders: one network per module, each with its preprocessing modes and its weights.
 
 An :class:`Encoder` turns a batch of prepared images into *named features* in one pass
-(DINOv2: ``cls``; CLIP: ``embedding``; Inception, when it moves here: ``pool3``,
-``spatial``, ``logits``). Metrics read those features (or statistics of them) and never
+(Inception: ``pool3``, ``spatial``, ``logits``; DINOv2: ``cls``; CLIP: ``embedding``). Metrics read those features (or statistics of them) and never
 ask which encoder made them.
 
 A *preprocessing mode* (:class:`Preprocess`) says how a decoded image becomes the
@@ -39,7 +38,8 @@ from torch import nn
 
 from ..errors import FidkitError
 
-__all__ = ["Encoder", "Preprocess", "EncoderInfo", "ENCODERS", "get_encoder", "encoder_names"]
+__all__ = ["Encoder", "Preprocess", "EncoderInfo", "ENCODERS", "DEFAULT_ENCODER", "get_encoder", "get_info",
+           "encoder_names", "encoders_with"]
 
 
 class Preprocess:
@@ -119,6 +119,20 @@ class Encoder(nn.Module):
         float32 (N, dim) for every name in ``outputs``."""
         raise NotImplementedError
 
+    #: the memory layout the pipeline puts a batch in before :meth:`forward_features`
+    input_format: torch.memory_format = torch.contiguous_format
+
+    def forward_features(self, x: torch.Tensor, names=None) -> Dict[str, torch.Tensor]:
+        """The named features ``names`` (default: all ``outputs``) of one pass, float32 (N, dim)
+        each: what :mod:`fidkit.pipeline` calls. Encoders that can skip work for features not
+        asked for override it (Inception)."""
+        unknown = [n for n in (names or ()) if n not in self.outputs]
+        if unknown:
+            raise FidkitError(f"encoder {self.name!r} gives no feature {unknown[0]!r}; it gives "
+                              f"{', '.join(self.outputs)}")
+        out = self(x)
+        return {k: out[k].float() for k in (names or self.outputs)}
+
     @torch.inference_mode()
     def encode(self, images, batch_size: int = 16) -> Dict[str, np.ndarray]:
         """Convenience for small in-memory sets: uint8 (N, H, W, 3) images of one size (or a
@@ -163,6 +177,13 @@ class EncoderInfo:
     outputs: Mapping[str, int]
     modes: tuple
     build: Callable[..., Encoder] = field(repr=False)
+    #: the JSON key of the Fréchet distance in this encoder's space (``fid`` for Inception)
+    fd_key: str = ""
+
+
+def _build_inception(weights=None, mode=None):
+    from .inception import build
+    return build(weights, mode)
 
 
 def _build_dinov2(weights=None, mode=None):
@@ -175,13 +196,32 @@ def _build_clip(weights=None, mode=None):
     return build(weights, mode)
 
 
-#: name -> :class:`EncoderInfo`. Inception joins as one more entry when the pipeline moves here.
+#: name -> :class:`EncoderInfo`; the first is the default encoder. The first output of each is
+#: its default feature (what FD, KID, precision/recall, FD∞ and the bootstrap read).
 ENCODERS: Dict[str, EncoderInfo] = {e.name: e for e in [
+    EncoderInfo("inception", "the FID Inception-v3 (TF graph of 2015-12-05): pool3, the sFID feature, the "
+                "classifier's logits; FID, sFID, IS", {"pool3": 2048, "spatial": 2023, "logits": 1008},
+                ("ttur", "pytorch-fid", "clean"), _build_inception, "fid"),
     EncoderInfo("dinov2-vitl14", "DINOv2 ViT-L/14 (torch hub dinov2_vitl14), CLS token after the final norm; "
-                "FD_DINOv2 of EDM2 and dgm-eval", {"cls": 1024}, ("edm2", "dgm-eval"), _build_dinov2),
+                "FD_DINOv2 of EDM2 and dgm-eval", {"cls": 1024}, ("edm2", "dgm-eval"), _build_dinov2, "fd_dinov2"),
     EncoderInfo("clip-vitl14-336", "OpenAI CLIP ViT-L/14 at 336 px, projected and L2-normalised image "
-                "embedding; CMMD", {"embedding": 768}, ("cmmd",), _build_clip),
+                "embedding; CMMD", {"embedding": 768}, ("cmmd",), _build_clip, "fd_clip"),
 ]}
+DEFAULT_ENCODER = next(iter(ENCODERS))
+
+
+def get_info(name: Optional[str]) -> EncoderInfo:
+    """The registry entry called ``name`` (``None``: the default, Inception); one line listing the
+    known encoders otherwise."""
+    name = DEFAULT_ENCODER if name is None else name
+    if name not in ENCODERS:
+        raise FidkitError(f"unknown encoder {name!r}; choose one of {', '.join(ENCODERS)}")
+    return ENCODERS[name]
+
+
+def encoders_with(feature: str) -> list:
+    """Names of the encoders that give the named feature."""
+    return [e.name for e in ENCODERS.values() if feature in e.outputs]
 
 
 def encoder_names() -> list:
@@ -193,9 +233,7 @@ def get_encoder(name: str, weights=None, mode: Optional[str] = None) -> Encoder:
     resolution: environment variable, cache, download) and preprocessing ``mode`` (``None``:
     its default). Raises :class:`~fidkit.errors.FidkitError` for an unknown name or mode and
     :class:`~fidkit.errors.WeightsError` when the weights cannot be had."""
-    if name not in ENCODERS:
-        raise FidkitError(f"unknown encoder {name!r}; choose one of {', '.join(ENCODERS)}")
-    info = ENCODERS[name]
+    info = get_info(name)
     if mode is not None and mode not in info.modes:
         raise FidkitError(f"encoder {name!r} has no preprocessing mode {mode!r}; choose one of {', '.join(info.modes)}")
     return info.build(weights, mode)

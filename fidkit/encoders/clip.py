@@ -23,6 +23,7 @@ float32, as OpenAI's ``clip.load`` does on the CPU (``model.float()``).
 
 from __future__ import annotations
 
+import math
 from typing import Dict, Optional
 
 import numpy as np
@@ -200,12 +201,31 @@ class CLIPEncoder(Encoder):
         return {"embedding": e / e.norm(dim=-1, keepdim=True)}
 
 
+def config_of(sd: Dict[str, torch.Tensor]) -> dict:
+    """The image tower an OpenAI CLIP state dict holds, read from its tensor shapes as OpenAI's
+    ``clip.model.build_model`` does (heads = width // 64): ViT-L/14 at 336 px for the official
+    file; a smaller file (the tests' random weights) builds a smaller tower under the same name,
+    with the warning that its digest is not the official one. A file without these tensors gets
+    ViT-L/14-336, whose loader then names what is missing."""
+    try:
+        width = int(sd["visual.conv1.weight"].shape[0])
+        patch = int(sd["visual.conv1.weight"].shape[-1])
+        grid = math.isqrt(int(sd["visual.positional_embedding"].shape[0]) - 1)
+        layers = len({k.split(".")[3] for k in sd if k.startswith("visual.transformer.resblocks.")})
+        return dict(width=width, layers=layers, heads=max(1, width // 64), patch=patch, image_size=patch * grid,
+                    output_dim=int(sd["visual.proj"].shape[1]))
+    except (KeyError, IndexError, AttributeError, TypeError, ValueError):
+        return dict(VITL14_336)
+
+
 def build(weights=None, mode: Optional[str] = None, source: WeightsSource = SOURCE, **config) -> CLIPEncoder:
     """The encoder with weights resolved as :mod:`fidkit.encoders.weights` describes; ``source``
-    and ``config`` (smaller sizes) exist for tests, which cannot download the real weights."""
+    and ``config`` (smaller sizes) exist for tests, which cannot download the real weights. Without
+    ``config`` the architecture is read from the file (:func:`config_of`)."""
     f = resolve(source, weights)
+    sd = read_state_dict(f.path)
     with torch.device("meta"):  # no memory until the file's tensors become the parameters
-        enc = CLIPEncoder(**config)
-    load_state_dict_into(enc.net, read_state_dict(f.path), str(f.path), assign=True)
+        enc = CLIPEncoder(**(config or config_of(sd)))
+    load_state_dict_into(enc.net, sd, str(f.path), assign=True)
     enc.weights_digest, enc.weights_origin, enc.weights_official = f.sha256, f.origin, f.official
     return enc.set_mode(mode).eval().requires_grad_(False)

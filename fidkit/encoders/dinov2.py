@@ -272,12 +272,32 @@ class DINOv2Encoder(Encoder):
         return {"cls": self.net(x)}
 
 
+def config_of(sd: Dict[str, torch.Tensor]) -> dict:
+    """The architecture a DINOv2 state dict holds: width, depth, MLP, patch and grid read from its
+    tensor shapes, heads = width // 64 (every DINOv2 ViT: S 384/6, B 768/12, L 1024/16, g 1536/24;
+    the one size the tensors do not show). ViT-L/14 for the official file; a smaller file (the
+    tests' random weights) builds a smaller network under the same name, with the warning that
+    its digest is not the official one. A file without these tensors gets ViT-L/14, whose
+    loader then names what is missing."""
+    sd = {k[len("module."):] if k.startswith("module.") else k: v for k, v in sd.items()}
+    try:
+        dim = int(sd["cls_token"].shape[-1])
+        depth = len({k.split(".")[1] for k in sd if k.startswith("blocks.")})
+        return dict(dim=dim, depth=depth, heads=max(1, dim // 64), mlp=int(sd["blocks.0.mlp.fc1.weight"].shape[0]),
+                    patch=int(sd["patch_embed.proj.weight"].shape[-1]),
+                    grid=math.isqrt(int(sd["pos_embed"].shape[1]) - 1))
+    except (KeyError, IndexError, AttributeError, TypeError, ValueError):
+        return dict(VITL14)
+
+
 def build(weights=None, mode: Optional[str] = None, source: WeightsSource = SOURCE, **config) -> DINOv2Encoder:
     """The encoder with weights resolved as :mod:`fidkit.encoders.weights` describes; ``source``
-    and ``config`` (smaller sizes) exist for tests, which cannot download the real weights."""
+    and ``config`` (smaller sizes) exist for tests, which cannot download the real weights. Without
+    ``config`` the architecture is read from the file (:func:`config_of`)."""
     f = resolve(source, weights)
+    sd = read_state_dict(f.path)
     with torch.device("meta"):  # no memory until the file's tensors become the parameters
-        enc = DINOv2Encoder(**config)
-    load_state_dict_into(enc.net, read_state_dict(f.path), str(f.path), assign=True)
+        enc = DINOv2Encoder(**(config or config_of(sd)))
+    load_state_dict_into(enc.net, sd, str(f.path), assign=True)
     enc.weights_digest, enc.weights_origin, enc.weights_official = f.sha256, f.origin, f.official
     return enc.set_mode(mode).eval().requires_grad_(False)

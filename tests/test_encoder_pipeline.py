@@ -1,0 +1,178 @@
+"""The encoders through the pipeline, the API and the command line, end to end, with reduced
+random DINOv2 and CLIP weights written in the official formats (Meta's state dict, OpenAI's
+TorchScript archive): the architecture is read from the file, so a 2-block network of width 64
+runs in CI where ViT-L would take minutes an image. The scores of such weights mean nothing;
+what is checked is the wiring: JSON keys, that the pipeline's numbers equal those of the
+encoder called directly, provenance in statistics files, and the one-line refusals."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import fidkit
+from fidkit import distances
+from fidkit.cli import main
+from fidkit.encoders import ENCODERS, get_encoder
+from fidkit.encoders import clip as fclip
+from fidkit.encoders import dinov2 as fdino
+from fidkit.errors import FidkitError, StatsError
+from fidkit.frechet import frechet_distance
+from fidkit.sources import decode, list_images
+from fidkit.stats import Statistics
+
+from test_encoder_weights import dino_pth, openai_archive
+
+pytestmark = [pytest.mark.filterwarnings("ignore:.*is not the official:fidkit.errors.FidkitWarning"),
+              pytest.mark.filterwarnings("ignore:.*feature dimensions:fidkit.errors.FidkitWarning"),
+              pytest.mark.filterwarnings("ignore:`torch.jit.:DeprecationWarning")]
+
+RUN = ["--device", "cpu", "--workers", "0", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("encoders")
+    dino_pth(d / "dinov2.pth")
+    openai_archive(d / "clip.pt")
+    # 30 + 30 small images from tests/data (crops and flips), enough for FD∞'s smallest subset of 3
+    for side, name in (("a", "real_a"), ("b", "real_b")):
+        out = d / side
+        out.mkdir()
+        for i, f in enumerate(list_images(f"tests/data/{name}")):
+            img = decode(f)
+            for j, v in enumerate((img, img[:, ::-1], img[::-1])):
+                Image.fromarray(np.ascontiguousarray(v)).resize((40 + 4 * j, 40)).save(out / f"{i:02d}_{j}.png")
+    return d
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("FIDKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("FIDKIT_NO_DOWNLOAD", "1")
+    for var in (fdino.SOURCE.env_var, fclip.SOURCE.env_var):
+        monkeypatch.delenv(var, raising=False)
+
+
+def cli(capsys, monkeypatch, *args):
+    """Runs ``fidkit ARGS`` in this process; returns (exit status, stdout, stderr)."""
+    import warnings
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)  # main() replaces it
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def direct(name, weights, folder, mode=None):
+    """Features of a folder from the encoder called directly (no pipeline)."""
+    enc = get_encoder(name, weights=weights, mode=mode)
+    return enc.encode([decode(f) for f in list_images(folder)])[enc.default_feature].astype(np.float64)
+
+
+def fd_of(fa, fb):
+    return frechet_distance(fa.mean(0), np.cov(fa, rowvar=False), fb.mean(0), np.cov(fb, rowvar=False)).fid
+
+
+def test_architecture_read_from_the_file(files):
+    assert fdino.config_of(__import__("torch").load(files / "dinov2.pth"))["depth"] == 2
+    enc = get_encoder("clip-vitl14-336", weights=files / "clip.pt")
+    assert enc.outputs == {"embedding": 32} and len(enc.net.transformer.resblocks) == 2
+
+
+def test_cli_dinov2_fd_kid_pr_fd_inf(files, capsys, monkeypatch):
+    code, out, err = cli(capsys, monkeypatch, "compute", files / "a", files / "b", "--encoder", "dinov2-vitl14",
+                         "--encoder-weights", files / "dinov2.pth", "--metrics", "fd,kid,pr,fd-inf", "--json", *RUN)
+    assert code == 0, err
+    r = json.loads(out)
+    assert "fid" not in r and r["encoder"] == "dinov2-vitl14" and r["protocol"] == "edm2"
+    for key in ("fd_dinov2", "kid_mean", "kid_std", "precision", "recall", "density", "coverage",
+                "fd_dinov2_inf", "fd_dinov2_inf_slope", "fd_dinov2_inf_sizes", "fd_dinov2_inf_values"):
+        assert key in r, key
+    assert r["n_a"] == r["n_b"] == 30 and len(r["fd_dinov2_inf_sizes"]) == 15
+    fa, fb = direct("dinov2-vitl14", files / "dinov2.pth", files / "a"), \
+        direct("dinov2-vitl14", files / "dinov2.pth", files / "b")
+    assert r["fd_dinov2"] == pytest.approx(fd_of(fa, fb), rel=1e-5)
+    inf = distances.fd_infinity(fa, fb, seed=2020)
+    assert r["fd_dinov2_inf"] == pytest.approx(inf.value, rel=1e-4)
+
+
+def test_cli_clip_cmmd(files, capsys, monkeypatch):
+    code, out, err = cli(capsys, monkeypatch, "compute", "tests/data/real_a", "tests/data/real_b", "--encoder",
+                         "clip-vitl14-336", "--encoder-weights", files / "clip.pt", "--metrics", "cmmd", "--json",
+                         *RUN)
+    assert code == 0, err
+    r = json.loads(out)
+    assert r["protocol"] == "cmmd" and "fd_clip" in r and "fid" not in r
+    ea = direct("clip-vitl14-336", files / "clip.pt", "tests/data/real_a")
+    eb = direct("clip-vitl14-336", files / "clip.pt", "tests/data/real_b")
+    assert r["cmmd"] == pytest.approx(distances.cmmd(ea, eb), rel=1e-5, abs=1e-9)
+
+
+def test_api_and_statistics_files(files, tmp_path, capsys, monkeypatch):
+    w = files / "dinov2.pth"
+    r = fidkit.compare(files / "a", files / "b", encoder="dinov2-vitl14", encoder_weights=w, metrics="fd,kid",
+                       device="cpu", workers=0, protocol="dgm-eval")
+    assert r.fd_key == "fd_dinov2" and r.protocol == "dgm-eval" and "kid_mean" in r.scores
+    fa = direct("dinov2-vitl14", w, files / "a", "dgm-eval")
+    fb = direct("dinov2-vitl14", w, files / "b", "dgm-eval")
+    assert r.fid == pytest.approx(fd_of(fa, fb), rel=1e-5)
+    # statistics record encoder, mode and weights digest, and serve a later comparison
+    code, out, err = cli(capsys, monkeypatch, "stats", files / "a", "-o", tmp_path / "a.npz", "--encoder",
+                         "dinov2-vitl14", "--encoder-weights", w, "--protocol", "dgm-eval", "--json", *RUN)
+    assert code == 0, err
+    info = json.loads(out)
+    st = Statistics.load(tmp_path / "a.npz")
+    assert (st.encoder, st.protocol, st.dim, st.n) == ("dinov2-vitl14", "dgm-eval", 64, 30)
+    assert info["encoder"] == "dinov2-vitl14" and info["features"] == ["cls"]
+    from fidkit._io import file_sha256
+    assert st.weights_digest == file_sha256(w)
+    r2 = fidkit.compare(tmp_path / "a.npz", files / "b", encoder="dinov2-vitl14", encoder_weights=w,
+                        protocol="dgm-eval", device="cpu", workers=0)
+    assert r2.fid == pytest.approx(r.fid, rel=1e-9)
+    # the file is refused for another encoder or mode, and beside another encoder's statistics
+    with pytest.raises(StatsError, match="made with encoder 'dinov2-vitl14', not 'inception'"):
+        fidkit.compare(tmp_path / "a.npz", files / "b", device="cpu", workers=0)
+    with pytest.raises(StatsError, match="protocol 'dgm-eval', not 'edm2'"):
+        fidkit.compute_stats(tmp_path / "a.npz", encoder="dinov2-vitl14")
+    Statistics(np.zeros(2048), np.eye(2048), 5).save(tmp_path / "inception.npz")
+    code, out, err = cli(capsys, monkeypatch, "compute", tmp_path / "a.npz", tmp_path / "inception.npz",
+                         "--encoder", "dinov2-vitl14", "--protocol", "dgm-eval", "--allow-mismatch")
+    assert code == 1 and err.count("\n") == 1
+    assert "statistics of two encoders" in err and "'dinov2-vitl14'" in err and "'inception'" in err
+    code, out, err = cli(capsys, monkeypatch, "compute", tmp_path / "a.npz", files / "b", "--encoder",
+                         "clip-vitl14-336", "--metrics", "cmmd")
+    assert code == 1 and "CMMD needs the features of every image" in err
+
+
+def test_old_files_are_inception():
+    st = Statistics.load(sorted(__import__("pathlib").Path("reference_stats").glob("*.npz"))[0])
+    assert st.encoder == "inception"
+    assert "encoder" not in st.meta()  # Inception files keep their bytes
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--encoder", "nope"], "unknown encoder 'nope'; choose one of " + ", ".join(ENCODERS)),
+    (["--encoder", "dinov2-vitl14", "--metrics", "sfid"], "needs the 'spatial' feature, which encoder "
+                                                          "'dinov2-vitl14' does not give; use --encoder inception"),
+    (["--encoder", "dinov2-vitl14", "--metrics", "is"], "use --encoder inception"),
+    (["--encoder", "clip-vitl14-336", "--metrics", "adm-pr"], "use --encoder inception"),
+    (["--metrics", "cmmd"], "needs the 'embedding' feature, which encoder 'inception' does not give; "
+                            "use --encoder clip-vitl14-336"),
+    (["--encoder", "dinov2-vitl14", "--protocol", "ttur"], "encoder 'dinov2-vitl14' has no preprocessing mode "
+                                                           "'ttur'; choose one of edm2, dgm-eval"),
+])
+def test_refused_in_one_line(args, says, capsys, monkeypatch):
+    code, out, err = cli(capsys, monkeypatch, "compute", "tests/data/real_a", "tests/data/real_b", *args)
+    assert code == 1 and err.count("\n") == 1 and says in err, err
+
+
+def test_fd_inf_refused_when_too_few_images(files, capsys, monkeypatch):
+    code, out, err = cli(capsys, monkeypatch, "compute", "tests/data/real_a", "tests/data/real_b", "--encoder",
+                         "dinov2-vitl14", "--encoder-weights", files / "dinov2.pth", "--metrics", "fd-inf", *RUN)
+    assert code == 1 and "fidkit: error:" in err and "FD" in err
+    assert len([l for l in err.splitlines() if l.startswith("fidkit: error")]) == 1
