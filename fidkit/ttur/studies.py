@@ -710,8 +710,8 @@ def aggregate_truncation(plan: Plan, runs_dir, results_dir, command=None, name="
     def lab(t):
         return "∞" if t is None else f"{t:g}"
 
-    for i, d in enumerate(docs.values()):
-        rs = d["results"]
+    for i, d in enumerate(docs.values()):  # along the thresholds: ∞, then falling
+        rs = sorted(d["results"], key=lambda r: -math.inf if r["threshold"] is None else -r["threshold"])
         ax1.plot([r["recall"] for r in rs], [r["precision"] for r in rs], "o-", color=f"C{i}", ms=4,
                  label=f"generator seed {d['seed']}")
         for r in rs:
