@@ -1,4 +1,7 @@
+import os
 import pathlib
+import subprocess
+import sys
 
 import pytest
 
@@ -48,3 +51,12 @@ def pytest_runtest_setup(item):
         reason = fashion_mnist_missing()
         if reason:
             pytest.skip(reason)
+
+
+def run_fidkit(*args, check=True):
+    """``python -m fidkit ARGS`` in a subprocess with warnings shown; asserts exit 0 when ``check``."""
+    r = subprocess.run([sys.executable, "-m", "fidkit", *map(str, args)], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONWARNINGS": "default"})
+    if check:
+        assert r.returncode == 0, r.stderr
+    return r

@@ -3,8 +3,6 @@ ADM's Inception Score, sample batches as sources, `fidkit adm`, safe reading of 
 import json
 import os
 import pickle
-import subprocess
-import sys
 import zipfile
 
 import numpy as np
@@ -13,6 +11,7 @@ import torch
 from PIL import Image
 
 import fidkit
+from conftest import run_fidkit as run
 from fidkit import scores
 from fidkit import weights as W
 from fidkit.errors import FidkitError, SourceError, StatsError, WeightsError
@@ -20,14 +19,6 @@ from fidkit.inception import SPATIAL_DIM
 from fidkit.preprocess import get_protocol
 from fidkit.sources import BatchImages, as_images, decode, list_images
 from fidkit.stats import Statistics
-
-
-def run(*args, check=True):
-    r = subprocess.run([sys.executable, "-m", "fidkit", *map(str, args)], capture_output=True, text=True,
-                       env={**os.environ, "PYTHONWARNINGS": "default"})
-    if check:
-        assert r.returncode == 0, r.stderr
-    return r
 
 
 # ------------------------------------------------------------------ the sFID feature itself

@@ -1,14 +1,12 @@
 """The command line end to end with the real weights on a small set of real images."""
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 
 import fidkit
+from conftest import run_fidkit as run
 from fidkit.stats import Statistics
 
 # FID of tests/data/real_a vs real_b from the reference implementations with the same
@@ -18,12 +16,6 @@ REFERENCE = {"ttur": 275.9083691694693,         # torch-fidelity 0.4.0
              "clean": 313.70841684569416}       # clean-fid 0.1.35, mode clean
 
 
-def run(*args, check=True):
-    r = subprocess.run([sys.executable, "-m", "fidkit", *map(str, args)], capture_output=True, text=True,
-                       env={**os.environ, "PYTHONWARNINGS": "default"})
-    if check:
-        assert r.returncode == 0, r.stderr
-    return r
 
 
 @pytest.fixture(scope="module")

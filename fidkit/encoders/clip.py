@@ -34,7 +34,7 @@ from torch import nn
 from ..errors import WeightsError
 from . import Encoder, Preprocess
 from ._image import CLIP_MEAN, CLIP_STD, centre_crop_square, chw, normalise, pil_bicubic_uint8
-from .weights import WeightsSource, read_state_dict, resolve
+from .weights import WeightsSource, build_encoder
 
 NAME = "clip-vitl14-336"
 OPENAI_SHA256 = "3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02"
@@ -222,10 +222,4 @@ def build(weights=None, mode: Optional[str] = None, source: WeightsSource = SOUR
     """The encoder with weights resolved as :mod:`fidkit.encoders.weights` describes; ``source``
     and ``config`` (smaller sizes) exist for tests, which cannot download the real weights. Without
     ``config`` the architecture is read from the file (:func:`config_of`)."""
-    f = resolve(source, weights)
-    sd = read_state_dict(f.path)
-    with torch.device("meta"):  # no memory until the file's tensors become the parameters
-        enc = CLIPEncoder(**(config or config_of(sd)))
-    load_state_dict_into(enc.net, sd, str(f.path), assign=True)
-    enc.weights_digest, enc.weights_origin, enc.weights_official = f.sha256, f.origin, f.official
-    return enc.set_mode(mode).eval().requires_grad_(False)
+    return build_encoder(CLIPEncoder, config_of, load_state_dict_into, source, weights, mode, config)

@@ -46,7 +46,7 @@ from torch import nn
 from ..errors import WeightsError
 from . import Encoder, Preprocess
 from ._image import IMAGENET_MEAN, IMAGENET_STD, chw, normalise, pil_bicubic_uint8
-from .weights import WeightsSource, read_state_dict, resolve
+from .weights import WeightsSource, build_encoder
 
 NAME = "dinov2-vitl14"
 SOURCE = WeightsSource(NAME, "https://dl.fbaipublicfiles.com/dinov2/dinov2_vitl14/dinov2_vitl14_pretrain.pth",
@@ -294,10 +294,4 @@ def build(weights=None, mode: Optional[str] = None, source: WeightsSource = SOUR
     """The encoder with weights resolved as :mod:`fidkit.encoders.weights` describes; ``source``
     and ``config`` (smaller sizes) exist for tests, which cannot download the real weights. Without
     ``config`` the architecture is read from the file (:func:`config_of`)."""
-    f = resolve(source, weights)
-    sd = read_state_dict(f.path)
-    with torch.device("meta"):  # no memory until the file's tensors become the parameters
-        enc = DINOv2Encoder(**(config or config_of(sd)))
-    load_state_dict_into(enc.net, sd, str(f.path), assign=True)
-    enc.weights_digest, enc.weights_origin, enc.weights_official = f.sha256, f.origin, f.official
-    return enc.set_mode(mode).eval().requires_grad_(False)
+    return build_encoder(DINOv2Encoder, config_of, load_state_dict_into, source, weights, mode, config)

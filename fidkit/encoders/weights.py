@@ -295,3 +295,21 @@ def read_torchscript(path) -> Dict[str, torch.Tensor]:
         raise WeightsError(f"{path}: the archive's data.pkl holds a {type(root).__name__}, not a module")
     walk(root, "")
     return out
+
+
+def build_encoder(cls, config_of, load_into, source: WeightsSource, weights=None, mode=None, config=None):
+    """An encoder of class ``cls`` with its weights resolved as this module describes.
+
+    ``config`` (the architecture's sizes) defaults to ``config_of(state_dict)``, read from the
+    file; ``load_into(net, state_dict, origin, assign=True)`` makes the file's tensors the
+    parameters of a network built on the meta device, so no second copy is ever allocated.
+    Returns the encoder in eval mode, in preprocessing ``mode`` (None: its default), with its
+    digest, origin and whether the file is the official one recorded.
+    """
+    f = resolve(source, weights)
+    sd = read_state_dict(f.path)
+    with torch.device("meta"):  # no memory until the file's tensors become the parameters
+        enc = cls(**(config or config_of(sd)))
+    load_into(enc.net, sd, str(f.path), assign=True)
+    enc.weights_digest, enc.weights_origin, enc.weights_official = f.sha256, f.origin, f.official
+    return enc.set_mode(mode).eval().requires_grad_(False)
