@@ -291,9 +291,9 @@ def compute_stats(source, protocol: str | None = None, *, allow_mismatch: bool =
     if isinstance(source, Statistics):
         return source
     if _is_stats_path(source):
-        st = Statistics.load(source)
         enc = kw.get("encoder")
         name = enc.name if isinstance(enc, Encoder) else get_info(enc).name
+        st = Statistics.load(source, encoder=name)
         check_provenance(st, None, None, allow_mismatch, encoder=name)
         check_provenance(st, mode_of(enc, protocol), None, allow_mismatch)
         if spatial:

@@ -189,19 +189,22 @@ class Statistics:
         return path
 
     @classmethod
-    def load(cls, path, assume_protocol: str | None = None) -> "Statistics":
+    def load(cls, path, assume_protocol: str | None = None, encoder: str | None = None) -> "Statistics":
         """Reads statistics: a fidkit file, an ADM reference batch, an EDM2 ``.pkl``, or a plain
         ``mu``/``sigma`` file written by others.
 
         Plain files (pytorch-fid's, TTUR's, EDM's ``.npz`` look alike) get ``assume_protocol``
         (None: unknown, with a warning). ADM reference batches and EDM2 pickles are ``ttur``
         statistics with unknown weights. ``mu_s``/``sigma_s`` become ``named["spatial"]``.
+        ``encoder`` chooses among the feature spaces of a file that holds several (an EDM2 pickle
+        holds Inception's and DINOv2's: ``encoder="dinov2-vitl14"`` gives its ``fd_dinov2``
+        statistics, protocol ``edm2``); other files record one encoder, which callers check.
         """
         path = Path(path)
         if not path.is_file():
             raise StatsError(f"{path}: no such statistics file")
         if path.suffix.lower() == ".pkl":
-            return _load_edm2_pickle(path)
+            return _load_edm2_pickle(path, encoder)
         spatial = None
         try:
             with np.load(path, allow_pickle=False) as z:
@@ -389,17 +392,32 @@ def load_data_pickle(path):
         raise StatsError(f"{path}: not a readable pickle ({type(e).__name__}); the file may be truncated") from None
 
 
-def _load_edm2_pickle(path) -> Statistics:
-    """EDM2's reference statistics: ``{'fid': {'mu', 'sigma'}, 'fd_dinov2': {...}, 'num_images'}``."""
+#: EDM2's detector keys -> (fidkit encoder, the preprocessing mode EDM2 computes them with)
+EDM2_DETECTORS = {"fid": (DEFAULT_ENCODER, "ttur"), "fd_dinov2": ("dinov2-vitl14", "edm2")}
+
+
+def _load_edm2_pickle(path, encoder: str | None = None) -> Statistics:
+    """EDM2's reference statistics: ``{'fid': {'mu', 'sigma'}, 'fd_dinov2': {...}, 'num_images'}``.
+    ``encoder`` (None: Inception) picks the detector: ``fid`` is Inception's pool3 (protocol
+    ``ttur``: NVIDIA's TorchScript of the TF graph on uint8 at native size), ``fd_dinov2`` is
+    DINOv2 ViT-L/14's CLS token (mode ``edm2``: torch bicubic with antialias to 224). The weights
+    are recorded as unknown (EDM2 uses the official files but stores no digest)."""
     obj = load_data_pickle(path)
-    if not (isinstance(obj, dict) and isinstance(obj.get("fid"), dict) and {"mu", "sigma"} <= set(obj["fid"])):
+    if not isinstance(obj, dict) or not any(isinstance(obj.get(k), dict) for k in EDM2_DETECTORS):
         keys = sorted(map(str, obj)) if isinstance(obj, dict) else type(obj).__name__
         raise StatsError(f"{path}: not EDM2 reference statistics (expected a dict with 'fid': {{'mu', 'sigma'}}, "
                          f"found {keys})")
-    st = Statistics._checked(path, obj["fid"]["mu"], obj["fid"]["sigma"])
+    want = encoder or DEFAULT_ENCODER
+    key = next((k for k, (enc, _) in EDM2_DETECTORS.items() if enc == want), None)
+    held = [k for k in obj if isinstance(obj.get(k), dict) and {"mu", "sigma"} <= set(obj[k])]
+    if key is None or key not in held:
+        have = ", ".join(f"{k} ({EDM2_DETECTORS[k][0]})" if k in EDM2_DETECTORS else k for k in held) or "none"
+        raise StatsError(f"{path}: this EDM2 pickle holds no statistics for encoder {want!r} (it holds: {have}); "
+                         f"use the matching --encoder or other reference statistics")
+    st = Statistics._checked(path, obj[key]["mu"], obj[key]["sigma"])
     n = obj.get("num_images")
     st.n = int(n) if isinstance(n, (int, np.integer)) else None
-    st.protocol = "ttur"  # NVIDIA's TorchScript of the TF graph on uint8 at native size
-    st.extra = {"format": "EDM2 reference pickle", "other_detectors": sorted(k for k in obj if k not in
-                                                                             ("fid", "num_images"))}
+    st.encoder, st.protocol = EDM2_DETECTORS[key]
+    st.extra = {"format": "EDM2 reference pickle", "detector": key,
+                "other_detectors": sorted(k for k in held if k != key)}
     return st

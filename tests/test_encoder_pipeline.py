@@ -176,3 +176,37 @@ def test_fd_inf_refused_when_too_few_images(files, capsys, monkeypatch):
                          "dinov2-vitl14", "--encoder-weights", files / "dinov2.pth", "--metrics", "fd-inf", *RUN)
     assert code == 1 and "fidkit: error:" in err and "FD" in err
     assert len([l for l in err.splitlines() if l.startswith("fidkit: error")]) == 1
+
+
+def test_edm2_pickle_gives_each_encoder_its_detector(files, tmp_path, capsys, monkeypatch):
+    """EDM2's reference pickle holds Inception's ``fid`` and DINOv2's ``fd_dinov2``: with
+    ``--encoder dinov2-vitl14`` the second is the reference (mode edm2), without it the first."""
+    import pickle
+    w = files / "dinov2.pth"
+    fa = direct("dinov2-vitl14", w, files / "a")  # mode edm2, EDM2's own
+    fb = direct("dinov2-vitl14", w, files / "b")
+    rng = np.random.default_rng(3)
+    pool = rng.normal(size=(40, 2048))
+    ref = {"num_images": 30, "fid": {"mu": pool.mean(0), "sigma": np.cov(pool, rowvar=False)},
+           "fd_dinov2": {"mu": fa.mean(0), "sigma": np.cov(fa, rowvar=False)}}
+    (tmp_path / "ref.pkl").write_bytes(pickle.dumps(ref))
+    st = Statistics.load(tmp_path / "ref.pkl", encoder="dinov2-vitl14")
+    assert (st.encoder, st.protocol, st.dim, st.n, st.extra["detector"]) == ("dinov2-vitl14", "edm2", 64, 30,
+                                                                            "fd_dinov2")
+    assert Statistics.load(tmp_path / "ref.pkl").encoder == "inception"
+    code, out, err = cli(capsys, monkeypatch, "compute", tmp_path / "ref.pkl", files / "b", "--encoder",
+                         "dinov2-vitl14", "--encoder-weights", w, "--json", *RUN)
+    assert code == 0, err
+    r = json.loads(out)
+    assert r["fd_dinov2"] == pytest.approx(fd_of(fa, fb), rel=1e-5) and r["n_a"] == 30
+    # the other mode is refused as for any statistics of another protocol
+    code, out, err = cli(capsys, monkeypatch, "compute", tmp_path / "ref.pkl", files / "b", "--encoder",
+                         "dinov2-vitl14", "--encoder-weights", w, "--protocol", "dgm-eval", *RUN)
+    assert code == 1 and "protocol 'edm2', not 'dgm-eval'" in err
+    # a pickle without DINOv2 statistics says what it holds
+    del ref["fd_dinov2"]
+    (tmp_path / "fid_only.pkl").write_bytes(pickle.dumps(ref))
+    code, out, err = cli(capsys, monkeypatch, "compute", tmp_path / "fid_only.pkl", files / "b", "--encoder",
+                         "dinov2-vitl14", "--encoder-weights", w, *RUN)
+    assert code == 1 and err.count("\n") == 1
+    assert "no statistics for encoder 'dinov2-vitl14' (it holds: fid (inception))" in err
