@@ -25,7 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .api import check_provenance, compute_stats, encoder_for, finish_stats, frechet_distance, load_weights
+from .api import (check_provenance, compute_stats, encoder_for, finish_stats, frechet_distance, load_weights,
+                  mode_of)
+from .encoders import DEFAULT_ENCODER, Encoder, get_info
 from .errors import FidkitError, SourceError
 from .pipeline import default_batch_size, iter_array_features, resolve_device
 from .inception import FEATURE_DIM
@@ -119,38 +121,59 @@ def reduce_accumulator(acc: Accumulator, group=None) -> Accumulator:
 class FID:
     """FID of generated images, fed batch by batch, against fixed reference statistics.
 
-    ``reference``: an ``.npz`` statistics file, a :class:`~fidkit.stats.Statistics`, an
-    image folder, or uint8 images (numpy (N, H, W, 3) or torch (N, 3, H, W)); folders and
-    images are turned into statistics once, here, with the same protocol, weights, device
-    and precision. Reference statistics recording another protocol or other weights are
-    refused (``allow_mismatch=True`` overrides); a plain mu/sigma file from elsewhere gives
-    a warning that its provenance is unknown. ``batch_size``: images per network batch
-    (default 32 on the CPU, 200 on CUDA); ``workers``: decoding workers for a reference
-    folder. ``keep_features=True`` also keeps every generated image's pool3 features on
-    the host (float32, 8 KiB per image) for :meth:`features`, e.g. to compute KID against
-    reference features with :func:`fidkit.kid`; memory then grows with the images. The
-    network is built on the first update.
+    ``reference``: an ``.npz`` statistics file (or EDM2 ``.pkl``), a
+    :class:`~fidkit.stats.Statistics`, an image folder, or uint8 images (numpy (N, H, W, 3)
+    or torch (N, 3, H, W)); folders and images are turned into statistics once, here, with
+    the same encoder, protocol, weights, device and precision. Reference statistics recording
+    another encoder, protocol or other weights are refused (``allow_mismatch=True`` lets
+    another protocol or weights pass, never another encoder); a plain mu/sigma file from
+    elsewhere gives a warning that its provenance is unknown.
+
+    ``encoder``: the feature space, a name of :data:`fidkit.encoders.ENCODERS` or an
+    :class:`~fidkit.encoders.Encoder` (default Inception, pool3: FID). With
+    ``encoder="dinov2-vitl14"`` :meth:`compute` is FD_DINOv2 (EDM2's, mode ``edm2``, or
+    ``protocol="dgm-eval"``), its weights from ``encoder_weights`` (path; None: environment
+    variable, cache, download). ``protocol``: the encoder's preprocessing mode (None: its
+    default; Inception ``ttur``). ``batch_size``: images per network batch (default 16 on the
+    CPU, 200 on CUDA); ``workers``: decoding workers for a reference folder.
+    ``keep_features=True`` also keeps every generated image's feature vector (the encoder's
+    default feature, float32, e.g. 8 KiB per image for pool3) on the host for :meth:`features`,
+    e.g. to compute KID against reference features with :func:`fidkit.kid`; memory then grows
+    with the images. Inception's network is built on the first update; other encoders at once
+    (their weights digest is checked against the reference's).
     """
 
-    def __init__(self, reference, protocol: str = "ttur", device="auto", weights=None, precision: str = "fp32",
+    def __init__(self, reference, protocol: str | None = None, device="auto", weights=None, precision: str = "fp32",
                  batch_size: int | None = None, *, allow_mismatch: bool = False, workers: int | None = None,
-                 keep_features: bool = False):
-        self.protocol = get_protocol(protocol)
+                 keep_features: bool = False, encoder=None, encoder_weights=None):
         self.device = resolve_device(device)
-        self.weights = load_weights(weights)
         self.precision = precision
         self.batch_size = batch_size or default_batch_size(self.device)
         if self.batch_size < 1:
             raise SourceError(f"batch size must be at least 1, got {self.batch_size}")
-        self.allow_mismatch = allow_mismatch
+        mode = mode_of(encoder, protocol)
+        self.encoder = encoder.name if isinstance(encoder, Encoder) else get_info(encoder).name
         self._net = None
+        if self.encoder == DEFAULT_ENCODER and not isinstance(encoder, Encoder):
+            self.weights = load_weights(weights if weights is not None else encoder_weights)
+            self.protocol = get_protocol(mode)
+            self.feature, digest, net_or_weights = "pool3", self.weights.digest, self.weights
+        else:
+            self._net = encoder_for(encoder, mode, weights=weights, encoder_weights=encoder_weights,
+                                    device=self.device, precision=precision)
+            self.weights = self._net
+            self.protocol = self._net.preprocess
+            self.feature, digest, net_or_weights = self._net.default_feature, self._net.weights_digest, self._net
+        self.allow_mismatch = allow_mismatch
         if isinstance(reference, FID):
             reference = reference.reference
-        ref = compute_stats(reference, self.protocol.name, device=self.device, weights=self.weights,
-                            precision=precision, batch_size=self.batch_size, workers=workers, progress=False)
-        check_provenance(ref, self.protocol.name, self.weights.digest, allow_mismatch)
+        ref = compute_stats(reference, mode, device=self.device, weights=self.weights if self._net is None else None,
+                            precision=precision, batch_size=self.batch_size, workers=workers, progress=False,
+                            encoder=net_or_weights if self._net is not None else None)
+        check_provenance(ref, mode, digest, allow_mismatch, encoder=self.encoder)
         self.reference: Statistics = ref
-        self._acc = Accumulator(FEATURE_DIM, self.device)
+        self.dim = FEATURE_DIM if self._net is None else self._net.outputs[self.feature]
+        self._acc = Accumulator(self.dim, self.device)
         self.keep_features = keep_features
         self._kept: list = []
 
@@ -175,19 +198,19 @@ class FID:
             self._net = encoder_for(None, self.protocol.name, weights=self.weights, device=self.device,
                                     precision=self.precision)
         for out in iter_array_features(x, self.protocol, self._net, self.device, self.batch_size, "NCHW",
-                                       progress=False, mode=self.precision):
-            feats = out["pool3"]
+                                       progress=False, names=(self.feature,), mode=self.precision):
+            feats = out[self.feature]
             self._acc.update(feats)
             if self.keep_features:
                 self._kept.append(feats.float().cpu().numpy())
 
     def features(self) -> np.ndarray:
-        """This process's generated features since the last reset: float32 (N, 2048).
-        Needs ``keep_features=True``; not gathered across torch.distributed ranks."""
+        """This process's generated features since the last reset: float32 (N, dim) (2048 for
+        Inception's pool3). Needs ``keep_features=True``; not gathered across torch.distributed ranks."""
         if not self.keep_features:
             raise FidkitError("this FID metric does not keep features; create it with keep_features=True")
         if not self._kept:
-            return np.zeros((0, FEATURE_DIM), np.float32)
+            return np.zeros((0, self.dim), np.float32)
         self._kept = [np.concatenate(self._kept)]
         return self._kept[0]
 
@@ -195,7 +218,7 @@ class FID:
         """Statistics of the generated images so far. Under torch.distributed, those of all
         ranks (a collective call, like :meth:`compute`); ``sync=False`` gives this rank's own."""
         acc = reduce_accumulator(self._acc) if sync else self._acc
-        return finish_stats(acc, self.protocol.name, self.weights, self.precision, "fidkit.FID")
+        return finish_stats(acc, self.protocol.name, self.weights, self.precision, "fidkit.FID", self.feature)
 
     @property
     def stats(self) -> Statistics:
@@ -210,11 +233,11 @@ class FID:
 
     def reset(self) -> None:
         """Forgets the generated images; the reference statistics stay."""
-        self._acc = Accumulator(FEATURE_DIM, self.device)
+        self._acc = Accumulator(self.dim, self.device)
         self._kept = []
 
     def __repr__(self):
-        return (f"FID(protocol={self.protocol.name!r}, device={str(self.device)!r}, n={self.n}, "
+        return (f"FID(encoder={self.encoder!r}, protocol={self.protocol.name!r}, device={str(self.device)!r}, n={self.n}, "
                 f"reference_n={self.reference.n})")
 
 
@@ -233,8 +256,9 @@ class GeneratorResult:
 
 
 def evaluate_generator(sample_fn, n: int, batch_size: int, reference=None, *, input_range=None,
-                       protocol: str = "ttur", device="auto", weights=None, precision: str = "fp32",
-                       allow_mismatch: bool = False, metric: FID | None = None) -> GeneratorResult:
+                       protocol: str | None = None, device="auto", weights=None, precision: str = "fp32",
+                       allow_mismatch: bool = False, metric: FID | None = None, encoder=None,
+                       encoder_weights=None) -> GeneratorResult:
     """FID of ``n`` images drawn from ``sample_fn(batch_size)`` against ``reference``.
 
     ``sample_fn(k)`` returns k images (or any number; extra ones are dropped): uint8
@@ -242,7 +266,8 @@ def evaluate_generator(sample_fn, n: int, batch_size: int, reference=None, *, in
     under ``torch.no_grad()``. ``reference`` is as for :class:`FID` (or give a ready
     ``metric``, which is reset first and keeps its reference, to avoid recomputing it).
     Under torch.distributed, ``n`` is the total: each rank draws its share and the
-    statistics are gathered.
+    statistics are gathered. ``encoder``/``encoder_weights`` choose the feature space as for
+    :class:`FID` (``result.fid`` is then e.g. FD_DINOv2).
     """
     t0 = time.perf_counter()
     if n < 2 or batch_size < 1:
@@ -250,7 +275,8 @@ def evaluate_generator(sample_fn, n: int, batch_size: int, reference=None, *, in
     if metric is None:
         if reference is None:
             raise FidkitError("give the reference statistics (an .npz, Statistics, folder or images) or a metric")
-        metric = FID(reference, protocol, device, weights, precision, allow_mismatch=allow_mismatch)
+        metric = FID(reference, protocol, device, weights, precision, allow_mismatch=allow_mismatch, encoder=encoder,
+                     encoder_weights=encoder_weights)
     metric.reset()
     mine = n
     if _distributed():

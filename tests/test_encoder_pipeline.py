@@ -210,3 +210,29 @@ def test_edm2_pickle_gives_each_encoder_its_detector(files, tmp_path, capsys, mo
                          "dinov2-vitl14", "--encoder-weights", w, *RUN)
     assert code == 1 and err.count("\n") == 1
     assert "no statistics for encoder 'dinov2-vitl14' (it holds: fid (inception))" in err
+
+
+def test_fid_metric_object_in_dinov2_space(files, tmp_path):
+    """fidkit.FID(encoder=...) in a training loop: FD_DINOv2 of updates equals the pipeline's on
+    the same images, the reference's provenance is checked, and keep_features keeps the CLS token."""
+    import torch
+    w = files / "dinov2.pth"
+    imgs = np.stack([decode(f) for f in list_images(files / "b") if f.name.endswith("_0.png")])  # one size
+    ref = fidkit.compute_stats(files / "a", encoder="dinov2-vitl14", encoder_weights=w, device="cpu", workers=0)
+    metric = fidkit.FID(ref, encoder="dinov2-vitl14", encoder_weights=w, device="cpu", keep_features=True)
+    x = torch.from_numpy(imgs).permute(0, 3, 1, 2)
+    metric.update(x[:4])
+    metric.update(x[4:])
+    direct_b = fidkit.compute_stats(imgs, encoder="dinov2-vitl14", encoder_weights=w, device="cpu")
+    got = metric.compute_stats()
+    assert (got.encoder, got.protocol, got.n, got.dim) == ("dinov2-vitl14", "edm2", len(imgs), 64)
+    np.testing.assert_allclose(got.mu, direct_b.mu, rtol=1e-12, atol=1e-12)
+    assert metric.compute() == pytest.approx(fidkit.frechet_distance(ref, direct_b).fid, rel=1e-9)
+    assert metric.features().shape == (len(imgs), 64)
+    assert "encoder='dinov2-vitl14'" in repr(metric)
+    # an Inception reference, or the other mode's, is refused
+    with pytest.raises(StatsError, match="made with encoder 'inception', not 'dinov2-vitl14'"):
+        fidkit.FID(Statistics(np.zeros(64), np.eye(64), 100), encoder="dinov2-vitl14", encoder_weights=w,
+                   device="cpu")
+    with pytest.raises(StatsError, match="protocol 'edm2', not 'dgm-eval'"):
+        fidkit.FID(ref, encoder="dinov2-vitl14", encoder_weights=w, protocol="dgm-eval", device="cpu")
