@@ -139,3 +139,33 @@ class DigestRecord:
             record[name] = digest
             text = json.dumps(record, indent=1, sort_keys=True).encode()
             atomic_write(self.path, lambda f: f.write(text))
+
+
+class DownloadFailed(Exception):
+    """A download that did not complete: ``url``, ``reason`` in words, ``http_code`` (None when
+    the server was not reached). Callers turn it into their own one-line error."""
+
+    def __init__(self, url: str, reason: str, http_code: int | None = None):
+        super().__init__(f"{url}: {reason}")
+        self.url, self.reason, self.http_code = url, reason, http_code
+
+
+def download(url: str, dest: Path, timeout: float) -> None:
+    """Downloads ``url`` to ``dest`` through ``dest.download`` beside it, renamed over ``dest``
+    only when complete (no half-written ``dest``, the temporary removed on any failure).
+    Raises :class:`DownloadFailed`."""
+    import urllib.error
+    import urllib.request
+
+    dest = Path(dest)
+    tmp = dest.with_name(dest.name + ".download")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r, open(tmp, "wb") as f:
+            shutil.copyfileobj(r, f, 1 << 20)
+        tmp.replace(dest)
+    except urllib.error.HTTPError as e:
+        raise DownloadFailed(url, f"HTTP {e.code} {e.reason}", e.code) from None
+    except (urllib.error.URLError, OSError, TimeoutError) as e:
+        raise DownloadFailed(url, str(getattr(e, "reason", None) or e)) from None
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -30,13 +30,10 @@ partial download is deleted by the next holder.
 from __future__ import annotations
 
 import contextlib
-import shutil
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._io import DigestRecord, cache_lock, file_sha256, remove_stale_temporaries
+from ._io import DigestRecord, DownloadFailed, cache_lock, download, file_sha256, remove_stale_temporaries
 from .errors import StatsError
 from .stats import Statistics
 from .weights import cache_dir
@@ -118,19 +115,13 @@ def cached_path(name: str) -> Path:
 
 
 def _download(url: str, dest: Path, timeout: float) -> None:
-    tmp = dest.with_name(dest.name + ".download")
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as r, open(tmp, "wb") as f:
-            shutil.copyfileobj(r, f, 1 << 20)
-        tmp.replace(dest)
-    except urllib.error.HTTPError as e:
-        raise StatsError(f"cannot download {url}: HTTP {e.code} {e.reason}; the file may have moved") from None
-    except (urllib.error.URLError, OSError, TimeoutError) as e:
-        reason = getattr(e, "reason", None) or e
-        raise StatsError(f"cannot download {url} ({reason}); fetching published statistics needs the internet, "
+        download(url, dest, timeout)
+    except DownloadFailed as e:
+        if e.http_code is not None:
+            raise StatsError(f"cannot download {url}: {e.reason}; the file may have moved") from None
+        raise StatsError(f"cannot download {url} ({e.reason}); fetching published statistics needs the internet, "
                          f"or put the file there yourself and pass its path instead") from None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def fetch(name: str, *, timeout: float = 30.0, say=print) -> Path:

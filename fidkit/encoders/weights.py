@@ -30,10 +30,7 @@ from __future__ import annotations
 
 import os
 import pickle
-import shutil
 import sys
-import urllib.error
-import urllib.request
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -42,7 +39,7 @@ from typing import Dict, Optional
 
 import torch
 
-from .._io import DigestRecord, file_sha256
+from .._io import DigestRecord, DownloadFailed, download, file_sha256
 from ..errors import FidkitWarning, WeightsError
 from ..weights import cache_dir
 
@@ -98,20 +95,14 @@ def expected_digest(src: WeightsSource) -> Optional[str]:
 
 
 def _download(src: WeightsSource, dest: Path, timeout: float) -> None:
-    tmp = dest.with_name(dest.name + ".download")
     hint = (f"get {src.url} and put it at {dest}, or give it with --encoder-weights PATH "
             f"(or {src.env_var})")
     try:
-        with urllib.request.urlopen(src.url, timeout=timeout) as r, open(tmp, "wb") as f:
-            shutil.copyfileobj(r, f, 1 << 20)
-        tmp.replace(dest)
-    except urllib.error.HTTPError as e:
-        raise WeightsError(f"cannot download {src.url}: HTTP {e.code} {e.reason}; {hint}") from None
-    except (urllib.error.URLError, OSError, TimeoutError) as e:
-        reason = getattr(e, "reason", None) or e
-        raise WeightsError(f"cannot download the {src.encoder} weights ({reason}); {hint}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
+        download(src.url, dest, timeout)
+    except DownloadFailed as e:
+        if e.http_code is not None:
+            raise WeightsError(f"cannot download {src.url}: {e.reason}; {hint}") from None
+        raise WeightsError(f"cannot download the {src.encoder} weights ({e.reason}); {hint}") from None
 
 
 def resolve(src: WeightsSource, explicit=None, *, allow_download: bool = True, timeout: float = 60.0) -> ResolvedFile:
