@@ -112,6 +112,25 @@ def _expected_names(with_classifier: bool) -> dict:
     return {k: tuple(v.shape) for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
 
 
+def check_layout(tensors: dict, expected: dict, origin: str, layout: str, hint: str, prefix: str = "") -> None:
+    """Refuses, in one line, weights whose tensor names or shapes are not ``expected`` (name ->
+    shape) or that hold NaN or inf. ``tensors``: name -> numpy array or torch tensor; ``layout``
+    names what was expected ("the DINOv2 ViT layout of ..."), ``hint`` says which file to give,
+    ``prefix`` is put before names in the message (as they are named in the file)."""
+    missing = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    if missing or extra:
+        raise WeightsError(f"{origin}: not {layout} (missing {[prefix + m for m in missing[:3]]}, unexpected "
+                           f"{[prefix + e for e in extra[:3]]}); {hint}")
+    for k, shape in expected.items():
+        v = tensors[k]
+        if tuple(v.shape) != tuple(shape):
+            raise WeightsError(f"{origin}: tensor {prefix}{k} has shape {tuple(v.shape)}, expected {tuple(shape)}")
+        finite = v.isfinite().all() if hasattr(v, "isfinite") else np.all(np.isfinite(v))
+        if not finite:
+            raise WeightsError(f"{origin}: tensor {prefix}{k} holds NaN or inf; the file is damaged")
+
+
 def _finish(tensors: dict, origin: str, path=None) -> Weights:
     """Checks names and shapes, drops an all-zero classifier, computes the digest."""
     tensors = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()
@@ -120,17 +139,8 @@ def _finish(tensors: dict, origin: str, path=None) -> Weights:
     if not has_fc:
         tensors.pop("fc.weight", None)
         tensors.pop("fc.bias", None)
-    expected = _expected_names(has_fc)
-    missing = sorted(set(expected) - set(tensors))
-    extra = sorted(set(tensors) - set(expected))
-    if missing or extra:
-        raise WeightsError(f"{origin}: not the FID Inception layout (missing {missing[:3]}, unexpected "
-                           f"{extra[:3]}); give a pytorch-fid .pth, NVIDIA's default_1.pt or a fidkit .npz")
-    for k, shape in expected.items():
-        if tensors[k].shape != shape:
-            raise WeightsError(f"{origin}: tensor {k} has shape {tensors[k].shape}, expected {shape}")
-        if not np.all(np.isfinite(tensors[k])):
-            raise WeightsError(f"{origin}: tensor {k} holds NaN or inf; the file is damaged")
+    check_layout(tensors, _expected_names(has_fc), origin, "the FID Inception layout",
+                 "give a pytorch-fid .pth, NVIDIA's default_1.pt or a fidkit .npz")
     return Weights(tensors, tensors_digest(tensors), has_fc, origin, str(path) if path else None)
 
 

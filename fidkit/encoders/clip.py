@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import WeightsError
+from ..weights import check_layout
 from . import Encoder, Preprocess
 from ._image import CLIP_MEAN, CLIP_STD, centre_crop_square, chw, normalise, pil_bicubic_uint8
 from .weights import WeightsSource, build_encoder
@@ -162,17 +162,9 @@ def load_state_dict_into(net: CLIPVisual, sd: Dict[str, torch.Tensor], origin: s
     ``assign``: the float32 tensors become the parameters (for a network built on the meta
     device), and ``sd``'s visual entries are released one by one as they are converted."""
     vis = visual_state_dict(sd)
-    expected = net.state_dict()
-    missing = sorted(set(expected) - set(vis))
-    extra = sorted(set(vis) - set(expected))
-    if missing or extra:
-        raise WeightsError(f"{origin}: not the OpenAI CLIP ViT layout of {NAME} (missing {['visual.' + m for m in missing[:3]]}, "
-                           f"unexpected {['visual.' + e for e in extra[:3]]}); give OpenAI's ViT-L-14-336px.pt")
-    for k, v in expected.items():
-        if tuple(vis[k].shape) != tuple(v.shape):
-            raise WeightsError(f"{origin}: tensor visual.{k} has shape {tuple(vis[k].shape)}, expected {tuple(v.shape)}")
-        if not torch.isfinite(vis[k]).all():
-            raise WeightsError(f"{origin}: tensor visual.{k} holds NaN or inf; the file is damaged")
+    expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    check_layout(vis, expected, origin, f"the OpenAI CLIP ViT layout of {NAME}", "give OpenAI's ViT-L-14-336px.pt",
+                 prefix="visual.")
     if assign:
         for k in list(vis):
             sd.pop("visual." + k, None)

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import WeightsError
+from ..weights import check_layout
 from . import Encoder, Preprocess
 from ._image import IMAGENET_MEAN, IMAGENET_STD, chw, normalise, pil_bicubic_uint8
 from .weights import WeightsSource, build_encoder
@@ -241,16 +241,8 @@ def load_state_dict_into(net: DINOv2ViT, sd: Dict[str, torch.Tensor], origin: st
     expected = net.state_dict()
     sd = {k[len("module."):] if k.startswith("module.") else k: v for k, v in sd.items()}
     sd.pop("mask_token", None)
-    missing = sorted(set(expected) - set(sd))
-    extra = sorted(set(sd) - set(expected))
-    if missing or extra:
-        raise WeightsError(f"{origin}: not the DINOv2 ViT layout of {NAME} (missing {missing[:3]}, unexpected "
-                           f"{extra[:3]}); give dinov2_vitl14_pretrain.pth")
-    for k, v in expected.items():
-        if tuple(sd[k].shape) != tuple(v.shape):
-            raise WeightsError(f"{origin}: tensor {k} has shape {tuple(sd[k].shape)}, expected {tuple(v.shape)}")
-        if not torch.isfinite(sd[k]).all():
-            raise WeightsError(f"{origin}: tensor {k} holds NaN or inf; the file is damaged")
+    check_layout(sd, {k: tuple(v.shape) for k, v in expected.items()}, origin, f"the DINOv2 ViT layout of {NAME}",
+                 "give dinov2_vitl14_pretrain.pth")
     net.load_state_dict({k: v.to(torch.float32) for k, v in sd.items()}, strict=True, assign=assign)
     return net
 
