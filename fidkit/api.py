@@ -11,6 +11,7 @@ Every image source becomes one :class:`fidkit.sources.Images` before the pass.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -317,6 +318,16 @@ def _check_compatible(s1: Statistics, s2: Statistics, allow_mismatch: bool) -> N
                           f"image counts", FidkitWarning, stacklevel=3)
 
 
+@contextlib.contextmanager
+def _small_n_warned():
+    """For the sFID of sets whose FID was just computed: the too-few-images warning has been
+    given for pool3's 2048 dimensions, which covers the spatial feature's 2023, so it is not
+    repeated for each set."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*not more than the \d+ feature dimensions", category=FidkitWarning)
+        yield
+
+
 def frechet_distance(s1, s2, *, allow_mismatch: bool = False) -> FrechetResult:
     """Fréchet distance between two :class:`Statistics` (or ``(mu, sigma)`` pairs), in float64.
 
@@ -518,8 +529,9 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     r = frechet_distance(s1, s2, allow_mismatch=allow_mismatch)
     scores: dict = {}
     if spatial:
-        scores["sfid"] = frechet_distance(s1.feature("spatial"), s2.feature("spatial"),
-                                          allow_mismatch=allow_mismatch).fid
+        with _small_n_warned():
+            scores["sfid"] = frechet_distance(s1.feature("spatial"), s2.feature("spatial"),
+                                              allow_mismatch=allow_mismatch).fid
     if "kid" in wanted:
         k = _scores.kid(ex1.features, ex2.features, seed=seed)
         scores.update(kid_mean=k.mean, kid_std=k.std)
@@ -648,8 +660,9 @@ def adm_evaluate(ref, sample, *, distances: str = "float32", allow_mismatch: boo
     # provenance checked above. Reference first, as `fidkit compute REF SAMPLE` does: the same value to
     # rounding (ADM passes the sample first), the same digits as fidkit's own FID of the two sets
     fid_ = frechet_distance(s_r, s_s, allow_mismatch=True).fid
-    sfid = (frechet_distance(s_r.feature("spatial"), s_s.feature("spatial"), allow_mismatch=True).fid
-            if want_sfid else None)
+    with _small_n_warned():
+        sfid = (frechet_distance(s_r.feature("spatial"), s_s.feature("spatial"), allow_mismatch=True).fid
+                if want_sfid else None)
     pr = _scores.adm_precision_recall(ex_r.features, ex_s.features, distances=distances) if want_pr else {}
     isc = _scores.adm_inception_score(ex_s.logits) if want_is else None
 

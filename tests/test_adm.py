@@ -313,3 +313,23 @@ def test_reference_batch_statistics_are_used_and_its_images_feed_precision_recal
     assert s.sfid == pytest.approx(r.sfid, rel=1e-12)  # the same mu_s/sigma_s
     assert s.fid != pytest.approx(r.fid, rel=1e-6)  # the reference batch's own (shifted) mu was used
     assert s.precision is None and s.recall is None
+
+
+def test_cli_stats_with_sfid_serves_a_later_compare(tmp_path):
+    """`fidkit stats --metrics fid,sfid` writes mu_s/sigma_s beside mu/sigma from one pass; a later
+    `compute --metrics fid,sfid` against it gives the same FID and sFID as from the images, and
+    warns about the small sets once per set, not again for the spatial feature."""
+    r = run("stats", "tests/data/real_a", "-o", tmp_path / "a.npz", "--metrics", "fid,sfid", "--device", "cpu",
+            "--no-progress", "--json")
+    info = json.loads(r.stdout)
+    assert info["features"] == ["pool3", "spatial"]
+    with np.load(tmp_path / "a.npz") as z:
+        assert z["mu_s"].shape == (SPATIAL_DIM,) and z["sigma_s"].shape == (SPATIAL_DIM, SPATIAL_DIM)
+    args = ("tests/data/real_b", "--metrics", "fid,sfid", "--device", "cpu", "--no-progress", "--json")
+    from_file = run("compute", tmp_path / "a.npz", *args)
+    from_images = json.loads(run("compute", "tests/data/real_a", *args).stdout)
+    got = json.loads(from_file.stdout)
+    assert got["fid"] == pytest.approx(from_images["fid"], rel=1e-12)
+    assert got["sfid"] == pytest.approx(from_images["sfid"], rel=1e-12)
+    warned = [l for l in from_file.stderr.splitlines() if "feature dimensions" in l]
+    assert len(warned) == 2 and all("2048" in l for l in warned), from_file.stderr
