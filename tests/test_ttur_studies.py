@@ -215,3 +215,32 @@ def test_a_longer_schedule_extends_a_finished_run(tmp_path, images, stub):
     calls = stub.calls
     doc = studies.run_one(spec, evals, tmp_path / "runs", tmp_path / "work", say=lambda m: None)
     assert doc["complete"] and [e["step"] for e in doc["evals"]] == [0, 1, 2] and stub.calls - calls == 1
+
+
+def test_a_run_held_by_another_process_is_skipped(tmp_path, images, capsys, monkeypatch):
+    """Two studies processes share a plan: a run whose lock a live process holds is skipped
+    with one line, the others are run; a lock left by a dead process is taken over."""
+    import os
+    import subprocess
+    import sys
+    stub = StubEvaluate()
+    monkeypatch.setattr(studies.Evaluations, "evaluate", lambda self, *a, **k: stub(self, *a, **k))
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        lock = tmp_path / "work" / "timescales" / "dcgan-ttur-s0.lock"
+        lock.parent.mkdir(parents=True)
+        lock.write_text(str(holder.pid))
+        code, err = _run(capsys, "compare-timescales", "--archs", "dcgan", "--seeds", 1, *_quick(tmp_path, images))
+        assert code == 0, err
+        assert any("dcgan-ttur-s0 skipped" in line and f"process {holder.pid}" in line for line in err), err
+        runs = tmp_path / "runs" / "timescales"
+        assert not (runs / "dcgan-ttur-s0.json").exists()
+        assert (runs / "dcgan-single-slow-s0.json").exists() and (runs / "dcgan-single-fast-s0.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder is gone: its lock is taken over and the run done
+    code, err = _run(capsys, "compare-timescales", "--archs", "dcgan", "--seeds", 1, *_quick(tmp_path, images))
+    assert code == 0, err
+    assert json.loads((tmp_path / "runs" / "timescales" / "dcgan-ttur-s0.json").read_text())["complete"]
+    assert not lock.exists() and os.path.isdir(tmp_path / "res")

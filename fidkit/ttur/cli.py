@@ -358,7 +358,11 @@ def _execute(ctx, s: dict, plans: list, order: list) -> None:
             continue
         _say(f"{plan.study}: run {spec.name}")
         t0 = time.perf_counter()
-        studies.run_one(spec, evals, s["runs_dir"], s["work"], command, say=_say)
+        try:
+            studies.run_one(spec, evals, s["runs_dir"], s["work"], command, say=_say)
+        except studies.RunBusy as e:  # another studies process holds it (or the run it samples)
+            _say(f"{plan.study}: {spec.name} skipped: {e}")
+            continue
         done += 1
         _say(f"{plan.study}: {spec.name} done ({time.perf_counter() - t0:.0f} s)")
         _aggregate(plan, s, command)
@@ -447,7 +451,8 @@ def truncation(ctx, **o):
 def all_studies(ctx, **o):
     """All three studies, in order of value: truncation on one trained DCGAN (seed 0), the
     DCGAN time scales, the WGAN-GP time scales, the critical batch size, truncation on the
-    other seeds. Resumable: stop it at any time and start it again."""
+    other seeds. Resumable: stop it at any time and start it again. Several processes may
+    run it at once (one per core, each with --threads 1): each skips the runs another holds."""
     s = _study_setup(o)
     ts = _timescale_plan(s, ("dcgan", "wgan-gp"))
     tr = _truncation_plan(s)

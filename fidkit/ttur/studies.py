@@ -286,9 +286,19 @@ class Evaluations:
 
 # --------------------------------------------------------------------------- running
 
+class RunBusy(TrainError):
+    """The run is being run by another live process (``pid``)."""
+
+    def __init__(self, message: str, pid: int):
+        super().__init__(message)
+        self.pid = pid
+
+
 class RunLock:
     """An exclusive lock file per run (its holder's pid), so that two processes never run
-    the same run; a lock whose process is gone is taken over."""
+    the same run; a lock whose process is gone is taken over. A live holder raises
+    :class:`RunBusy`, so that several ``fidkit-ttur studies`` processes (one per core) share
+    a plan: each skips the runs another holds."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -308,7 +318,7 @@ class RunLock:
                 except (ValueError, ProcessLookupError, PermissionError, OSError):
                     self.path.unlink(missing_ok=True)
                     continue
-                raise TrainError(f"{self.path.parent.name}: already being run by process {pid}")
+                raise RunBusy(f"{self.path.stem}: already being run by process {pid}", pid)
         raise TrainError(f"{self.path}: cannot take the lock")
 
     def __exit__(self, *exc):
