@@ -244,3 +244,22 @@ def test_a_run_held_by_another_process_is_skipped(tmp_path, images, capsys, monk
     assert code == 0, err
     assert json.loads((tmp_path / "runs" / "timescales" / "dcgan-ttur-s0.json").read_text())["complete"]
     assert not lock.exists() and os.path.isdir(tmp_path / "res")
+
+
+def test_a_finished_run_whose_schedule_grew_is_continued(tmp_path, images, capsys, monkeypatch):
+    """A run file marked complete but lacking a step the schedule now has (a schedule extended
+    since it ran) is continued by the command, not skipped."""
+    stub = StubEvaluate()
+    monkeypatch.setattr(studies.Evaluations, "evaluate", lambda self, *a, **k: stub(self, *a, **k))
+    args = ["compare-timescales", "--archs", "dcgan", "--seeds", 1, "--max-runs", 1, *_quick(tmp_path, images)]
+    code, err = _run(capsys, *args)
+    assert code == 0, err
+    path = tmp_path / "runs" / "timescales" / "dcgan-ttur-s0.json"
+    full = json.loads(path.read_text())
+    short = {**full, "evals": full["evals"][:-1], "eval_steps": full["eval_steps"][:-1]}
+    path.write_text(json.dumps(short))  # as written before the last step was added to the schedule
+    code, err = _run(capsys, *args)
+    assert code == 0, err
+    again = json.loads(path.read_text())
+    assert again["complete"] and [e["step"] for e in again["evals"]] == [e["step"] for e in full["evals"]]
+    assert again["evals"][-1]["generator_sha256"] == full["evals"][-1]["generator_sha256"]

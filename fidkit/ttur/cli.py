@@ -353,8 +353,7 @@ def _execute(ctx, s: dict, plans: list, order: list) -> None:
     for plan, spec in order:
         if (s["max_runs"] is not None and done >= s["max_runs"]):
             break
-        existing = studies.load_run(s["runs_dir"], spec)
-        if existing is not None and existing.get("complete"):
+        if studies.is_done(spec, studies.load_run(s["runs_dir"], spec)):
             continue
         _say(f"{plan.study}: run {spec.name}")
         t0 = time.perf_counter()
@@ -450,15 +449,17 @@ def truncation(ctx, **o):
 @click.pass_context
 def all_studies(ctx, **o):
     """All three studies, in order of value: truncation on one trained DCGAN (seed 0), the
-    DCGAN time scales, the WGAN-GP time scales, the critical batch size, truncation on the
-    other seeds. Resumable: stop it at any time and start it again. Several processes may
+    DCGAN time scales (TTUR first), truncation on the other seeds (whose generators the TTUR
+    runs give), the WGAN-GP time scales, the critical batch size. Resumable: stop it at any time and start it again. Several processes may
     run it at once (one per core, each with --threads 1): each skips the runs another holds."""
     s = _study_setup(o)
     ts = _timescale_plan(s, ("dcgan", "wgan-gp"))
     tr = _truncation_plan(s)
     cb = _critical_plan(s, studies.CRITICAL_BATCH_SIZES)
-    order = [(tr, tr.runs[0])] + [(ts, r) for r in ts.runs] + [(cb, r) for r in cb.runs] + [(tr, r)
-                                                                                          for r in tr.runs[1:]]
+    dcgan = [r for r in ts.runs if r.config.arch == "dcgan"]
+    order = ([(tr, tr.runs[0])] + [(ts, r) for r in dcgan if r.group == "dcgan/ttur"]
+             + [(tr, r) for r in tr.runs[1:]] + [(ts, r) for r in dcgan if r.group != "dcgan/ttur"]
+             + [(ts, r) for r in ts.runs if r.config.arch != "dcgan"] + [(cb, r) for r in cb.runs])
     _execute(ctx, s, [ts, tr, cb], order)
 
 

@@ -362,13 +362,20 @@ def train_to(spec: RunSpec, step: int, work: Path, say=print) -> tuple:
     return r.generator.eval(), float(state["train_seconds"])
 
 
+def is_done(spec: RunSpec, doc: dict | None) -> bool:
+    """Whether the result document ``doc`` of ``spec`` is finished for ``spec``'s schedule: a
+    run marked complete whose schedule was extended since (more eval steps) is not."""
+    if doc is None or not doc.get("complete"):
+        return False
+    return spec.source is not None or set(spec.eval_steps) <= {e["step"] for e in doc["evals"]}
+
+
 def run_one(spec: RunSpec, evals: Evaluations, runs_dir, work, command=None, say=print) -> dict:
     """Runs (or continues) one run of a study, rewriting its result file after each
     evaluation; returns the result document. A complete result is returned as it is."""
     runs_dir, work = Path(runs_dir), Path(work)
     doc = load_run(runs_dir, spec)
-    if doc is not None and doc.get("complete") and (spec.source is not None or set(spec.eval_steps) <= {
-            e["step"] for e in doc["evals"]}):
+    if is_done(spec, doc):
         return doc
     if spec.source is not None:
         return _run_truncation(spec, evals, runs_dir, work, command, say)
@@ -472,8 +479,7 @@ def _status(plan: Plan, runs_dir) -> tuple:
             missing.append(spec.name)
         else:
             docs[spec.name] = d
-            if not d.get("complete") or (spec.source is None and not set(spec.eval_steps) <= {
-                    e["step"] for e in d["evals"]}):
+            if not is_done(spec, d):
                 d["complete"] = False  # a schedule extended since the run finished
                 unfinished.append(spec.name)
     return docs, missing, unfinished
