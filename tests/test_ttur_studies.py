@@ -256,10 +256,14 @@ def test_a_finished_run_whose_schedule_grew_is_continued(tmp_path, images, capsy
     assert code == 0, err
     path = tmp_path / "runs" / "timescales" / "dcgan-ttur-s0.json"
     full = json.loads(path.read_text())
-    short = {**full, "evals": full["evals"][:-1], "eval_steps": full["eval_steps"][:-1]}
+    short = {**full, "evals": full["evals"][:-1], "eval_steps": full["eval_steps"][:-1],
+             "config": {**full["config"], "steps": full["eval_steps"][-2]}}
     path.write_text(json.dumps(short))  # as written before the last step was added to the schedule
+    calls = stub.calls
     code, err = _run(capsys, *args)
     assert code == 0, err
     again = json.loads(path.read_text())
     assert again["complete"] and [e["step"] for e in again["evals"]] == [e["step"] for e in full["evals"]]
+    assert stub.calls == calls + 1 and again["evals"][:-1] == short["evals"]  # only the new step evaluated
+    assert again["config"] == full["config"] and len(again["sessions"]) == 2
     assert again["evals"][-1]["generator_sha256"] == full["evals"][-1]["generator_sha256"]

@@ -176,6 +176,14 @@ def train_dict(c: TrainConfig) -> dict:
     return {k: v for k, v in c.resolved().as_dict().items() if k not in _UNUSED_FIELDS}
 
 
+def same_training(a: dict | None, b: dict) -> bool:
+    """Whether two runs' training settings give the same trajectory: equal but for ``steps``,
+    which only says where training stops (it is trained in segments, so the weights at a
+    step do not depend on it); a schedule extended later keeps the evaluations it has."""
+    return a is not None and {k: v for k, v in a.items() if k != "steps"} == {
+        k: v for k, v in b.items() if k != "steps"}
+
+
 def file_sha256(path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -383,11 +391,12 @@ def run_one(spec: RunSpec, evals: Evaluations, runs_dir, work, command=None, say
     path.parent.mkdir(parents=True, exist_ok=True)
     with RunLock(work / spec.study / f"{spec.name}.lock"):
         z_seed = derived_seeds(spec.seed)[2]
-        if doc is None or doc.get("config") != train_dict(spec.config):
+        if doc is None or not same_training(doc.get("config"), train_dict(spec.config)):
             doc = {"format": "fidkit-ttur-study-run-1", "study": spec.study, "name": spec.name,
                    "group": spec.group, "seed": spec.seed, "config": train_dict(spec.config),
                    "eval_steps": list(spec.eval_steps), "evaluation": {**evals.spec.as_dict(), "z_seed": z_seed},
                    "sessions": [], "evals": [], "complete": False}
+        doc["config"] = train_dict(spec.config)  # its steps: the (possibly extended) schedule's end
         doc["eval_steps"] = list(spec.eval_steps)
         doc["complete"] = False  # until every step of the (possibly extended) schedule is evaluated
         doc["sessions"].append({**provenance(command), "started": now(), "finished": None})
