@@ -41,6 +41,7 @@ from __future__ import annotations
 import os
 import pickle
 import sys
+import time
 import warnings
 from datetime import timedelta
 from typing import Callable
@@ -58,8 +59,8 @@ from .stats import Accumulator
 
 TIMEOUT_ENV = "FIDKIT_DISTRIBUTED_TIMEOUT"
 DEFAULT_TIMEOUT_S = 1800
-#: how long one wait for rank 0's next job lasts before it is renewed (the wait itself has no limit)
-_JOB_POLL = timedelta(seconds=60)
+#: the longest pause between two looks for rank 0's next job (seconds)
+_JOB_POLL_S = 0.5
 
 
 def launched() -> bool:
@@ -291,14 +292,13 @@ class Session:
             _leave()
 
     def _next_job(self) -> dict:
+        """Polls the store for rank 0's next message (a blocking wait that times out would log a
+        warning of torch's each time); a lost store raises."""
         key = f"job/{self.jobs + 1}"
-        while True:
-            try:
-                self.store.wait([key], _JOB_POLL)
-                break
-            except RuntimeError as e:  # the wait timed out: rank 0 is still busy (a lost store raises again)
-                if "timeout" not in str(e).lower() and "timed out" not in str(e).lower():
-                    raise
+        pause = 0.01
+        while not self.store.check([key]):
+            time.sleep(pause)
+            pause = min(2 * pause, _JOB_POLL_S)
         self.jobs += 1
         return pickle.loads(self.store.get(key))
 
