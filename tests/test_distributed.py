@@ -124,6 +124,25 @@ def test_compute_json_equals_one_process(tmp_path, real_a, b6, real_weights):
     assert out[1] == ("", "")
 
 
+def test_sample_batch_with_sfid_statistics_equal_one_process(tmp_path, real_weights):
+    """A compressed sample batch (read forward only: rank 1 skips to its block) with sFID statistics."""
+    from PIL import Image
+
+    x = np.stack([np.asarray(Image.open(p).convert("RGB").resize((48, 48)))
+                  for p in sorted((DATA / "real_b").glob("*.png"))[:7]])
+    np.savez_compressed(tmp_path / "batch.npz", arr_0=x)
+    args = ("stats", tmp_path / "batch.npz", "--metrics", "fid,sfid", "--batch-size", "2", "--device", "cpu")
+    code, out, _ = torchrun(tmp_path / "logs", *args, "-o", tmp_path / "two.npz")
+    assert code == 0, out
+    run_fidkit(*args, "-o", tmp_path / "one.npz", env=ENV)
+    d, s = Statistics.load(tmp_path / "two.npz"), Statistics.load(tmp_path / "one.npz")
+    assert d.n == s.n == 7 and d.spatial.n == 7
+    for a, b in ((d, s), (d.spatial, s.spatial)):
+        np.testing.assert_allclose(a.mu, b.mu, rtol=1e-12, atol=0)
+        np.testing.assert_allclose(a.sigma, b.sigma, rtol=1e-12, atol=0)
+    assert (tmp_path / "two.npz").read_bytes() == (tmp_path / "one.npz").read_bytes()  # the same file
+
+
 def test_an_error_on_one_rank_ends_both_naming_it(tmp_path, with_bad, real_weights):
     t0 = time.monotonic()
     code, out, agent = torchrun(tmp_path / "logs", "stats", with_bad, "--batch-size", "4", "--workers", "0",
