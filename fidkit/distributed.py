@@ -38,6 +38,7 @@ receives one rank's block at a time but keeps every feature when a metric needs 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import sys
@@ -61,6 +62,8 @@ TIMEOUT_ENV = "FIDKIT_DISTRIBUTED_TIMEOUT"
 DEFAULT_TIMEOUT_S = 1800
 #: the longest pause between two looks for rank 0's next job (seconds)
 _JOB_POLL_S = 0.5
+#: how long rank 0 waits, at its end, for the other ranks to read that it ended (seconds)
+_DONE_WAIT_S = 10
 
 
 def launched() -> bool:
@@ -124,12 +127,10 @@ def default_workers() -> int:
     return max(1, min(MAX_DEFAULT_WORKERS, (os.cpu_count() or 2) // local - 1))
 
 
-def rank_device(device, local_rank: int) -> torch.device:
-    """The device of a rank: ``auto`` and ``cuda`` mean ``cuda:LOCAL_RANK`` when torch sees CUDA
-    (``auto`` the CPU otherwise); ``cpu`` and ``cuda:N`` stay as given."""
-    text = str(device)
-    if text in ("auto", "cuda") and torch.cuda.is_available():
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
+def rank_device(device) -> torch.device:
+    """The device of a rank: :func:`fidkit.pipeline.resolve_device`. ``auto`` and ``cuda`` mean torch's
+    current CUDA device, which :meth:`Session.start` set to ``cuda:LOCAL_RANK``; ``cpu`` and
+    ``cuda:N`` stay as given."""
     return api.resolve_device(device)
 
 
@@ -209,7 +210,7 @@ class Session:
         job = {"images": images, "protocol": protocol, "kw": kw}
         self._post(job)
         outcome = self._run(job)
-        dev = rank_device(kw.get("device", "auto"), self.local_rank)
+        dev = rank_device(kw.get("device", "auto"))
         net = api.encoder_for(kw.get("encoder"), protocol, weights=kw.get("weights"),
                               encoder_weights=kw.get("encoder_weights"), device=dev,
                               precision=kw.get("precision", "fp32"))
@@ -218,7 +219,11 @@ class Session:
         accs = {k: Accumulator(net.outputs[k], dev) for k in names if k != "logits"}
         kept = {k: [] for k in names if k == main and kw.get("keep_features") or k == "logits"}
         for r, status in enumerate(outcome["statuses"]):
-            feats = outcome["own"] if r == 0 else self._receive(r, status)
+            if r == 0:
+                feats = outcome["own"]
+            else:
+                with self._contact(r):
+                    feats = self._receive(r, status)
             for k, acc in accs.items():
                 x = torch.from_numpy(feats[k])
                 s = 0
@@ -242,9 +247,14 @@ class Session:
                               np.concatenate(kept["logits"]) if "logits" in kept else None)
 
     def finish(self, code: int) -> None:
-        """Rank 0: tells the other ranks that the command ended with exit status ``code``."""
+        """Rank 0: tells the other ranks that the command ended with exit status ``code`` and waits
+        (at most :data:`_DONE_WAIT_S`) until they have read it, in case the store lives in this
+        process (launchers other than torchrun, whose agent holds it)."""
         try:
             self._post({"done": int(code)})
+            deadline = time.monotonic() + _DONE_WAIT_S
+            while int(self.store.add("done", 0)) < self.world - 1 and time.monotonic() < deadline:
+                time.sleep(0.02)
         except Exception:  # noqa: BLE001 - a rank already gone: torchrun ends the rest
             pass
         _leave()
@@ -276,6 +286,7 @@ class Session:
             while True:
                 job = self._next_job()
                 if "done" in job:
+                    self.store.add("done", 1)
                     return job["done"]
                 outcome = self._run(job)
                 if outcome is None:
@@ -311,6 +322,19 @@ class Session:
 
     # ---------------------------------------------------------------- every rank
 
+    @contextlib.contextmanager
+    def _contact(self, peer: int | None = None):
+        """On rank 0, a failed collective or transfer becomes one line naming it (the other ranks
+        report theirs in :meth:`serve`)."""
+        try:
+            yield
+        except RuntimeError as e:
+            if self.rank != 0:
+                raise
+            who = f"rank {peer}" if peer is not None else "the other ranks"
+            raise FidkitError(f"rank 0 of {self.world}: lost contact with {who} ({_error_of(e)[1]}); a rank may "
+                              f"have been killed (see torchrun's report) or {TIMEOUT_ENV} seconds passed") from None
+
     def _wire(self) -> torch.device:
         """Where features travel: the rank's GPU through nccl when the group has it, else the host (gloo)."""
         if "nccl" in self.backend:
@@ -341,7 +365,8 @@ class Session:
             if not isinstance(e, Exception):
                 raise
         statuses = [None] * self.world
-        dist.all_gather_object(statuses, status)
+        with self._contact():
+            dist.all_gather_object(statuses, status)
         failed = [(r, s["error"]) for r, s in enumerate(statuses) if s.get("error")]
         if failed:
             if self.rank != 0:
@@ -355,7 +380,7 @@ class Session:
     def _extract_share(self, job: dict, stop_key: str) -> tuple[dict, dict]:
         """The features of this rank's block: ({name: float32 numpy (n_r, dim)}, status)."""
         images, protocol, kw = job["images"], job["protocol"], dict(job["kw"])
-        dev = rank_device(kw.get("device", "auto"), self.local_rank)
+        dev = rank_device(kw.get("device", "auto"))
         bs = kw.get("batch_size") or default_batch_size(dev)
         if bs < 1:
             raise api.SourceError(f"batch size must be at least 1, got {bs}")
