@@ -124,6 +124,27 @@ def test_compute_json_equals_one_process(tmp_path, real_a, b6, real_weights):
     assert out[1] == ("", "")
 
 
+def test_inception_score_from_the_gathered_logits_equals_one_process(tmp_path, b6, real_weights):
+    """The logits (1008 per image) travel too: ``fidkit is`` with a seeded random classifier on top
+    of the real weights (the real classifier is not downloadable here)."""
+    import torch
+
+    from fidkit.weights import Weights, save
+
+    g = torch.Generator().manual_seed(1234)
+    tensors = dict(real_weights.tensors)
+    tensors["fc.weight"] = (torch.randn(1008, 2048, generator=g) * 0.1).numpy()
+    tensors["fc.bias"] = torch.zeros(1008).numpy()
+    save(Weights(tensors, real_weights.digest, True, "seeded random classifier (test)"), tmp_path / "w.npz")
+    args = ("is", b6, "--splits", "2", "--json", "--batch-size", "2", "--workers", "0", "--device", "cpu",
+            "--weights", tmp_path / "w.npz")
+    code, out, _ = torchrun(tmp_path / "logs", *args)
+    assert code == 0, out
+    two, one = json.loads(out[0][0]), json.loads(run_fidkit(*args, env=ENV).stdout)
+    assert two["isc_mean"] > 1 and two == one
+    assert out[1] == ("", "")
+
+
 def test_sample_batch_with_sfid_statistics_equal_one_process(tmp_path, real_weights):
     """A compressed sample batch (read forward only: rank 1 skips to its block) with sFID statistics."""
     from PIL import Image
