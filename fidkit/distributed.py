@@ -5,10 +5,12 @@ processes; this module makes them one run:
 
 - :func:`run_command` (called by :func:`fidkit.cli.main`) sees torchrun by its environment
   (``WORLD_SIZE`` > 1, ``RANK``, ``LOCAL_RANK``) and joins the process group: gloo on a
-  machine without CUDA, ``cpu:gloo,cuda:nccl`` with ``cuda:LOCAL_RANK`` as the rank's GPU
-  otherwise. Rank 0 runs the command as one process would; the other ranks only
-  :meth:`Session.serve`: they wait for rank 0's passes and exit with rank 0's exit status,
-  printing nothing but errors of their own (no progress bars, no warnings).
+  machine without CUDA; with CUDA, ``cuda:LOCAL_RANK`` (modulo the GPU count) is the rank's
+  GPU and the group is ``cpu:gloo,cuda:nccl`` (features travel GPU to GPU), or gloo alone
+  where ranks share GPUs (nccl refuses two ranks on one GPU). Rank 0 runs the command as
+  one process would; the other ranks only :meth:`Session.serve`: they wait for rank 0's
+  passes and exit with rank 0's exit status, printing nothing but errors of their own (no
+  progress bars, no warnings).
 - Every pass over images (:func:`fidkit.api.extract`) becomes a *job*: rank 0 sends the
   source as one :class:`~fidkit.sources.Images` (pickled, through the rendezvous store) with
   the pass's options, and each rank reads its block of it (:func:`share_bounds`: contiguous
@@ -181,11 +183,12 @@ class Session:
         try:
             store, rank, world = next(dist.rendezvous("env://", rank, world, timeout=timeout))
             store.set_timeout(timeout)
+            backend = "gloo"
             if torch.cuda.is_available():
-                torch.cuda.set_device(local_rank % torch.cuda.device_count())
-                backend = "cpu:gloo,cuda:nccl"
-            else:
-                backend = "gloo"
+                gpus = torch.cuda.device_count()
+                torch.cuda.set_device(local_rank % gpus)
+                if int(os.environ.get("LOCAL_WORLD_SIZE", "1")) <= gpus:  # nccl needs a GPU per rank
+                    backend = "cpu:gloo,cuda:nccl"
             dist.init_process_group(backend, store=dist.PrefixStore("default_pg", store), rank=rank,
                                     world_size=world, timeout=timeout)
         except (RuntimeError, ValueError, OSError) as e:
