@@ -222,8 +222,8 @@ def extract(source, protocol: str | None = None, *, batch_size: int | None = Non
     features. With ``skip_bad``, files that cannot be decoded are left out, counted and
     listed (in ``stats.extra["skipped"]`` and a warning) instead of stopping the run.
     ``label`` names the source on the progress bar (default: the folder, or what the source is).
-    Under torchrun (:mod:`fidkit.distributed`) every rank reads a block of the source and the
-    result is the same.
+    When the ``fidkit`` command runs under torchrun (:mod:`fidkit.distributed`), every rank reads
+    a block of the source and rank 0 gets this same result.
     """
     if _distributed_extract is not None:
         return _distributed_extract(source, protocol, batch_size=batch_size, device=device, workers=workers,

@@ -302,6 +302,8 @@ class Session:
             print(f"fidkit: error: rank {self.rank} of {self.world}: lost contact with the other ranks "
                   f"({_error_of(e)[1]})", file=sys.stderr, flush=True)
             return 1
+        except KeyboardInterrupt:  # Ctrl-C reaches every rank; rank 0 says it
+            return 130
         finally:
             _leave()
 
