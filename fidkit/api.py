@@ -37,6 +37,8 @@ from .weights import PTFID_URL, Weights, build_network, load_file, resolve
 _NETWORKS: dict = {}
 _WEIGHTS: dict = {}
 _ENCODERS: dict = {}
+#: set by fidkit.distributed on rank 0 of a torchrun run: :func:`extract` then reads through every rank
+_distributed_extract = None
 
 
 def load_weights(weights=None) -> Weights:
@@ -221,7 +223,14 @@ def extract(source, protocol: str | None = None, *, batch_size: int | None = Non
     features. With ``skip_bad``, files that cannot be decoded are left out, counted and
     listed (in ``stats.extra["skipped"]`` and a warning) instead of stopping the run.
     ``label`` names the source on the progress bar (default: the folder, or what the source is).
+    When the ``fidkit`` command runs under torchrun (:mod:`fidkit.distributed`), every rank reads
+    a block of the source and rank 0 gets this same result.
     """
+    if _distributed_extract is not None:
+        return _distributed_extract(source, protocol, batch_size=batch_size, device=device, workers=workers,
+                                    weights=weights, progress=progress, precision=precision,
+                                    keep_features=keep_features, logits=logits, spatial=spatial, skip_bad=skip_bad,
+                                    label=label, encoder=encoder, encoder_weights=encoder_weights)
     dev = resolve_device(device)
     bs = batch_size or default_batch_size(dev)
     if bs < 1:

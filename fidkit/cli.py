@@ -285,6 +285,17 @@ def weights_cmd(weights):
 
 
 def main(argv=None) -> None:
+    """The ``fidkit`` command. Under torchrun (``WORLD_SIZE`` > 1), rank 0 runs it and the other
+    ranks read their blocks of its sources (:mod:`fidkit.distributed`)."""
+    from . import distributed
+
+    if distributed.launched():
+        distributed.run_command(lambda: _main(argv))
+    else:
+        _main(argv)
+
+
+def _main(argv=None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
     warnings.showwarning = _show_warning

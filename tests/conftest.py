@@ -53,10 +53,11 @@ def pytest_runtest_setup(item):
             pytest.skip(reason)
 
 
-def run_fidkit(*args, check=True):
-    """``python -m fidkit ARGS`` in a subprocess with warnings shown; asserts exit 0 when ``check``."""
+def run_fidkit(*args, check=True, env=None):
+    """``python -m fidkit ARGS`` in a subprocess with warnings shown (``env``: further environment
+    variables); asserts exit 0 when ``check``."""
     r = subprocess.run([sys.executable, "-m", "fidkit", *map(str, args)], capture_output=True, text=True,
-                       env={**os.environ, "PYTHONWARNINGS": "default"})
+                       env={**os.environ, "PYTHONWARNINGS": "default", **(env or {})})
     if check:
         assert r.returncode == 0, r.stderr
     return r
