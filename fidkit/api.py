@@ -183,6 +183,22 @@ def finish_stats(acc: Accumulator, protocol: str, weights, precision: str, sourc
     return st
 
 
+def finish_pass(accs: dict, net: Encoder, precision: str, name: str, skipped: list | None) -> Statistics:
+    """The statistics of one pass: ``accs`` (feature name -> :class:`Accumulator`, the encoder's
+    default feature and optionally ``spatial``) with their provenance, the files ``skipped``
+    (:class:`~fidkit.pipeline.BadFile`) listed and warned about once. Shared by :func:`extract`
+    and its torchrun counterpart (:mod:`fidkit.distributed`), so both give the same file."""
+    main = net.default_feature
+    st = finish_stats(accs[main], net.preprocess.name, net, precision, name, main)
+    if "spatial" in accs:
+        st.named["spatial"] = finish_stats(accs["spatial"], net.preprocess.name, net, precision, name, "spatial")
+    if skipped:
+        st.extra["skipped"] = [b.path for b in skipped]
+        warnings.warn(f"{name}: skipped {len(skipped)} file(s) that could not be decoded, the first: "
+                      f"{skipped[0].message}", FidkitWarning, stacklevel=3)
+    return st
+
+
 def _require_classifier(w: Weights) -> None:
     if not w.has_classifier:
         raise WeightsError(f"these weights ({w.origin}) have no 1008-way classifier, which the Inception Score "
@@ -264,13 +280,7 @@ def extract(source, protocol: str | None = None, *, batch_size: int | None = Non
         for k, arr in kept.items():
             arr[filled:filled + out[k].shape[0]] = out[k].cpu().numpy()
         filled += out[main].shape[0]
-    st = finish_stats(accs[main], proto.name, net, precision, name, main)
-    if spatial:
-        st.named["spatial"] = finish_stats(accs["spatial"], proto.name, net, precision, name, "spatial")
-    if skipped:
-        st.extra["skipped"] = [b.path for b in skipped]
-        warnings.warn(f"{name}: skipped {len(skipped)} file(s) that could not be decoded, the first: "
-                      f"{skipped[0].message}", FidkitWarning, stacklevel=2)
+    st = finish_pass(accs, net, precision, name, skipped)
     kept = {k: arr[:filled] for k, arr in kept.items()}  # fewer rows when files were skipped
     return Extraction(st, kept.get(main) if keep_features else None, kept.get("logits") if logits else None)
 

@@ -236,16 +236,8 @@ class Session:
             for k in kept:
                 kept[k].append(feats[k])
             del feats
-        precision = kw.get("precision", "fp32")
-        st = api.finish_stats(accs[main], net.preprocess.name, net, precision, images.name, main)
-        if "spatial" in accs:
-            st.named["spatial"] = api.finish_stats(accs["spatial"], net.preprocess.name, net, precision, images.name,
-                                                   "spatial")
         skipped = [BadFile(*b) for s in outcome["statuses"] for b in s["skipped"]]
-        if skipped:
-            st.extra["skipped"] = [b.path for b in skipped]
-            warnings.warn(f"{images.name}: skipped {len(skipped)} file(s) that could not be decoded, the first: "
-                          f"{skipped[0].message}", api.FidkitWarning, stacklevel=3)
+        st = api.finish_pass(accs, net, kw.get("precision", "fp32"), images.name, skipped)
         return api.Extraction(st, np.concatenate(kept[main]) if main in kept else None,
                               np.concatenate(kept["logits"]) if "logits" in kept else None)
 
