@@ -437,8 +437,9 @@ _OK, _ENCRYPTED, _LINK, _DANGLING, _SPARSE = 0, 1, 2, 3, 4
 
 def member_size_limit() -> int | None:
     """The largest declared uncompressed size (bytes) of an image member that fidkit reads:
-    4 × ``PIL.Image.MAX_IMAGE_PIXELS`` + :data:`MEMBER_SIZE_MARGIN` (358 MiB + 1 MiB with
-    PIL's default), the size of the largest RGBA bitmap PIL decodes; None when PIL's limit is off."""
+    4 × ``PIL.Image.MAX_IMAGE_PIXELS`` + :data:`MEMBER_SIZE_MARGIN` (358,962,516 bytes with
+    PIL's default), the size of the largest RGBA bitmap PIL decodes plus headers; None when
+    PIL's limit is off (``PIL.Image.MAX_IMAGE_PIXELS = None``)."""
     return 4 * Image.MAX_IMAGE_PIXELS + MEMBER_SIZE_MARGIN if Image.MAX_IMAGE_PIXELS else None
 
 
