@@ -145,7 +145,7 @@ def main() -> None:
         "git_commit": git_commit(),
         "date_utc": started.isoformat(timespec="seconds"),
         "machine": {**machine_info(), "load_average_at_start": load_start, "load_average_at_end": os.getloadavg(),
-                    "python": sys.version.split()[0]},
+                    "python": sys.version.split()[0], "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},
         "images": args.images, "image_source": "Fashion-MNIST test, first N, 28×28 grey PNG",
         "bytes": sizes, "repeats": args.repeats, "stats_workers": args.workers,
         "summary": summary, "ratios_archive_over_folder": ratios, "runs": runs,
