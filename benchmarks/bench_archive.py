@@ -1,6 +1,7 @@
 """Images read from an archive against the same images in a folder: images/s and peak memory.
 
-    python benchmarks/bench_archive.py [--images 300] [--repeats 3] [--workers 1]
+    python benchmarks/bench_archive.py [--images 300] [--read-images 5000] [--repeats 3]
+                                       [--read-repeats 5] [--workers 1]
                                        [--data /tmp/fidkit-bench-archive]
                                        [--out benchmarks/results/archive_vs_folder.json]
 
@@ -9,11 +10,12 @@ written once as PNG files) sit in a folder, a zip (deflated, as ``zip -r`` write
 and a tar.gz. Two measures, each in a fresh process, in interleaved rounds (the order
 rotates every round, since the machine is shared and noisy):
 
-- ``read``: listing or indexing the source, then reading and decoding every image in
-  order in one process (``as_images(src)[i]``): what the source itself costs.
-- ``stats``: ``fidkit.compute_stats(src)`` on the CPU with ``--workers`` decoding
-  processes: the whole pipeline with the Inception network (``stats`` is run on the
-  folder and the zip only; a tar is read like a zip, by offset).
+- ``read`` (``--read-images``, ``--read-repeats``): listing or indexing the source, then
+  reading and decoding every image in order in one process (``as_images(src)[i]``): what
+  the source itself costs.
+- ``stats`` (``--images``, ``--repeats``): ``fidkit.compute_stats(src)`` on the CPU with
+  ``--workers`` decoding processes: the whole pipeline with the Inception network (run on
+  the folder and the zip only; a tar is read like a zip, by offset).
 
 Times are measured inside the child, after its imports; peak memory is ``ru_maxrss`` of
 the child itself and, separately, the largest of its decoding workers. Ratios are
@@ -102,26 +104,31 @@ def git_commit() -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--images", type=int, default=300)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--images", type=int, default=300, help="images of the stats runs")
+    ap.add_argument("--read-images", type=int, default=5000, help="images of the read runs")
+    ap.add_argument("--repeats", type=int, default=3, help="rounds of the stats runs")
+    ap.add_argument("--read-repeats", type=int, default=5, help="rounds of the read runs")
     ap.add_argument("--workers", type=int, default=1, help="decoding workers of the stats runs")
     ap.add_argument("--data", default="/tmp/fidkit-bench-archive")
     ap.add_argument("--out", default=os.path.join(REPO_ROOT, "benchmarks", "results", "archive_vs_folder.json"))
     ap.add_argument("--skip-stats", action="store_true", help="only the read measure")
     args = ap.parse_args()
 
-    paths = write_sources(args.data, args.images)
-    sizes = {k: (sum(os.path.getsize(os.path.join(p, f)) for f in os.listdir(p)) if os.path.isdir(p)
-                 else os.path.getsize(p)) for k, p in paths.items()}
-    plan = [("read", k) for k in paths] + ([] if args.skip_stats else [("stats", "folder"), ("stats", "zip")])
+    sources = {"read": write_sources(args.data, args.read_images), "stats": write_sources(args.data, args.images)}
+    sizes = {what: {k: (sum(os.path.getsize(os.path.join(p, f)) for f in os.listdir(p)) if os.path.isdir(p)
+                        else os.path.getsize(p)) for k, p in paths.items()} for what, paths in sources.items()}
+    plan = [("read", k) for k in sources["read"]] + ([] if args.skip_stats else [("stats", "folder"),
+                                                                                   ("stats", "zip")])
     load_start = os.getloadavg()
     started = datetime.datetime.now(datetime.timezone.utc)
     runs = {f"{what} {k}": [] for what, k in plan}
-    for rep in range(args.repeats):
+    for rep in range(max(args.repeats, args.read_repeats)):
         order = plan[rep % len(plan):] + plan[:rep % len(plan)]
         for what, k in order:
-            r = run_child(what, paths[k], args.workers)
-            assert r["n"] == args.images, r
+            if rep >= (args.read_repeats if what == "read" else args.repeats):
+                continue
+            r = run_child(what, sources[what][k], args.workers)
+            assert r["n"] == (args.read_images if what == "read" else args.images), r
             runs[f"{what} {k}"].append(r)
             print(f"round {rep + 1}: {what:5s} {k:7s} {r['images_per_s']:9.1f} images/s, "
                   f"peak {r['peak_rss_mib']:.0f} MiB (workers {r['workers_peak_rss_mib']:.0f} MiB)", flush=True)
@@ -146,8 +153,9 @@ def main() -> None:
         "date_utc": started.isoformat(timespec="seconds"),
         "machine": {**machine_info(), "load_average_at_start": load_start, "load_average_at_end": os.getloadavg(),
                     "python": sys.version.split()[0], "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},
-        "images": args.images, "image_source": "Fashion-MNIST test, first N, 28×28 grey PNG",
-        "bytes": sizes, "repeats": args.repeats, "stats_workers": args.workers,
+        "images": {"stats": args.images, "read": args.read_images},
+        "image_source": "Fashion-MNIST test, first N, 28×28 grey PNG",
+        "bytes": sizes, "repeats": {"stats": args.repeats, "read": args.read_repeats}, "stats_workers": args.workers,
         "summary": summary, "ratios_archive_over_folder": ratios, "runs": runs,
     }
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
