@@ -429,6 +429,7 @@ MAX_COMPRESSION_RATIO = 1000
 #: the largest single read while indexing (tar headers, a zip's central directory is capped by the file size)
 _MAX_INDEX_READ = 16 << 20
 _GLOB_CHARS = "*?["
+MAX_BRACE_RANGE = 100_000
 _BRACE_RANGE = re.compile(r"\{(\d+)\.\.(\d+)\}")
 
 # problems of one member, found while indexing and reported when it is read
@@ -452,19 +453,24 @@ def _archive_kind(path) -> str | None:
 
 
 def expand_pattern(pattern: str) -> list[str]:
-    """The files a pattern names, sorted: shell wildcards (``shards/*.tar``) and numeric
-    brace ranges (``train-{000..009}.tar``, zero padding kept). A path without either is itself."""
+    """The files a pattern names, sorted: numeric brace ranges as the shell expands them
+    (``train-{000..009}.tar``: every name, zero padding kept, so a missing shard is reported
+    rather than left out), then shell wildcards (``shards/*.tar``: the files that exist)."""
     m = _BRACE_RANGE.search(pattern)
     if m:
         lo, hi = m.group(1), m.group(2)
-        width = len(lo) if lo.startswith("0") or len(lo) == len(hi) else 0
+        if abs(int(hi) - int(lo)) > MAX_BRACE_RANGE:
+            raise SourceError(f"{pattern}: a range of more than {MAX_BRACE_RANGE:,} names; give a wildcard instead")
+        padded = any(len(x) > 1 and x.startswith("0") for x in (lo, hi))
+        width = max(len(lo), len(hi)) if padded else 0
+        step = 1 if int(hi) >= int(lo) else -1
         out = []
-        for v in range(int(lo), int(hi) + 1):
+        for v in range(int(lo), int(hi) + step, step):
             out.extend(expand_pattern(pattern[:m.start()] + str(v).zfill(width) + pattern[m.end():]))
         return sorted(set(out))
     if any(c in pattern for c in _GLOB_CHARS):
         return sorted(glob.glob(pattern))
-    return [pattern] if os.path.exists(pattern) else []
+    return [pattern]
 
 
 def _is_pattern(source) -> bool:

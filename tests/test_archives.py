@@ -137,6 +137,10 @@ def test_shards_patterns_and_lists(tree):
     assert [p.label(i) for p in parts for i in range(len(p))] == [as_images(tree["zip"]).label(i) for i in range(10)]
     assert np.array_equal(parts[2][0], as_images(tree["folder"])[6])
     assert isinstance(as_images(str(tree["folder"] / "a" / "*.png")), FileImages)  # a pattern of images
+    with pytest.raises(SourceError, match=r"train-000002.tar: no such file; give an existing tar archive"):
+        as_images(str(root / "train-{000000..000002}.tar"))  # a missing shard is named, not left out
+    assert expand_pattern("s-{8..10}.tar") == ["s-10.tar", "s-8.tar", "s-9.tar"]
+    assert expand_pattern("s-{08..10}.tar") == ["s-08.tar", "s-09.tar", "s-10.tar"]
     with pytest.raises(SourceError, match=r"shards/nothing-\*.tar: the pattern matches no files"):
         as_images(str(root / "nothing-*.tar"))
     with pytest.raises(SourceError, match="give archives of one kind"):
