@@ -1,6 +1,8 @@
 """fidkit's Python API: statistics of a source, and the FID between two sources.
 
-A *source* is one of: a folder of images (searched recursively), a sample batch (an
+A *source* is one of: a folder of images (searched recursively), an archive of images
+(``.zip``, ``.tar``, ``.tar.gz``/``.tgz``, tar shards by pattern or list; see
+:class:`fidkit.sources.ArchiveImages`), a sample batch (an
 ``.npz`` whose ``arr_0`` holds uint8 NHWC images, as OpenAI's guided-diffusion evaluator
 reads, or an ``.npy`` of such an array), a statistics file (``.npz`` with ``mu``/``sigma``,
 ADM reference batches included, or EDM2's ``.pkl``), a :class:`~fidkit.stats.Statistics`, a
@@ -30,7 +32,7 @@ from .pipeline import default_batch_size, default_workers, iter_features, memory
 from .frechet import FrechetResult
 from .frechet import frechet_distance as _frechet_arrays
 from .preprocess import get_protocol
-from .sources import BATCH_KEY, BatchImages, FileImages, as_images, npz_kind, npz_members
+from .sources import BATCH_KEY, ArchiveImages, BatchImages, FileImages, as_images, npz_kind, npz_members
 from .stats import Accumulator, Statistics
 from .weights import PTFID_URL, Weights, build_network, load_file, resolve
 
@@ -265,7 +267,8 @@ def extract(source, protocol: str | None = None, *, batch_size: int | None = Non
                           f"{', '.join(encoders_with(missing[0])) or 'none'}")
     accs = {k: Accumulator(net.outputs[k], dev) for k in names if k != "logits"}
     skipped = [] if skip_bad else None
-    nw = (default_workers() if workers is None else workers) if isinstance(images, (FileImages, BatchImages)) else 0
+    in_workers = isinstance(images, (FileImages, BatchImages, ArchiveImages))
+    nw = (default_workers() if workers is None else workers) if in_workers else 0
     name = images.name
     batches = iter_features(images, proto, net, dev, bs, nw, progress, names=names, mode=precision, skipped=skipped,
                             label=label or name)

@@ -20,7 +20,7 @@ from .scores import ADM_DISTANCES
 from .errors import FidkitError
 from .pipeline import BATCH_SIZE_CPU, BATCH_SIZE_CUDA, MAX_DEFAULT_WORKERS, PRECISIONS
 from .preprocess import PROTOCOLS
-from .sources import DATASETS, dataset_images, list_images
+from .sources import DATASETS, dataset_images, is_archive_source, shardable
 from .sources import shard as shard_files
 from .stats import Statistics, check_writable, merge
 
@@ -92,8 +92,8 @@ def cli(debug):
               help="Add a 95% confidence interval of the FID from B resamples of the images' features.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 def compute(a, b, protocol, allow_mismatch, metrics, bootstrap, as_json, **run):
-    """FID (and --metrics) between A and B: image folders, sample batches (.npz with arr_0, .npy) or
-    statistics files (.npz with mu/sigma, EDM2 .pkl; FID and sFID only)."""
+    """FID (and --metrics) between A and B: image folders, archives (.zip, .tar, .tar.gz, 'shards/*.tar'),
+    sample batches (.npz with arr_0, .npy) or statistics files (.npz with mu/sigma, EDM2 .pkl; FID and sFID only)."""
     r = compare(a, b, protocol, allow_mismatch=allow_mismatch, metrics=metrics, bootstrap=bootstrap, **run)
     if as_json:
         click.echo(json.dumps(r.as_dict()))
@@ -118,16 +118,19 @@ def compute(a, b, protocol, allow_mismatch, metrics, bootstrap, as_json, **run):
 @_run_options
 @_encoder_options
 @click.option("--shard", default=None, metavar="I/K",
-              help="Only the I-th of K equal parts of the folder's sorted files (I from 0), to merge later.")
+              help="Only the I-th of K equal parts of the folder's sorted files or the archive's members "
+                   "(I from 0), to merge later.")
 @click.option("--metrics", default="fid", show_default=True,
               help="fid, or fid,sfid to add the sFID statistics (mu_s, sigma_s, as ADM's evaluator reads them) "
                    "from the same pass.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 def stats(sources, output, protocol, shard, dataset, metrics, as_json, **run):
-    """Statistics of an image folder, computed once to compare against many times.
+    """Statistics of an image folder or archive, computed once to compare against many times.
 
     \b
     fidkit stats DIR -o data.npz                    the whole folder
+    fidkit stats data.zip -o data.npz               a .zip, .tar or .tar.gz, read without extracting
+    fidkit stats 'shards/*.tar' -o data.npz         tar shards (webdataset), shard by shard
     fidkit stats DIR --shard 0/4 -o part0.npz       a quarter of it (on one of four machines)
     fidkit stats merge part*.npz -o data.npz        the exact statistics of the union
     fidkit stats --dataset fashion-mnist-test -o fm-test.npz
@@ -161,13 +164,14 @@ def stats(sources, output, protocol, shard, dataset, metrics, as_json, **run):
             run.pop(k)
         st = merge([Statistics.load(p) for p in sources[1:]])
     else:
-        if len(sources) != 1:
-            raise click.UsageError("give one image folder (or: fidkit stats merge A.npz B.npz … -o OUT.npz)")
-        source = sources[0]
+        if len(sources) != 1 and not is_archive_source(list(sources)):
+            raise click.UsageError("give one image folder or archive, or tar shards (or: fidkit stats merge A.npz "
+                                   "B.npz … -o OUT.npz)")
+        source = sources[0] if len(sources) == 1 else list(sources)  # several: tar shards (or zips)
         if _is_stats_path(source):
             raise FidkitError(f"{source} is already a statistics file; give an image folder or a sample batch")
         if shard:
-            files = shard_files(list_images(source), shard)
+            files = shard_files(shardable(source), shard)  # a folder's files or an archive's members
             if not files:
                 raise FidkitError(f"shard {shard} of {source} holds no images; use fewer shards")
             st = compute_stats(files, protocol, **run)

@@ -1,4 +1,5 @@
-"""Image sources: folders searched recursively, file lists and in-memory arrays.
+"""Image sources: folders searched recursively, file lists, archives (zip, tar, tar.gz, tar
+shards), sample batches and in-memory arrays.
 
 Every image is decoded with PIL and ``convert("RGB")``, as the reference implementations
 do: grayscale is replicated to three channels, alpha is dropped (not composited), palette
@@ -8,8 +9,18 @@ more than 8 bits per channel (16-bit PNG, 32-bit TIFF) are refused rather than c
 
 from __future__ import annotations
 
+import bz2
+import copy
+import glob
+import gzip
+import io
 import os
+import posixpath
+import re
+import struct
+import tarfile
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -47,10 +58,13 @@ def list_images(folder) -> list[Path]:
     return found
 
 
-def decode(path) -> np.ndarray:
-    """Decodes one image file to uint8 (H, W, 3) RGB with PIL's ``convert("RGB")``."""
+def decode(path, data: bytes | None = None) -> np.ndarray:
+    """Decodes one image file to uint8 (H, W, 3) RGB (values 0..255) with PIL's ``convert("RGB")``.
+
+    ``data``: the file's bytes when they come from elsewhere (an archive member); ``path`` then
+    only names the image in errors (``archive.zip:dir/img.png``)."""
     try:
-        with Image.open(path) as im:
+        with Image.open(path if data is None else io.BytesIO(data)) as im:
             # PIL only warns between its limit and twice it; a few hundred bytes of JPEG whose
             # header claims 10000×10000 then decode to 300 MB in seconds, in every worker
             if Image.MAX_IMAGE_PIXELS and im.width * im.height > Image.MAX_IMAGE_PIXELS:
@@ -79,8 +93,10 @@ def check_uint8_images(images, layout: str) -> None:
         raise SourceError(f"images must have shape {layout} with 3 channels, got {tuple(images.shape)}")
 
 
-def shard(files: list, spec: str) -> list:
-    """The ``i``-th of ``k`` contiguous, nearly equal parts of ``files`` for ``spec`` = "i/k" (0 ≤ i < k)."""
+def shard(files, spec: str):
+    """The ``i``-th of ``k`` contiguous, nearly equal parts of ``files`` for ``spec`` = "i/k" (0 ≤ i < k).
+
+    ``files``: a list (of image paths), or an :class:`ArchiveImages` (its members, in their order)."""
     try:
         i, k = (int(x) for x in spec.split("/"))
     except ValueError:
@@ -88,7 +104,17 @@ def shard(files: list, spec: str) -> list:
     if not (k >= 1 and 0 <= i < k):
         raise SourceError(f"--shard {spec}: need k ≥ 1 and 0 ≤ i < k (shards are numbered from 0)")
     n = len(files)
+    if isinstance(files, ArchiveImages):
+        return files.subset(i * n // k, (i + 1) * n // k, f"{files.name} (shard {i}/{k})")
     return files[i * n // k:(i + 1) * n // k]
+
+
+def shardable(source):
+    """What ``--shard`` splits: the sorted image files of a folder (a list of paths), or the
+    members of an archive source (an :class:`ArchiveImages`)."""
+    if is_archive_source(source):
+        return as_images(source)
+    return list_images(source)
 
 
 #: Datasets read directly from their files: name -> (folder, IDX image file). The folder is
@@ -147,8 +173,8 @@ class Images:
     read and decoded in the process that asks for them (a decoding worker opens files
     itself); an item that cannot be read raises :class:`SourceError`, and ``label(i)`` names
     it. ``sequential`` sets say that their items are cheap only in increasing order (a
-    compressed archive member): they are read by one process. Archives and torchrun shards
-    are meant to plug in here as further subclasses.
+    compressed archive member): they are read by one process. Archives are
+    :class:`ArchiveImages`; torchrun shards are meant to plug in here too.
     """
 
     name: str = "images"
@@ -388,6 +414,466 @@ class BatchImages(Images):
         return np.repeat(x, 3, axis=2) if x.shape[2] == 1 else np.ascontiguousarray(x)
 
 
+# ---------------------------------------------------------------- archives: zip, tar, tar.gz, tar shards
+
+ZIP_EXTENSIONS = (".zip",)
+TAR_EXTENSIONS = (".tar",)
+TAR_GZ_EXTENSIONS = (".tar.gz", ".tgz")
+ARCHIVE_EXTENSIONS = ZIP_EXTENSIONS + TAR_EXTENSIONS + TAR_GZ_EXTENSIONS
+#: bytes allowed beyond 4 bytes per pixel of the largest image PIL decodes (headers, metadata, ICC profiles)
+MEMBER_SIZE_MARGIN = 1 << 20
+#: a zip member above this declared size whose compression ratio exceeds :data:`MAX_COMPRESSION_RATIO` is refused
+RATIO_CHECK_ABOVE = 32 << 20
+#: deflate cannot exceed 1032:1; only a near-constant uncompressed bitmap over 32 MiB comes close
+MAX_COMPRESSION_RATIO = 1000
+#: the largest single read while indexing (tar headers, a zip's central directory is capped by the file size)
+_MAX_INDEX_READ = 16 << 20
+_GLOB_CHARS = "*?["
+MAX_BRACE_RANGE = 100_000
+_BRACE_RANGE = re.compile(r"\{(\d+)\.\.(\d+)\}")
+
+# problems of one member, found while indexing and reported when it is read
+_OK, _ENCRYPTED, _LINK, _DANGLING, _SPARSE = 0, 1, 2, 3, 4
+
+
+def member_size_limit() -> int | None:
+    """The largest declared uncompressed size (bytes) of an image member that fidkit reads:
+    4 × ``PIL.Image.MAX_IMAGE_PIXELS`` + :data:`MEMBER_SIZE_MARGIN` (358,962,516 bytes with
+    PIL's default), the size of the largest RGBA bitmap PIL decodes plus headers; None when
+    PIL's limit is off (``PIL.Image.MAX_IMAGE_PIXELS = None``)."""
+    return 4 * Image.MAX_IMAGE_PIXELS + MEMBER_SIZE_MARGIN if Image.MAX_IMAGE_PIXELS else None
+
+
+def _archive_kind(path) -> str | None:
+    low = str(path).lower()
+    for kind, exts in (("zip", ZIP_EXTENSIONS), ("tar.gz", TAR_GZ_EXTENSIONS), ("tar", TAR_EXTENSIONS)):
+        if low.endswith(exts):
+            return kind
+    return None
+
+
+def expand_pattern(pattern: str) -> list[str]:
+    """The files a pattern names, sorted: numeric brace ranges as the shell expands them
+    (``train-{000..009}.tar``: every name, zero padding kept, so a missing shard is reported
+    rather than left out), then shell wildcards (``shards/*.tar``: the files that exist)."""
+    m = _BRACE_RANGE.search(pattern)
+    if m:
+        lo, hi = m.group(1), m.group(2)
+        if abs(int(hi) - int(lo)) > MAX_BRACE_RANGE:
+            raise SourceError(f"{pattern}: a range of more than {MAX_BRACE_RANGE:,} names; give a wildcard instead")
+        padded = any(len(x) > 1 and x.startswith("0") for x in (lo, hi))
+        width = max(len(lo), len(hi)) if padded else 0
+        step = 1 if int(hi) >= int(lo) else -1
+        out = []
+        for v in range(int(lo), int(hi) + step, step):
+            out.extend(expand_pattern(pattern[:m.start()] + str(v).zfill(width) + pattern[m.end():]))
+        return sorted(set(out))
+    if any(c in pattern for c in _GLOB_CHARS):
+        return sorted(glob.glob(pattern))
+    return [pattern]
+
+
+def _is_pattern(source) -> bool:
+    return isinstance(source, str) and not os.path.exists(source) and (
+        any(c in source for c in _GLOB_CHARS) or bool(_BRACE_RANGE.search(source)))
+
+
+def is_archive_source(source) -> bool:
+    """A zip, tar or tar.gz file (by its name), a pattern naming such files, or a list of them."""
+    if isinstance(source, (str, Path)):
+        if _is_pattern(str(source)):
+            found = expand_pattern(str(source))
+            return bool(found) and all(_archive_kind(f) for f in found)
+        return _archive_kind(source) is not None and Path(source).is_file()
+    return (isinstance(source, (list, tuple)) and bool(source) and all(isinstance(s, (str, Path)) for s in source)
+            and all(_archive_kind(s) for s in source))
+
+
+class _CappedReader:
+    """A binary file for zipfile and tarfile while indexing: no single read returns more than
+    the file holds (or :data:`_MAX_INDEX_READ` from a decompressed stream), so a damaged size
+    field cannot make them allocate gigabytes."""
+
+    def __init__(self, f, size: int | None):
+        self.f, self.size = f, size
+        self.mode = "rb"
+        self.last = (-1, b"")  # (position, bytes) of the last read
+
+    def read(self, n: int = -1) -> bytes:
+        pos = self.f.tell()
+        cap = _MAX_INDEX_READ if self.size is None else max(self.size - pos, 0)
+        data = self.f.read(cap if n is None or n < 0 else min(n, cap))
+        self.last = (pos, data)
+        return data
+
+    def block_at(self, offset: int, n: int) -> bytes:
+        """``n`` bytes at ``offset``, from the last read when it started there (a gzip stream
+        cannot seek back without decompressing again from its start)."""
+        if self.last[0] == offset and len(self.last[1]) >= n:
+            return self.last[1][:n]
+        self.f.seek(offset)
+        return self.read(n)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.f.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.f.tell()
+
+    def seekable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass
+
+
+def _member_key(name: str) -> str:
+    """The name a member sorts by: without leading ``/`` and ``./`` (``tar -C dir .`` writes them)."""
+    key = name.lstrip("/")
+    while key.startswith("./"):
+        key = key[2:].lstrip("/")
+    return key
+
+
+#: exceptions of zipfile, tarfile, gzip and zlib on a damaged archive, turned into one-line SourceErrors
+_ARCHIVE_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, tarfile.TarError, OSError, EOFError, ValueError,
+                   struct.error, NotImplementedError, OverflowError, zlib.error, KeyError, IndexError, MemoryError)
+
+
+class ArchiveImages(Images):
+    """The image members of one or more archives, read without extracting them to disk.
+
+    Members are those whose names end in :data:`IMAGE_EXTENSIONS` (any case), as in folders;
+    directories and other members are ignored. Order: archives sorted by path, then each
+    archive's members sorted by name (leading ``./`` dropped), so an archive of a folder gives
+    the folder's order; a name present twice counts once, its last copy (what extracting
+    gives). ``images[i]`` is uint8 (H, W, 3) RGB, 0..255, decoded as from a file;
+    ``label(i)`` is ``ARCHIVE:MEMBER``. The member table (names, offsets, sizes) lives in
+    numpy arrays, so forked workers do not copy it; each process opens the archive itself
+    (pickling drops open files). A member that cannot be read raises a one-line
+    :class:`SourceError` starting with its label (``--skip-bad`` leaves it out); an archive
+    whose member list cannot be trusted (unreadable directory, bad tar header, truncated
+    file) is refused whole when the set is made.
+    """
+
+    kind = "archive"
+
+    def __init__(self, paths, name: str | None = None):
+        paths = sorted(str(p) for p in paths)
+        self.paths = paths
+        self.name = name or (paths[0] if len(paths) == 1 else f"{len(paths)} archives ({paths[0]} …)")
+        self._pid = self._fd = self._fd_arch = self._stream = None
+        rows, names = [], []
+        for a, path in enumerate(paths):
+            if not os.path.isfile(path):
+                raise SourceError(f"{path}: no such file; give an existing {self.kind} archive")
+            try:
+                members = self._index(path)
+            except SourceError:
+                raise
+            except _ARCHIVE_ERRORS as e:
+                raise SourceError(f"{path}: cannot read the {self.kind} archive ({_one_line(e)}); the file is damaged "
+                                  f"or not a {self.kind} archive: recreate or re-download it") from None
+            for key in sorted(members):
+                name_, row = members[key]
+                names.append(name_.encode("utf-8", "surrogateescape"))
+                rows.append((a,) + row)
+        if not rows:
+            raise SourceError(f"{self.name}: no images found (looked for members ending in "
+                              f"{', '.join(e[1:] for e in IMAGE_EXTENSIONS)})")
+        ends = np.cumsum([len(n) for n in names], dtype=np.int64)
+        self._blob = np.frombuffer(b"".join(names), dtype=np.uint8)
+        self._starts, self._ends = ends - np.array([len(n) for n in names], dtype=np.int64), ends
+        cols = list(zip(*rows))
+        self._arch = np.array(cols[0], dtype=np.int32)
+        self._offset = np.array(cols[1], dtype=np.int64)   # zip: local header; tar: data (uncompressed stream)
+        self._csize = np.array(cols[2], dtype=np.int64)    # bytes stored in the archive
+        self._size = np.array(cols[3], dtype=np.int64)     # bytes once decompressed
+        self._method = np.array(cols[4], dtype=np.int32)   # zip compression method; 0 for tar
+        self._flags = np.array(cols[5], dtype=np.int32)    # zip general purpose flags; 0 for tar
+        self._crc = np.array(cols[6], dtype=np.uint32)     # zip CRC-32; 0 for tar
+        self._problem = np.array(cols[7], dtype=np.int8)
+
+    def _index(self, path) -> dict:
+        """key -> (member name, (offset, stored size, size, method, flags, crc, problem))."""
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return len(self._arch)
+
+    def member(self, i: int) -> str:
+        """The name of item ``i`` inside its archive."""
+        return self._blob[self._starts[i]:self._ends[i]].tobytes().decode("utf-8", "backslashreplace")
+
+    def label(self, i: int) -> str:
+        return f"{self.paths[self._arch[i]]}:{self.member(i)}"
+
+    def subset(self, lo: int, hi: int, name: str | None = None) -> "ArchiveImages":
+        """Items ``lo`` to ``hi`` − 1 as a set of their own (``--shard``)."""
+        out = copy.copy(self)
+        for k in ("_arch", "_offset", "_csize", "_size", "_method", "_flags", "_crc", "_problem", "_starts", "_ends"):
+            setattr(out, k, getattr(self, k)[lo:hi])
+        out.name = name or f"{self.name}[{lo}:{hi}]"
+        out._pid = out._fd = out._fd_arch = out._stream = None
+        return out
+
+    def __getstate__(self):  # a process that receives it opens the archives itself
+        d = dict(self.__dict__)
+        d["_pid"] = d["_fd"] = d["_fd_arch"] = d["_stream"] = None
+        return d
+
+    def _pread(self, a: int, n: int, offset: int) -> bytes:
+        """``n`` bytes at ``offset`` of archive ``a``; one archive is kept open per process."""
+        if self._pid != os.getpid():
+            self._pid, self._fd, self._fd_arch, self._stream = os.getpid(), None, None, None
+        if self._fd_arch != a:
+            if self._fd is not None:
+                os.close(self._fd)
+            self._fd, self._fd_arch = None, None
+            self._fd = os.open(self.paths[a], os.O_RDONLY)
+            self._fd_arch = a
+        return os.pread(self._fd, n, offset)
+
+    def _check_size(self, i: int, label: str) -> None:
+        limit, size, stored = member_size_limit(), int(self._size[i]), int(self._csize[i])
+        if limit is not None and size > limit:
+            raise SourceError(f"{label}: member declares {size:,} bytes, more than an image PIL decodes can need "
+                              f"({limit:,} = 4 × PIL.Image.MAX_IMAGE_PIXELS + 1 MiB); the archive is damaged or "
+                              f"hostile: check it, or skip the member with --skip-bad")
+        if size > RATIO_CHECK_ABOVE and size > MAX_COMPRESSION_RATIO * max(stored, 1):
+            raise SourceError(f"{label}: member would expand {size:,} bytes from {stored:,} (over "
+                              f"{MAX_COMPRESSION_RATIO}:1), which no image needs; the archive is damaged or "
+                              f"hostile: check it, or skip the member with --skip-bad")
+
+    def _check_problem(self, i: int, label: str) -> None:
+        p = int(self._problem[i])
+        if p == _ENCRYPTED:
+            raise SourceError(f"{label}: encrypted member, which fidkit does not read; extract the archive with its "
+                              f"password, or re-create it without encryption")
+        if p == _LINK:
+            raise SourceError(f"{label}: a symbolic link stored in the zip, which fidkit does not follow; store the "
+                              f"image itself")
+        if p == _DANGLING:
+            raise SourceError(f"{label}: a link to a member the archive does not hold as an image; store the image "
+                              f"itself")
+        if p == _SPARSE:
+            raise SourceError(f"{label}: a sparse tar member, which fidkit does not read; re-create the archive "
+                              f"without --sparse")
+
+    def read_member(self, i: int) -> bytes:
+        """The bytes of item ``i``'s file, checked; raises a one-line SourceError naming it."""
+        raise NotImplementedError
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return decode(self.label(i), self.read_member(i))
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {text[:200]}" if text else type(e).__name__
+
+
+class ZipImages(ArchiveImages):
+    """The images of ``.zip`` files, each member read at its recorded offset (``pread``):
+    random access, by any number of decoding workers. Stored, deflated and bzip2 members are
+    read; their CRC-32 is checked. Refused per member (``--skip-bad`` skips it): encrypted,
+    another compression method, a declared size over :func:`member_size_limit` or over
+    1000:1 above 32 MiB, a bad CRC, a local header that does not match the directory, data
+    past the end of the file. Refused whole: a directory that cannot be read (a truncated
+    zip loses it)."""
+
+    kind = "zip"
+
+    def _index(self, path) -> dict:
+        members = {}
+        with open(path, "rb") as f, zipfile.ZipFile(_CappedReader(f, os.fstat(f.fileno()).st_size)) as z:
+            for info in z.infolist():
+                key = _member_key(info.filename)
+                if info.is_dir() or not key.lower().endswith(IMAGE_EXTENSIONS):
+                    continue
+                problem = _ENCRYPTED if info.flag_bits & 0x1 else _OK
+                if (info.external_attr >> 16) & 0o170000 == 0o120000:
+                    problem = _LINK
+                members[key] = (info.orig_filename, (info.header_offset, info.compress_size, info.file_size,
+                                                     info.compress_type, info.flag_bits, info.CRC, problem))
+        return members
+
+    def read_member(self, i: int) -> bytes:
+        label = self.label(i)
+        self._check_problem(i, label)
+        self._check_size(i, label)
+        a, off, stored, size = int(self._arch[i]), int(self._offset[i]), int(self._csize[i]), int(self._size[i])
+        method, flags = int(self._method[i]), int(self._flags[i])
+        if method not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2):
+            raise SourceError(f"{label}: compression method {method}, which fidkit does not read (it reads stored, "
+                              f"deflate and bzip2); re-create the archive with one of those")
+        try:
+            head = self._pread(a, 30, off)
+            if len(head) < 30 or head[:4] != b"PK\x03\x04":
+                raise SourceError(f"{label}: no local file header at byte {off}; the archive is damaged: recreate "
+                                  f"it, or skip the member with --skip-bad")
+            name_len, extra_len = int.from_bytes(head[26:28], "little"), int.from_bytes(head[28:30], "little")
+            body = self._pread(a, name_len + extra_len + stored, off + 30)
+            if len(body) < name_len + extra_len + stored:
+                raise SourceError(f"{label}: ends early ({len(body) - name_len - extra_len} of {stored} stored "
+                                  f"bytes); the archive is truncated or damaged: recreate it, or skip the member "
+                                  f"with --skip-bad")
+            local_name = body[:name_len].decode("utf-8" if flags & 0x800 else "cp437", "replace")
+            if local_name != self.member(i):
+                raise SourceError(f"{label}: its local header names {local_name[:100]!r}; the archive is damaged: "
+                                  f"recreate it, or skip the member with --skip-bad")
+            data = body[name_len + extra_len:]
+            if method == zipfile.ZIP_DEFLATED:
+                d = zlib.decompressobj(-15)
+                out = d.decompress(data, size + 1)
+                complete = d.eof
+            elif method == zipfile.ZIP_BZIP2:
+                d = bz2.BZ2Decompressor()
+                out = d.decompress(data, size + 1)
+                complete = d.eof
+            else:
+                out, complete = data, True
+        except SourceError:
+            raise
+        except (OSError, ValueError, EOFError, zlib.error) as e:
+            raise SourceError(f"{label}: cannot read the member ({_one_line(e)}); the archive is damaged: recreate "
+                              f"it, or skip the member with --skip-bad") from None
+        if len(out) != size or not complete:
+            raise SourceError(f"{label}: decompresses to {'more than ' if len(out) > size else ''}{len(out):,} "
+                              f"bytes{'' if complete else ' without an end of stream'}, its directory says "
+                              f"{size:,}; the archive is damaged: recreate it, or skip the member with --skip-bad")
+        if zlib.crc32(out) != int(self._crc[i]):
+            raise SourceError(f"{label}: bad CRC-32 (the member's bytes are damaged); recreate the archive, or skip "
+                              f"the member with --skip-bad")
+        return out
+
+
+class TarImages(ArchiveImages):
+    """The images of ``.tar`` files (webdataset shards among them) and ``.tar.gz``/``.tgz`` files.
+
+    A plain tar's member is read at its recorded data offset (``pread``): random access, by
+    any number of workers. A tar.gz is one compressed stream: it is checked whole (gzip
+    CRC) when the set is made, and its members are decompressed in order by one process
+    (``sequential``), so it is slower than a plain tar. Hard and symbolic links to image
+    members are followed. Refused per member: a size over :func:`member_size_limit`, a link
+    to nothing readable, a sparse member. Refused whole: a bad header (checksum, fields),
+    a member running past the end of the file, no end-of-archive blocks (a truncated
+    file), a damaged gzip stream. Tar keeps no checksum of member data: damaged bytes in a
+    member show only if the image no longer decodes.
+    """
+
+    kind = "tar"
+
+    def __init__(self, paths, name: str | None = None):
+        super().__init__(paths, name)
+        self._gz = [_archive_kind(p) == "tar.gz" for p in self.paths]
+        self.sequential = any(self._gz)
+
+    def _index(self, path) -> dict:
+        gz = _archive_kind(path) == "tar.gz"
+        entries = {}
+        with open(path, "rb") as raw:
+            src = gzip.GzipFile(fileobj=raw, mode="rb") if gz else raw
+            f = _CappedReader(src, None if gz else os.fstat(raw.fileno()).st_size)
+            tf = tarfile.TarFile(fileobj=f, mode="r", encoding="utf-8", errors="surrogateescape")
+            while True:
+                ti = tf.next()
+                if ti is None:
+                    break
+                tf.members.clear()  # a member list of the whole archive is not kept
+                key = _member_key(ti.name)
+                if ti.isreg():
+                    entries[key] = (ti.name, ti.offset_data, ti.size, _SPARSE if ti.issparse() else _OK)
+                elif ti.islnk() or ti.issym():
+                    base = "" if ti.islnk() else posixpath.dirname(key)
+                    target = _member_key(posixpath.normpath(posixpath.join(base, ti.linkname)))
+                    entries[key] = (ti.name, target)
+                else:
+                    entries.pop(key, None)
+            end = f.block_at(tf.offset, 512)
+            if len(end) < 512:
+                raise SourceError(f"{path}: ends without tar's end-of-archive blocks (at byte {tf.offset:,}"
+                                  f"{' of the decompressed stream' if gz else ''}); the archive is truncated: "
+                                  f"recreate or re-download it")
+            if end.count(0) != 512:
+                raise SourceError(f"{path}: bad tar header at byte {tf.offset:,}"
+                                  f"{' of the decompressed stream' if gz else ''}; the members from there on "
+                                  f"cannot be found: recreate or re-download the archive")
+            if gz:
+                while src.read(1 << 20):  # to the end of the stream: gzip checks its CRC there
+                    pass
+        members = {}
+        for key, e in entries.items():
+            if not key.lower().endswith(IMAGE_EXTENSIONS):
+                continue
+            seen = 0
+            while len(e) == 2 and seen < 16:  # a link: follow it to a regular member
+                e = entries.get(e[1], (None, None))
+                seen += 1
+            name = entries[key][0]
+            if len(e) == 4 and e[0] is not None:
+                members[key] = (name, (e[1], e[2], e[2], 0, 0, 0, e[3]))
+            else:
+                members[key] = (name, (0, 0, 0, 0, 0, 0, _DANGLING))
+        return members
+
+    def read_member(self, i: int) -> bytes:
+        label = self.label(i)
+        self._check_problem(i, label)
+        self._check_size(i, label)
+        a, off, size = int(self._arch[i]), int(self._offset[i]), int(self._size[i])
+        try:
+            data = self._stream_read(a, off, size) if self._gz[a] else self._pread(a, size, off)
+        except (OSError, EOFError, ValueError, zlib.error) as e:
+            raise SourceError(f"{label}: cannot read the member ({_one_line(e)}); the archive is damaged: recreate "
+                              f"it, or skip the member with --skip-bad") from None
+        if len(data) != size:
+            raise SourceError(f"{label}: ends early ({len(data):,} of {size:,} bytes); the archive is truncated: "
+                              f"recreate it, or skip the member with --skip-bad")
+        return data
+
+    def _stream_read(self, a: int, offset: int, size: int) -> bytes:
+        """``size`` bytes at ``offset`` of tar.gz ``a``'s decompressed stream, read forward;
+        the stream is reopened when asked to go back or to another archive."""
+        if self._pid != os.getpid():
+            self._pid, self._fd, self._fd_arch, self._stream = os.getpid(), None, None, None
+        if self._stream is None or self._stream[0] != a or self._stream[2] > offset:
+            if self._stream is not None:
+                self._stream[1].close()
+            self._stream = [a, gzip.open(self.paths[a], "rb"), 0]
+        _, g, pos = self._stream
+        while pos < offset:
+            chunk = g.read(min(offset - pos, 1 << 20))
+            if not chunk:
+                break
+            pos += len(chunk)
+        data = g.read(size) if pos == offset else b""
+        self._stream[2] = pos + len(data)
+        return data
+
+
+def archive_images(source) -> ArchiveImages:
+    """An archive source as :class:`ZipImages` or :class:`TarImages`: a ``.zip``, ``.tar``,
+    ``.tar.gz``/``.tgz`` path, a pattern (``'shards/*.tar'``, ``'train-{000..009}.tar'``) or a
+    list of such paths, all zips or all tars (plain and gzipped may mix)."""
+    name = None
+    if isinstance(source, (str, Path)):
+        if _is_pattern(str(source)):
+            paths = expand_pattern(str(source))
+            if not paths:
+                raise SourceError(f"{source}: the pattern matches no files")
+            name = str(source)
+        else:
+            paths = [str(source)]
+    else:
+        paths = [str(p) for p in source]
+    kinds = {"zip" if _archive_kind(p) == "zip" else "tar" for p in paths}
+    if len(kinds) != 1 or not all(_archive_kind(p) for p in paths):
+        raise SourceError(f"{name or paths[0]}: give archives of one kind (all .zip, or all .tar/.tar.gz); "
+                          f"found {', '.join(sorted({Path(p).suffix or p for p in paths}))}")
+    return (ZipImages if kinds == {"zip"} else TarImages)(paths, name)
+
+
 def is_batch_path(source) -> bool:
     """An ``.npy``, or an ``.npz`` whose keys say it holds images (``arr_0``) and no statistics."""
     if not isinstance(source, (str, Path)):
@@ -400,8 +886,10 @@ def is_batch_path(source) -> bool:
 
 def as_images(source) -> Images:
     """Any image source as one :class:`Images`: a folder (searched recursively), a sample batch
-    ``.npz`` (``arr_0``) or ``.npy``, a list of image paths, or uint8 arrays (numpy NHWC,
-    torch NCHW). Statistics files are not images; callers tell them apart first."""
+    ``.npz`` (``arr_0``) or ``.npy``, an archive (``.zip``, ``.tar``, ``.tar.gz``/``.tgz``), a
+    pattern of tar shards or image files (``'shards/*.tar'``, ``'train-{000..009}.tar'``), a
+    list of image paths or of archives, or uint8 arrays (numpy NHWC, torch NCHW). Statistics
+    files are not images; callers tell them apart first."""
     import torch
 
     if isinstance(source, Images):
@@ -410,8 +898,17 @@ def as_images(source) -> Images:
         p = Path(source)
         if str(source).lower().endswith((".npz", ".npy")) and p.is_file():
             return BatchImages(p)
+        if _is_pattern(str(source)):
+            found = expand_pattern(str(source))
+            if found and all(f.lower().endswith(IMAGE_EXTENSIONS) for f in found):
+                return FileImages(found, str(source))
+            return archive_images(source)
+        if is_archive_source(source):
+            return archive_images(source)
         return FileImages(list_images(p), str(source))
     if isinstance(source, (list, tuple)) and source and isinstance(source[0], (str, Path)):
+        if is_archive_source(source):
+            return archive_images(source)
         return FileImages([Path(s) for s in source])
     if isinstance(source, np.ndarray):
         return ArrayImages(source, "NHWC")

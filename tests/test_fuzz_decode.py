@@ -4,20 +4,28 @@ formats spliced in, PNG checksums made valid again. Every case must decode to ui
 SourceError, within seconds; through the CLI with ``--skip-bad`` every file is decoded or
 skipped, with no traceback and no worker crash.
 
-About 100 cases run by default; ``pytest -m slow tests/test_fuzz_decode.py`` runs 5,000
-(``FIDKIT_FUZZ_EXAMPLES`` changes the number).
+The archive containers get the same treatment: a small valid zip, tar and tar.gz holding
+a few seed images, damaged inside members (before archiving, so checksums stay valid) and
+as a whole (the same mutations, archive headers spliced in, tar header checksums made
+valid again). Reading each as a source either refuses the archive in one line, or gives
+every member as an image or a one-line SourceError naming ``ARCHIVE:MEMBER``.
+
+About 100 cases of each run by default; ``pytest -m slow tests/test_fuzz_decode.py`` runs
+5,000 of each (``FIDKIT_FUZZ_EXAMPLES`` changes the number).
 """
 
 import faulthandler
 import io
 import json
 import os
+import tarfile
 import random
 import subprocess
 import sys
 import tempfile
 import time
 import warnings
+import zipfile
 import zlib
 from datetime import timedelta
 from pathlib import Path
@@ -30,7 +38,7 @@ from PIL import Image
 
 import fidkit
 from fidkit.errors import SourceError
-from fidkit.sources import decode
+from fidkit.sources import as_images, decode
 
 HANG_S = 120  # a decode running this long kills the test run with every thread's traceback
 
@@ -78,8 +86,18 @@ def _fix_png_crcs(d: bytearray) -> None:
         pos = end + 4
 
 
-def mutate(data: bytes, ops) -> bytes:
-    """Applies ``ops`` (kind, a, b, c) in turn; positions are taken modulo the current length."""
+def _fix_tar_checksums(d: bytearray) -> None:
+    """Recomputes the checksum of every block that looks like a tar header (``ustar`` at 257),
+    so that damaged header fields get past tarfile's checksum into its field parsing."""
+    for pos in range(0, len(d) - 511, 512):
+        if d[pos + 257:pos + 262] == b"ustar":
+            d[pos + 148:pos + 156] = b" " * 8
+            d[pos + 148:pos + 156] = b"%06o\0 " % (sum(d[pos:pos + 512]) & 0o777777)
+
+
+def mutate(data: bytes, ops, others: list | None = None) -> bytes:
+    """Applies ``ops`` (kind, a, b, c) in turn; positions are taken modulo the current length.
+    ``others``: the files whose starts ``splice`` puts in (default: the seed images)."""
     d = bytearray(data)
     for kind, a, b, c in ops:
         n = max(len(d), 1)
@@ -100,7 +118,8 @@ def mutate(data: bytes, ops) -> bytes:
             region = d[a % n: a % n + c % 256 + 1]
             d[b % n: b % n] = region
         elif kind == "splice":  # the start of another format's file over or before this one
-            other = SEEDS[NAMES[b % len(NAMES)]][0]
+            pool = others or [SEEDS[n][0] for n in NAMES]
+            other = pool[b % len(pool)]
             head = other[: c % 64 + 1]
             if a % 2:
                 d[: len(head)] = head
@@ -108,10 +127,13 @@ def mutate(data: bytes, ops) -> bytes:
                 d[0:0] = head
         elif kind == "fixcrc":
             _fix_png_crcs(d)
+        elif kind == "fixtar":
+            _fix_tar_checksums(d)
     return bytes(d)
 
 
 KINDS = ["truncate", "flip", "overwrite", "insert", "delete", "duplicate", "splice", "fixcrc"]
+ARCHIVE_KINDS = ["truncate", "flip", "overwrite", "insert", "delete", "duplicate", "splice", "fixtar"]
 OPS = st.lists(st.tuples(st.sampled_from(KINDS),
                          st.integers(0, 1 << 20), st.integers(0, 1 << 20), st.integers(0, 1 << 10)),
                min_size=1, max_size=5)
@@ -237,3 +259,176 @@ def test_fuzzed_folder_through_the_cli_with_skip_bad(tmp_path):
     assert {Path(p).name for p in result["skipped"]} == expected_bad
     assert result["n"] == 26 - len(expected_bad)
     assert fidkit.Statistics.load(out).n == result["n"]
+
+
+# ---------------------------------------------------------------- archives
+
+#: the seed images archives hold (their names sort in this order)
+ARCHIVE_MEMBERS = ["png-rgb", "jpeg", "webp-lossless", "bmp-p", "tiff-lzw"]
+ARCHIVE_EXT = {"zip": ".zip", "tar": ".tar", "tar.gz": ".tar.gz"}
+
+
+def build_archive(kind: str, images: list) -> bytes:
+    """A zip (stored and deflated members), tar or tar.gz holding ``images`` (bytes, in
+    ARCHIVE_MEMBERS' order) as ``d/00-png-rgb.png`` …, a directory entry, a text member
+    and (tar) a hard link to the first image."""
+    names = [f"d/{k:02d}-{n}{SEEDS[n][1]}" for k, n in enumerate(ARCHIVE_MEMBERS)]
+    buf = io.BytesIO()
+    if kind == "zip":
+        with zipfile.ZipFile(buf, "w") as z:
+            z.writestr(zipfile.ZipInfo("d/"), b"")
+            for k, (name, data) in enumerate(zip(names, images)):
+                z.writestr(name, data, compress_type=zipfile.ZIP_DEFLATED if k % 2 else zipfile.ZIP_STORED)
+            z.writestr("d/README.txt", b"not an image")
+        return buf.getvalue()
+    with tarfile.open(fileobj=buf, mode="w:gz" if kind == "tar.gz" else "w") as t:
+        info = tarfile.TarInfo("d")
+        info.type = tarfile.DIRTYPE
+        t.addfile(info)
+        for name, data in list(zip(names, images)) + [("d/README.txt", b"not an image")]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+        info = tarfile.TarInfo("d/99-link.png")
+        info.type, info.linkname = tarfile.LNKTYPE, names[0]
+        t.addfile(info)
+    return buf.getvalue()
+
+
+ARCHIVE_SEEDS = {k: build_archive(k, [SEEDS[n][0] for n in ARCHIVE_MEMBERS]) for k in ARCHIVE_EXT}
+#: what splice puts in: the start of the other archives and of the seed images
+ARCHIVE_SPLICES = list(ARCHIVE_SEEDS.values()) + [SEEDS[n][0] for n in ARCHIVE_MEMBERS]
+ARCHIVE_OPS = st.lists(st.tuples(st.sampled_from(ARCHIVE_KINDS),
+                                 st.integers(0, 1 << 20), st.integers(0, 1 << 20), st.integers(0, 1 << 10)),
+                       min_size=0, max_size=4)
+#: damage inside members: (which member, the image mutations applied to it before archiving)
+MEMBER_OPS = st.lists(st.tuples(st.integers(0, len(ARCHIVE_MEMBERS) - 1), OPS), max_size=2)
+
+
+def archive_case(kind: str, member_ops, archive_ops) -> bytes:
+    images = [SEEDS[n][0] for n in ARCHIVE_MEMBERS]
+    for k, ops in member_ops:
+        images[k] = mutate(images[k], ops)
+    data = build_archive(kind, images) if member_ops else ARCHIVE_SEEDS[kind]
+    return mutate(data, archive_ops, ARCHIVE_SPLICES) if archive_ops else data
+
+
+def check_archive(path: Path) -> dict:
+    """Reads ``path`` as a source and every item of it; returns counts of 'ok' items, 'error'
+    items (one-line SourceError naming ARCHIVE:MEMBER) and 'refused' archives (one line
+    naming the archive), failing on anything else."""
+    outcomes = {"ok": 0, "error": 0, "refused": 0}
+    faulthandler.dump_traceback_later(HANG_S, exit=True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                images = as_images(path)
+            except SourceError as e:
+                msg = str(e)
+                assert msg.startswith(f"{path}: ") and "\n" not in msg and len(msg) < 600, msg
+                outcomes["refused"] += 1
+                return outcomes
+            for i in range(len(images)):
+                try:
+                    arr = images[i]
+                except SourceError as e:
+                    msg = str(e)
+                    assert msg.startswith(f"{images.label(i)}: ") and "\n" not in msg and len(msg) < 800, msg
+                    assert images.label(i).startswith(f"{path}:")
+                    outcomes["error"] += 1
+                    continue
+                assert arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] == 3 and arr.flags.writeable
+                assert arr.shape[0] * arr.shape[1] <= Image.MAX_IMAGE_PIXELS
+                outcomes["ok"] += 1
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+    return outcomes
+
+
+def test_seed_archives_read_whole():
+    with tempfile.TemporaryDirectory() as d:
+        for kind, data in ARCHIVE_SEEDS.items():
+            path = Path(d) / f"seed{ARCHIVE_EXT[kind]}"
+            path.write_bytes(data)
+            n = len(ARCHIVE_MEMBERS) + (kind != "zip")  # the tar's hard link is an image too
+            assert check_archive(path) == {"ok": n, "error": 0, "refused": 0}, kind
+
+
+@settings(max_examples=100, deadline=timedelta(seconds=10), derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(kind=st.sampled_from(sorted(ARCHIVE_EXT)), member_ops=MEMBER_OPS, archive_ops=ARCHIVE_OPS)
+def test_mutated_archives_read_or_fail_in_one_line(workdir, kind, member_ops, archive_ops):
+    path = workdir / f"case{ARCHIVE_EXT[kind]}"
+    path.write_bytes(archive_case(kind, member_ops, archive_ops))
+    check_archive(path)
+
+
+@pytest.mark.slow
+def test_mutated_archives_many(workdir):
+    """The archive property on FIDKIT_FUZZ_EXAMPLES (5,000) cases; prints the count, time and outcomes."""
+    n = int(os.environ.get("FIDKIT_FUZZ_EXAMPLES", "5000"))
+    outcomes = {"ok": 0, "error": 0, "refused": 0}
+    cases = [0]
+    slowest = [0.0, None]
+
+    @settings(max_examples=n, deadline=timedelta(seconds=10), database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(kind=st.sampled_from(sorted(ARCHIVE_EXT)), member_ops=MEMBER_OPS, archive_ops=ARCHIVE_OPS)
+    def run(kind, member_ops, archive_ops):
+        path = workdir / f"case{ARCHIVE_EXT[kind]}"
+        path.write_bytes(archive_case(kind, member_ops, archive_ops))
+        t = time.perf_counter()
+        for k, v in check_archive(path).items():
+            outcomes[k] += v
+        cases[0] += 1
+        if time.perf_counter() - t > slowest[0]:
+            slowest[:] = time.perf_counter() - t, (kind, member_ops, archive_ops)
+
+    t0 = time.perf_counter()
+    run()
+    print(f"\nfuzzed {cases[0]} archives in {time.perf_counter() - t0:.0f} s: {outcomes['refused']} refused whole, "
+          f"{outcomes['ok']} members decoded, {outcomes['error']} members refused in one line; slowest "
+          f"{slowest[0]:.2f} s: {slowest[1]}")
+    assert cases[0] >= n * 0.95
+
+
+def test_fuzzed_archive_through_the_cli_with_skip_bad(tmp_path):
+    """A zip of 16 members damaged before archiving, 2 intact ones and 2 whose stored bytes
+    are flipped afterwards (bad CRC), through `fidkit stats --skip-bad` with 2 decoding
+    workers: each member is used or skipped as reading it alone says, listed as ARCHIVE:MEMBER."""
+    r = random.Random(17)
+    path = tmp_path / "fuzzed.zip"
+    with zipfile.ZipFile(path, "w") as z:
+        for i in range(20):
+            name = NAMES[i % len(NAMES)]
+            data, ext = SEEDS[name]
+            if i < 16:
+                data = mutate(data, [(r.choice(KINDS), r.randrange(1 << 20), r.randrange(1 << 20),
+                                      r.randrange(1 << 10)) for _ in range(r.randint(1, 4))])
+            z.writestr(f"m{i:02d}-{name}{ext}", data, compress_type=zipfile.ZIP_DEFLATED if i % 3 else
+                       zipfile.ZIP_STORED)
+    d = bytearray(path.read_bytes())
+    for info in zipfile.ZipFile(path).infolist()[18:]:
+        d[info.header_offset + 30 + len(info.filename) + 5] ^= 0x40
+    path.write_bytes(bytes(d))
+    images = as_images(path)
+    expected_bad = set()
+    for i in range(len(images)):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                images[i]
+        except SourceError:
+            expected_bad.add(images.label(i))
+    assert 2 < len(expected_bad) < 20 and f"{path}:m19-{NAMES[19 % len(NAMES)]}{SEEDS[NAMES[19 % len(NAMES)]][1]}" \
+        in expected_bad
+    out = tmp_path / "s.npz"
+    res = subprocess.run([sys.executable, "-m", "fidkit", "stats", str(path), "-o", str(out), "--skip-bad",
+                          "--json", "--device", "cpu", "--workers", "2", "--no-progress"],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert "Traceback" not in res.stderr and "unexpected" not in res.stderr and "worker" not in res.stderr
+    result = json.loads(res.stdout)
+    assert set(result["skipped"]) == expected_bad
+    assert result["n"] == 20 - len(expected_bad)
