@@ -218,3 +218,26 @@ def test_a_killed_rank_does_not_hang_the_other(tmp_path, real_a, real_weights):
     assert proc.returncode != 0
     assert "Signal 9 (SIGKILL)" in agent or "SIGKILL" in agent, agent
     assert not (tmp_path / "out.npz").exists()
+
+
+def test_archives_under_torchrun_equal_one_process_on_the_folder(tmp_path, real_weights):
+    """Each rank opens the archive itself and reads its block: a zip (random access) and a
+    .tar.gz (read in order by each rank) give the folder's statistics, bit for bit."""
+    import tarfile
+    import zipfile
+    files = sorted((DATA / "real_a").glob("*.png"))
+    with zipfile.ZipFile(tmp_path / "a.zip", "w") as z:
+        for p in files:
+            z.write(p, f"nested/{p.name}")
+    with tarfile.open(tmp_path / "a.tar.gz", "w:gz") as t:
+        for p in files:
+            t.add(p, f"./{p.name}")
+    common = ("--batch-size", "4", "--workers", "1", "--device", "cpu")
+    run_fidkit("stats", DATA / "real_a", "-o", tmp_path / "folder.npz", *common, env=ENV)
+    folder = Statistics.load(tmp_path / "folder.npz")
+    for name in ("a.zip", "a.tar.gz"):
+        code, out, _ = torchrun(tmp_path / f"logs-{name}", "stats", tmp_path / name, "-o", tmp_path / f"{name}.npz",
+                                *common)
+        assert code == 0, out
+        st = Statistics.load(tmp_path / f"{name}.npz")
+        assert st.n == 10 and np.array_equal(st.mu, folder.mu) and np.array_equal(st.sigma, folder.sigma), name
