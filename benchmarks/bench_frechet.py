@@ -41,6 +41,8 @@ import sys
 import time
 from pathlib import Path
 
+from _machine import cpu_model
+
 import numpy as np
 import scipy
 import scipy.linalg
@@ -126,14 +128,6 @@ def timed(fn, repeats: int, sync=None, warmup: bool = False):
 # --------------------------------------------------------------------------- machine
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def blas_info() -> dict:

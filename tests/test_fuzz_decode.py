@@ -249,16 +249,10 @@ def test_fuzzed_folder_through_the_cli_with_skip_bad(tmp_path):
         data, ext = SEEDS[name]
         (folder / f"good-{name}{ext}").write_bytes(data)
     assert 0 < len(expected_bad) < 24  # the mix holds both kinds
-    out = tmp_path / "s.npz"
-    res = subprocess.run([sys.executable, "-m", "fidkit", "stats", str(folder), "-o", str(out), "--skip-bad",
-                          "--json", "--device", "cpu", "--workers", "2", "--no-progress"],
-                         capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr
-    assert "Traceback" not in res.stderr and "unexpected" not in res.stderr and "worker" not in res.stderr
-    result = json.loads(res.stdout)
+    result = _stats_skipping_bad(folder, tmp_path / "s.npz")
     assert {Path(p).name for p in result["skipped"]} == expected_bad
     assert result["n"] == 26 - len(expected_bad)
-    assert fidkit.Statistics.load(out).n == result["n"]
+    assert fidkit.Statistics.load(tmp_path / "s.npz").n == result["n"]
 
 
 # ---------------------------------------------------------------- archives
@@ -423,12 +417,17 @@ def test_fuzzed_archive_through_the_cli_with_skip_bad(tmp_path):
             expected_bad.add(images.label(i))
     assert 2 < len(expected_bad) < 20 and f"{path}:m19-{NAMES[19 % len(NAMES)]}{SEEDS[NAMES[19 % len(NAMES)]][1]}" \
         in expected_bad
-    out = tmp_path / "s.npz"
-    res = subprocess.run([sys.executable, "-m", "fidkit", "stats", str(path), "-o", str(out), "--skip-bad",
+    result = _stats_skipping_bad(path, tmp_path / "s.npz")
+    assert set(result["skipped"]) == expected_bad
+    assert result["n"] == 20 - len(expected_bad)
+
+
+def _stats_skipping_bad(source, out) -> dict:
+    """``fidkit stats SOURCE --skip-bad --json`` with 2 decoding workers: exits 0 with no traceback
+    and no worker crash; returns its JSON."""
+    res = subprocess.run([sys.executable, "-m", "fidkit", "stats", str(source), "-o", str(out), "--skip-bad",
                           "--json", "--device", "cpu", "--workers", "2", "--no-progress"],
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr
     assert "Traceback" not in res.stderr and "unexpected" not in res.stderr and "worker" not in res.stderr
-    result = json.loads(res.stdout)
-    assert set(result["skipped"]) == expected_bad
-    assert result["n"] == 20 - len(expected_bad)
+    return json.loads(res.stdout)
