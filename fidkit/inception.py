@@ -145,16 +145,16 @@ class BasicConv2d(nn.Module):
             sw = split.split_weight(w)
             self.split_weight = sw.contiguous(memory_format=torch.channels_last) if nhwc else sw
 
-    def _operands(self, x):
-        if self.split is None:
-            return x, self.conv.weight
-        return self.split.stack_input(x), self.split_weight
-
     def forward(self, x):
         c = self.conv
-        x, w = self._operands(x)
-        if self.bn is not None:
-            return F.relu(self.bn(F.conv2d(x, w, c.bias, c.stride, c.padding, c.dilation, c.groups)))
+        if self.split is None:
+            w = c.weight
+            if self.bn is not None:
+                return F.relu(self.bn(c(x)))
+        else:  # the operands stacked along the input channels: one call sums all the products
+            x, w = self.split.stack_input(x), self.split_weight
+            if self.bn is not None:
+                return F.relu(self.bn(F.conv2d(x, w, c.bias, c.stride, c.padding, c.dilation, c.groups)))
         # folded: the convolution carries the batch norm
         if x.is_cuda and not torch.is_autocast_enabled("cuda"):
             # convolution, bias and ReLU in one cuDNN call; it honours cudnn.allow_tf32 as
