@@ -395,9 +395,8 @@ def main():
         for k in range(1, len(parts) + 1):  # chunk by chunk: every candidate has the same images
             for cname in cnames:
                 part_features(set_name, cname, *parts[k - 1])
-            if k == len(parts) or k == 1 or k % 2 == 0:  # reported at 1, 2, 4, 6, … chunks and at the end
-                for cname in cnames:
-                    evaluate(set_name, cname, parts[:k])
+            for cname in cnames:  # reported after every chunk
+                evaluate(set_name, cname, parts[:k])
     save()
     log(f"wrote {out_path}")
 
