@@ -354,7 +354,7 @@ def main():
         if cname == "fp32":
             refs[set_name] = feats
         fid = fid_of(set_name, feats)
-        ref_fid = result["candidates"].get("fp32", {}).get(set_name, {}).get("fid", fid)
+        ref_fid = fid if cname == "fp32" else result["candidates"]["fp32"][set_name]["fid"]
         split = cand["split"]
         if split is None:
             products = 1
