@@ -7,11 +7,11 @@ the Fréchet distance on the GPU, and agreement of CUDA with the CPU references.
 Measures, on one run of one machine:
 
 1. in-memory uint8 32×32 images (random, on the device) → statistics, protocol ttur, for
-   each batch size and precision (fp32 strict = TF32 off, tf32, bf16): images/s;
+   each batch size and precision (``--precisions``; default fp32 strict = TF32 off, tf32, bf16): images/s;
 2. the FID between two in-memory sets per precision, and its relative deviation from fp32;
 3. the Fréchet distance in float64 on the GPU at d = 2048 (median of 10 after a warm-up);
-4. tests/data/real_a vs real_b on CUDA for each protocol against the CPU reference
-   values of tests/data/README.md;
+4. tests/data/real_a vs real_b on CUDA for each protocol (and precision) against the CPU
+   reference values of tests/data/README.md;
 5. optionally a PNG folder end to end through ``fidkit.compare`` (decode workers + GPU).
 
 Writes JSON (and prints it) with the device name and versions.
@@ -59,7 +59,10 @@ def main():
     ap.add_argument("--png-dir", default=None, help="folder with subfolders a/ and b/ of PNG images")
     ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "gpu.json"))
+    ap.add_argument("--precisions", default="fp32,tf32,bf16", help="fp32 first: the reference of the deviations")
     args = ap.parse_args()
+    precisions = args.precisions.split(",")
+    assert precisions[0] == "fp32", "--precisions must start with fp32"
 
     w = load_weights(args.weights)
     rec = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "cuda": torch.version.cuda,
@@ -74,7 +77,7 @@ def main():
 
     rec["throughput"] = []
     for bs in [int(x) for x in args.batch_sizes.split(",")]:
-        for prec in ("fp32", "tf32", "bf16"):
+        for prec in precisions:
             _, sec = timed_stats(a, weights=w, batch_size=bs, precision=prec)
             row = {"batch_size": bs, "precision": prec, "seconds": round(sec, 3),
                    "images_per_s": round(args.n / sec, 1)}
@@ -84,7 +87,7 @@ def main():
     best_bs = max((r for r in rec["throughput"] if r["precision"] == "fp32"), key=lambda r: r["images_per_s"])
     bs = best_bs["batch_size"]
     rec["fid_by_precision"] = {}
-    for prec in ("fp32", "tf32", "bf16"):
+    for prec in precisions:
         sa, _ = timed_stats(a, weights=w, batch_size=bs, precision=prec)
         sb, _ = timed_stats(b, weights=w, batch_size=bs, precision=prec)
         rec["fid_by_precision"][prec] = float(fidkit.frechet_distance(sa, sb, allow_mismatch=True))
@@ -113,15 +116,17 @@ def main():
 
     rec["cuda_vs_cpu_reference"] = {}
     for proto, value in REFERENCE.items():
-        got = fidkit.fid(str(ROOT / "tests/data/real_a"), str(ROOT / "tests/data/real_b"), protocol=proto,
-                         device="cuda", weights=w, workers=2)
-        rec["cuda_vs_cpu_reference"][proto] = {"fidkit_cuda": got, "reference_cpu": value,
-                                               "relative_difference": abs(got - value) / value}
+        for prec in precisions:
+            got = fidkit.fid(str(ROOT / "tests/data/real_a"), str(ROOT / "tests/data/real_b"), protocol=proto,
+                             device="cuda", weights=w, workers=2, precision=prec)
+            key = proto if prec == "fp32" else f"{proto} {prec}"
+            rec["cuda_vs_cpu_reference"][key] = {"fidkit_cuda": got, "reference_cpu": value,
+                                                 "relative_difference": abs(got - value) / value}
     print(json.dumps(rec["cuda_vs_cpu_reference"]), flush=True)
 
     if args.png_dir:
         rec["folder"] = {}
-        for prec in ("fp32", "tf32"):
+        for prec in [p for p in precisions if p != "bf16"]:
             t = time.perf_counter()
             r = fidkit.compare(os.path.join(args.png_dir, "a"), os.path.join(args.png_dir, "b"), device="cuda",
                                weights=w, workers=args.workers, precision=prec, progress=False)

@@ -14,6 +14,7 @@ Every image source becomes one :class:`fidkit.sources.Images` before the pass.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from .encoders.inception import InceptionEncoder
 from .errors import FidkitError, FidkitWarning, SourceError, StatsError, WeightsError
 from .pipeline import default_batch_size, default_workers, iter_features, memory_format, resolve_device
 from .frechet import FrechetResult
+from .inception import TF32X3, Split
 from .frechet import frechet_distance as _frechet_arrays
 from .preprocess import get_protocol
 from .sources import BATCH_KEY, ArchiveImages, BatchImages, FileImages, as_images, npz_kind, npz_members
@@ -67,18 +69,49 @@ def network(w: Weights, device: torch.device, mode: str):
     against gpu_h100.json: strict fp32 2,236 -> 2,554 images/s, tf32 4,892 -> 6,744; strict-fp32
     FID moved by 2.5e-7). Not under ``bf16``, where a folded weight loses the batch norm's
     scale to bfloat16 rounding (its FID deviation grew from 7.3e-3 to 1.6e-2), nor on the
-    CPU, where it would change every statistics file, the committed ones included.
+    CPU, where it would change every statistics file, the committed ones included. Under
+    ``tf32x3`` the folded convolutions run on split operands (:data:`fidkit.inception.TF32X3`),
+    so neither the weight nor the folded batch-norm scale loses digits to TF32.
     """
     fmt = memory_format(device, mode)
     fold = device.type == "cuda" and mode != "bf16"
-    key = (w.digest, w.has_classifier, str(device), fmt, fold)
+    key = (w.digest, w.has_classifier, str(device), fmt, fold, mode == "tf32x3")
     if key not in _NETWORKS:
         _NETWORKS.clear()  # one network at a time: ~95 MB each
-        net = build_network(w, device)
-        if fold:
-            net.fold_batch_norm()
-        _NETWORKS[key] = net.to(memory_format=fmt)
+        _NETWORKS[key] = _configured(build_network(w, device), fold, conv_arithmetic(mode), fmt)
     return _NETWORKS[key]
+
+
+def conv_arithmetic(mode: str, emulate: str | None = None) -> Split | None:
+    """The :class:`~fidkit.inception.Split` the convolutions run with under precision ``mode``
+    on CUDA: :data:`~fidkit.inception.TF32X3` for ``tf32x3``, None (cuDNN as it is) otherwise.
+    With ``emulate`` (``nearest`` or ``truncate``: how the tensor cores convert float32), the
+    same arithmetic with the TF32 rounding done in float32, for the CPU; ``tf32`` is then one
+    product of the operands as given, ``fp32`` stays None."""
+    if mode == "tf32x3":
+        return dataclasses.replace(TF32X3, emulate=emulate)
+    if mode == "tf32" and emulate is not None:
+        return Split(TF32X3.bits, ("hh",), emulate)
+    if mode in ("fp32", "tf32"):
+        return None
+    raise FidkitError(f"precision {mode!r} has no TF32 emulation; fp32, tf32 or tf32x3")
+
+
+def _configured(net, fold: bool, split: Split | None, fmt: torch.memory_format):
+    if fold:
+        net.fold_batch_norm()
+    net = net.to(memory_format=fmt)
+    if split is not None:  # after folding and moving: the split weights are made from the final ones
+        net.set_split(split)
+    return net
+
+
+def emulated_network(w: Weights, mode: str = "tf32x3", rounding: str = "nearest"):
+    """The network :func:`network` builds on CUDA for ``mode`` (``fp32``, ``tf32``, ``tf32x3``:
+    batch norm folded, the same :func:`conv_arithmetic`), built on the CPU with the tensor cores'
+    conversion of float32 to TF32 emulated as ``rounding`` (``nearest`` or ``truncate``). Its
+    features are what the GPU's arithmetic gives, up to the order of float32 sums."""
+    return _configured(build_network(w), True, conv_arithmetic(mode, rounding), torch.channels_last)
 
 
 def mode_of(encoder=None, protocol=None) -> str:

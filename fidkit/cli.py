@@ -58,7 +58,8 @@ def _run_options(f):
         click.option("--weights", type=click.Path(dir_okay=False), default=None, envvar="FIDKIT_WEIGHTS",
                      help="Inception weights file (fidkit .npz, pytorch-fid .pth or NVIDIA TorchScript)."),
         click.option("--precision", type=click.Choice(list(PRECISIONS)), default=PRECISIONS[0], show_default=True,
-                     help="Network arithmetic: strict fp32, or on CUDA the faster tf32 / bf16 (scores shift)."),
+                     help="Network arithmetic: strict fp32, or on CUDA tf32x3 (split TF32, fp32-grade: FID within "
+                          "1e-6 when emulated) or the faster tf32 / bf16 (scores shift)."),
         click.option("--skip-bad", is_flag=True,
                      help="Leave out files that cannot be decoded (counted and listed) instead of stopping."),
         click.option("--progress/--no-progress", default=None,
@@ -226,7 +227,8 @@ def _fetch(names, output, as_json, other_options) -> None:
 @click.option("--weights", type=click.Path(dir_okay=False), default=None, envvar="FIDKIT_WEIGHTS",
               help="Inception weights; the Inception Score needs pytorch-fid's .pth (with the classifier).")
 @click.option("--precision", type=click.Choice(list(PRECISIONS)), default=PRECISIONS[0], show_default=True,
-              help="Network arithmetic: strict fp32, or on CUDA the faster tf32 / bf16 (scores shift).")
+              help="Network arithmetic: strict fp32, or on CUDA tf32x3 (split TF32, fp32-grade: FID within "
+                   "1e-6 when emulated) or the faster tf32 / bf16 (scores shift).")
 @click.option("--pr-distances", type=click.Choice(list(ADM_DISTANCES)), default="float32", show_default=True,
               help="Arithmetic of precision/recall's squared distances; float16 emulates ADM's GPU step.")
 @click.option("--allow-mismatch", is_flag=True, help="Use statistics files made with other weights.")

@@ -23,8 +23,6 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import scipy.linalg
-from scipy.linalg import blas, lapack
 
 from .errors import StatsError
 
@@ -164,6 +162,9 @@ def _statistics(convert, mu1, sigma1, mu2, sigma2):
 
 def _eigenvalues(s1: np.ndarray, s2: np.ndarray) -> np.ndarray:
     """The eigenvalues of A = Lᵀ Σ₂ L (module documentation); Σ₁ and Σ₂ are only read."""
+    import scipy.linalg  # here, not at the top: SciPy takes ~0.3 s to import, paid only when a distance is computed
+    from scipy.linalg import blas, lapack
+
     # The LAPACK wrappers work on Fortran-ordered copies. Σ is exactly symmetric, so Σᵀ is Σ, and
     # it is Fortran-ordered when Σ is C-ordered: then the copies are plain, not transposing, ones.
     f1, f2 = (s.T if s.flags.c_contiguous else s for s in (s1, s2))

@@ -20,6 +20,8 @@ its pooling: the average pools exclude padding, and the last block uses a max po
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -35,25 +37,130 @@ SPATIAL_DIM = SPATIAL_SIZE * SPATIAL_SIZE * SPATIAL_CHANNELS  # 2023
 FEATURES = {"pool3": FEATURE_DIM, "spatial": SPATIAL_DIM, "logits": NUM_CLASSES}
 
 
+def round_mantissa(x: torch.Tensor, bits: int, mode: str = "nearest") -> torch.Tensor:
+    """float32 ``x`` with its mantissa rounded to ``bits`` explicit bits (TF32: 10, bfloat16: 7),
+    still as float32. ``nearest``: round half to even; ``truncate``: toward zero (drop the bits).
+
+    Works on the bit pattern (sign and magnitude), so it is exact and runs on any device.
+    Finite inputs only (the network's values are).
+    """
+    if mode not in ("nearest", "truncate"):
+        raise ValueError(f"unknown rounding {mode!r}; nearest or truncate")
+    drop = 23 - bits
+    i = x.view(torch.int32)  # same element size: any strides, the layout is kept
+    if mode == "nearest":
+        i = i + (((i >> drop) & 1) + ((1 << (drop - 1)) - 1))
+    return (i & ~((1 << drop) - 1)).view(torch.float32)
+
+
+@dataclass(frozen=True)
+class Split:
+    """A convolution computed from split operands on tensor cores of ``bits`` mantissa bits.
+
+    Each operand is written as hi + lo: hi = the operand rounded (to nearest even) to ``bits``,
+    lo = the remainder, exact in float32 (and, for the weights, rounded once more to ``bits``).
+    ``terms`` names the products summed, from ``h`` (hi) and ``l`` (lo), activation first: TF32×3
+    is ``("hh", "lh", "hl")`` (x_lo·w_lo, ~2^-22 of the rest, is left out); ``("hh",)`` is one
+    product of the operands as given, i.e. the plain tensor-core arithmetic. Products of two
+    ``bits``-bit values are exact in float32 and are accumulated in float32.
+
+    The products run as one convolution: the operands are stacked along the input channels
+    (``cat([x_a …], 1)`` against ``cat([w_b …], 1)``), so the kernel's float32 accumulator sums
+    all of them, with bias and ReLU still fused on CUDA. Cost: ``len(terms)``× the tensor-core
+    FLOPs of the layer, one call.
+
+    ``emulate``: None on a GPU, where the tensor cores convert what they are given (the parts
+    not rounded here: x_lo, or in ``("hh",)`` both operands) by the hardware's own rule. On the
+    CPU, ``"nearest"`` or ``"truncate"`` applies that conversion here, so that float32
+    convolutions reproduce the tensor-core arithmetic: the very code the GPU runs, with the
+    rounding emulated.
+    """
+
+    bits: int = 10
+    terms: tuple = ("hh", "lh", "hl")
+    emulate: str | None = None
+
+    def __post_init__(self):
+        if not self.terms or any(len(t) != 2 or set(t) - {"h", "l"} for t in self.terms):
+            raise ValueError(f"terms must be pairs of h/l, got {self.terms!r}")
+        if self.emulate not in (None, "nearest", "truncate"):
+            raise ValueError(f"emulate must be None, nearest or truncate, got {self.emulate!r}")
+
+    @property
+    def products(self) -> int:
+        return len(self.terms)
+
+    def hardware(self, t: torch.Tensor) -> torch.Tensor:
+        """What the tensor cores make of a float32 operand: ``t`` itself on a GPU, emulated otherwise."""
+        return t if self.emulate is None else round_mantissa(t, self.bits, self.emulate)
+
+    def parts(self, t: torch.Tensor, which: int) -> dict:
+        """{'h': hi, 'l': lo} of operand ``t`` as its ``which``-th letter in ``terms`` needs them."""
+        used = {term[which] for term in self.terms}
+        if used == {"h"}:  # not split: the operand goes to the tensor cores as it is
+            return {"h": self.hardware(t)}
+        hi = round_mantissa(t, self.bits)
+        return {"h": hi, "l": self.hardware(t - hi)}  # t − hi is exact in float32
+
+    def split_weight(self, w: torch.Tensor) -> torch.Tensor:
+        """The stacked weight operand; computed once per layer. The lo part is rounded here
+        (to nearest) so that only the activations' lo part depends on the hardware."""
+        used = {term[1] for term in self.terms}
+        if used == {"h"}:
+            p = {"h": self.hardware(w)}
+        else:
+            hi = round_mantissa(w, self.bits)
+            p = {"h": hi, "l": round_mantissa(w - hi, self.bits)}
+        return torch.cat([p[t[1]] for t in self.terms], 1)
+
+    def stack_input(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.parts(x, 0)
+        return torch.cat([p[t[0]] for t in self.terms], 1)
+
+
+#: fidkit's ``tf32x3`` precision: three TF32 products (hi·hi + lo·hi + hi·lo) per convolution
+TF32X3 = Split(bits=10, terms=("hh", "lh", "hl"))
+
+
 class BasicConv2d(nn.Module):
     """Convolution (no bias), batch norm (eps 1e-3), ReLU; or, after :meth:`fold_batch_norm`,
-    convolution with bias and ReLU (fused into one cuDNN call on CUDA)."""
+    convolution with bias and ReLU (fused into one cuDNN call on CUDA). With a :class:`Split`
+    (:meth:`set_split`) the convolution runs on split operands."""
 
     def __init__(self, cin: int, cout: int, **kw):
         super().__init__()
         self.conv = nn.Conv2d(cin, cout, bias=False, **kw)
         self.bn = nn.BatchNorm2d(cout, eps=BN_EPS)
+        self.split = None
+        self.split_weight = None
+
+    def set_split(self, split: Split | None) -> None:
+        """Compute this convolution with ``split`` (None: the plain float32 convolution). Call it
+        after :meth:`fold_batch_norm` and after moving the module: the split weight is made here."""
+        self.split = split
+        self.split_weight = None
+        if split is not None:
+            w = self.conv.weight.detach()
+            nhwc = w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
+            sw = split.split_weight(w)
+            self.split_weight = sw.contiguous(memory_format=torch.channels_last) if nhwc else sw
 
     def forward(self, x):
-        if self.bn is not None:
-            return F.relu(self.bn(self.conv(x)))
-        # folded: the convolution carries the batch norm
         c = self.conv
+        if self.split is None:
+            w = c.weight
+            if self.bn is not None:
+                return F.relu(self.bn(c(x)))
+        else:  # the operands stacked along the input channels: one call sums all the products
+            x, w = self.split.stack_input(x), self.split_weight
+            if self.bn is not None:
+                return F.relu(self.bn(F.conv2d(x, w, c.bias, c.stride, c.padding, c.dilation, c.groups)))
+        # folded: the convolution carries the batch norm
         if x.is_cuda and not torch.is_autocast_enabled("cuda"):
             # convolution, bias and ReLU in one cuDNN call; it honours cudnn.allow_tf32 as
             # F.conv2d does. Under bf16 autocast (which has no rule for it) the plain path runs.
-            return torch.cudnn_convolution_relu(x, c.weight, c.bias, c.stride, c.padding, c.dilation, c.groups)
-        return F.relu(c(x), inplace=True)
+            return torch.cudnn_convolution_relu(x, w, c.bias, c.stride, c.padding, c.dilation, c.groups)
+        return F.relu(F.conv2d(x, w, c.bias, c.stride, c.padding, c.dilation, c.groups), inplace=True)
 
     def fold_batch_norm(self) -> None:
         """Fold the (eval-mode) batch norm into the convolution's weight and a new bias.
@@ -67,6 +174,8 @@ class BasicConv2d(nn.Module):
         conv.weight = nn.Parameter(conv.weight * scale.view(-1, 1, 1, 1), requires_grad=False)
         conv.bias = nn.Parameter(bn.bias - bn.running_mean * scale, requires_grad=False)
         self.bn = None
+        if self.split is not None:
+            self.set_split(self.split)
 
 
 def _avg_pool(x):
@@ -220,6 +329,16 @@ class FIDInception(nn.Module):
         for m in self.modules():
             if isinstance(m, BasicConv2d):
                 m.fold_batch_norm()
+        return self
+
+    def set_split(self, split: Split | None, layers=None) -> "FIDInception":
+        """Compute the convolutions named in ``layers`` (prefixes of :func:`conv_names`; None: all
+        94) with ``split``, the others in plain float32; ``split`` None restores float32 everywhere.
+        The classifier's matmul is not split. Call it after moving the network to its device."""
+        chosen = None if layers is None else set(layers)
+        for name, m in self.named_modules():
+            if isinstance(m, BasicConv2d):
+                m.set_split(split if chosen is None or name in chosen else None)
         return self
 
     @property

@@ -55,7 +55,7 @@ def default_workers() -> int:
     return max(1, min(MAX_DEFAULT_WORKERS, (os.cpu_count() or 2) - 1))
 
 
-PRECISIONS = ("fp32", "tf32", "bf16")  # the first is the default
+PRECISIONS = ("fp32", "tf32", "bf16", "tf32x3")  # the first is the default
 
 
 @contextlib.contextmanager
@@ -65,6 +65,10 @@ def precision(device: torch.device, mode: str = "fp32"):
     ``fp32`` (default): strict float32; on CUDA, TF32 is turned off for matmul and cuDNN.
     ``tf32`` (CUDA only): TF32 tensor cores for convolutions and matmuls.
     ``bf16`` (CUDA only): bfloat16 autocast. Both fast modes change the FID slightly.
+    ``tf32x3`` (CUDA only): TF32 tensor cores for the convolutions, each computed from split
+    operands as three TF32 products (:data:`fidkit.inception.TF32X3`, set on the network by
+    :func:`fidkit.api.network`); matmuls stay strict float32. Emulated on the CPU, the FID
+    stays within 1e-6 of strict fp32 (benchmarks/emulate_precision.py).
     """
     if mode not in PRECISIONS:
         raise SourceError(f"unknown precision {mode!r}; choose one of {', '.join(PRECISIONS)}")
@@ -74,9 +78,8 @@ def precision(device: torch.device, mode: str = "fp32"):
         yield
         return
     saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    fast = mode != "fp32"
-    torch.backends.cuda.matmul.allow_tf32 = fast
-    torch.backends.cudnn.allow_tf32 = fast
+    torch.backends.cuda.matmul.allow_tf32 = mode in ("tf32", "bf16")
+    torch.backends.cudnn.allow_tf32 = mode != "fp32"
     try:
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=mode == "bf16"):
             yield
@@ -138,8 +141,8 @@ def reuse_freed_memory(device: torch.device):
 
 def memory_format(device: torch.device, mode: str = "fp32") -> torch.memory_format:
     """The faster layout, as measured (benchmarks/gpu_formats.py, benchmarks/results/): on CUDA,
-    strict fp32 convolutions run faster in NCHW and tf32/bf16 in channels_last; on the CPU
-    channels_last is faster."""
+    strict fp32 convolutions run faster in NCHW and tf32/bf16 in channels_last (tf32x3, unmeasured,
+    follows tf32); on the CPU channels_last is faster."""
     if device.type == "cuda" and mode == "fp32":
         return torch.contiguous_format
     return torch.channels_last

@@ -67,9 +67,10 @@ def start(args, env, go: Path, **kw):
 
 
 def leftovers(folder: Path) -> list:
-    """Names in ``folder`` other than lock files and finished ``.npz`` files."""
+    """Names in ``folder`` other than lock files, finished ``.npz`` files and their digest records."""
     return sorted(p.name for p in folder.iterdir()
-                  if not (p.name.endswith(".lock") or (p.suffix == ".npz" and not p.name.startswith("."))))
+                  if not (p.name.endswith((".lock", ".verified.json"))
+                          or (p.suffix == ".npz" and not p.name.startswith("."))))
 
 
 def test_eight_processes_resolving_into_an_empty_cache_convert_once(tmp_path, wheelhouse, real_weights):

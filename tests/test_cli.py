@@ -118,6 +118,15 @@ def test_cuda_fast_modes_run_and_stay_close(real_a, real_b):
         assert r.fid == pytest.approx(REFERENCE["ttur"], rel=2e-2)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_tf32x3_stays_within_1e6_of_strict_fp32(real_a, real_b):
+    # emulated on the CPU (tests/test_precision_emulation.py) it moves this FID by ~2e-7
+    fp32 = fidkit.compare(str(real_a), str(real_b), device="cuda", workers=2)
+    r = fidkit.compare(str(real_a), str(real_b), device="cuda", workers=2, precision="tf32x3")
+    assert r.network_precision == "tf32x3" and r.as_dict()["network_precision"] == "tf32x3"
+    assert abs(r.fid - fp32.fid) / fp32.fid < 1e-6
+
+
 def test_help_defaults_come_from_the_code_constants():
     from click.testing import CliRunner
 

@@ -75,6 +75,30 @@ def test_damaged_weights_are_refused(tmp_path, real_weights):
         W.load_file(tmp_path / "altered.npz")
 
 
+def test_a_cached_file_is_hashed_again_only_when_it_changed(tmp_path, monkeypatch, real_weights):
+    monkeypatch.setenv("FIDKIT_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "cache" / W.CACHE_FEATURES_ONLY
+    W.save(real_weights, path)
+    assert W.load_file(path).digest == real_weights.digest  # hashed, then recorded
+    assert (tmp_path / "cache" / (path.name + ".verified.json")).is_file()
+    hashed = []
+    real = W.tensors_digest
+    monkeypatch.setattr(W, "tensors_digest", lambda t: hashed.append(1) or real(t))
+    assert W.load_file(path).digest == real_weights.digest and hashed == []  # unchanged: not hashed
+    # the file rewritten with an altered tensor (the digest in its metadata kept): hashed and refused
+    tensors = dict(real_weights.tensors)
+    tensors["Conv2d_1a_3x3.conv.weight"] = tensors["Conv2d_1a_3x3.conv.weight"] * 1.001
+    W.save(W.Weights(tensors, real_weights.digest, False, real_weights.origin), path)
+    with pytest.raises(WeightsError, match="do not match their recorded digest"):
+        W.load_file(path)
+    assert hashed == [1]
+    # files outside the cache are always hashed and get no record
+    W.save(real_weights, tmp_path / "w.npz")
+    W.load_file(tmp_path / "w.npz")
+    W.load_file(tmp_path / "w.npz")
+    assert hashed == [1, 1, 1] and not (tmp_path / "w.npz.verified.json").exists()
+
+
 def test_wrong_layout_is_refused(tmp_path):
     torch.save({"conv.weight": torch.zeros(3, 3)}, tmp_path / "other.pth")
     with pytest.raises(WeightsError, match="not the FID Inception layout"):
