@@ -17,7 +17,7 @@ from fidkit.cli import main
 from fidkit.encoders import ENCODERS, get_encoder
 from fidkit.encoders import clip as fclip
 from fidkit.encoders import dinov2 as fdino
-from fidkit.errors import FidkitError, StatsError
+from fidkit.errors import StatsError
 from fidkit.frechet import frechet_distance
 from fidkit.sources import decode, list_images
 from fidkit.stats import Statistics
