@@ -34,7 +34,7 @@ from .frechet import FrechetResult
 from .inception import TF32X3, Split
 from .frechet import frechet_distance as _frechet_arrays
 from .preprocess import get_protocol
-from .sources import BATCH_KEY, ArchiveImages, BatchImages, FileImages, as_images, npz_kind, npz_members
+from .sources import BATCH_KEY, BatchImages, as_images, npz_kind, npz_members
 from .stats import Accumulator, Statistics
 from .weights import PTFID_URL, Weights, build_network, load_file, resolve
 
@@ -234,6 +234,39 @@ def finish_pass(accs: dict, net: Encoder, precision: str, name: str, skipped: li
     return st
 
 
+def pass_device(device, batch_size: int | None) -> tuple:
+    """(torch device, images per network batch) of a pass; one line for a batch size below 1."""
+    dev = resolve_device(device)
+    bs = batch_size or default_batch_size(dev)
+    if bs < 1:
+        raise SourceError(f"batch size must be at least 1, got {bs}")
+    return dev, bs
+
+
+def check_classifier(encoder, weights=None, encoder_weights=None) -> None:
+    """Refuses, in one line, Inception weights without the classifier that logits need (other
+    encoders give no logits, which :func:`pass_encoder` says)."""
+    if isinstance(encoder, (type(None), str)) and get_info(encoder).name == DEFAULT_ENCODER:
+        _require_classifier(load_weights(weights if weights is not None else encoder_weights))
+
+
+def pass_encoder(encoder, protocol, *, weights, encoder_weights, device: torch.device, precision: str,
+                 spatial: bool, logits: bool) -> tuple:
+    """(encoder, feature names) of a pass: the encoder's default feature first, then ``spatial``
+    and ``logits`` when asked; one line when the encoder lacks one. Shared by :func:`extract` and
+    each torchrun rank's block (:mod:`fidkit.distributed`)."""
+    if logits:
+        check_classifier(encoder, weights, encoder_weights)
+    net = encoder_for(encoder, protocol, weights=weights, encoder_weights=encoder_weights, device=device,
+                      precision=precision)
+    names = (net.default_feature,) + (("spatial",) if spatial else ()) + (("logits",) if logits else ())
+    missing = [k for k in names if k not in net.outputs]
+    if missing:
+        raise FidkitError(f"encoder {net.name!r} gives no {missing[0]!r} feature; encoders that do: "
+                          f"{', '.join(encoders_with(missing[0])) or 'none'}")
+    return net, names
+
+
 def _require_classifier(w: Weights) -> None:
     if not w.has_classifier:
         raise WeightsError(f"these weights ({w.origin}) have no 1008-way classifier, which the Inception Score "
@@ -282,29 +315,17 @@ def extract(source, protocol: str | None = None, *, batch_size: int | None = Non
                                     weights=weights, progress=progress, precision=precision,
                                     keep_features=keep_features, logits=logits, spatial=spatial, skip_bad=skip_bad,
                                     label=label, encoder=encoder, encoder_weights=encoder_weights)
-    dev = resolve_device(device)
-    bs = batch_size or default_batch_size(dev)
-    if bs < 1:
-        raise SourceError(f"batch size must be at least 1, got {bs}")
+    dev, bs = pass_device(device, batch_size)
     images = as_images(source)
-    if logits and isinstance(encoder, (type(None), str)) and get_info(encoder).name == DEFAULT_ENCODER:
-        _require_classifier(load_weights(weights if weights is not None else encoder_weights))
-    net = encoder_for(encoder, protocol, weights=weights, encoder_weights=encoder_weights, device=dev,
-                      precision=precision)
-    proto = net.preprocess
+    net, names = pass_encoder(encoder, protocol, weights=weights, encoder_weights=encoder_weights, device=dev,
+                              precision=precision, spatial=spatial, logits=logits)
     main = net.default_feature
-    names = (main,) + (("spatial",) if spatial else ()) + (("logits",) if logits else ())
-    missing = [k for k in names if k not in net.outputs]
-    if missing:
-        raise FidkitError(f"encoder {net.name!r} gives no {missing[0]!r} feature; encoders that do: "
-                          f"{', '.join(encoders_with(missing[0])) or 'none'}")
     accs = {k: Accumulator(net.outputs[k], dev) for k in names if k != "logits"}
     skipped = [] if skip_bad else None
-    in_workers = isinstance(images, (FileImages, BatchImages, ArchiveImages))
-    nw = (default_workers() if workers is None else workers) if in_workers else 0
+    nw = (default_workers() if workers is None else workers) if images.in_workers else 0
     name = images.name
-    batches = iter_features(images, proto, net, dev, bs, nw, progress, names=names, mode=precision, skipped=skipped,
-                            label=label or name)
+    batches = iter_features(images, net.preprocess, net, dev, bs, nw, progress, names=names, mode=precision,
+                            skipped=skipped, label=label or name)
     # per-image features go straight into arrays of the final size (a list of batches joined at
     # the end would hold them twice: 800 MB at the peak for 50,000 pool3 vectors instead of 400)
     kept = {k: np.empty((len(images), net.outputs[k]), np.float32)

@@ -53,10 +53,9 @@ import numpy as np
 import torch
 
 from . import api
-from .encoders import encoders_with
 from .errors import FidkitError
 from . import errors as _errors
-from .pipeline import BadFile, MAX_DEFAULT_WORKERS, default_batch_size, iter_features
+from .pipeline import BadFile, MAX_DEFAULT_WORKERS, iter_features
 from .sources import ArrayImages, Images, as_images
 from .stats import Accumulator
 
@@ -95,14 +94,14 @@ def share_bounds(n: int, batch_size: int, rank: int, world: int) -> tuple[int, i
 class Share(Images):
     """Items ``lo`` .. ``hi − 1`` of another :class:`~fidkit.sources.Images` (a rank's block).
 
-    ``share[i]`` is ``base[lo + i]``, a uint8 (H, W, 3) array; labels, name and
-    ``sequential`` are the base's, so errors and skipped files name the original items.
+    ``share[i]`` is ``base[lo + i]``, a uint8 (H, W, 3) array; labels, name, ``sequential``
+    and ``in_workers`` are the base's, so errors and skipped files name the original items.
     """
 
     def __init__(self, base: Images, lo: int, hi: int):
         self.base, self.lo, self.hi = base, lo, hi
         self.name = base.name
-        self.sequential = base.sequential
+        self.sequential, self.in_workers = base.sequential, base.in_workers
 
     def __len__(self) -> int:
         return self.hi - self.lo
@@ -127,13 +126,6 @@ def default_workers() -> int:
     less one for the rank itself, at least 1 and at most :data:`~fidkit.pipeline.MAX_DEFAULT_WORKERS`."""
     local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     return max(1, min(MAX_DEFAULT_WORKERS, (os.cpu_count() or 2) // local - 1))
-
-
-def rank_device(device) -> torch.device:
-    """The device of a rank: :func:`fidkit.pipeline.resolve_device`. ``auto`` and ``cuda`` mean torch's
-    current CUDA device, which :meth:`Session.start` set to ``cuda:LOCAL_RANK``; ``cpu`` and
-    ``cuda:N`` stay as given."""
-    return api.resolve_device(device)
 
 
 class _Stopped(Exception):
@@ -206,21 +198,22 @@ class Session:
         """
         images = as_images(source)
         if kw.get("logits"):  # refused before any rank starts, as in one process
-            enc = kw.get("encoder")
-            if isinstance(enc, (type(None), str)) and api.get_info(enc).name == api.DEFAULT_ENCODER:
-                api._require_classifier(api.load_weights(kw.get("weights") if kw.get("weights") is not None
-                                                         else kw.get("encoder_weights")))
+            api.check_classifier(kw.get("encoder"), kw.get("weights"), kw.get("encoder_weights"))
         job = {"images": images, "protocol": protocol, "kw": kw}
         self._post(job)
         outcome = self._run(job)
-        dev = rank_device(kw.get("device", "auto"))
+        dev = api.resolve_device(kw.get("device", "auto"))
         net = api.encoder_for(kw.get("encoder"), protocol, weights=kw.get("weights"),
                               encoder_weights=kw.get("encoder_weights"), device=dev,
                               precision=kw.get("precision", "fp32"))
         names = outcome["names"]
         main = net.default_feature
         accs = {k: Accumulator(net.outputs[k], dev) for k in names if k != "logits"}
-        kept = {k: [] for k in names if k == main and kw.get("keep_features") or k == "logits"}
+        # every rank's features straight into arrays of the final size, as api.extract keeps them
+        total = sum(status["shapes"][main][0] for status in outcome["statuses"])
+        kept = {k: np.empty((total, net.outputs[k]), np.float32)
+                for k in names if k == main and kw.get("keep_features") or k == "logits"}
+        filled = 0
         for r, status in enumerate(outcome["statuses"]):
             if r == 0:
                 feats = outcome["own"]
@@ -233,13 +226,14 @@ class Session:
                 for c in status["counts"]:  # the batches as this rank's pass yielded them
                     acc.update(x[s:s + c].to(dev))
                     s += c
-            for k in kept:
-                kept[k].append(feats[k])
+            n_r = feats[main].shape[0]
+            for k, arr in kept.items():
+                arr[filled:filled + n_r] = feats[k]
+            filled += n_r
             del feats
         skipped = [BadFile(*b) for s in outcome["statuses"] for b in s["skipped"]]
         st = api.finish_pass(accs, net, kw.get("precision", "fp32"), images.name, skipped)
-        return api.Extraction(st, np.concatenate(kept[main]) if main in kept else None,
-                              np.concatenate(kept["logits"]) if "logits" in kept else None)
+        return api.Extraction(st, kept.get(main), kept.get("logits"))
 
     def finish(self, code: int) -> None:
         """Rank 0: tells the other ranks that the command ended with exit status ``code`` and waits
@@ -377,23 +371,16 @@ class Session:
     def _extract_share(self, job: dict, stop_key: str) -> tuple[dict, dict]:
         """The features of this rank's block: ({name: float32 numpy (n_r, dim)}, status)."""
         images, protocol, kw = job["images"], job["protocol"], dict(job["kw"])
-        dev = rank_device(kw.get("device", "auto"))
-        bs = kw.get("batch_size") or default_batch_size(dev)
-        if bs < 1:
-            raise api.SourceError(f"batch size must be at least 1, got {bs}")
-        net = api.encoder_for(kw.get("encoder"), protocol, weights=kw.get("weights"),
-                              encoder_weights=kw.get("encoder_weights"), device=dev,
-                              precision=kw.get("precision", "fp32"))
+        dev, bs = api.pass_device(kw.get("device", "auto"), kw.get("batch_size"))
+        net, names = api.pass_encoder(kw.get("encoder"), protocol, weights=kw.get("weights"),
+                                      encoder_weights=kw.get("encoder_weights"), device=dev,
+                                      precision=kw.get("precision", "fp32"), spatial=bool(kw.get("spatial")),
+                                      logits=bool(kw.get("logits")))
         main = net.default_feature
-        names = (main,) + (("spatial",) if kw.get("spatial") else ()) + (("logits",) if kw.get("logits") else ())
-        missing = [k for k in names if k not in net.outputs]
-        if missing:
-            raise FidkitError(f"encoder {net.name!r} gives no {missing[0]!r} feature; encoders that do: "
-                              f"{', '.join(encoders_with(missing[0])) or 'none'}")
         lo, hi = share_bounds(len(images), bs, self.rank, self.world)
         share = share_of(images, lo, hi)
         workers = kw.get("workers")
-        nw = 0 if isinstance(share, ArrayImages) else (default_workers() if workers is None else workers)
+        nw = (default_workers() if workers is None else workers) if share.in_workers else 0
         skipped = [] if kw.get("skip_bad") else None
         parts = {k: [] for k in names}
         counts = []

@@ -173,12 +173,15 @@ class Images:
     read and decoded in the process that asks for them (a decoding worker opens files
     itself); an item that cannot be read raises :class:`SourceError`, and ``label(i)`` names
     it. ``sequential`` sets say that their items are cheap only in increasing order (a
-    compressed archive member): they are read by one process. Archives are
-    :class:`ArchiveImages`; torchrun shards are meant to plug in here too.
+    compressed archive member): they are read by one process. ``in_workers`` sets are read
+    and decoded in decoding worker processes (files, batches, archives); the others (arrays
+    in memory) by the process that runs the network. Archives are :class:`ArchiveImages`;
+    a torchrun rank's block is :class:`fidkit.distributed.Share`.
     """
 
     name: str = "images"
     sequential: bool = False
+    in_workers: bool = False
 
     def __len__(self) -> int:
         raise NotImplementedError
@@ -195,6 +198,8 @@ class FileImages(Images):
     a list of Python objects: forked decoding workers read a list's items and so write their
     reference counts, which copies the list's pages into every worker (memory growing with
     N × workers)."""
+
+    in_workers = True
 
     def __init__(self, files, name: str | None = None):
         encoded = [os.fsencode(str(f)) for f in files]
@@ -300,6 +305,8 @@ class BatchImages(Images):
     file itself on first use (decoding workers included). One gray channel is replicated
     to three, as PIL's ``convert("RGB")`` does.
     """
+
+    in_workers = True
 
     def __init__(self, path):
         self.path = str(path)
@@ -555,6 +562,8 @@ class ArchiveImages(Images):
     whose member list cannot be trusted (unreadable directory, bad tar header, truncated
     file) is refused whole when the set is made.
     """
+
+    in_workers = True
 
     kind = "archive"
 
