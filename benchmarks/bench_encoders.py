@@ -2,6 +2,8 @@
 
     python benchmarks/bench_encoders.py [--images 4] [--batch-size 4] [--repeats 2] [--threads 2]
                                         [--encoders dinov2,clip] [--out benchmarks/results/encoders_cpu.json]
+    python benchmarks/bench_encoders.py --interleaved ROUNDS ...      (speed ratios in one process)
+    python benchmarks/bench_encoders.py --gemm --out ...              (the products alone, GFLOP/s)
 
 Needs the reference packages (``pip install --no-deps -r tests/requirements-references.txt``).
 The real weights cannot be downloaded here, so each encoder gets full-size random weights,
@@ -24,7 +26,9 @@ Processes run in the order reference, fidkit, fidkit+heap, twice (alternating), 
 implementation's best is reported. ``--interleaved ROUNDS`` instead loads both into one
 process and times them batch by batch in alternating order (both inside
 ``reuse_freed_memory``), reporting the median of the per-round speed ratios: on a machine
-whose load drifts, that ratio is steadier than separate processes' rates (no memory figures). Full-size ViT-L runs at about one image per second on two
+whose load drifts, that ratio is steadier than separate processes' rates (no memory figures).
+This mode also times fidkit with torch's own matrix products (``net.onednn = False``), so the
+share of fidkit's gain that comes from oneDNN's products is measured in the same run. Full-size ViT-L runs at about one image per second on two
 cores, so the image count is small: the figures are a rate, not a score.
 """
 from __future__ import annotations
@@ -167,25 +171,71 @@ def interleaved(encoder: str, weights: str, inputs: str, batch_size: int, rounds
             out = fn(x)
             return time.perf_counter() - t0, out
 
-    ref_s, fid_s = [], []
+    def ours(onednn):
+        def run(t):
+            enc.net.onednn = onednn
+            return enc(t)[key]
+        return run
+
+    # fidkit as shipped, and with torch's own matrix products (``net.onednn = False``)
+    runs = {"ref": (ref_run, torch.no_grad), "fidkit": (ours(True), torch.inference_mode),
+            "fidkit_torch_matmul": (ours(False), torch.inference_mode)}
+    secs = {k: [] for k in runs}
+    outs = {}
     with reuse_freed_memory(torch.device("cpu")):
-        timed(ref_run, torch.no_grad())
-        timed(lambda t: enc(t)[key], torch.inference_mode())
+        for fn, ctx in runs.values():
+            timed(fn, ctx())
+        names = list(runs)
         for r in range(rounds):
-            order = ("ref", "fidkit") if r % 2 == 0 else ("fidkit", "ref")
-            for who in order:
-                if who == "ref":
-                    sec, a = timed(ref_run, torch.no_grad())
-                    ref_s.append(sec)
-                else:
-                    sec, b = timed(lambda t: enc(t)[key], torch.inference_mode())
-                    fid_s.append(sec)
-    ratios = [r / f for r, f in zip(ref_s, fid_s)]
-    return {"rounds": rounds, "images_per_batch": len(x), "reference_seconds": [round(v, 3) for v in ref_s],
-            "fidkit_seconds": [round(v, 3) for v in fid_s], "median_speed_vs_reference": round(statistics.median(ratios), 3),
-            "reference_images_per_s_best": round(len(x) / min(ref_s), 4),
-            "fidkit_images_per_s_best": round(len(x) / min(fid_s), 4),
-            "relative_difference_to_reference": float((b - a).norm() / a.norm())}
+            for who in names[r % 3:] + names[:r % 3]:  # rotate the order round by round
+                fn, ctx = runs[who]
+                sec, outs[who] = timed(fn, ctx())
+                secs[who].append(sec)
+    a = outs["ref"]
+
+    def ratio(who):
+        return round(statistics.median([r / f for r, f in zip(secs["ref"], secs[who])]), 3)
+
+    return {"rounds": rounds, "images_per_batch": len(x),
+            "reference_seconds": [round(v, 3) for v in secs["ref"]],
+            "fidkit_seconds": [round(v, 3) for v in secs["fidkit"]],
+            "fidkit_torch_matmul_seconds": [round(v, 3) for v in secs["fidkit_torch_matmul"]],
+            "median_speed_vs_reference": ratio("fidkit"),
+            "median_speed_vs_reference_torch_matmul": ratio("fidkit_torch_matmul"),
+            "reference_images_per_s_best": round(len(x) / min(secs["ref"]), 4),
+            "fidkit_images_per_s_best": round(len(x) / min(secs["fidkit"]), 4),
+            "relative_difference_to_reference": float((outs["fidkit"] - a).norm() / a.norm()),
+            "relative_difference_to_reference_torch_matmul":
+                float((outs["fidkit_torch_matmul"] - a).norm() / a.norm())}
+
+
+def gemm_rates(threads: int, repeats: int = 5) -> dict:
+    """GFLOP/s of the ViT-L blocks' four products (qkv, output projection, fc1, fc2) at the
+    token counts of one batch of 2 (DINOv2 at 224 px: 2×257 rows; CLIP at 336 px: 2×577), through
+    torch's addmm (the BLAS it was built with) and through oneDNN's linear op as fidkit calls it."""
+    import torch
+    from fidkit.encoders import _linear
+    torch.set_num_threads(threads)
+    g = torch.Generator().manual_seed(0)
+    out = {}
+    with torch.inference_mode():
+        for rows in (2 * 257, 2 * 577):
+            for k, n in ((1024, 3072), (1024, 1024), (1024, 4096), (4096, 1024)):
+                x, w, b = torch.randn(rows, k, generator=g), torch.randn(n, k, generator=g), torch.randn(n, generator=g)
+                rate = {}
+                for name, fn in (("torch_addmm", lambda: torch.addmm(b, x, w.t())),
+                                 ("onednn", lambda: _linear.linear(x, w, b))):
+                    fn()
+                    best = min(_timed(fn) for _ in range(repeats))
+                    rate[name] = round(2 * rows * k * n / best / 1e9, 1)
+                out[f"{rows}x{k}->{n}"] = rate
+    return out
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
 
 
 def main():
@@ -200,7 +250,15 @@ def main():
     ap.add_argument("--child", nargs=4, metavar=("IMPL", "ENCODER", "WEIGHTS", "INPUTS"))
     ap.add_argument("--interleaved", type=int, default=0, metavar="ROUNDS",
                     help="instead: both in one process, ROUNDS alternating timed batches each (speed only)")
+    ap.add_argument("--gemm", action="store_true",
+                    help="instead: GFLOP/s of the ViT-L products through torch's addmm and through oneDNN")
     a = ap.parse_args()
+    if a.gemm:
+        r = {"command": "python benchmarks/" + " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
+             "load_average_at_start": os.getloadavg(), "threads": a.threads, "gflops": gemm_rates(a.threads)}
+        Path(a.out).write_text(json.dumps(r, indent=1) + "\n")
+        print(json.dumps(r, indent=1))
+        return
     if a.child:
         print(json.dumps(child(*a.child, a.batch_size, a.repeats, a.threads)))
         return

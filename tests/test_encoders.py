@@ -6,6 +6,7 @@ reduced-depth towers at full width; ``-m slow`` runs the full-size ones.
 """
 
 import glob
+import platform
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from PIL import Image
 
 from _references import dinov2_reference, dinov2_vision_transformer, open_clip_model
 from conftest import DATA
-from fidkit.encoders import ENCODERS, Encoder, get_encoder
+from fidkit.encoders import ENCODERS, Encoder, _linear, get_encoder
 from fidkit.encoders import clip as fclip
 from fidkit.encoders import dinov2 as fdino
 from fidkit.errors import FidkitError
@@ -82,10 +83,16 @@ def test_dinov2_position_embedding_interpolation_is_the_official_one():
         assert torch.equal(ours.net.position_embedding(518, 518), ref.pos_embed)
 
 
-@pytest.mark.parametrize("sdpa", [True, False])
-def test_dinov2_matches_official_reduced_depth(sdpa):
+def need_onednn(onednn):
+    if onednn and not _linear.onednn_available():
+        pytest.skip("oneDNN's linear op is not in this torch build: only the plain path can be tested")
+
+
+@pytest.mark.parametrize("sdpa,onednn", [(True, True), (True, False), (False, True)])
+def test_dinov2_matches_official_reduced_depth(sdpa, onednn):
+    need_onednn(onednn)
     ref, ours = _dino_pair(2)
-    ours.net.sdpa = sdpa
+    ours.net.sdpa, ours.net.onednn = sdpa, onednn
     x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
         a, b = ref(x), ours(x)["cls"]
@@ -127,8 +134,11 @@ def _clip_pair(layers):
     return ref, ours
 
 
-def test_clip_matches_open_clip_reduced_depth():
+@pytest.mark.parametrize("onednn", [True, False])
+def test_clip_matches_open_clip_reduced_depth(onednn):
+    need_onednn(onednn)
     ref, ours = _clip_pair(2)
+    ours.net.onednn = onednn
     x = torch.randn(2, 3, 336, 336, generator=torch.Generator().manual_seed(2))
     with torch.inference_mode():
         a = ref.encode_image(x, normalize=True)
@@ -144,6 +154,32 @@ def test_clip_matches_open_clip_full_size():
     x = torch.randn(1, 3, 336, 336, generator=torch.Generator().manual_seed(2))
     with torch.inference_mode():
         assert rel(ours(x)["embedding"], ref.encode_image(x, normalize=True)) < RTOL
+
+
+def test_onednn_linear_is_the_plain_product_and_only_at_inference():
+    """The x86 wheels carry oneDNN: there the fast path must exist (else the encoders silently lose
+    their speed); its results equal F.linear's to float rounding; with autograd on, or with
+    ``onednn=False``, the plain in-place path runs (the residual stream is updated in place)."""
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        assert _linear.onednn_available()
+    need_onednn(True)
+    g = torch.Generator().manual_seed(3)
+    x, h = torch.randn(2, 5, 16, generator=g), torch.randn(2, 5, 32, generator=g)
+    w, b, w2 = torch.randn(32, 16, generator=g), torch.randn(32, generator=g), torch.randn(16, 32, generator=g)
+    with torch.inference_mode():
+        assert torch.allclose(_linear.linear(x, w, b), F.linear(x, w, b), rtol=1e-5, atol=1e-5)
+        assert torch.allclose(_linear.linear(x, w, b, gelu=True), F.gelu(F.linear(x, w, b)), rtol=1e-5, atol=1e-5)
+        want = x + F.linear(h, w2, b[:16])
+        x1 = x.clone()
+        y = _linear.residual_(x1, h, w2, b[:16])
+        assert torch.equal(x1, x) and torch.allclose(y, want, rtol=1e-5, atol=1e-5)  # fused, new tensor
+        x2 = x.clone()
+        y2 = _linear.residual_(x2, h, w2, b[:16], onednn=False)
+        assert y2 is x2 and torch.allclose(y2, want, rtol=1e-5, atol=1e-5)  # plain path: in place
+    assert torch.is_grad_enabled()
+    x3 = x.clone()
+    y3 = _linear.residual_(x3, h, w2, b[:16])  # autograd on: the plain path, in place
+    assert y3 is x3 and torch.allclose(y3, want, rtol=1e-5, atol=1e-5)
 
 
 # ---------------------------------------------------------------- preprocessing modes

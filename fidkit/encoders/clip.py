@@ -19,6 +19,13 @@ crop) is a different transform, not offered here.
 Weights: OpenAI's TorchScript archive ``ViT-L-14-336px.pt``, whose download URL carries its
 sha256; its tensors (float16) are read without running the archive's code and used in
 float32, as OpenAI's ``clip.load`` does on the CPU (``model.float()``).
+
+Speed at inference (same arithmetic up to float32 rounding, ≈1e-6 relative on the
+embedding; the tests hold the reference code to 1e-5): attention through
+``F.scaled_dot_product_attention``; each branch's output projection and bias added into
+the residual stream in one step; the last block computes only the class row; on the CPU
+the matrix products run through oneDNN (:mod:`fidkit.encoders._linear`;
+``net.onednn = False`` gives torch's own).
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from torch import nn
 from ..weights import check_layout
 from . import Encoder, Preprocess
 from ._image import CLIP_MEAN, CLIP_STD, centre_crop_square, chw, normalise, pil_bicubic_uint8
+from ._linear import linear, residual_
 from .weights import WeightsSource, build_encoder
 
 NAME = "clip-vitl14-336"
@@ -70,11 +78,12 @@ class MultiheadAttention(nn.Module):
         self.in_proj_bias = nn.Parameter(torch.zeros(3 * width))
         self.out_proj = nn.Linear(width, width)
 
-    def heads_out(self, x: torch.Tensor, cls_only: bool = False) -> torch.Tensor:
+    def heads_out(self, x: torch.Tensor, cls_only: bool = False, onednn: bool = True) -> torch.Tensor:
         """The heads' output before ``out_proj``, (B, n, C); n = 1 when ``cls_only``."""
         b, n, c = x.shape
         h = self.heads
-        qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias).reshape(b, n, 3, h, c // h).permute(2, 0, 3, 1, 4)
+        qkv = linear(x, self.in_proj_weight, self.in_proj_bias, onednn=onednn)
+        qkv = qkv.reshape(b, n, 3, h, c // h).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]
         if cls_only:
             q = q[:, :, :1]
@@ -95,12 +104,6 @@ class MLP(nn.Module):
         return self.c_proj(x * torch.sigmoid(1.702 * x))  # QuickGELU
 
 
-def _residual_(x: torch.Tensor, h: torch.Tensor, lin: nn.Linear) -> torch.Tensor:
-    """x + lin(h) as (x + b) + h·Wᵀ, in place on ``x`` (B, n, C): one ``addmm_``, no new activation."""
-    x.view(-1, x.shape[-1]).add_(lin.bias).addmm_(h.reshape(-1, h.shape[-1]), lin.weight.t())
-    return x
-
-
 class ResidualAttentionBlock(nn.Module):
     def __init__(self, width: int, heads: int):
         super().__init__()
@@ -109,15 +112,18 @@ class ResidualAttentionBlock(nn.Module):
         self.ln_2 = nn.LayerNorm(width)
         self.mlp = MLP(width)
 
-    def forward(self, x, cls_only: bool = False):
+    def forward(self, x, cls_only: bool = False, onednn: bool = True):
         if torch.is_grad_enabled():  # the textbook form
             x = (x[:, :1] if cls_only else x) + self.attn(self.ln_1(x), cls_only)
             return x + self.mlp(self.ln_2(x))
-        # inference: each branch's output projection and bias added into the residual stream in place
-        o = self.attn.heads_out(self.ln_1(x), cls_only)
-        x = _residual_(x[:, :1].contiguous() if cls_only else x, o, self.attn.out_proj)
-        h = self.mlp.c_fc(self.ln_2(x))
-        return _residual_(x, h.mul(1.702).sigmoid_().mul_(h), self.mlp.c_proj)  # QuickGELU, one new tensor
+        # inference: each branch's output projection and bias added into the residual stream in
+        # one step (_linear.residual_), the products through oneDNN on the CPU when ``onednn``
+        o = self.attn.heads_out(self.ln_1(x), cls_only, onednn)
+        out = self.attn.out_proj
+        x = residual_(x[:, :1].contiguous() if cls_only else x, o, out.weight, out.bias, onednn)
+        h = linear(self.ln_2(x), self.mlp.c_fc.weight, self.mlp.c_fc.bias, onednn=onednn)
+        fc = self.mlp.c_proj  # QuickGELU below: one new tensor
+        return residual_(x, h.mul(1.702).sigmoid_().mul_(h), fc.weight, fc.bias, onednn)
 
 
 class CLIPVisual(nn.Module):
@@ -139,6 +145,9 @@ class CLIPVisual(nn.Module):
         self.transformer.resblocks = nn.ModuleList(ResidualAttentionBlock(width, heads) for _ in range(layers))
         self.ln_post = nn.LayerNorm(width)
         self.proj = nn.Parameter(torch.zeros(width, output_dim))
+        #: inference on the CPU: the blocks' matrix products through oneDNN (:mod:`._linear`);
+        #: False gives torch's F.linear/addmm (the same products, another summation order)
+        self.onednn = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         t = self.conv1(x).flatten(2).transpose(1, 2)
@@ -147,7 +156,7 @@ class CLIPVisual(nn.Module):
         t = self.ln_pre(t)
         last = len(self.transformer.resblocks) - 1
         for i, blk in enumerate(self.transformer.resblocks):
-            t = blk(t, cls_only=(i == last))
+            t = blk(t, cls_only=(i == last), onednn=self.onednn)
         return self.ln_post(t[:, 0]) @ self.proj
 
 

@@ -27,10 +27,12 @@ Speed on the CPU, with the same arithmetic as the official code up to float roun
 the position embedding is interpolated once per input size and kept; attention runs
 through ``F.scaled_dot_product_attention``; LayerScale is folded into the projections
 before it (γ(Wh + b) = (γW)h + γb) and each residual branch is added in place, with its
-bias, by one ``addmm_`` into the residual stream; the last block computes only the CLS
-row (its other outputs feed nothing); only the CLS token goes through the final norm.
+bias, in one step into the residual stream; the last block computes only the CLS
+row (its other outputs feed nothing); only the CLS token goes through the final norm; on
+the CPU the matrix products (and fc1's GELU) run through oneDNN (:mod:`fidkit.encoders._linear`).
 These change float32 rounding only (≈1e-6 relative on the features; the tests hold the
-official code to 1e-5). ``net.sdpa = False`` / ``net.fold = False`` give the official forms.
+official code to 1e-5). ``net.sdpa = False`` / ``net.fold = False`` give the official forms,
+``net.onednn = False`` torch's own matrix products.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from torch import nn
 from ..weights import check_layout
 from . import Encoder, Preprocess
 from ._image import IMAGENET_MEAN, IMAGENET_STD, chw, normalise, pil_bicubic_uint8
+from ._linear import linear, residual_
 from .weights import WeightsSource, build_encoder
 
 NAME = "dinov2-vitl14"
@@ -98,11 +101,12 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
 
-    def heads_out(self, x: torch.Tensor, cls_only: bool = False, sdpa: bool = True) -> torch.Tensor:
+    def heads_out(self, x: torch.Tensor, cls_only: bool = False, sdpa: bool = True,
+                  onednn: bool = False) -> torch.Tensor:
         """The attention heads' output before ``proj``, (B, n, C); n = 1 when ``cls_only``."""
         b, n, c = x.shape
         h = self.heads
-        qkv = self.qkv(x).reshape(b, n, 3, h, c // h).permute(2, 0, 3, 1, 4)
+        qkv = linear(x, self.qkv.weight, self.qkv.bias, onednn=onednn).reshape(b, n, 3, h, c // h).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]
         if cls_only:
             q = q[:, :, :1]
@@ -126,14 +130,6 @@ class Mlp(nn.Module):
         return self.fc2(F.gelu(self.fc1(x)))
 
 
-def _residual_(x: torch.Tensor, h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """x + (h·Wᵀ + b) as (x + b) + h·Wᵀ, in place on ``x`` (B, n, C): no copy of the bias
-    into a fresh output, no separate add, no new activation."""
-    x2 = x.view(-1, x.shape[-1])
-    x2.add_(bias).addmm_(h.reshape(-1, h.shape[-1]), weight.t())
-    return x
-
-
 class Block(nn.Module):
     def __init__(self, dim: int, heads: int, hidden: int):
         super().__init__()
@@ -144,17 +140,20 @@ class Block(nn.Module):
         self.mlp = Mlp(dim, hidden)
         self.ls2 = LayerScale(dim)
 
-    def forward(self, x, cls_only: bool = False, sdpa: bool = True, folded=None):
+    def forward(self, x, cls_only: bool = False, sdpa: bool = True, folded=None, onednn: bool = False):
         """x: (B, n, C). ``folded`` (inference only): (W_proj, b_proj, W_fc2, b_fc2) with the
-        LayerScale factors folded in, γ·(W h + b) = (γW) h + γb; x is then updated in place."""
+        LayerScale factors folded in, γ·(W h + b) = (γW) h + γb, each branch then added into the
+        residual stream in one step (:func:`._linear.residual_`; the products through oneDNN on
+        the CPU when ``onednn``)."""
         if folded is None:  # the official form
             a = self.attn(self.norm1(x), cls_only, sdpa) * self.ls1.gamma
             x = (x[:, :1] if cls_only else x) + a
             return x + self.mlp(self.norm2(x)) * self.ls2.gamma
         wp, bp, w2, b2 = folded
-        o = self.attn.heads_out(self.norm1(x), cls_only, sdpa)
-        x = _residual_(x[:, :1].contiguous() if cls_only else x, o, wp, bp)
-        return _residual_(x, F.gelu(self.mlp.fc1(self.norm2(x))), w2, b2)
+        o = self.attn.heads_out(self.norm1(x), cls_only, sdpa, onednn)
+        x = residual_(x[:, :1].contiguous() if cls_only else x, o, wp, bp, onednn)
+        h = linear(self.norm2(x), self.mlp.fc1.weight, self.mlp.fc1.bias, gelu=True, onednn=onednn)
+        return residual_(x, h, w2, b2, onednn)
 
 
 class DINOv2ViT(nn.Module):
@@ -179,6 +178,9 @@ class DINOv2ViT(nn.Module):
         #: The folded tensors and interpolated position grids are kept until ``.to()``/``.float()``
         #: or ``load_state_dict``; after changing parameters in place otherwise, call ``_forget()``.
         self.fold = True
+        #: with ``fold``, on the CPU: the blocks' matrix products through oneDNN (:mod:`._linear`);
+        #: False gives torch's F.linear/addmm (the same products, another summation order)
+        self.onednn = True
         self._pos_cache: Dict[tuple, torch.Tensor] = {}
         self._folded = None
 
@@ -229,7 +231,7 @@ class DINOv2ViT(nn.Module):
         last = len(self.blocks) - 1
         fold = self.folded() if self.fold and not torch.is_grad_enabled() else [None] * len(self.blocks)
         for i, blk in enumerate(self.blocks):
-            t = blk(t, cls_only=(i == last), sdpa=self.sdpa, folded=fold[i])
+            t = blk(t, cls_only=(i == last), sdpa=self.sdpa, folded=fold[i], onednn=self.onednn)
         return self.norm(t[:, 0])
 
 
