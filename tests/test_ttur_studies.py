@@ -167,18 +167,79 @@ def test_truncation_trains_its_generator_and_reports_every_threshold(tmp_path, i
     assert doc["complete"] and (tmp_path / "res" / "ttur_truncation.png").read_bytes()[:8] == PNG_MAGIC
 
 
-def test_critical_batch_quick_and_aggregate(tmp_path, images, capsys, stub):
-    code, err = _run(capsys, "critical-batch", "--seeds", 1, "--batch-sizes", "4,8,16", *_quick(tmp_path, images))
+class UntrainedHigh(StubEvaluate):
+    """The stub, but FID 500 for the untrained generator (the first one evaluated: every run of
+    one seed starts from it), 50-150 after any training."""
+
+    def __call__(self, evals, generator, z_seed, truncation=None, pr=False):
+        r = super().__call__(evals, generator, z_seed, truncation, pr)
+        self.first = getattr(self, "first", r["generator_sha256"])
+        return {**r, "fid": 500.0} if r["generator_sha256"] == self.first else r
+
+
+def test_critical_batch_quick_and_aggregate(tmp_path, images, capsys, monkeypatch):
+    stub = UntrainedHigh()
+    monkeypatch.setattr(studies.Evaluations, "evaluate", lambda self, *a, **k: stub(self, *a, **k))
+    # a target every run reaches at its first grid point: then one refining evaluation at half of it
+    code, err = _run(capsys, "critical-batch", "--seeds", 1, "--batch-sizes", "4,8,16", "--target-fid", 200,
+                     *_quick(tmp_path, images))
     assert code == 0, err
     doc = json.loads((tmp_path / "res" / "ttur_critical_batch.json").read_text())
-    assert doc["batch_sizes"] == [4, 8, 16] and doc["complete"]
-    assert all(r["steps"] is not None for r in doc["per_run"])  # the threshold is one every run reached
-    assert "lowest level that every run reached" in doc["threshold_rule"]
+    assert doc["batch_sizes"] == [4, 8, 16] and doc["complete"] and doc["threshold"] == 200
+    assert "fixed before the runs" in doc["threshold_rule"]
+    for r in doc["per_run"]:
+        grid = studies.critical_grid_steps(r["batch_size"], quick=True)  # 0, 64/b, 128/b, 256/b
+        steps = [e["step"] for e in doc["runs"][f"dcgan-b{r['batch_size']}-s0"]["evals"]]
+        assert steps == [0, grid[1] // 2, grid[1]]  # stopped at the first grid step, refined once
+        assert r["reached"] and r["steps"] is not None and r["first_eval_at_or_below"] == steps[1]
+    assert doc["settings"]["target_fid"] == 200 and doc["settings"]["images_grid"] == [64, 128, 256]
     code, err = _run(capsys, "aggregate", "--study", "critical-batch", "--seeds", 1, "--batch-sizes", "4,8,16",
-                     "--threshold", 1000, *_quick(tmp_path, images))
+                     "--target-fid", 200, "--threshold", 2000, *_quick(tmp_path, images))
     assert code == 0, err
     doc = json.loads((tmp_path / "res" / "ttur_critical_batch.json").read_text())
-    assert doc["threshold"] == 1000 and all(r["steps"] == 0 for r in doc["per_run"])
+    assert doc["threshold"] == 2000 and all(r["steps"] == 0 for r in doc["per_run"])
+
+
+def test_critical_batch_run_that_never_reaches_its_target(tmp_path, images, capsys, stub):
+    code, err = _run(capsys, "critical-batch", "--seeds", 1, "--batch-sizes", "8", "--target-fid", 1,
+                     *_quick(tmp_path, images))
+    assert code == 0, err
+    doc = json.loads((tmp_path / "res" / "ttur_critical_batch.json").read_text())
+    run = doc["runs"]["dcgan-b8-s0"]
+    assert run["complete"] and [e["step"] for e in run["evals"]] == [0, 8, 16, 32]  # the whole grid, no refinement
+    assert doc["per_run"][0]["reached"] is False and doc["per_run"][0]["steps"] is None
+    assert doc["per_batch"]["8"]["seeds_not_reaching"] == [0] and doc["critical_batch_per_seed"] == {}
+
+
+def test_next_step_brackets_the_crossing_once():
+    spec = studies.RunSpec("critical-batch", "x", "b", None, (0, 100, 200, 400, 800), target_fid=50.0)
+
+    def ev(pairs):
+        return [{"step": s, "fid": f} for s, f in pairs]
+    assert studies.next_step(spec, []) == 0
+    assert studies.next_step(spec, ev([(0, 400), (100, 90)])) == 200
+    assert studies.next_step(spec, ev([(0, 400), (100, 90), (200, 60), (400, 40)])) == 283  # √(200·400)
+    assert studies.next_step(spec, ev([(0, 400), (100, 90), (200, 60), (283, 45), (400, 40)])) is None
+    assert studies.next_step(spec, ev([(0, 400), (100, 40)])) == 50  # from step 0: the midpoint s / 2
+    assert studies.next_step(spec, ev([(0, 40)])) is None  # reached untrained: nothing to bracket
+    assert studies.next_step(spec, ev([(s, 99) for s in (0, 100, 200, 400, 800)])) is None  # never reached
+    plain = studies.dataclasses.replace(spec, target_fid=None)
+    assert studies.next_step(plain, ev([(0, 400), (100, 40)])) == 200  # no target: the whole schedule
+
+
+def test_the_midpoint_checkpoint_leaves_the_weights_unchanged(tmp_path, images, capsys, stub):
+    """A refining evaluation trains nothing again, and stopping at the midpoint on the way does
+    not change the weights at the grid step (segments continue exactly)."""
+    args = ["critical-batch", "--seeds", 1, "--batch-sizes", "8", *_quick(tmp_path, images)]
+    code, err = _run(capsys, *args, "--target-fid", 1)  # never reached: every grid step, midpoints on the way
+    assert code == 0, err
+    ckpts = sorted(p.name for p in (tmp_path / "work" / "critical-batch" / "dcgan-b8-s0" / "checkpoints").glob("*.pt"))
+    assert ckpts == [f"step-{s:07d}.pt" for s in (4, 8, 11, 16, 23, 32)]
+    walked = json.loads((tmp_path / "runs" / "critical-batch" / "dcgan-b8-s0.json").read_text())["evals"]
+    other = tmp_path / "straight"
+    spec = studies.critical_batch_runs((8,), (0,), quick=True, data=str(images), target_fid=None)[0]
+    g, _ = studies.train_to(spec, 32, other, say=lambda *a: None)  # one segment 0 -> 32
+    assert weights_digest(g) == walked[-1]["generator_sha256"]
 
 
 def test_steps_to_threshold_interpolates():

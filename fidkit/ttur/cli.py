@@ -3,8 +3,8 @@
 - ``train``: one run (see :func:`fidkit.ttur.train.train`), files in ``--out``.
 - ``compare-timescales``: TTUR (lr_D > lr_G) against one time scale (lr_D = lr_G at each
   of TTUR's two rates), DCGAN and WGAN-GP, the same step budget and seeds.
-- ``critical-batch``: steps and samples (SFO = batch × steps) to reach an FID threshold
-  that every run reaches, for batch sizes 16–512 with constant learning rates.
+- ``critical-batch``: steps and samples (SFO = batch × steps) to reach a target FID fixed
+  in advance, for batch sizes 16–512 with constant learning rates.
 - ``truncation``: FID, KID, precision, recall, density, coverage of a trained generator
   sampled with truncated z.
 - ``studies``: all three in order of value; ``aggregate``: the study files from the run
@@ -394,12 +394,15 @@ def _truncation_plan(s: dict) -> "studies.Plan":
                                                                               "study, at their last step"})
 
 
-def _critical_plan(s: dict, batch_sizes) -> "studies.Plan":
+def _critical_plan(s: dict, batch_sizes, target_fid: float = studies.CRITICAL_FID) -> "studies.Plan":
     if s["quick"] and tuple(batch_sizes) == studies.CRITICAL_BATCH_SIZES:
         batch_sizes = studies.QUICK_BATCH_SIZES  # the quick runs have 64 training images
-    return studies.Plan("critical-batch", studies.critical_batch_runs(batch_sizes, s["seeds"], **s["kw"]), s["eval"],
-                        s["quick"], {"batch_sizes": list(batch_sizes), "eval_steps": list(studies.CRITICAL_STEPS),
-                                     "lr_d": studies.TTUR_RATES["dcgan"][0], "lr_g": studies.TTUR_RATES["dcgan"][1]})
+    runs = studies.critical_batch_runs(batch_sizes, s["seeds"], target_fid=target_fid, **s["kw"])
+    grid = studies.QUICK_CRITICAL_IMAGES if s["quick"] else studies.CRITICAL_IMAGES
+    return studies.Plan("critical-batch", runs, s["eval"], s["quick"],
+                        {"batch_sizes": list(batch_sizes), "target_fid": target_fid, "images_grid": list(grid),
+                         "eval_steps": {str(b): list(studies.critical_grid_steps(b, s["quick"])) for b in batch_sizes},
+                         "lr_d": studies.TTUR_RATES["dcgan"][0], "lr_g": studies.TTUR_RATES["dcgan"][1]})
 
 
 @cli.command("compare-timescales")
@@ -420,14 +423,18 @@ def compare_timescales(ctx, archs, **o):
 @cli.command("critical-batch")
 @click.option("--batch-sizes", callback=_batch_sizes, default=",".join(map(str, studies.CRITICAL_BATCH_SIZES)),
               show_default=True, help="Batch sizes 2^k, comma-separated (with --quick: 4-64).")
+@click.option("--target-fid", type=_POS_FLOAT, default=studies.CRITICAL_FID, show_default=True,
+              help="The FID each run trains to (fix it before the runs; the study's threshold).")
 @study_options(seeds=3)
 @click.pass_context
-def critical_batch(ctx, batch_sizes, **o):
-    """Steps and SFO (batch × steps) to an FID threshold that every run reaches, per batch size.
+def critical_batch(ctx, batch_sizes, target_fid, **o):
+    """Steps and SFO (batch × steps) to a target FID fixed in advance, per batch size.
 
-    Resumable as compare-timescales; writes ttur_critical_batch.json|png."""
+    Each run is evaluated at the same images seen (batch × steps, 2^15 ... 2^21) for every
+    batch size until its FID reaches the target, then once inside the bracket. Resumable as
+    compare-timescales; writes ttur_critical_batch.json|png."""
     s = _study_setup(o)
-    plan = _critical_plan(s, batch_sizes)
+    plan = _critical_plan(s, batch_sizes, target_fid)
     _execute(ctx, s, [plan], [(plan, r) for r in plan.runs])
 
 
@@ -469,17 +476,19 @@ def all_studies(ctx, **o):
 @click.option("--batch-sizes", callback=_batch_sizes, default=",".join(map(str, studies.CRITICAL_BATCH_SIZES)),
               show_default=True)
 @click.option("--threshold", type=_POS_FLOAT, default=None,
-              help="Critical batch: FID threshold [default: the lowest level every finished run reached].")
+              help="Critical batch: FID threshold [default: the target FID the runs trained to].")
+@click.option("--target-fid", type=_POS_FLOAT, default=studies.CRITICAL_FID, show_default=True,
+              help="Critical batch: the target FID the runs were made with.")
 @study_options(seeds=3)
 @click.pass_context
-def aggregate(ctx, which, archs, batch_sizes, threshold, **o):
+def aggregate(ctx, which, archs, batch_sizes, threshold, target_fid, **o):
     """Rewrites the study files from the per-run result files, training nothing; a study
     with runs missing or unfinished is marked incomplete. The plan's options (--seeds,
     --archs, --batch-sizes, ...) must be those the runs were made with."""
     s = _study_setup(o)
     command = _command(ctx)
     plans = {"timescales": _timescale_plan(s, archs), "truncation": _truncation_plan(s),
-             "critical-batch": _critical_plan(s, batch_sizes)}
+             "critical-batch": _critical_plan(s, batch_sizes, target_fid)}
     for name, plan in plans.items():
         if which not in ("all", name):
             continue

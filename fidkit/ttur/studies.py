@@ -63,7 +63,18 @@ TIMESCALE_STEPS = {"dcgan": (0, 500, 1500, 4000, 10000, 25000), "wgan-gp": (0, 2
 TRUNCATION_STEP = 10000
 CRITICAL_BATCH_SIZES = (16, 32, 64, 128, 256, 512)
 QUICK_BATCH_SIZES = (4, 8, 16, 32, 64)
-CRITICAL_STEPS = (0, 200, 500, 1200, 3000, 8000)
+#: the critical-batch study's evaluation grid in images seen (batch × steps), the same for
+#: every batch size: 2^15 ... 2^21 (32,768 to 2,097,152), so steps = images / batch is exact
+#: for every batch size 16-512; step 0 (the untrained generator, shared by a seed's runs) too
+CRITICAL_IMAGES = tuple(2 ** k for k in range(15, 22))
+QUICK_CRITICAL_IMAGES = (64, 128, 256)
+#: the critical-batch study's target FID, fixed before any of its runs: the time-scale
+#: study's DCGAN TTUR runs at batch 64 (the same configuration as this study's batch 64)
+#: gave FID 170-183 at step 1500 (96k images) and 74-80 at step 4000 (256k images), so
+#: 100 lies on the steep part of the curve, reached at about 200k images at batch 64,
+#: within the grid's 2M images for batch sizes far from 64 unless they are 10x less
+#: sample-efficient. A run stops at the grid point where it first reaches it.
+CRITICAL_FID = 100.0
 
 
 @dataclass
@@ -97,6 +108,9 @@ class RunSpec:
     thresholds: tuple = ()          # truncation only: evaluated on the generator of ``source``
     source: "RunSpec | None" = None  # at its step ``at_step``
     at_step: int | None = None
+    #: critical batch only: the run stops once an evaluation reaches FID ≤ target_fid, after
+    #: one more evaluation at the geometric midpoint of the bracketing grid steps
+    target_fid: float | None = None
 
     @property
     def seed(self) -> int:
@@ -149,17 +163,25 @@ def truncation_runs(seeds=(0,), quick=False, **kw) -> list:
     return out
 
 
+def critical_grid_steps(batch_size: int, quick: bool = False) -> tuple:
+    """The evaluation steps of a critical-batch run: 0 and images / batch for each grid point
+    of :data:`CRITICAL_IMAGES` (the same images seen at every batch size)."""
+    images = QUICK_CRITICAL_IMAGES if quick else CRITICAL_IMAGES
+    return (0,) + tuple(sorted({max(1, n // batch_size) for n in images}))
+
+
 def critical_batch_runs(batch_sizes=CRITICAL_BATCH_SIZES, seeds=(0, 1, 2), quick=False, data="fashion-mnist-train",
-                        data_limit=None, device="cpu") -> list:
-    """DCGAN with TTUR's constant rates at each batch size, seeds innermost... by batch size."""
+                        data_limit=None, device="cpu", target_fid=CRITICAL_FID) -> list:
+    """DCGAN with TTUR's constant rates at each batch size (seeds outermost), evaluated on the
+    images-seen grid until FID ≤ ``target_fid`` (then once more inside the bracket)."""
     base = base_config(quick, data, data_limit, device)
     lr_d, lr_g = TTUR_RATES["dcgan"]
-    steps = (0, 1, 2, 4) if quick else CRITICAL_STEPS
     out = []
     for seed in seeds:
         for b in batch_sizes:
+            steps = critical_grid_steps(b, quick)
             c = TrainConfig(arch="dcgan", lr_d=lr_d, lr_g=lr_g, seed=seed, steps=max(steps), batch_size=b, **base)
-            out.append(RunSpec("critical-batch", f"dcgan-b{b}-s{seed}", f"b{b}", c, steps))
+            out.append(RunSpec("critical-batch", f"dcgan-b{b}-s{seed}", f"b{b}", c, steps, target_fid=target_fid))
     return out
 
 
@@ -370,12 +392,41 @@ def train_to(spec: RunSpec, step: int, work: Path, say=print) -> tuple:
     return r.generator.eval(), float(state["train_seconds"])
 
 
+def next_step(spec: RunSpec, evals: list) -> int | None:
+    """The next step of ``spec`` to evaluate given its evaluations so far, or None when the
+    run is finished.
+
+    Without a target: the first step of the schedule not yet evaluated. With ``target_fid``:
+    the grid steps in order until one reaches FID ≤ target; then, once, the geometric
+    midpoint of that step and the grid step before it (the midpoint of 0 and s is s / 2),
+    so that the crossing is bracketed within a factor √2 in steps; finished then, or when
+    the whole grid is evaluated without reaching the target."""
+    done = {e["step"]: e["fid"] for e in evals}
+    if spec.target_fid is None:
+        return next((s for s in spec.eval_steps if s not in done), None)
+    grid = sorted(spec.eval_steps)
+    for i, s in enumerate(grid):
+        if s not in done:
+            return s
+        if done[s] is not None and done[s] <= spec.target_fid:
+            if i == 0:
+                return None  # reached before training: nothing to bracket
+            mid = _bracket_midpoint(grid[i - 1], s)
+            refined = any(grid[i - 1] < t < s for t in done)
+            return None if refined or mid in (grid[i - 1], s) else mid
+    return None
+
+
+def _bracket_midpoint(lo: int, hi: int) -> int:
+    return int(round(math.sqrt(lo * hi))) if lo > 0 else hi // 2
+
+
 def is_done(spec: RunSpec, doc: dict | None) -> bool:
     """Whether the result document ``doc`` of ``spec`` is finished for ``spec``'s schedule: a
     run marked complete whose schedule was extended since (more eval steps) is not."""
     if doc is None or not doc.get("complete"):
         return False
-    return spec.source is not None or set(spec.eval_steps) <= {e["step"] for e in doc["evals"]}
+    return spec.source is not None or next_step(spec, doc["evals"]) is None
 
 
 def run_one(spec: RunSpec, evals: Evaluations, runs_dir, work, command=None, say=print) -> dict:
@@ -400,9 +451,8 @@ def run_one(spec: RunSpec, evals: Evaluations, runs_dir, work, command=None, say
         doc["eval_steps"] = list(spec.eval_steps)
         doc["complete"] = False  # until every step of the (possibly extended) schedule is evaluated
         doc["sessions"].append({**provenance(command), "started": now(), "finished": None})
-        for step in spec.eval_steps:
-            if any(e["step"] == step for e in doc["evals"]):
-                continue
+        while (step := next_step(spec, doc["evals"])) is not None:
+            _leave_midpoint_checkpoint(spec, step, doc["evals"], work, say)
             g, train_seconds = train_to(spec, step, work, say)
             r = evals.evaluate(g, z_seed)
             rec = {"step": step, "fid": r["fid"], "kid_mean": r.get("kid_mean"), "kid_std": r.get("kid_std"),
@@ -423,6 +473,23 @@ def run_one(spec: RunSpec, evals: Evaluations, runs_dir, work, command=None, say
         doc["sessions"][-1]["finished"] = now()
         write_json(path, doc)
     return doc
+
+
+def _leave_midpoint_checkpoint(spec: RunSpec, step: int, evals: list, work: Path, say) -> None:
+    """For a run with a target: before training to grid step ``step``, stop once at the
+    midpoint of the bracket it would close and leave a checkpoint there, so that the
+    refining evaluation (if this step reaches the target) needs no retraining. Segments
+    continue exactly, so this does not change the weights at ``step``."""
+    if spec.target_fid is None or step not in spec.eval_steps:
+        return
+    grid = sorted(spec.eval_steps)
+    i = grid.index(step)
+    if i == 0:
+        return
+    mid = _bracket_midpoint(grid[i - 1], step)
+    ckpts = _checkpoints(Path(work) / spec.study / spec.name)
+    if grid[i - 1] < mid < step and not any(s >= mid for s in ckpts):
+        train_to(spec, mid, Path(work), say)
 
 
 def _run_truncation(spec: RunSpec, evals: Evaluations, runs_dir, work, command, say) -> dict:
@@ -616,29 +683,40 @@ def aggregate_critical_batch(plan: Plan, runs_dir, results_dir, command=None, na
     done = {n: d for n, d in docs.items() if d.get("complete")}
     batch_sizes = sorted({s.config.batch_size for s in plan.runs})
     seeds = sorted({s.seed for s in plan.runs})
-    if threshold is None and done:
+    target = next((r.target_fid for r in plan.runs if r.target_fid is not None), None)
+    if threshold is None and target is not None:
+        threshold = target
+        threshold_rule = ("fixed before the runs (the study's target FID, --target-fid): each run is evaluated on "
+                          "the images-seen grid until its FID first falls to it, then once more at the geometric "
+                          "midpoint of the bracketing grid steps")
+    elif threshold is None and done:  # runs made without a target: the lowest level every run reached
         worst_best = max(min(e["fid"] for e in d["evals"]) for d in done.values())
         threshold_rule = ("the largest over all finished runs of each run's lowest evaluated FID, rounded up to "
                           "0.1: the lowest level that every run reached")
         threshold = math.ceil(worst_best * 10) / 10
     else:
-        threshold_rule = "given" if threshold is not None else "no finished runs"
+        threshold_rule = (("given (aggregate --threshold); the runs stopped at the target FID "
+                           f"{target:g}, so a lower threshold is reached by none" if target is not None else "given")
+                          if threshold is not None else "no finished runs")
     table = []
     for spec in plan.runs:
         d = done.get(spec.name)
         row = {"batch_size": spec.config.batch_size, "seed": spec.seed, "complete": d is not None}
         if d is not None and threshold is not None:
             steps, first = _steps_to(d["evals"], threshold)
-            row.update(steps=steps, first_eval_at_or_below=first,
+            row.update(reached=steps is not None, steps=steps, first_eval_at_or_below=first,
                        sfo=None if steps is None else steps * spec.config.batch_size,
-                       best_fid=min(e["fid"] for e in d["evals"]), final_fid=d["evals"][-1]["fid"])
+                       evaluations=len(d["evals"]), best_fid=min(e["fid"] for e in d["evals"]),
+                       final_fid=d["evals"][-1]["fid"], final_step=d["evals"][-1]["step"])
         table.append(row)
     per_batch = {}
     for b in batch_sizes:
         rows = [r for r in table if r["batch_size"] == b and r.get("steps") is not None]
         sm, ss = _mean_std([r["steps"] for r in rows])
         fm, fs = _mean_std([r["sfo"] for r in rows])
-        per_batch[str(b)] = {"seeds": len(rows), "steps_mean": sm, "steps_std": ss, "sfo_mean": fm, "sfo_std": fs}
+        missed = [r["seed"] for r in table if r["batch_size"] == b and r.get("reached") is False]
+        per_batch[str(b)] = {"seeds": len(rows), "seeds_not_reaching": missed, "steps_mean": sm, "steps_std": ss,
+                             "sfo_mean": fm, "sfo_std": fs}
     critical = {}
     for seed in seeds:
         rows = sorted((r for r in table if r["seed"] == seed and r.get("sfo") is not None),
@@ -656,10 +734,14 @@ def aggregate_critical_batch(plan: Plan, runs_dir, results_dir, command=None, na
     doc = {**header,
            "question": "Sato & Iiduka (2022): the steps K needed to reach a target fall as the batch size b grows, "
                        "and the SFO complexity b·K is convex in b with a minimum at the critical batch size.",
-           "definition": "steps = the step at which the run's FID curve (evaluated at eval_steps) first reaches the "
-                         "threshold, interpolated in log step against log FID between the evaluations around the "
-                         "crossing (linearly from step 0); SFO = batch size × steps (generator updates' samples; "
-                         "the discriminator draws as many). Critical batch size per seed = argmin of SFO over the "
+           "definition": "steps = the step at which the run's FID curve first reaches the threshold, interpolated "
+                         "in log step against log FID between the evaluations around the crossing (linearly from "
+                         "step 0); a run is evaluated at 0 and at the same images seen (batch × steps: "
+                         f"{', '.join(str(n) for n in CRITICAL_IMAGES)}) for every batch size until it reaches the "
+                         "target, then at the geometric midpoint of the bracket, so the crossing lies between "
+                         "evaluations a factor √2 apart; SFO = batch size × steps (generator updates' samples; "
+                         "the discriminator draws as many); a run that never reaches it within the grid has no "
+                         "steps (reported, not extrapolated). Critical batch size per seed = argmin of SFO over the "
                          "batch sizes, refined by a parabola in (log2 b, log SFO) through the minimum and its two "
                          "neighbours; mean ± std over seeds in log2.",
            "threshold": threshold, "threshold_rule": threshold_rule, "batch_sizes": batch_sizes,
@@ -673,13 +755,14 @@ def aggregate_critical_batch(plan: Plan, runs_dir, results_dir, command=None, na
         for spec in (s for s in plan.runs if s.seed == seed and s.name in docs):
             ev = docs[spec.name]["evals"]
             k = batch_sizes.index(spec.config.batch_size)
-            axes[0].plot([max(e["step"], 1) for e in ev], [e["fid"] for e in ev], "-", color=f"C{k}", alpha=0.6,
-                         lw=1, label=f"batch {spec.config.batch_size}" if seed_i == 0 else None)
+            b = spec.config.batch_size
+            axes[0].plot([max(e["step"] * b, b) for e in ev], [e["fid"] for e in ev], ".-", color=f"C{k}", alpha=0.6,
+                         lw=1, ms=3, label=f"batch {b}" if seed_i == 0 else None)
     if threshold is not None:
         axes[0].axhline(threshold, color="0.3", ls="--", lw=1, label=f"threshold {threshold:g}")
     axes[0].set_xscale("log")
     axes[0].set_yscale("log")
-    axes[0].set_xlabel("generator step")
+    axes[0].set_xlabel("images seen (batch × steps; step 0 drawn at one batch)")
     axes[0].set_ylabel(f"FID ({plan.eval.n} images)")
     axes[0].set_title("FID curves (each seed)", fontsize=9)
     _legend(axes[0])
