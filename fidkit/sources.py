@@ -33,8 +33,20 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 HIGH_BIT_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 
 
+def is_image_name(relpath: str) -> bool:
+    """Whether a file or archive member (its path relative to the folder or archive root, ``/``
+    separated) is taken as an image: its name ends in :data:`IMAGE_EXTENSIONS` (any case), and
+    it is not macOS metadata, which carries the image's name but holds no image: AppleDouble
+    files ``._NAME`` (written beside every file on volumes without resource forks) and anything
+    under ``__MACOSX/`` (where the Finder's zips keep them)."""
+    parts = relpath.split("/")
+    return (parts[-1].lower().endswith(IMAGE_EXTENSIONS) and not parts[-1].startswith("._")
+            and "__MACOSX" not in parts[:-1])
+
+
 def list_images(folder) -> list[Path]:
-    """Image files below ``folder`` (recursive, links followed once), sorted by relative path."""
+    """Image files below ``folder`` (recursive, links followed once; see :func:`is_image_name`),
+    sorted by relative path."""
     root = Path(folder)
     if not root.exists():
         raise SourceError(f"{folder}: no such file or folder; give an image folder or a statistics .npz")
@@ -50,7 +62,9 @@ def list_images(folder) -> list[Path]:
             continue
         seen.add(key)
         dirnames.sort()
-        found.extend(Path(dirpath) / f for f in filenames if f.lower().endswith(IMAGE_EXTENSIONS))
+        rel = Path(dirpath).relative_to(root).as_posix()
+        found.extend(Path(dirpath) / f for f in filenames
+                     if is_image_name(f if rel == "." else f"{rel}/{f}"))
     found.sort(key=lambda p: p.relative_to(root).as_posix())
     if not found:
         raise SourceError(f"{folder}: no images found (looked for {', '.join(e[1:] for e in IMAGE_EXTENSIONS)} "
@@ -550,8 +564,8 @@ _ARCHIVE_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, tarfile.TarError, O
 class ArchiveImages(Images):
     """The image members of one or more archives, read without extracting them to disk.
 
-    Members are those whose names end in :data:`IMAGE_EXTENSIONS` (any case), as in folders;
-    directories and other members are ignored. Order: archives sorted by path, then each
+    Members are chosen by name as a folder's files are (:func:`is_image_name`: an image
+    extension, not macOS metadata); directories and other members are ignored. Order: archives sorted by path, then each
     archive's members sorted by name (leading ``./`` dropped), so an archive of a folder gives
     the folder's order; a name present twice counts once, its last copy (what extracting
     gives). ``images[i]`` is uint8 (H, W, 3) RGB, 0..255, decoded as from a file;
@@ -698,7 +712,7 @@ class ZipImages(ArchiveImages):
         with open(path, "rb") as f, zipfile.ZipFile(_CappedReader(f, os.fstat(f.fileno()).st_size)) as z:
             for info in z.infolist():
                 key = _member_key(info.filename)
-                if info.is_dir() or not key.lower().endswith(IMAGE_EXTENSIONS):
+                if info.is_dir() or not is_image_name(key):
                     continue
                 problem = _ENCRYPTED if info.flag_bits & 0x1 else _OK
                 if (info.external_attr >> 16) & 0o170000 == 0o120000:
@@ -813,7 +827,7 @@ class TarImages(ArchiveImages):
                     pass
         members = {}
         for key, e in entries.items():
-            if not key.lower().endswith(IMAGE_EXTENSIONS):
+            if not is_image_name(key):
                 continue
             seen = 0
             while len(e) == 2 and seen < 16:  # a link: follow it to a regular member

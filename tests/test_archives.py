@@ -27,7 +27,8 @@ from conftest import DATA, run_fidkit
 
 def _folder(root: Path) -> Path:
     """tests/data/real_a's 10 PNGs in nested folders, an upper-case extension, and members
-    that are not images (ignored): the tree every archive below holds."""
+    that are not images (ignored: other extensions, macOS's ``._NAME`` and ``__MACOSX/``): the
+    tree every archive below holds."""
     src = sorted((DATA / "real_a").glob("*.png"))
     d = root / "imgs"
     (d / "b" / "deep").mkdir(parents=True)
@@ -38,6 +39,12 @@ def _folder(root: Path) -> Path:
         shutil.copy(p, where / name)
     (d / "notes.txt").write_text("not an image")
     (d / "a" / "labels.json").write_text("{}")
+    # macOS metadata named like images (an AppleDouble header, no image): ignored as well
+    apple_double = b"\x00\x05\x16\x07\x00\x02\x00\x00" + b"Mac OS X        " + bytes(64)
+    (d / ("._" + src[0].name)).write_bytes(apple_double)
+    (d / "__MACOSX" / "b").mkdir(parents=True)
+    (d / "__MACOSX" / "b" / ("._" + src[1].name)).write_bytes(apple_double)
+    (d / "__MACOSX" / "b" / "plain.png").write_bytes(apple_double)
     return d
 
 

@@ -21,9 +21,7 @@ import torch
 from PIL import Image
 
 import fidkit
-
-#: file name endings read from a folder (those fidkit reads)
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+from fidkit.sources import IMAGE_EXTENSIONS, is_image_name
 
 
 class DataError(fidkit.FidkitError):
@@ -31,10 +29,13 @@ class DataError(fidkit.FidkitError):
 
 
 def _folder_files(folder: Path) -> list:
+    """Image files below ``folder`` as fidkit chooses them (:func:`fidkit.sources.is_image_name`),
+    sorted by relative path; links to folders are not followed."""
     files = []
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
         dirnames.sort()
-        files.extend(Path(dirpath) / f for f in filenames if f.lower().endswith(IMAGE_EXTENSIONS))
+        rel = Path(dirpath).relative_to(folder).as_posix()
+        files.extend(Path(dirpath) / f for f in filenames if is_image_name(f if rel == "." else f"{rel}/{f}"))
     files.sort(key=lambda p: p.relative_to(folder).as_posix())
     return files
 
