@@ -20,7 +20,7 @@ from .scores import ADM_DISTANCES
 from .errors import FidkitError
 from .pipeline import BATCH_SIZE_CPU, BATCH_SIZE_CUDA, MAX_DEFAULT_WORKERS, PRECISIONS
 from .preprocess import PROTOCOLS
-from .sources import DATASETS, dataset_images, is_archive_source, shardable
+from .sources import DATASETS, DatasetImages, is_archive_source, shardable
 from .sources import shard as shard_files
 from .stats import Statistics, check_writable, merge
 
@@ -153,7 +153,7 @@ def stats(sources, output, protocol, shard, dataset, metrics, as_json, **run):
     if dataset:
         if sources or shard:
             raise click.UsageError("--dataset takes no folder and no --shard")
-        st = compute_stats(dataset_images(dataset), protocol, **run)
+        st = compute_stats(DatasetImages(dataset), protocol, **run)
         st.extra["dataset"] = dataset
         st.source = dataset
     elif not sources:

@@ -252,6 +252,27 @@ class ArrayImages(Images):
         return np.asarray(x.cpu() if hasattr(x, "cpu") else x)
 
 
+class DatasetImages(ArrayImages):
+    """A named dataset (:data:`DATASETS`) as :class:`ArrayImages` (NHWC, as
+    :func:`dataset_images` gives it), pickled as its name and ``n`` only: a process that
+    receives it (a torchrun rank) reads the dataset file itself, instead of the whole array
+    (141 MB for Fashion-MNIST's training set) travelling through the rendezvous store. The
+    file is read when the set is made, so a missing dataset is reported there."""
+
+    def __init__(self, dataset: str, n: int | None = None):
+        self.dataset, self.n, self.layout, self.name = dataset, n, "NHWC", dataset
+        self._array = dataset_images(dataset, n)
+
+    @property
+    def array(self) -> np.ndarray:
+        if self._array is None:
+            self._array = dataset_images(self.dataset, self.n)
+        return self._array
+
+    def __getstate__(self):
+        return {**self.__dict__, "_array": None}
+
+
 BATCH_KEY = "arr_0"  # the images of an ADM sample or reference batch
 STATS_KEYS = ("mu", "sigma")
 

@@ -241,3 +241,30 @@ def test_archives_under_torchrun_equal_one_process_on_the_folder(tmp_path, real_
         assert code == 0, out
         st = Statistics.load(tmp_path / f"{name}.npz")
         assert st.n == 10 and np.array_equal(st.mu, folder.mu) and np.array_equal(st.sigma, folder.sigma), name
+
+
+def test_a_named_dataset_travels_as_its_name(tmp_path, real_weights):
+    """``--dataset``: each rank reads the dataset file itself (what travels through the store is
+    its name, not the array: 141 MB for Fashion-MNIST's training set), with the statistics of
+    one process, bit for bit."""
+    import pickle
+    from conftest import FASHION_MNIST_MINI
+    from fidkit.sources import DatasetImages
+    env = {**ENV, "FIDKIT_DATASETS": str(FASHION_MNIST_MINI)}
+    os.environ["FIDKIT_DATASETS"], before = str(FASHION_MNIST_MINI), os.environ.get("FIDKIT_DATASETS")
+    try:
+        images = DatasetImages("fashion-mnist-test", 200)
+        sent = pickle.dumps(images)
+        assert len(sent) < 1000 and np.array_equal(pickle.loads(sent).array, images.array)
+    finally:
+        if before is None:
+            del os.environ["FIDKIT_DATASETS"]
+        else:
+            os.environ["FIDKIT_DATASETS"] = before
+    common = ("stats", "--dataset", "fashion-mnist-test", "--batch-size", "64", "--device", "cpu")
+    r = subprocess.run(_torchrun_command(tmp_path / "logs", *common, "-o", tmp_path / "two.npz"), capture_output=True,
+                       text=True, timeout=TIMEOUT, env={**os.environ, **env})
+    assert r.returncode == 0, _rank_output(tmp_path / "logs")
+    run_fidkit(*common, "-o", tmp_path / "one.npz", env=env)
+    two, one = Statistics.load(tmp_path / "two.npz"), Statistics.load(tmp_path / "one.npz")
+    assert two.n == one.n == 256 and np.array_equal(two.mu, one.mu) and np.array_equal(two.sigma, one.sigma)
