@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from . import _tiff
 from .errors import SourceError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
@@ -77,6 +78,8 @@ def decode(path, data: bytes | None = None) -> np.ndarray:
 
     ``data``: the file's bytes when they come from elsewhere (an archive member); ``path`` then
     only names the image in errors (``archive.zip:dir/img.png``)."""
+    _tiff.capture()
+    _tiff.clear()
     try:
         with Image.open(path if data is None else io.BytesIO(data)) as im:
             # PIL only warns between its limit and twice it; a few hundred bytes of JPEG whose
@@ -94,8 +97,10 @@ def decode(path, data: bytes | None = None) -> np.ndarray:
         raise SourceError(f"{path}: image larger than PIL's decompression-bomb limit ({e}); "
                           f"check the file or skip it") from None
     except (OSError, ValueError, SyntaxError) as e:
-        raise SourceError(f"{path}: cannot decode image ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")\
-            from None
+        detail = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        if _tiff.last():  # libtiff's own account of it (kept off stderr by _tiff)
+            detail += f"; libtiff: {_tiff.last()}"
+        raise SourceError(f"{path}: cannot decode image ({detail})") from None
     return arr
 
 
