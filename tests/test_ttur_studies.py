@@ -131,6 +131,30 @@ def test_timescales_runs_files_skip_and_incomplete(tmp_path, images, capsys, stu
     assert len(step0) == 1
 
 
+def test_timescale_comparisons_read_the_difference_against_the_spread():
+    """Synthetic finished runs: TTUR ends 10 lower than the slow single time scale with a spread
+    of 1, and arrives at the common level (the slow runs' mean final FID, 41) in fewer steps."""
+    runs = studies.timescale_runs(archs=("dcgan",), seeds=(0, 1, 2), quick=True, only=("ttur", "single-slow"))
+    plan = studies.Plan("timescales", runs, studies.EvalSpec())
+    docs = {}
+    for spec in runs:
+        final = (30.0 if spec.group.endswith("ttur") else 40.0) + spec.seed
+        mid = 60.0 if spec.group.endswith("ttur") else 200.0
+        docs[spec.name] = {"complete": True, "evals": [{"step": 0, "fid": 400.0}, {"step": 100, "fid": mid},
+                                                        {"step": 1000, "fid": final}]}
+    c = studies.timescale_comparisons(plan, docs)["dcgan"]
+    assert c["level_for_arrival"] == pytest.approx(41.0)
+    v = c["versus_ttur"]["single-slow"]
+    assert v["final_fid_difference"] == pytest.approx(10.0) and v["final_fid_ttur"] == pytest.approx([31.0, 1.0])
+    assert v["welch"]["p"] < 0.001 and v["welch"]["t"] < 0
+    assert c["arrival"]["single-slow"]["seeds_not_reaching"] == 1  # seed 2 ends at 42 > 41
+    assert v["arrival_steps_ratio"] > 1  # TTUR arrives sooner
+    # only one finished seed per group: no test, no spread, still the difference
+    one = {k: v for k, v in docs.items() if k.endswith("s0")}
+    v1 = studies.timescale_comparisons(plan, one)["dcgan"]["versus_ttur"]["single-slow"]
+    assert v1["welch"]["p"] is None and v1["final_fid_difference"] == pytest.approx(10.0)
+
+
 def test_an_interrupted_run_continues_exactly(tmp_path, images, capsys, monkeypatch):
     args = ["compare-timescales", "--archs", "dcgan", "--seeds", 1, "--max-runs", 1, *_quick(tmp_path, images)]
     stub = StubEvaluate(fail_at=3)  # interrupted at the evaluation of step 2

@@ -619,6 +619,7 @@ def aggregate_timescales(plan: Plan, runs_dir, results_dir, command=None, name="
                        "lower FID, or reach it sooner, than one time scale lr_D = lr_G (at either of TTUR's two "
                        "rates)?",
            "summary": summary,
+           "comparisons": timescale_comparisons(plan, docs),
            "runs": {k: {"seed": v["seed"], "group": v["group"], "complete": v.get("complete"),
                         "evals": v["evals"]} for k, v in docs.items()}}
     archs = list(dict.fromkeys(s.config.arch for s in plan.runs))
@@ -643,6 +644,63 @@ def aggregate_timescales(plan: Plan, runs_dir, results_dir, command=None, name="
             _legend(ax)
     _incomplete_note(fig, header)
     return _write(doc, fig, results_dir, name)
+
+
+def _welch(a: list, b: list) -> dict:
+    """Welch's t-test of two samples' means (two-sided); None entries where a sample has < 2."""
+    if len(a) < 2 or len(b) < 2:
+        return {"t": None, "dof": None, "p": None}
+    from scipy import stats as sps
+    r = sps.ttest_ind(a, b, equal_var=False)
+    va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
+    dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1)) if va + vb > 0 else None
+    return {"t": float(r.statistic), "dof": None if dof is None else float(dof), "p": float(r.pvalue)}
+
+
+def timescale_comparisons(plan: Plan, docs: dict) -> dict:
+    """Per architecture, TTUR against each single time scale, from the finished runs:
+
+    - *final*: FID at the last step per seed, means, the difference (single − TTUR; positive:
+      TTUR lower), the seeds' spread, and Welch's t-test (with 3 seeds a weak test: read the
+      difference against the spread);
+    - *arrival*: steps to reach a common level, the highest of the groups' mean final FIDs (so
+      that every group reaches it on average), per seed interpolated as the critical-batch study
+      does (log step against log FID between the evaluations around the crossing); a seed that
+      never reaches it is counted, not extrapolated; the ratio of mean steps (single / TTUR; > 1:
+      TTUR arrives sooner)."""
+    out: dict = {}
+    for arch in dict.fromkeys(s.config.arch for s in plan.runs):
+        groups: dict = {}
+        for spec in plan.runs:
+            if spec.config.arch == arch:
+                d = docs.get(spec.name)
+                if d is not None and d.get("complete"):
+                    groups.setdefault(spec.group.split("/", 1)[1], []).append(d)
+        ttur = groups.get("ttur", [])
+        finals = {g: [d["evals"][-1]["fid"] for d in ds] for g, ds in groups.items()}
+        means = {g: float(np.mean(v)) for g, v in finals.items() if v}
+        level = max(means.values()) if len(means) > 1 else None
+        arrival = {}
+        for g, ds in groups.items():
+            steps = [_steps_to(d["evals"], level)[0] if level is not None else None for d in ds]
+            got = [x for x in steps if x is not None]
+            m, sd = _mean_std(got)
+            arrival[g] = {"steps_per_seed": steps, "seeds_not_reaching": sum(x is None for x in steps),
+                          "steps_mean": m, "steps_std": sd}
+        entry = {"level_for_arrival": level, "arrival": arrival, "versus_ttur": {}}
+        for g in groups:
+            if g == "ttur" or not ttur:
+                continue
+            a, b = finals["ttur"], finals[g]
+            ma, sa = _mean_std(a)
+            mb, sb = _mean_std(b)
+            ra, rb = arrival["ttur"]["steps_mean"], arrival[g]["steps_mean"]
+            entry["versus_ttur"][g] = {
+                "seeds": [len(a), len(b)], "final_fid_ttur": [ma, sa], "final_fid_single": [mb, sb],
+                "final_fid_difference": mb - ma, "welch": _welch(a, b),
+                "arrival_steps_ratio": None if not ra or rb is None else rb / ra}
+        out[arch] = entry
+    return out
 
 
 def _steps_to(evals: list, threshold: float) -> tuple:
