@@ -189,6 +189,13 @@ def test_truncation_trains_its_generator_and_reports_every_threshold(tmp_path, i
     assert run["generator_sha256"] == gen["evals"][-1]["generator_sha256"]
     assert all({"fid", "kid_mean", "precision", "recall", "density", "coverage"} <= set(r) for r in run["results"])
     assert doc["complete"] and (tmp_path / "res" / "ttur_truncation.png").read_bytes()[:8] == PNG_MAGIC
+    # the stub's precision is 1 - t/20 and recall t/20 (untruncated: t = 10): every threshold
+    # below 10 raises precision and lowers recall, by exactly that much
+    change = {e["threshold"]: e for e in doc["change_from_untruncated"]}
+    assert sorted(change) == [0.3, 0.5, 0.7, 1.0, 1.5, 2.0]
+    assert change[2.0]["precision_up_and_recall_down"] == change[2.0]["generators"] == len(doc["runs"])
+    assert change[2.0]["delta_recall_mean"] == pytest.approx(2.0 / 20 - 10.0 / 20)
+    assert change[2.0]["delta_precision_mean"] == pytest.approx(10.0 / 20 - 2.0 / 20)
 
 
 class UntrainedHigh(StubEvaluate):

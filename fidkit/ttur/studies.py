@@ -848,6 +848,32 @@ def aggregate_critical_batch(plan: Plan, runs_dir, results_dir, command=None, na
     return _write(doc, fig, results_dir, name)
 
 
+def truncation_changes(docs, thresholds) -> list:
+    """Per threshold, each generator's change from its own untruncated sample (paired, so that
+    the generators' different levels drop out): mean ± std over generators of Δprecision,
+    Δrecall, Δdensity, Δcoverage, ΔFID, and how many generators moved as BigGAN reports
+    (precision up, recall down)."""
+    out = []
+    for t in thresholds:
+        if t is None:
+            continue
+        deltas: dict = {k: [] for k in ("precision", "recall", "density", "coverage", "fid")}
+        biggan = 0
+        for d in docs:
+            base = next((r for r in d["results"] if r["threshold"] is None), None)
+            row = next((r for r in d["results"] if r["threshold"] == t), None)
+            if base is None or row is None:
+                continue
+            for k in deltas:
+                deltas[k].append(row[k] - base[k])
+            biggan += row["precision"] > base["precision"] and row["recall"] < base["recall"]
+        entry = {"threshold": t, "generators": len(deltas["fid"]), "precision_up_and_recall_down": biggan}
+        for k, v in deltas.items():
+            entry[f"delta_{k}_mean"], entry[f"delta_{k}_std"] = _mean_std(v)
+        out.append(entry)
+    return out
+
+
 def aggregate_truncation(plan: Plan, runs_dir, results_dir, command=None, name="ttur_truncation") -> dict:
     docs, missing, unfinished = _status(plan, runs_dir)
     thresholds = list(THRESHOLDS if not plan.runs else plan.runs[0].thresholds)
@@ -861,12 +887,14 @@ def aggregate_truncation(plan: Plan, runs_dir, results_dir, command=None, name="
             entry[k] = m
             entry[f"{k}_std"] = s
         per_t.append(entry)
+    paired = truncation_changes(docs.values(), thresholds)
     header = _header(plan, runs_dir, docs, missing, unfinished, command)
     doc = {**header,
            "question": "BigGAN (Brock et al., 2019): sampling z from a truncated normal trades variety for fidelity: "
                        "as the threshold falls, precision (fidelity) rises and recall (variety) falls, and FID "
                        "rises once variety is lost.",
            "per_threshold": per_t,
+           "change_from_untruncated": paired,
            "runs": {k: {"seed": v["seed"], "complete": v.get("complete"), "generator": v.get("generator"),
                         "generator_sha256": v.get("generator_sha256"), "results": v["results"]}
                     for k, v in docs.items()}}
