@@ -190,8 +190,8 @@ def make_images(out_dir: str, n: int, size: int, mixed_sizes: bool = False,
           f"{total_bytes / 1024:.1f} KiB) split={split} seed={seed}")
     print(f"  sizes: width {min(widths)}..{max(widths)}, height {min(heights)}..{max(heights)}"
           f" ({len(sizes)} distinct)")
-    print(f"  modes: " + ", ".join(f"{m} {c}" for m, c in sorted(modes.items())))
-    print(f"  photographs: " + ", ".join(f"{name} {used[name]}" for name, _ in photos))
+    print("  modes: " + ", ".join(f"{m} {c}" for m, c in sorted(modes.items())))
+    print("  photographs: " + ", ".join(f"{name} {used[name]}" for name, _ in photos))
     return paths
 
 
