@@ -16,6 +16,7 @@ Public API::
     fidkit.FID(reference)                   -> metric: .update(images), .compute(), .reset()
     fidkit.to_uint8(images, (-1, 1))        -> uint8 images, rounded as saving an image file does
     fidkit.dataset_images("fashion-mnist-test", n=None) -> uint8 (N, H, W, 3) images of a named dataset
+    fidkit.is_image_name("dir/x.png")       -> bool: whether fidkit reads that file of a folder or archive
     fidkit.evaluate_generator(sample_fn, n, batch_size, reference) -> GeneratorResult (fid, n)
     fidkit.load_weights(path=None)          -> Weights (.digest, .has_classifier, .origin, .path)
 
@@ -33,8 +34,8 @@ from .api import compare, compute_stats, features, fid, frechet_distance  # noqa
 from .api import inception_score, kid, load_weights, precision_recall  # noqa: E402
 from .api import ADMResult, adm_evaluate  # noqa: E402
 from .metric import FID, evaluate_generator, to_uint8  # noqa: E402
-from .sources import DATASETS, dataset_images  # noqa: E402
+from .sources import DATASETS, IMAGE_EXTENSIONS, dataset_images, is_image_name  # noqa: E402
 
 __all__ = ["fid", "compare", "compute_stats", "features", "frechet_distance", "inception_score", "kid",
-           "precision_recall", "adm_evaluate", "ADMResult", "FID", "evaluate_generator", "to_uint8", "dataset_images", "DATASETS", "load_weights", "Statistics",
+           "precision_recall", "adm_evaluate", "ADMResult", "FID", "evaluate_generator", "to_uint8", "dataset_images", "DATASETS", "IMAGE_EXTENSIONS", "is_image_name", "load_weights", "Statistics",
            "FidkitError", "FidkitWarning", "__version__"]

@@ -21,7 +21,6 @@ import torch
 from PIL import Image
 
 import fidkit
-from fidkit.sources import IMAGE_EXTENSIONS, is_image_name
 
 
 class DataError(fidkit.FidkitError):
@@ -29,13 +28,14 @@ class DataError(fidkit.FidkitError):
 
 
 def _folder_files(folder: Path) -> list:
-    """Image files below ``folder`` as fidkit chooses them (:func:`fidkit.sources.is_image_name`),
+    """Image files below ``folder`` as fidkit chooses them (:func:`fidkit.is_image_name`),
     sorted by relative path; links to folders are not followed."""
     files = []
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
         dirnames.sort()
         rel = Path(dirpath).relative_to(folder).as_posix()
-        files.extend(Path(dirpath) / f for f in filenames if is_image_name(f if rel == "." else f"{rel}/{f}"))
+        files.extend(Path(dirpath) / f for f in filenames
+                     if fidkit.is_image_name(f if rel == "." else f"{rel}/{f}"))
     files.sort(key=lambda p: p.relative_to(folder).as_posix())
     return files
 
@@ -69,7 +69,7 @@ def load_images(source: str, size: int = 28, channels: int = 1, limit: int | Non
         files = _folder_files(folder)
         if not files:
             raise DataError(f"{source}: no images found (looked for "
-                            f"{', '.join(e[1:] for e in IMAGE_EXTENSIONS)} recursively)")
+                            f"{', '.join(e[1:] for e in fidkit.IMAGE_EXTENSIONS)} recursively)")
         if limit is not None:
             files = files[:limit]
         pils = []
