@@ -685,7 +685,8 @@ def timescale_comparisons(plan: Plan, docs: dict) -> dict:
             steps = [_steps_to(d["evals"], level)[0] if level is not None else None for d in ds]
             got = [x for x in steps if x is not None]
             m, sd = _mean_std(got)
-            arrival[g] = {"steps_per_seed": steps, "seeds_not_reaching": sum(x is None for x in steps),
+            arrival[g] = {"steps_per_seed": steps,
+                          "seeds_not_reaching": None if level is None else sum(x is None for x in steps),
                           "steps_mean": m, "steps_std": sd}
         entry = {"level_for_arrival": level, "arrival": arrival, "versus_ttur": {}}
         for g in groups:
