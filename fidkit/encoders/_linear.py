@@ -4,8 +4,9 @@ A ViT-L forward pass on the CPU is ~85% matrix products (the qkv, output, and tw
 projections of 24 blocks). torch's ``F.linear``/``addmm`` call the BLAS library it was
 built with (MKL in the x86 wheels); oneDNN's inner-product primitive, also inside every
 x86 wheel, ran the ViT-L shapes 3–19% faster on the build machine (AMD EPYC, AVX-512:
-189–214 against 164–194 GFLOP/s, ``benchmarks/bench_encoders.py --gemm``). Both compute float32 products with float32
-accumulation; only the summation order differs (≈1e-7 relative per product).
+189–214 against 164–194 GFLOP/s, ``benchmarks/bench_encoders.py --gemm``). Both compute
+float32 products with float32 accumulation; only the summation order differs (≈1e-7
+relative per product).
 
 :func:`linear` and :func:`residual_` take that path when it applies (float32 CPU tensors,
 no autograd, ``torch.ops.mkldnn._linear_pointwise`` present and giving F.linear's result

@@ -106,7 +106,8 @@ class Attention(nn.Module):
         """The attention heads' output before ``proj``, (B, n, C); n = 1 when ``cls_only``."""
         b, n, c = x.shape
         h = self.heads
-        qkv = linear(x, self.qkv.weight, self.qkv.bias, onednn=onednn).reshape(b, n, 3, h, c // h).permute(2, 0, 3, 1, 4)
+        qkv = linear(x, self.qkv.weight, self.qkv.bias, onednn=onednn)
+        qkv = qkv.reshape(b, n, 3, h, c // h).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]
         if cls_only:
             q = q[:, :, :1]
