@@ -401,7 +401,7 @@ def _critical_plan(s: dict, batch_sizes, target_fid: float = studies.CRITICAL_FI
     grid = studies.QUICK_CRITICAL_IMAGES if s["quick"] else studies.CRITICAL_IMAGES
     return studies.Plan("critical-batch", runs, s["eval"], s["quick"],
                         {"batch_sizes": list(batch_sizes), "target_fid": target_fid, "images_grid": list(grid),
-                         "eval_steps": {str(b): list(studies.critical_grid_steps(b, s["quick"])) for b in batch_sizes},
+                         "eval_steps": {str(r.config.batch_size): list(r.eval_steps) for r in runs},
                          "lr_d": studies.TTUR_RATES["dcgan"][0], "lr_g": studies.TTUR_RATES["dcgan"][1]})
 
 

@@ -404,21 +404,27 @@ def next_step(spec: RunSpec, evals: list) -> int | None:
     done = {e["step"]: e["fid"] for e in evals}
     if spec.target_fid is None:
         return next((s for s in spec.eval_steps if s not in done), None)
-    grid = sorted(spec.eval_steps)
-    for i, s in enumerate(grid):
+    for s in sorted(spec.eval_steps):
         if s not in done:
             return s
         if done[s] is not None and done[s] <= spec.target_fid:
-            if i == 0:
-                return None  # reached before training: nothing to bracket
-            mid = _bracket_midpoint(grid[i - 1], s)
-            refined = any(grid[i - 1] < t < s for t in done)
-            return None if refined or mid in (grid[i - 1], s) else mid
+            lo, mid = _bracket(spec, s)
+            if mid is None:
+                return None  # reached before training, or no step between: nothing to refine
+            return None if any(lo < t < s for t in done) else mid
     return None
 
 
-def _bracket_midpoint(lo: int, hi: int) -> int:
-    return int(round(math.sqrt(lo * hi))) if lo > 0 else hi // 2
+def _bracket(spec: RunSpec, step: int) -> tuple:
+    """(the grid step before grid step ``step``, the refining step strictly between them: their
+    geometric midpoint, or ``step // 2`` from step 0), with None for what does not exist."""
+    grid = sorted(spec.eval_steps)
+    i = grid.index(step)
+    if i == 0:
+        return None, None
+    lo = grid[i - 1]
+    mid = int(round(math.sqrt(lo * step))) if lo > 0 else step // 2
+    return lo, (mid if lo < mid < step else None)
 
 
 def is_done(spec: RunSpec, doc: dict | None) -> bool:
@@ -452,7 +458,7 @@ def run_one(spec: RunSpec, evals: Evaluations, runs_dir, work, command=None, say
         doc["complete"] = False  # until every step of the (possibly extended) schedule is evaluated
         doc["sessions"].append({**provenance(command), "started": now(), "finished": None})
         while (step := next_step(spec, doc["evals"])) is not None:
-            _leave_midpoint_checkpoint(spec, step, doc["evals"], work, say)
+            _leave_midpoint_checkpoint(spec, step, work, say)
             g, train_seconds = train_to(spec, step, work, say)
             r = evals.evaluate(g, z_seed)
             rec = {"step": step, "fid": r["fid"], "kid_mean": r.get("kid_mean"), "kid_std": r.get("kid_std"),
@@ -475,20 +481,15 @@ def run_one(spec: RunSpec, evals: Evaluations, runs_dir, work, command=None, say
     return doc
 
 
-def _leave_midpoint_checkpoint(spec: RunSpec, step: int, evals: list, work: Path, say) -> None:
+def _leave_midpoint_checkpoint(spec: RunSpec, step: int, work: Path, say) -> None:
     """For a run with a target: before training to grid step ``step``, stop once at the
     midpoint of the bracket it would close and leave a checkpoint there, so that the
     refining evaluation (if this step reaches the target) needs no retraining. Segments
     continue exactly, so this does not change the weights at ``step``."""
     if spec.target_fid is None or step not in spec.eval_steps:
         return
-    grid = sorted(spec.eval_steps)
-    i = grid.index(step)
-    if i == 0:
-        return
-    mid = _bracket_midpoint(grid[i - 1], step)
-    ckpts = _checkpoints(Path(work) / spec.study / spec.name)
-    if grid[i - 1] < mid < step and not any(s >= mid for s in ckpts):
+    _, mid = _bracket(spec, step)
+    if mid is not None and not any(s >= mid for s in _checkpoints(Path(work) / spec.study / spec.name)):
         train_to(spec, mid, Path(work), say)
 
 
