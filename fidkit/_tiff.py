@@ -23,18 +23,15 @@ _HANDLER = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_voi
 _installed: bool | None = None
 _keep: list = []       # the ctypes callbacks, alive as long as the process
 _messages: list = []   # libtiff's messages since the last clear()
+_vsnprintf = None      # the C library's, set by capture(); None: the format string unformatted
 
 
 def _format(module, fmt, ap) -> str:
     text = (fmt or b"").decode("utf-8", "replace")
-    try:
-        libc = ctypes.CDLL(None)
+    if _vsnprintf is not None:
         buf = ctypes.create_string_buffer(1024)
-        libc.vsnprintf.argtypes = (ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_void_p)
-        if libc.vsnprintf(buf, len(buf), fmt, ap) >= 0:
+        if _vsnprintf(buf, len(buf), fmt, ap) >= 0:
             text = buf.value.decode("utf-8", "replace")
-    except (OSError, AttributeError, TypeError):
-        pass
     mod = (module or b"").decode("utf-8", "replace")
     return f"{mod}: {text}" if mod else text
 
@@ -73,7 +70,7 @@ def _libraries():
 def capture() -> bool:
     """Installs the handlers (once per process; a forked worker inherits them). Returns whether
     libtiff's messages are now captured."""
-    global _installed
+    global _installed, _vsnprintf
     if _installed is None:
         _installed = False
         try:
@@ -81,6 +78,11 @@ def capture() -> bool:
             importlib.import_module("PIL.Image")  # loads Pillow's extension, and with it libtiff
         except ImportError:
             return False
+        try:
+            _vsnprintf = ctypes.CDLL(None).vsnprintf
+            _vsnprintf.argtypes = (ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_void_p)
+        except (OSError, AttributeError):
+            _vsnprintf = None
         for path in _libraries():
             try:
                 lib = ctypes.CDLL(path)
