@@ -14,7 +14,8 @@ processes; this module makes them one run:
 - Every pass over images (:func:`fidkit.api.extract`) becomes a *job*: rank 0 sends the
   source as one :class:`~fidkit.sources.Images` (pickled, through the rendezvous store: a
   file list, an archive's member table, a named dataset's name, each rank reading the files
-  itself; in-memory arrays travel whole) with the pass's options, and each rank reads its block of it (:func:`share_bounds`: contiguous
+  itself; in-memory arrays travel whole) with the pass's options, and each rank reads its
+  block of it (:func:`share_bounds`: contiguous
   blocks in rank order, cut at multiples of the batch size, so that every network batch
   holds the images it holds in one process). No collective runs during the pass.
 - Then one all-gather of each rank's outcome: ok (image counts per batch, files skipped

@@ -591,10 +591,10 @@ class ArchiveImages(Images):
     """The image members of one or more archives, read without extracting them to disk.
 
     Members are chosen by name as a folder's files are (:func:`is_image_name`: an image
-    extension, not macOS metadata); directories and other members are ignored. Order: archives sorted by path, then each
-    archive's members sorted by name (leading ``./`` dropped), so an archive of a folder gives
-    the folder's order; a name present twice counts once, its last copy (what extracting
-    gives). ``images[i]`` is uint8 (H, W, 3) RGB, 0..255, decoded as from a file;
+    extension, not macOS metadata); directories and other members are ignored. Order:
+    archives sorted by path, then each archive's members sorted by name (leading ``./``
+    dropped), so an archive of a folder gives the folder's order; a name present twice counts
+    once, its last copy (what extracting gives). ``images[i]`` is uint8 (H, W, 3) RGB, 0..255, decoded as from a file;
     ``label(i)`` is ``ARCHIVE:MEMBER``. The member table (names, offsets, sizes) lives in
     numpy arrays, so forked workers do not copy it; each process opens the archive itself
     (pickling drops open files). A member that cannot be read raises a one-line
