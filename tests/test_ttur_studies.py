@@ -124,6 +124,10 @@ def test_timescales_runs_files_skip_and_incomplete(tmp_path, images, capsys, stu
     assert ttur["seeds_complete"] == [0, 1] and ttur["lr_d"] > ttur["lr_g"]
     assert ttur["final_fid_mean"] == pytest.approx(np.mean(ttur["final_fid_per_seed"]))
     assert ttur["final_fid_std"] == pytest.approx(np.std(ttur["final_fid_per_seed"], ddof=1))
+    last = ttur["last_interval"]
+    assert (last["from_step"], last["to_step"]) == (1, 2)
+    assert last["fid_change_per_seed"] == pytest.approx(
+        [r["evals"][2]["fid"] / r["evals"][1]["fid"] - 1 for n, r in sorted(doc["runs"].items()) if "-ttur-" in n])
     slow, fast = doc["summary"]["dcgan/single-slow"], doc["summary"]["dcgan/single-fast"]
     assert slow["lr_d"] == slow["lr_g"] == ttur["lr_g"] and fast["lr_d"] == fast["lr_g"] == ttur["lr_d"]
     # the untrained generator of a seed is the same for every setting
@@ -149,10 +153,34 @@ def test_timescale_comparisons_read_the_difference_against_the_spread():
     assert v["welch"]["p"] < 0.001 and v["welch"]["t"] < 0
     assert c["arrival"]["single-slow"]["seeds_not_reaching"] == 1  # seed 2 ends at 42 > 41
     assert v["arrival_steps_ratio"] > 1  # TTUR arrives sooner
+    by = c["by_step"]
+    assert set(by) == {"100", "1000"} and by["1000"]["single-slow"]["fid_difference"] == pytest.approx(10.0)
+    assert by["100"]["single-slow"]["fid_difference"] == pytest.approx(140.0)
+    assert by["100"]["single-slow"]["seeds"] == [3, 3]
+    # an unfinished run counts at the steps it has reached, not in the final comparison
+    docs["dcgan-ttur-s2"] = {"complete": False, "evals": docs["dcgan-ttur-s2"]["evals"][:2]}
+    c2 = studies.timescale_comparisons(plan, docs)["dcgan"]
+    assert c2["by_step"]["1000"]["single-slow"]["seeds"] == [2, 3] and c2["by_step"]["100"]["single-slow"]["seeds"] == [3, 3]
+    assert c2["versus_ttur"]["single-slow"]["seeds"] == [2, 3]
     # only one finished seed per group: no test, no spread, still the difference
     one = {k: v for k, v in docs.items() if k.endswith("s0")}
     v1 = studies.timescale_comparisons(plan, one)["dcgan"]["versus_ttur"]["single-slow"]
     assert v1["welch"]["p"] is None and v1["final_fid_difference"] == pytest.approx(10.0)
+
+
+def test_the_last_interval_says_whether_the_curve_is_flat():
+    """FID 44 → 31.5 over the last interval (−28%) is not flat; 31.5 → 30 (−5%) is; a seed
+    without the step before the last counts as missing, not as zero change."""
+    def run(*fids):
+        return {"evals": [{"step": s, "fid": f} for s, f in zip((0, 10, 25), fids)]}
+    falling = studies._last_interval([run(400, 44.0, 31.68), run(400, 44.0, 31.68)], [0, 10, 25])
+    assert falling["from_step"] == 10 and falling["to_step"] == 25
+    assert falling["fid_change_mean"] == pytest.approx(-0.28) and falling["flat"] is False
+    flat = studies._last_interval([run(400, 31.5, 30.0), run(400, 32.0, 30.0)], [0, 10, 25])
+    assert flat["flat"] is True and flat["fid_change_std"] > 0
+    gap = studies._last_interval([{"evals": [{"step": 0, "fid": 400}, {"step": 25, "fid": 30.0}]}], [0, 10, 25])
+    assert gap["fid_change_per_seed"] == [None] and gap["flat"] is None
+    assert studies._last_interval([], [0, 10, 25]) is None and studies._last_interval([run(1, 2, 3)], [0, 25]) is None
 
 
 def test_an_interrupted_run_continues_exactly(tmp_path, images, capsys, monkeypatch):

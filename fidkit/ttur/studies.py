@@ -57,8 +57,13 @@ THRESHOLDS = (None, 2.0, 1.5, 1.0, 0.7, 0.5, 0.3)
 #: learning rates (lr_d, lr_g) of TTUR per architecture, and the single-time-scale rates
 #: built from them (lr_d = lr_g at each of the two)
 TTUR_RATES = {"dcgan": (4e-4, 1e-4), "wgan-gp": (3e-4, 1e-4)}
-#: evaluation steps (step 0 = the untrained generator) per architecture for the time scales
-TIMESCALE_STEPS = {"dcgan": (0, 500, 1500, 4000, 10000, 25000), "wgan-gp": (0, 250, 750, 2000, 5000)}
+#: evaluation steps (step 0 = the untrained generator) per architecture for the time scales,
+#: about a factor 2.5 apart; DCGAN's went to 25,000 until its runs showed FID still falling
+#: 28% over the last interval there (not flat), so 60,000 was added
+TIMESCALE_STEPS = {"dcgan": (0, 500, 1500, 4000, 10000, 25000, 60000), "wgan-gp": (0, 250, 750, 2000, 5000)}
+#: a group's FID curve counts as flat when its mean FID changed by less than this fraction
+#: over the last interval of its schedule (a factor 2.4-2.5 in steps), fixed in advance
+FLAT_CHANGE = 0.10
 #: the step of the time-scale study's DCGAN TTUR runs whose generators the truncation study samples
 TRUNCATION_STEP = 10000
 CRITICAL_BATCH_SIZES = (16, 32, 64, 128, 256, 512)
@@ -608,12 +613,13 @@ def aggregate_timescales(plan: Plan, runs_dir, results_dir, command=None, name="
         fm, fs = _mean_std(finals)
         km, ks = _mean_std(final_kids)
         c = specs[0].config
+        last = _last_interval(done, steps)
         summary[group] = {"arch": c.arch, "lr_d": c.lr_d, "lr_g": c.lr_g, "batch_size": c.batch_size,
                           "seeds_planned": [s.seed for s in specs], "seeds_complete": [d["seed"] for d in done],
                           "steps": steps, "per_step": {str(k): v for k, v in per_step.items()},
                           "final_step": max(steps), "final_fid_per_seed": finals, "final_fid_mean": fm,
                           "final_fid_std": fs, "final_kid_per_seed": final_kids, "final_kid_mean": km,
-                          "final_kid_std": ks}
+                          "final_kid_std": ks, "last_interval": last}
     header = _header(plan, runs_dir, docs, missing, unfinished, command)
     doc = {**header,
            "question": "TTUR paper (Heusel et al., 2017): with the same step budget, does lr_D > lr_G (TTUR) reach a "
@@ -645,6 +651,24 @@ def aggregate_timescales(plan: Plan, runs_dir, results_dir, command=None, name="
             _legend(ax)
     _incomplete_note(fig, header)
     return _write(doc, fig, results_dir, name)
+
+
+def _last_interval(done: list, steps: list) -> dict | None:
+    """How much the finished runs' FID still changed over the schedule's last interval (the
+    last two evaluation steps): per seed the relative change FID_last / FID_before − 1, its
+    mean ± std, and ``flat`` (mean |change| below :data:`FLAT_CHANGE`); None before a run is
+    finished or with fewer than two steps after step 0."""
+    before, last = (sorted(steps)[-2:] if len(steps) >= 2 else (None, None))
+    if not done or not before:
+        return None
+    change = []
+    for d in done:
+        fid = {e["step"]: e["fid"] for e in d["evals"]}
+        change.append(fid[last] / fid[before] - 1.0 if fid.get(before) and fid.get(last) is not None else None)
+    got = [x for x in change if x is not None]
+    m, sd = _mean_std(got)
+    return {"from_step": before, "to_step": last, "fid_change_per_seed": change, "fid_change_mean": m,
+            "fid_change_std": sd, "flat_below": FLAT_CHANGE, "flat": None if m is None else abs(m) < FLAT_CHANGE}
 
 
 def _welch(a: list, b: list) -> dict:
@@ -701,7 +725,36 @@ def timescale_comparisons(plan: Plan, docs: dict) -> dict:
                 "seeds": [len(a), len(b)], "final_fid_ttur": [ma, sa], "final_fid_single": [mb, sb],
                 "final_fid_difference": mb - ma, "welch": _welch(a, b),
                 "arrival_steps_ratio": None if not ra or rb is None else rb / ra}
+        entry["by_step"] = _comparisons_by_step(plan, docs, arch)
         out[arch] = entry
+    return out
+
+
+def _comparisons_by_step(plan: Plan, docs: dict, arch: str) -> dict:
+    """At every evaluation step of ``arch``'s schedule after step 0, TTUR against each single
+    time scale with the runs that have reached that step, finished or not (the step budget
+    of that step): FID mean ± std per group, difference (single − TTUR) and Welch's test."""
+    fids: dict = {}
+    for spec in plan.runs:
+        d = docs.get(spec.name)
+        if spec.config.arch != arch or d is None:
+            continue
+        g = spec.group.split("/", 1)[1]
+        for e in d["evals"]:
+            if e["step"] and e["fid"] is not None:
+                fids.setdefault(e["step"], {}).setdefault(g, []).append(e["fid"])
+    out = {}
+    for step in sorted(fids):
+        ttur = fids[step].get("ttur", [])
+        row = {}
+        for g, v in fids[step].items():
+            if g == "ttur" or not ttur:
+                continue
+            (ma, sa), (mb, sb) = _mean_std(ttur), _mean_std(v)
+            row[g] = {"seeds": [len(ttur), len(v)], "fid_ttur": [ma, sa], "fid_single": [mb, sb],
+                      "fid_difference": mb - ma, "welch": _welch(ttur, v)}
+        if row:
+            out[str(step)] = row
     return out
 
 
