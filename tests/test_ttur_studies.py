@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from fidkit.ttur import cli as ttur_cli
-from fidkit.ttur import studies
+from fidkit.ttur import analysis, studies
 from fidkit.ttur.train import weights_digest
 
 ROOT = pathlib.Path(__file__).parent.parent
@@ -146,7 +146,7 @@ def test_timescale_comparisons_read_the_difference_against_the_spread():
         mid = 60.0 if spec.group.endswith("ttur") else 200.0
         docs[spec.name] = {"complete": True, "evals": [{"step": 0, "fid": 400.0}, {"step": 100, "fid": mid},
                                                         {"step": 1000, "fid": final}]}
-    c = studies.timescale_comparisons(plan, docs)["dcgan"]
+    c = analysis.timescale_comparisons(plan, docs)["dcgan"]
     assert c["level_for_arrival"] == pytest.approx(41.0)
     v = c["versus_ttur"]["single-slow"]
     assert v["final_fid_difference"] == pytest.approx(10.0) and v["final_fid_ttur"] == pytest.approx([31.0, 1.0])
@@ -157,14 +157,15 @@ def test_timescale_comparisons_read_the_difference_against_the_spread():
     assert set(by) == {"100", "1000"} and by["1000"]["single-slow"]["fid_difference"] == pytest.approx(10.0)
     assert by["100"]["single-slow"]["fid_difference"] == pytest.approx(140.0)
     assert by["100"]["single-slow"]["seeds"] == [3, 3]
+    assert by["100"]["single-slow"]["welch"]["p"] is None  # every seed at 60 and at 200: no spread, no test
     # an unfinished run counts at the steps it has reached, not in the final comparison
     docs["dcgan-ttur-s2"] = {"complete": False, "evals": docs["dcgan-ttur-s2"]["evals"][:2]}
-    c2 = studies.timescale_comparisons(plan, docs)["dcgan"]
+    c2 = analysis.timescale_comparisons(plan, docs)["dcgan"]
     assert c2["by_step"]["1000"]["single-slow"]["seeds"] == [2, 3] and c2["by_step"]["100"]["single-slow"]["seeds"] == [3, 3]
     assert c2["versus_ttur"]["single-slow"]["seeds"] == [2, 3]
     # only one finished seed per group: no test, no spread, still the difference
     one = {k: v for k, v in docs.items() if k.endswith("s0")}
-    v1 = studies.timescale_comparisons(plan, one)["dcgan"]["versus_ttur"]["single-slow"]
+    v1 = analysis.timescale_comparisons(plan, one)["dcgan"]["versus_ttur"]["single-slow"]
     assert v1["welch"]["p"] is None and v1["final_fid_difference"] == pytest.approx(10.0)
 
 
@@ -173,14 +174,14 @@ def test_the_last_interval_says_whether_the_curve_is_flat():
     without the step before the last counts as missing, not as zero change."""
     def run(*fids):
         return {"evals": [{"step": s, "fid": f} for s, f in zip((0, 10, 25), fids)]}
-    falling = studies._last_interval([run(400, 44.0, 31.68), run(400, 44.0, 31.68)], [0, 10, 25])
+    falling = analysis._last_interval([run(400, 44.0, 31.68), run(400, 44.0, 31.68)], [0, 10, 25])
     assert falling["from_step"] == 10 and falling["to_step"] == 25
     assert falling["fid_change_mean"] == pytest.approx(-0.28) and falling["flat"] is False
-    flat = studies._last_interval([run(400, 31.5, 30.0), run(400, 32.0, 30.0)], [0, 10, 25])
+    flat = analysis._last_interval([run(400, 31.5, 30.0), run(400, 32.0, 30.0)], [0, 10, 25])
     assert flat["flat"] is True and flat["fid_change_std"] > 0
-    gap = studies._last_interval([{"evals": [{"step": 0, "fid": 400}, {"step": 25, "fid": 30.0}]}], [0, 10, 25])
+    gap = analysis._last_interval([{"evals": [{"step": 0, "fid": 400}, {"step": 25, "fid": 30.0}]}], [0, 10, 25])
     assert gap["fid_change_per_seed"] == [None] and gap["flat"] is None
-    assert studies._last_interval([], [0, 10, 25]) is None and studies._last_interval([run(1, 2, 3)], [0, 25]) is None
+    assert analysis._last_interval([], [0, 10, 25]) is None and analysis._last_interval([run(1, 2, 3)], [0, 25]) is None
 
 
 def test_an_interrupted_run_continues_exactly(tmp_path, images, capsys, monkeypatch):
@@ -303,18 +304,18 @@ def test_the_midpoint_checkpoint_leaves_the_weights_unchanged(tmp_path, images, 
 
 def test_steps_to_threshold_interpolates():
     evals = [{"step": 0, "fid": 400.0}, {"step": 100, "fid": 200.0}, {"step": 400, "fid": 50.0}]
-    assert studies._steps_to(evals, 300.0) == (50.0, 100)
-    steps, first = studies._steps_to(evals, 100.0)
+    assert analysis._steps_to(evals, 300.0) == (50.0, 100)
+    steps, first = analysis._steps_to(evals, 100.0)
     assert first == 400 and steps == pytest.approx(200.0)  # halfway in log FID is halfway in log step
-    assert studies._steps_to(evals, 10.0) == (None, None)
+    assert analysis._steps_to(evals, 10.0) == (None, None)
 
 
 def test_critical_batch_is_the_sfo_minimum():
     bs = [16, 32, 64, 128, 256]
     sfo = [b * 1000 / b + b * 10 for b in bs]  # 1000 + 10 b: increasing, minimum at the smallest
-    assert studies._critical_from(bs, sfo) == 16
+    assert analysis._critical_from(bs, sfo) == 16
     sfo = [(math.log2(b) - 6) ** 2 + 5 for b in bs]  # a parabola in log2 b with its minimum at 64
-    assert studies._critical_from(bs, np.exp(sfo)) == pytest.approx(64)
+    assert analysis._critical_from(bs, np.exp(sfo)) == pytest.approx(64)
 
 
 def test_aggregate_with_nothing_finished_writes_incomplete_studies(tmp_path, images, capsys):

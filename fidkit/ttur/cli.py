@@ -35,7 +35,7 @@ import torch
 
 import fidkit
 
-from . import studies
+from . import analysis, studies
 from .models import ARCHS
 from .train import (DEFAULT_BETAS, TrainConfig, TrainError, config_from_checkpoint, have_matplotlib, resolve_device,
                     train)
@@ -371,12 +371,12 @@ def _execute(ctx, s: dict, plans: list, order: list) -> None:
                     _aggregate(other, s, command)
     for plan in plans:
         doc = _aggregate(plan, s, command)
-        _say(f"{plan.study}: {doc['status']}; wrote {s['results'] / studies.RESULT_NAMES[plan.study]}.json|png")
+        _say(f"{plan.study}: {doc['status']}; wrote {s['results'] / analysis.RESULT_NAMES[plan.study]}.json|png")
 
 
 def _aggregate(plan, s: dict, command, **kw) -> dict:
-    return studies.AGGREGATORS[plan.study](plan, s["runs_dir"], s["results"], command,
-                                           studies.RESULT_NAMES[plan.study], **kw)
+    return analysis.AGGREGATORS[plan.study](plan, s["runs_dir"], s["results"], command,
+                                           analysis.RESULT_NAMES[plan.study], **kw)
 
 
 def _timescale_plan(s: dict, archs) -> "studies.Plan":
@@ -493,7 +493,7 @@ def aggregate(ctx, which, archs, batch_sizes, threshold, target_fid, **o):
         if which not in ("all", name):
             continue
         doc = _aggregate(plan, s, command, **({"threshold": threshold} if name == "critical-batch" else {}))
-        _say(f"{name}: {doc['status']}; wrote {s['results'] / studies.RESULT_NAMES[name]}.json|png")
+        _say(f"{name}: {doc['status']}; wrote {s['results'] / analysis.RESULT_NAMES[name]}.json|png")
 
 
 # --------------------------------------------------------------------------- entry point

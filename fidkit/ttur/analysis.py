@@ -1,0 +1,512 @@
+"""The study files: each study's run files aggregated into ``NAME.json|png``.
+
+Reads the run files that :mod:`.studies` writes (whatever exists: a study file says
+``INCOMPLETE`` and lists the missing and unfinished runs until all are in) and computes
+what each paper asks of them:
+
+- time scales: FID and KID per step (mean ± sample std over seeds, drawn as bands), each
+  group's change over its last interval (flat or not), and TTUR against each single time
+  scale (final FID, Welch's test, steps to a common level, and the same at every step);
+- critical batch: steps K and SFO b·K to the target FID per batch size and seed, and the
+  critical batch size (the SFO minimum) per seed;
+- truncation: FID, KID, precision, recall, density and coverage per threshold, and each
+  generator's change from its own untruncated sample.
+
+Nothing here trains or evaluates; ``fidkit-ttur aggregate`` runs only this.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .studies import CRITICAL_IMAGES, THRESHOLDS, Plan, git_commit, is_done, load_run, now
+from .train import new_figure, save_figure, write_json
+
+#: a group's FID curve counts as flat when its mean FID changed by less than this fraction
+#: over the last interval of its schedule (a factor 2.4-2.5 in steps), fixed in advance
+FLAT_CHANGE = 0.10
+
+
+def _mean_std(values) -> tuple:
+    v = [x for x in values if x is not None]
+    if not v:
+        return None, None
+    return float(np.mean(v)), (float(np.std(v, ddof=1)) if len(v) > 1 else None)
+
+
+def _status(plan: Plan, runs_dir) -> tuple:
+    docs, missing, unfinished = {}, [], []
+    for spec in plan.runs:
+        d = load_run(runs_dir, spec)
+        if d is None:
+            missing.append(spec.name)
+        else:
+            docs[spec.name] = d
+            if not is_done(spec, d):
+                d["complete"] = False  # a schedule extended since the run finished
+                unfinished.append(spec.name)
+    return docs, missing, unfinished
+
+
+def _header(plan: Plan, runs_dir, docs, missing, unfinished, command) -> dict:
+    complete = not missing and not unfinished
+    return {"study": plan.study, "complete": complete,
+            "status": ("complete" if complete else
+                       f"INCOMPLETE: {len(plan.runs) - len(missing) - len(unfinished)} of {len(plan.runs)} runs "
+                       f"finished; the numbers below use only what exists"),
+            "missing_runs": missing, "unfinished_runs": unfinished, "quick": plan.quick,
+            "runs_folder": str(Path(runs_dir) / plan.study),
+            "aggregated": now(), "aggregate_command": command, "aggregate_git_commit": git_commit(),
+            "evaluation": plan.eval.as_dict(), "settings": plan.settings}
+
+
+def _bands(ax, steps, mean, std, color, label):
+    ax.plot(steps, mean, "o-", color=color, lw=1.8, ms=3.5, label=label)
+    if std is not None and all(s is not None for s in std):
+        m, s = np.array(mean, float), np.array(std, float)
+        ax.fill_between(steps, m - s, m + s, color=color, alpha=0.2, lw=0)
+
+
+def _incomplete_note(fig, header):
+    if not header["complete"]:
+        fig.text(0.5, 0.005, header["status"] + f"; missing {len(header['missing_runs'])}, unfinished "
+                 f"{len(header['unfinished_runs'])}", ha="center", va="bottom", fontsize=7, color="C3")
+
+
+def aggregate_timescales(plan: Plan, runs_dir, results_dir, command=None, name="ttur_timescales") -> dict:
+    docs, missing, unfinished = _status(plan, runs_dir)
+    groups: dict = {}
+    for spec in plan.runs:
+        groups.setdefault(spec.group, []).append(spec)
+    summary = {}
+    for group, specs in groups.items():
+        mine = [docs[s.name] for s in specs if s.name in docs]
+        steps = list(specs[0].eval_steps)
+        per_step = {}
+        for st in steps:
+            rows = [e for d in mine for e in d["evals"] if e["step"] == st]
+            fm, fs = _mean_std([e["fid"] for e in rows])
+            km, ks = _mean_std([e["kid_mean"] for e in rows])
+            per_step[st] = {"seeds": len(rows), "fid_mean": fm, "fid_std": fs, "kid_mean": km, "kid_std": ks}
+        done = [d for d in mine if d.get("complete")]
+        finals = [d["evals"][-1]["fid"] for d in done]
+        final_kids = [d["evals"][-1]["kid_mean"] for d in done]
+        fm, fs = _mean_std(finals)
+        km, ks = _mean_std(final_kids)
+        c = specs[0].config
+        last = _last_interval(done, steps)
+        summary[group] = {"arch": c.arch, "lr_d": c.lr_d, "lr_g": c.lr_g, "batch_size": c.batch_size,
+                          "seeds_planned": [s.seed for s in specs], "seeds_complete": [d["seed"] for d in done],
+                          "steps": steps, "per_step": {str(k): v for k, v in per_step.items()},
+                          "final_step": max(steps), "final_fid_per_seed": finals, "final_fid_mean": fm,
+                          "final_fid_std": fs, "final_kid_per_seed": final_kids, "final_kid_mean": km,
+                          "final_kid_std": ks, "last_interval": last}
+    header = _header(plan, runs_dir, docs, missing, unfinished, command)
+    doc = {**header,
+           "question": "TTUR paper (Heusel et al., 2017): with the same step budget, does lr_D > lr_G (TTUR) reach a "
+                       "lower FID, or reach it sooner, than one time scale lr_D = lr_G (at either of TTUR's two "
+                       "rates)?",
+           "summary": summary,
+           "comparisons": timescale_comparisons(plan, docs),
+           "runs": {k: {"seed": v["seed"], "group": v["group"], "complete": v.get("complete"),
+                        "evals": v["evals"]} for k, v in docs.items()}}
+    archs = list(dict.fromkeys(s.config.arch for s in plan.runs))
+    fig, axes = new_figure(ncols=len(archs) * 2, width=4.0, height=3.6)
+    for i, arch in enumerate(archs):
+        for j, (key, label) in enumerate((("fid", "FID"), ("kid", "KID"))):
+            ax = axes[2 * i + j]
+            for k, (group, s) in enumerate((g, s) for g, s in summary.items() if s["arch"] == arch):
+                pts = [(int(st), v) for st, v in s["per_step"].items() if v[f"{key}_mean"] is not None]
+                if not pts:
+                    continue
+                xs = [p[0] for p in pts]
+                _bands(ax, xs, [p[1][f"{key}_mean"] for p in pts], [p[1][f"{key}_std"] for p in pts], f"C{k}",
+                       f"{group.split('/')[1]}: lr_D {s['lr_d']:g}, lr_G {s['lr_g']:g} "
+                       f"(n={min(p[1]['seeds'] for p in pts)}–{max(p[1]['seeds'] for p in pts)})")
+            ax.set_xscale("symlog", linthresh=max(1, min((st for st in plan.runs[0].eval_steps if st), default=1)))
+            ax.set_yscale("log")
+            ax.set_xlabel("generator step")
+            ax.set_ylabel(f"{label} ({plan.eval.n} images)" if key == "fid" else "KID")
+            ax.set_title(f"{arch}: {label}, mean ± std over seeds", fontsize=9)
+            ax.grid(alpha=0.3, which="both")
+            _legend(ax)
+    _incomplete_note(fig, header)
+    return _write(doc, fig, results_dir, name)
+
+
+def _last_interval(done: list, steps: list) -> dict | None:
+    """How much the finished runs' FID still changed over the schedule's last interval (the
+    last two evaluation steps): per seed the relative change FID_last / FID_before − 1, its
+    mean ± std, and ``flat`` (mean |change| below :data:`FLAT_CHANGE`); None before a run is
+    finished or with fewer than two steps after step 0."""
+    before, last = (sorted(steps)[-2:] if len(steps) >= 2 else (None, None))
+    if not done or not before:
+        return None
+    change = []
+    for d in done:
+        fid = {e["step"]: e["fid"] for e in d["evals"]}
+        change.append(fid[last] / fid[before] - 1.0 if fid.get(before) and fid.get(last) is not None else None)
+    got = [x for x in change if x is not None]
+    m, sd = _mean_std(got)
+    return {"from_step": before, "to_step": last, "fid_change_per_seed": change, "fid_change_mean": m,
+            "fid_change_std": sd, "flat_below": FLAT_CHANGE, "flat": None if m is None else abs(m) < FLAT_CHANGE}
+
+
+def _welch(a: list, b: list) -> dict:
+    """Welch's t-test of two samples' means (two-sided); None entries where a sample has < 2
+    values or neither varies (no spread to read the difference against)."""
+    va = np.var(a, ddof=1) / len(a) if len(a) > 1 else None
+    vb = np.var(b, ddof=1) / len(b) if len(b) > 1 else None
+    if va is None or vb is None or va + vb == 0:
+        return {"t": None, "dof": None, "p": None}
+    from scipy import stats as sps
+    r = sps.ttest_ind(a, b, equal_var=False)
+    dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    return {"t": float(r.statistic), "dof": float(dof), "p": float(r.pvalue)}
+
+
+def timescale_comparisons(plan: Plan, docs: dict) -> dict:
+    """Per architecture, TTUR against each single time scale, from the finished runs:
+
+    - *final*: FID at the last step per seed, means, the difference (single − TTUR; positive:
+      TTUR lower), the seeds' spread, and Welch's t-test (with 3 seeds a weak test: read the
+      difference against the spread);
+    - *arrival*: steps to reach a common level, the highest of the groups' mean final FIDs (so
+      that every group reaches it on average), per seed interpolated as the critical-batch study
+      does (log step against log FID between the evaluations around the crossing); a seed that
+      never reaches it is counted, not extrapolated; the ratio of mean steps (single / TTUR; > 1:
+      TTUR arrives sooner)."""
+    out: dict = {}
+    for arch in dict.fromkeys(s.config.arch for s in plan.runs):
+        groups: dict = {}
+        for spec in plan.runs:
+            if spec.config.arch == arch:
+                d = docs.get(spec.name)
+                if d is not None and d.get("complete"):
+                    groups.setdefault(spec.group.split("/", 1)[1], []).append(d)
+        ttur = groups.get("ttur", [])
+        finals = {g: [d["evals"][-1]["fid"] for d in ds] for g, ds in groups.items()}
+        means = {g: float(np.mean(v)) for g, v in finals.items() if v}
+        level = max(means.values()) if len(means) > 1 else None
+        arrival = {}
+        for g, ds in groups.items():
+            steps = [_steps_to(d["evals"], level)[0] if level is not None else None for d in ds]
+            got = [x for x in steps if x is not None]
+            m, sd = _mean_std(got)
+            arrival[g] = {"steps_per_seed": steps,
+                          "seeds_not_reaching": None if level is None else sum(x is None for x in steps),
+                          "steps_mean": m, "steps_std": sd}
+        entry = {"level_for_arrival": level, "arrival": arrival, "versus_ttur": {}}
+        for g in groups:
+            if g == "ttur" or not ttur:
+                continue
+            a, b = finals["ttur"], finals[g]
+            ma, sa = _mean_std(a)
+            mb, sb = _mean_std(b)
+            ra, rb = arrival["ttur"]["steps_mean"], arrival[g]["steps_mean"]
+            entry["versus_ttur"][g] = {
+                "seeds": [len(a), len(b)], "final_fid_ttur": [ma, sa], "final_fid_single": [mb, sb],
+                "final_fid_difference": mb - ma, "welch": _welch(a, b),
+                "arrival_steps_ratio": None if not ra or rb is None else rb / ra}
+        entry["by_step"] = _comparisons_by_step(plan, docs, arch)
+        out[arch] = entry
+    return out
+
+
+def _comparisons_by_step(plan: Plan, docs: dict, arch: str) -> dict:
+    """At every evaluation step of ``arch``'s schedule after step 0, TTUR against each single
+    time scale with the runs that have reached that step, finished or not (the step budget
+    of that step): FID mean ± std per group, difference (single − TTUR) and Welch's test."""
+    fids: dict = {}
+    for spec in plan.runs:
+        d = docs.get(spec.name)
+        if spec.config.arch != arch or d is None:
+            continue
+        g = spec.group.split("/", 1)[1]
+        for e in d["evals"]:
+            if e["step"] and e["fid"] is not None:
+                fids.setdefault(e["step"], {}).setdefault(g, []).append(e["fid"])
+    out = {}
+    for step in sorted(fids):
+        ttur = fids[step].get("ttur", [])
+        row = {}
+        for g, v in fids[step].items():
+            if g == "ttur" or not ttur:
+                continue
+            (ma, sa), (mb, sb) = _mean_std(ttur), _mean_std(v)
+            row[g] = {"seeds": [len(ttur), len(v)], "fid_ttur": [ma, sa], "fid_single": [mb, sb],
+                      "fid_difference": mb - ma, "welch": _welch(ttur, v)}
+        if row:
+            out[str(step)] = row
+    return out
+
+
+def _steps_to(evals: list, threshold: float) -> tuple:
+    """(steps at which FID first falls to ``threshold``, interpolated between the two
+    evaluations around the crossing — log-log, linear from step 0 —, first evaluated step at
+    or below it) or (None, None)."""
+    prev = None
+    for e in evals:
+        if e["fid"] is not None and e["fid"] <= threshold:
+            if prev is None:
+                return float(e["step"]), e["step"]
+            s0, f0, s1, f1 = prev["step"], prev["fid"], e["step"], e["fid"]
+            if s0 > 0:
+                w = (math.log(f0) - math.log(threshold)) / (math.log(f0) - math.log(f1))
+                return float(math.exp(math.log(s0) + w * (math.log(s1) - math.log(s0)))), s1
+            w = (f0 - threshold) / (f0 - f1)
+            return float(s0 + w * (s1 - s0)), s1
+        prev = e
+    return None, None
+
+
+def _critical_from(bs: list, sfo: list) -> float:
+    """The argmin of SFO over batch sizes, refined by a parabola through log SFO against
+    log2 batch at the minimum and its neighbours (the discrete argmin at an end)."""
+    i = int(np.argmin(sfo))
+    if 0 < i < len(bs) - 1:
+        x = np.log2(bs[i - 1:i + 2])
+        y = np.log(sfo[i - 1:i + 2])
+        a, b, _ = np.polyfit(x, y, 2)
+        if a > 0:
+            return float(2 ** float(np.clip(-b / (2 * a), x[0], x[2])))
+    return float(bs[i])
+
+
+def aggregate_critical_batch(plan: Plan, runs_dir, results_dir, command=None, name="ttur_critical_batch",
+                             threshold=None) -> dict:
+    docs, missing, unfinished = _status(plan, runs_dir)
+    done = {n: d for n, d in docs.items() if d.get("complete")}
+    batch_sizes = sorted({s.config.batch_size for s in plan.runs})
+    seeds = sorted({s.seed for s in plan.runs})
+    target = next((r.target_fid for r in plan.runs if r.target_fid is not None), None)
+    if threshold is None and target is not None:
+        threshold = target
+        threshold_rule = ("fixed before the runs (the study's target FID, --target-fid): each run is evaluated on "
+                          "the images-seen grid until its FID first falls to it, then once more at the geometric "
+                          "midpoint of the bracketing grid steps")
+    elif threshold is None and done:  # runs made without a target: the lowest level every run reached
+        worst_best = max(min(e["fid"] for e in d["evals"]) for d in done.values())
+        threshold_rule = ("the largest over all finished runs of each run's lowest evaluated FID, rounded up to "
+                          "0.1: the lowest level that every run reached")
+        threshold = math.ceil(worst_best * 10) / 10
+    else:
+        threshold_rule = (("given (aggregate --threshold); the runs stopped at the target FID "
+                           f"{target:g}, so a lower threshold is reached by none" if target is not None else "given")
+                          if threshold is not None else "no finished runs")
+    table = []
+    for spec in plan.runs:
+        d = done.get(spec.name)
+        row = {"batch_size": spec.config.batch_size, "seed": spec.seed, "complete": d is not None}
+        if d is not None and threshold is not None:
+            steps, first = _steps_to(d["evals"], threshold)
+            row.update(reached=steps is not None, steps=steps, first_eval_at_or_below=first,
+                       sfo=None if steps is None else steps * spec.config.batch_size,
+                       evaluations=len(d["evals"]), best_fid=min(e["fid"] for e in d["evals"]),
+                       final_fid=d["evals"][-1]["fid"], final_step=d["evals"][-1]["step"])
+        table.append(row)
+    per_batch = {}
+    for b in batch_sizes:
+        rows = [r for r in table if r["batch_size"] == b and r.get("steps") is not None]
+        sm, ss = _mean_std([r["steps"] for r in rows])
+        fm, fs = _mean_std([r["sfo"] for r in rows])
+        missed = [r["seed"] for r in table if r["batch_size"] == b and r.get("reached") is False]
+        per_batch[str(b)] = {"seeds": len(rows), "seeds_not_reaching": missed, "steps_mean": sm, "steps_std": ss,
+                             "sfo_mean": fm, "sfo_std": fs}
+    critical = {}
+    for seed in seeds:
+        rows = sorted((r for r in table if r["seed"] == seed and r.get("sfo") is not None),
+                      key=lambda r: r["batch_size"])
+        if len(rows) == len(batch_sizes):
+            bs = [r["batch_size"] for r in rows]
+            sfo = [r["sfo"] for r in rows]
+            steps = [r["steps"] for r in rows]
+            critical[str(seed)] = {"critical_batch": _critical_from(bs, sfo), "argmin": bs[int(np.argmin(sfo))],
+                                   "steps_fall_with_batch": all(a >= b for a, b in zip(steps, steps[1:])),
+                                   "sfo_minimum_inside": 0 < int(np.argmin(sfo)) < len(bs) - 1}
+    logs = [math.log2(v["critical_batch"]) for v in critical.values()]
+    lm, ls = _mean_std(logs)
+    header = _header(plan, runs_dir, docs, missing, unfinished, command)
+    doc = {**header,
+           "question": "Sato & Iiduka (2022): the steps K needed to reach a target fall as the batch size b grows, "
+                       "and the SFO complexity b·K is convex in b with a minimum at the critical batch size.",
+           "definition": "steps = the step at which the run's FID curve first reaches the threshold, interpolated "
+                         "in log step against log FID between the evaluations around the crossing (linearly from "
+                         "step 0); a run is evaluated at 0 and at the same images seen (batch × steps: "
+                         f"{', '.join(str(n) for n in CRITICAL_IMAGES)}) for every batch size until it reaches the "
+                         "target, then at the geometric midpoint of the bracket, so the crossing lies between "
+                         "evaluations a factor √2 apart; SFO = batch size × steps (generator updates' samples; "
+                         "the discriminator draws as many); a run that never reaches it within the grid has no "
+                         "steps (reported, not extrapolated). Critical batch size per seed = argmin of SFO over the "
+                         "batch sizes, refined by a parabola in (log2 b, log SFO) through the minimum and its two "
+                         "neighbours; mean ± std over seeds in log2.",
+           "threshold": threshold, "threshold_rule": threshold_rule, "batch_sizes": batch_sizes,
+           "per_run": table, "per_batch": per_batch, "critical_batch_per_seed": critical,
+           "critical_batch_log2_mean": lm, "critical_batch_log2_std": ls,
+           "critical_batch_geometric_mean": None if lm is None else 2 ** lm,
+           "runs": {k: {"seed": v["seed"], "group": v["group"], "complete": v.get("complete"),
+                        "evals": v["evals"]} for k, v in docs.items()}}
+    fig, axes = new_figure(ncols=3, width=4.0, height=3.6)
+    for seed_i, seed in enumerate(seeds):
+        for spec in (s for s in plan.runs if s.seed == seed and s.name in docs):
+            ev = docs[spec.name]["evals"]
+            k = batch_sizes.index(spec.config.batch_size)
+            b = spec.config.batch_size
+            axes[0].plot([max(e["step"] * b, b) for e in ev], [e["fid"] for e in ev], ".-", color=f"C{k}", alpha=0.6,
+                         lw=1, ms=3, label=f"batch {b}" if seed_i == 0 else None)
+    if threshold is not None:
+        axes[0].axhline(threshold, color="0.3", ls="--", lw=1, label=f"threshold {threshold:g}")
+    axes[0].set_xscale("log")
+    axes[0].set_yscale("log")
+    axes[0].set_xlabel("images seen (batch × steps; step 0 drawn at one batch)")
+    axes[0].set_ylabel(f"FID ({plan.eval.n} images)")
+    axes[0].set_title("FID curves (each seed)", fontsize=9)
+    _legend(axes[0])
+    for ax, key, label in ((axes[1], "steps", "steps to threshold"), (axes[2], "sfo", "SFO = batch × steps")):
+        xs = [b for b in batch_sizes if per_batch[str(b)][f"{key}_mean"] is not None]
+        _bands(ax, xs, [per_batch[str(b)][f"{key}_mean"] for b in xs],
+               [per_batch[str(b)][f"{key}_std"] for b in xs] if xs and all(
+                   per_batch[str(b)][f"{key}_std"] is not None for b in xs) else None, "C0", "mean ± std over seeds")
+        for r in table:
+            if r.get(key) is not None:
+                ax.plot(r["batch_size"], r[key], ".", color="0.4", ms=4)
+        if lm is not None and key == "sfo":
+            ax.axvline(2 ** lm, color="C3", ls="--", lw=1, label=f"critical batch ≈ {2 ** lm:.0f}")
+            if ls:
+                ax.axvspan(2 ** (lm - ls), 2 ** (lm + ls), color="C3", alpha=0.1)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("batch size")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3, which="both")
+        _legend(ax)
+    fig.suptitle(f"dcgan, lr_D {plan.runs[0].config.lr_d:g}, lr_G {plan.runs[0].config.lr_g:g}: steps and SFO to "
+                 f"FID ≤ {threshold if threshold is not None else '?'}", fontsize=9)
+    _incomplete_note(fig, header)
+    return _write(doc, fig, results_dir, name)
+
+
+def truncation_changes(docs, thresholds) -> list:
+    """Per threshold, each generator's change from its own untruncated sample (paired, so that
+    the generators' different levels drop out): mean ± std over generators of Δprecision,
+    Δrecall, Δdensity, Δcoverage, ΔFID, and how many generators moved as BigGAN reports
+    (precision up, recall down)."""
+    out = []
+    for t in thresholds:
+        if t is None:
+            continue
+        deltas: dict = {k: [] for k in ("precision", "recall", "density", "coverage", "fid")}
+        biggan = 0
+        for d in docs:
+            base = next((r for r in d["results"] if r["threshold"] is None), None)
+            row = next((r for r in d["results"] if r["threshold"] == t), None)
+            if base is None or row is None:
+                continue
+            for k in deltas:
+                deltas[k].append(row[k] - base[k])
+            biggan += row["precision"] > base["precision"] and row["recall"] < base["recall"]
+        entry = {"threshold": t, "generators": len(deltas["fid"]), "precision_up_and_recall_down": biggan}
+        for k, v in deltas.items():
+            entry[f"delta_{k}_mean"], entry[f"delta_{k}_std"] = _mean_std(v)
+        out.append(entry)
+    return out
+
+
+def aggregate_truncation(plan: Plan, runs_dir, results_dir, command=None, name="ttur_truncation") -> dict:
+    docs, missing, unfinished = _status(plan, runs_dir)
+    thresholds = list(THRESHOLDS if not plan.runs else plan.runs[0].thresholds)
+    per_t = []
+    keys = ("fid", "kid_mean", "precision", "recall", "density", "coverage")
+    for t in thresholds:
+        rows = [r for d in docs.values() for r in d["results"] if r["threshold"] == t]
+        entry = {"threshold": t, "generators": len(rows)}
+        for k in keys:
+            m, s = _mean_std([r[k] for r in rows])
+            entry[k] = m
+            entry[f"{k}_std"] = s
+        per_t.append(entry)
+    paired = truncation_changes(docs.values(), thresholds)
+    header = _header(plan, runs_dir, docs, missing, unfinished, command)
+    doc = {**header,
+           "question": "BigGAN (Brock et al., 2019): sampling z from a truncated normal trades variety for fidelity: "
+                       "as the threshold falls, precision (fidelity) rises and recall (variety) falls, and FID "
+                       "rises once variety is lost.",
+           "per_threshold": per_t,
+           "change_from_untruncated": paired,
+           "runs": {k: {"seed": v["seed"], "complete": v.get("complete"), "generator": v.get("generator"),
+                        "generator_sha256": v.get("generator_sha256"), "results": v["results"]}
+                    for k, v in docs.items()}}
+    fig, (ax1, ax2, ax3) = new_figure(ncols=3, width=4.0, height=3.6)
+    have = [e for e in per_t if e["fid"] is not None]
+
+    def lab(t):
+        return "∞" if t is None else f"{t:g}"
+
+    for i, d in enumerate(docs.values()):  # along the thresholds: ∞, then falling
+        rs = sorted(d["results"], key=lambda r: -math.inf if r["threshold"] is None else -r["threshold"])
+        ax1.plot([r["recall"] for r in rs], [r["precision"] for r in rs], "o-", color=f"C{i}", ms=4,
+                 label=f"generator seed {d['seed']}")
+        for r in rs:
+            ax1.annotate(lab(r["threshold"]), (r["recall"], r["precision"]), textcoords="offset points",
+                         xytext=(3, 3), fontsize=6)
+        ax3.plot([r["recall"] for r in rs], [r["coverage"] for r in rs], "s-", color=f"C{i}", ms=3,
+                 label=f"seed {d['seed']}")
+        ax3.plot([r["recall"] for r in rs], [r["density"] for r in rs], "^--", color=f"C{i}", ms=3, alpha=0.6)
+    ax1.set_xlabel("recall (variety)")
+    ax1.set_ylabel("precision (fidelity)")
+    ax1.set_title("precision vs recall along thresholds", fontsize=9)
+    ax1.grid(alpha=0.3)
+    _legend(ax1)
+    xs = [math.inf if e["threshold"] is None else e["threshold"] for e in have]
+    finite = [(x, e) for x, e in zip(xs, have) if math.isfinite(x)]
+    if finite:
+        ax2.errorbar([x for x, _ in finite], [e["fid"] for _, e in finite],
+                     yerr=[e["fid_std"] or 0 for _, e in finite], fmt="o-", color="C1", ms=4, label="truncated")
+    for e in have:
+        if e["threshold"] is None:
+            ax2.axhline(e["fid"], color="0.4", ls="--", lw=1, label="untruncated (∞)")
+    ax2.set_xscale("log")
+    ticks = [t for t in thresholds if t is not None]
+    if ticks:
+        ax2.set_xticks(ticks)
+        ax2.set_xticklabels([f"{t:g}" for t in ticks], fontsize=7)
+        ax2.minorticks_off()
+    ax2.set_xlabel("truncation threshold")
+    ax2.set_ylabel(f"FID ({plan.eval.n} images)")
+    ax2.set_title("FID vs threshold", fontsize=9)
+    ax2.grid(alpha=0.3, which="both")
+    _legend(ax2)
+    ax3.set_xlabel("recall")
+    ax3.set_ylabel("coverage (solid), density (dashed)")
+    ax3.set_title("coverage and density", fontsize=9)
+    ax3.grid(alpha=0.3)
+    _incomplete_note(fig, header)
+    return _write(doc, fig, results_dir, name)
+
+
+def _legend(ax) -> None:
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=6)
+
+
+def _write(doc: dict, fig, results_dir, name: str) -> dict:
+    for ax in fig.axes:
+        if not any(len(line.get_xdata()) for line in ax.get_lines()) and not ax.collections:
+            # nothing finished yet: no log scale on an empty axis
+            ax.set_xscale("linear")
+            ax.set_yscale("linear")
+            ax.text(0.5, 0.5, "no results yet", ha="center", va="center", transform=ax.transAxes, color="0.5")
+    results_dir = Path(results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    write_json(results_dir / f"{name}.json", doc)
+    save_figure(fig, results_dir / f"{name}.png")
+    return doc
+
+
+AGGREGATORS = {"timescales": aggregate_timescales, "truncation": aggregate_truncation,
+               "critical-batch": aggregate_critical_batch}
+RESULT_NAMES = {"timescales": "ttur_timescales", "truncation": "ttur_truncation",
+                "critical-batch": "ttur_critical_batch"}
