@@ -167,8 +167,9 @@ class FID:
         self.allow_mismatch = allow_mismatch
         if isinstance(reference, FID):
             reference = reference.reference
-        ref = compute_stats(reference, mode, device=self.device, weights=self.weights if self._net is None else None,
-                            precision=precision, batch_size=self.batch_size, workers=workers, progress=False,
+        ref = compute_stats(reference, mode, allow_mismatch=allow_mismatch, device=self.device,
+                            weights=self.weights if self._net is None else None, precision=precision,
+                            batch_size=self.batch_size, workers=workers, progress=False,
                             encoder=net_or_weights if self._net is not None else None)
         check_provenance(ref, mode, digest, allow_mismatch, encoder=self.encoder)
         self.reference: Statistics = ref

@@ -216,6 +216,11 @@ def test_statistics_made_with_other_weights_are_refused_before_any_work(tmp_path
         fidkit.fid(str(tmp_path / "other.npz"), str(tmp_path / "does-not-matter"))
     r = cli("compute", tmp_path / "other.npz", real_b)
     assert r.returncode == 1 and "--allow-mismatch" in r.stderr
+    # as side B too: refused before A's images are read (A here cannot be read at all)
+    (tmp_path / "unread").mkdir()
+    (tmp_path / "unread" / "x.png").write_bytes(b"not a png")
+    with pytest.raises(StatsError, match="other.npz was made with weights ffffffffffff"):
+        fidkit.fid(str(tmp_path / "unread"), str(tmp_path / "other.npz"), device="cpu")
 
 
 def test_a_full_disk_leaves_no_partial_file(tmp_path, monkeypatch):

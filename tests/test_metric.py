@@ -159,6 +159,8 @@ def test_mismatched_reference_is_refused(tmp_path, ref_stats):
     with pytest.raises(StatsError, match="protocol"):
         fidkit.FID(other, device="cpu")
     assert fidkit.FID(other, device="cpu", allow_mismatch=True).reference.protocol == "clean"
+    # the same override for a file as for Statistics in memory
+    assert fidkit.FID(tmp_path / "clean.npz", device="cpu", allow_mismatch=True).reference.protocol == "clean"
     alien = fidkit.Statistics(ref_stats.mu, ref_stats.sigma, 10, "ttur", "0" * 64)
     with pytest.raises(StatsError, match="weights"):
         fidkit.FID(alien, device="cpu")
