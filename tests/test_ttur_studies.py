@@ -184,6 +184,43 @@ def test_the_last_interval_says_whether_the_curve_is_flat():
     assert analysis._last_interval([], [0, 10, 25]) is None and analysis._last_interval([run(1, 2, 3)], [0, 25]) is None
 
 
+def test_remaining_work_counts_what_is_left_and_prices_it_from_the_run_files(tmp_path):
+    """Synthetic run files: one finished run, one halfway; each evaluation recorded at 10 s and
+    training at 1 s per step. A seed's untrained generator is evaluated once for all its runs."""
+    runs = studies.timescale_runs(archs=("dcgan",), seeds=(0, 1), quick=True)  # steps 0, 1, 2
+    plan = studies.Plan("timescales", runs, studies.EvalSpec())
+    folder = tmp_path / "timescales"
+    folder.mkdir()
+
+    def write(name, steps, complete):
+        doc = {"study": "timescales", "seed": 0, "config": {"arch": "dcgan", "batch_size": 16},
+               "complete": complete, "evals": [{"step": st, "fid": 100.0, "train_seconds": float(st),
+                                                "eval_seconds": 10.0, "cached": False} for st in steps]}
+        (folder / f"{name}.json").write_text(json.dumps(doc))
+        return doc
+
+    docs = {"dcgan-ttur-s0": write("dcgan-ttur-s0", (0, 1, 2), True),
+            "dcgan-single-slow-s0": write("dcgan-single-slow-s0", (0, 1), False)}
+    left = analysis.remaining(plan, tmp_path, docs)
+    # slow-s0: step 2; fast-s0: steps 1, 2 (step 0 shared); seed 1: 0, 1, 2 once, then 1, 2 twice
+    assert left["runs"] == 5 and left["evaluations"] == 1 + 2 + 3 + 2 + 2
+    assert left["training_steps"] == 1 + 2 + 2 * 3 and left["not_estimated"] == []
+    assert left["core_hours"] == pytest.approx((10 * 10 + 9 * 1.0) / 3600)
+    assert left["upper_bounds"] is False
+    # a batch size never run is priced from the nearest one, scaled by the batch
+    crit = studies.critical_batch_runs((32,), (0,), quick=True)
+    cplan = studies.Plan("critical-batch", crit, studies.EvalSpec())
+    c = analysis.remaining(cplan, tmp_path, {})
+    assert c["upper_bounds"] is True and c["evaluations"] == len(crit[0].eval_steps) - 1 + 1  # step 0 shared
+    assert c["core_hours"] == pytest.approx((c["evaluations"] * 10 + max(crit[0].eval_steps) * 2.0) / 3600)
+    # nothing recorded for an architecture: its training is named, not guessed
+    w = analysis.remaining(studies.Plan("timescales", studies.timescale_runs(archs=("wgan-gp",), seeds=(0,),
+                                                                             quick=True), studies.EvalSpec()),
+                           tmp_path, {})
+    assert w["not_estimated"] == ["training of wgan-gp"] and w["core_hours"] == pytest.approx(w["evaluations"] * 10
+                                                                                             / 3600)
+
+
 def test_an_interrupted_run_continues_exactly(tmp_path, images, capsys, monkeypatch):
     args = ["compare-timescales", "--archs", "dcgan", "--seeds", 1, "--max-runs", 1, *_quick(tmp_path, images)]
     stub = StubEvaluate(fail_at=3)  # interrupted at the evaluation of step 2

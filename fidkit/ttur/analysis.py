@@ -17,6 +17,7 @@ Nothing here trains or evaluates; ``fidkit-ttur aggregate`` runs only this.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -51,12 +52,86 @@ def _status(plan: Plan, runs_dir) -> tuple:
     return docs, missing, unfinished
 
 
+def _recorded_costs(runs_dir) -> tuple:
+    """From every run file under ``runs_dir`` (all studies): the median seconds of an
+    evaluation that was not cached; training seconds per step per (arch, batch size), the
+    median over runs of their latest evaluation's train_seconds / step; and the (seed, arch)
+    pairs whose untrained generator is evaluated (cached for every run of that seed)."""
+    evals, per_step, step0 = [], {}, set()
+    for path in sorted(Path(runs_dir).glob("*/*.json")):
+        try:
+            d = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        evals += [e["eval_seconds"] for e in d.get("evals", []) + d.get("results", [])
+                  if not e.get("cached") and e.get("eval_seconds")]
+        c = d.get("config") or {}
+        if any(e.get("step") == 0 for e in d.get("evals", [])):
+            step0.add((d.get("seed"), c.get("arch")))
+        trained = [e for e in d.get("evals", []) if e.get("step") and e.get("train_seconds")]
+        if trained and c.get("arch") and d.get("study") != "truncation":
+            e = max(trained, key=lambda e: e["step"])
+            per_step.setdefault((c["arch"], c["batch_size"]), []).append(e["train_seconds"] / e["step"])
+    return (float(np.median(evals)) if evals else None,
+            {k: float(np.median(v)) for k, v in per_step.items()}, step0)
+
+
+def remaining(plan: Plan, runs_dir, docs: dict) -> dict:
+    """What the plan still needs: runs, evaluations and training steps left, and an estimate
+    of one core's hours from the recorded costs (:func:`_recorded_costs`).
+
+    Training seconds per step of a batch size not yet run are scaled linearly from the
+    nearest recorded batch size of the architecture (an upper bound for smaller batches);
+    the training of an architecture with nothing recorded is left out of the estimate and
+    named in ``not_estimated``. The untrained generator of a seed is evaluated once for all
+    its runs. A critical-batch run stops at its crossing, so its counts are upper bounds
+    (every grid point left, and the midpoint). A truncation run counts its thresholds left,
+    not the training of a generator it would sample but finds missing."""
+    eval_s, step_s, step0 = _recorded_costs(runs_dir)
+    runs = evals = steps = 0
+    train_s, not_estimated, upper = 0.0, set(), False
+    for spec in plan.runs:
+        d = docs.get(spec.name)
+        if d is not None and is_done(spec, d):
+            continue
+        runs += 1
+        if spec.thresholds:  # truncation: one evaluation per threshold left, no training
+            done_t = {r["threshold"] for r in (d or {}).get("results", [])}
+            evals += sum(t not in done_t for t in spec.thresholds)
+            continue
+        done = {e["step"] for e in (d or {}).get("evals", [])}
+        key = (spec.seed, spec.config.arch)
+        left = [st for st in spec.eval_steps if st not in done and not (st == 0 and key in step0)]
+        step0.add(key)
+        upper = upper or spec.target_fid is not None
+        evals += len(left) + (1 if spec.target_fid is not None else 0)
+        n = max(spec.eval_steps) - max(done, default=0)
+        steps += n
+        known = {b: v for (a, b), v in step_s.items() if a == spec.config.arch}
+        if not known:
+            not_estimated.add(spec.config.arch)
+            continue
+        b = min(known, key=lambda b: abs(math.log(b / spec.config.batch_size)))
+        train_s += n * known[b] * spec.config.batch_size / b
+    return {"runs": runs, "evaluations": evals, "training_steps": steps, "upper_bounds": upper,
+            "core_hours": None if eval_s is None else (evals * eval_s + train_s) / 3600,
+            "not_estimated": sorted(f"training of {a}" for a in not_estimated),
+            "eval_seconds_recorded": eval_s,
+            "train_seconds_per_step_recorded": {f"{a} b{b}": v for (a, b), v in sorted(step_s.items())}}
+
+
 def _header(plan: Plan, runs_dir, docs, missing, unfinished, command) -> dict:
     complete = not missing and not unfinished
+    left = remaining(plan, runs_dir, docs)
+    estimate = ("" if left["core_hours"] is None else
+                f", {'at most ' if left['upper_bounds'] else ''}about {left['core_hours']:.1f} core-hours"
+                + (f" besides the {', '.join(left['not_estimated'])}" if left["not_estimated"] else ""))
     return {"study": plan.study, "complete": complete,
             "status": ("complete" if complete else
                        f"INCOMPLETE: {len(plan.runs) - len(missing) - len(unfinished)} of {len(plan.runs)} runs "
-                       f"finished; the numbers below use only what exists"),
+                       f"finished ({'at most ' if left['upper_bounds'] else ''}{left['evaluations']} evaluations "
+                       f"left{estimate}); the numbers below use only what exists"),
+            "remaining": left,
             "missing_runs": missing, "unfinished_runs": unfinished, "quick": plan.quick,
             "runs_folder": str(Path(runs_dir) / plan.study),
             "aggregated": now(), "aggregate_command": command, "aggregate_git_commit": git_commit(),

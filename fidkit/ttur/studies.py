@@ -538,6 +538,3 @@ def _run_truncation(spec: RunSpec, evals: Evaluations, runs_dir, work, command, 
         doc["sessions"][-1]["finished"] = now()
         write_json(path, doc)
     return doc
-
-
-# --------------------------------------------------------------------------- aggregation
