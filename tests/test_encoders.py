@@ -31,13 +31,13 @@ def rel(a, b):
 
 def need_dinov2():
     if dinov2_vision_transformer() is None:
-        pytest.skip("reference not installed: pip install --no-deps dinov2==0.0.1.dev2 (the test extra); "
+        pytest.skip("reference not installed: pip install --no-deps -r tests/requirements-references.txt; "
                     "fidkit's DINOv2 is NOT checked")
 
 
 def need_open_clip():
     if open_clip_model() is None:
-        pytest.skip("reference not installed: pip install --no-deps open-clip-torch (the test extra); "
+        pytest.skip("reference not installed: pip install --no-deps -r tests/requirements-references.txt; "
                     "fidkit's CLIP is NOT checked")
 
 
