@@ -347,6 +347,19 @@ def test_steps_to_threshold_interpolates():
     assert analysis._steps_to(evals, 10.0) == (None, None)
 
 
+def test_the_papers_claims_are_checked_on_each_curve():
+    bs = [16, 32, 64, 128, 256]
+    steps = [8000, 4200, 2400, 1600, 1400]  # falling: SFO 128k, 134k, 154k, 205k, 358k, convex, minimum at 16
+    c = analysis.paper_checks(bs, steps, [b * k for b, k in zip(bs, steps)])
+    assert c == {"steps_fall_with_batch": True, "sfo_convex": True, "sfo_minimum_inside": False}
+    steps = [12000, 5000, 2000, 1100, 900]  # SFO 192k, 160k, 128k, 141k, 230k: minimum inside, convex
+    c = analysis.paper_checks(bs, steps, [b * k for b, k in zip(bs, steps)])
+    assert c == {"steps_fall_with_batch": True, "sfo_convex": True, "sfo_minimum_inside": True}
+    steps = [12000, 5000, 2000, 2100, 900]  # a rise at 128 and a kink: neither falling nor convex
+    c = analysis.paper_checks(bs, steps, [b * k for b, k in zip(bs, steps)])
+    assert c["steps_fall_with_batch"] is False and c["sfo_convex"] is False
+
+
 def test_critical_batch_is_the_sfo_minimum():
     bs = [16, 32, 64, 128, 256]
     sfo = [b * 1000 / b + b * 10 for b in bs]  # 1000 + 10 b: increasing, minimum at the smallest

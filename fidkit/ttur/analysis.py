@@ -338,6 +338,17 @@ def _steps_to(evals: list, threshold: float) -> tuple:
     return None, None
 
 
+def paper_checks(bs: list, steps: list, sfo: list) -> dict:
+    """The paper's three claims on one curve over increasing batch sizes ``bs``: the steps
+    never rise with the batch (``steps_fall_with_batch``); SFO = b·K is convex in b, i.e.
+    its slopes between neighbouring batch sizes never fall (``sfo_convex``, on the uneven
+    grid as it is); its minimum lies inside the range, not at an end (``sfo_minimum_inside``)."""
+    slopes = [(c - a) / (y - x) for a, c, x, y in zip(sfo, sfo[1:], bs, bs[1:])]
+    return {"steps_fall_with_batch": all(a >= b for a, b in zip(steps, steps[1:])),
+            "sfo_convex": all(a <= b for a, b in zip(slopes, slopes[1:])),
+            "sfo_minimum_inside": 0 < int(np.argmin(sfo)) < len(bs) - 1}
+
+
 def _critical_from(bs: list, sfo: list) -> float:
     """The argmin of SFO over batch sizes, refined by a parabola through log SFO against
     log2 batch at the minimum and its neighbours (the discrete argmin at an end)."""
@@ -400,10 +411,12 @@ def aggregate_critical_batch(plan: Plan, runs_dir, results_dir, command=None, na
             sfo = [r["sfo"] for r in rows]
             steps = [r["steps"] for r in rows]
             critical[str(seed)] = {"critical_batch": _critical_from(bs, sfo), "argmin": bs[int(np.argmin(sfo))],
-                                   "steps_fall_with_batch": all(a >= b for a, b in zip(steps, steps[1:])),
-                                   "sfo_minimum_inside": 0 < int(np.argmin(sfo)) < len(bs) - 1}
+                                   **paper_checks(bs, steps, sfo)}
     logs = [math.log2(v["critical_batch"]) for v in critical.values()]
     lm, ls = _mean_std(logs)
+    full = [b for b in batch_sizes if per_batch[str(b)]["sfo_mean"] is not None]
+    on_means = (paper_checks(full, [per_batch[str(b)]["steps_mean"] for b in full],
+                             [per_batch[str(b)]["sfo_mean"] for b in full]) if len(full) == len(batch_sizes) else None)
     header = _header(plan, runs_dir, docs, missing, unfinished, command)
     doc = {**header,
            "question": "Sato & Iiduka (2022): the steps K needed to reach a target fall as the batch size b grows, "
@@ -419,7 +432,8 @@ def aggregate_critical_batch(plan: Plan, runs_dir, results_dir, command=None, na
                          "batch sizes, refined by a parabola in (log2 b, log SFO) through the minimum and its two "
                          "neighbours; mean ± std over seeds in log2.",
            "threshold": threshold, "threshold_rule": threshold_rule, "batch_sizes": batch_sizes,
-           "per_run": table, "per_batch": per_batch, "critical_batch_per_seed": critical,
+           "per_run": table, "per_batch": per_batch, "paper_checks_on_means": on_means,
+           "critical_batch_per_seed": critical,
            "critical_batch_log2_mean": lm, "critical_batch_log2_std": ls,
            "critical_batch_geometric_mean": None if lm is None else 2 ** lm,
            "runs": {k: {"seed": v["seed"], "group": v["group"], "complete": v.get("complete"),
