@@ -193,7 +193,7 @@ def test_remaining_work_counts_what_is_left_and_prices_it_from_the_run_files(tmp
     folder.mkdir()
 
     def write(name, steps, complete):
-        doc = {"study": "timescales", "seed": 0, "config": {"arch": "dcgan", "batch_size": 16},
+        doc = {"study": "timescales", "seed": 0, "config": studies.train_dict(runs[0].config),
                "complete": complete, "evals": [{"step": st, "fid": 100.0, "train_seconds": float(st),
                                                 "eval_seconds": 10.0, "cached": False} for st in steps]}
         (folder / f"{name}.json").write_text(json.dumps(doc))
@@ -213,12 +213,12 @@ def test_remaining_work_counts_what_is_left_and_prices_it_from_the_run_files(tmp
     c = analysis.remaining(cplan, tmp_path, {})
     assert c["upper_bounds"] is True and c["evaluations"] == len(crit[0].eval_steps) - 1 + 1  # step 0 shared
     assert c["core_hours"] == pytest.approx((c["evaluations"] * 10 + max(crit[0].eval_steps) * 2.0) / 3600)
-    # nothing recorded for an architecture: its training is named, not guessed
-    w = analysis.remaining(studies.Plan("timescales", studies.timescale_runs(archs=("wgan-gp",), seeds=(0,),
-                                                                             quick=True), studies.EvalSpec()),
-                           tmp_path, {})
-    assert w["not_estimated"] == ["training of wgan-gp"] and w["core_hours"] == pytest.approx(w["evaluations"] * 10
-                                                                                             / 3600)
+    # nothing recorded for an architecture: its training is named, not guessed; its seed-0 runs
+    # share the untrained generator of the dcgan runs (the architectures differ only in D)
+    wruns = studies.timescale_runs(archs=("wgan-gp",), seeds=(0,), quick=True)
+    w = analysis.remaining(studies.Plan("timescales", wruns, studies.EvalSpec()), tmp_path, {})
+    assert w["not_estimated"] == ["training of wgan-gp"] and w["evaluations"] == 3 * 2
+    assert w["core_hours"] == pytest.approx(w["evaluations"] * 10 / 3600)
 
 
 def test_an_interrupted_run_continues_exactly(tmp_path, images, capsys, monkeypatch):

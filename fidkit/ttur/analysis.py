@@ -17,6 +17,7 @@ Nothing here trains or evaluates; ``fidkit-ttur aggregate`` runs only this.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -67,13 +68,19 @@ def _recorded_costs(runs_dir) -> tuple:
                   if not e.get("cached") and e.get("eval_seconds")]
         c = d.get("config") or {}
         if any(e.get("step") == 0 for e in d.get("evals", [])):
-            step0.add((d.get("seed"), c.get("arch")))
+            step0.add(_untrained_key(d.get("seed"), c))
         trained = [e for e in d.get("evals", []) if e.get("step") and e.get("train_seconds")]
         if trained and c.get("arch") and d.get("study") != "truncation":
             e = max(trained, key=lambda e: e["step"])
             per_step.setdefault((c["arch"], c["batch_size"]), []).append(e["train_seconds"] / e["step"])
     return (float(np.median(evals)) if evals else None,
             {k: float(np.median(v)) for k, v in per_step.items()}, step0)
+
+
+def _untrained_key(seed, config: dict) -> tuple:
+    """What fixes a run's untrained generator: its seed and the generator's shape (the same
+    for both architectures, which differ only in the discriminator)."""
+    return (seed,) + tuple(config.get(k) for k in ("z_dim", "channels", "size", "width"))
 
 
 def remaining(plan: Plan, runs_dir, docs: dict) -> dict:
@@ -100,7 +107,7 @@ def remaining(plan: Plan, runs_dir, docs: dict) -> dict:
             evals += sum(t not in done_t for t in spec.thresholds)
             continue
         done = {e["step"] for e in (d or {}).get("evals", [])}
-        key = (spec.seed, spec.config.arch)
+        key = _untrained_key(spec.seed, dataclasses.asdict(spec.config))
         left = [st for st in spec.eval_steps if st not in done and not (st == 0 and key in step0)]
         step0.add(key)
         upper = upper or spec.target_fid is not None
