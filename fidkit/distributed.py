@@ -45,6 +45,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import signal
 import sys
 import time
 import warnings
@@ -67,6 +68,9 @@ DEFAULT_TIMEOUT_S = 1800
 _JOB_POLL_S = 0.5
 #: how long rank 0 waits, at its end, for the other ranks to read that it ended (seconds)
 _DONE_WAIT_S = 10
+#: seconds a rank > 0 under torchrun waits, after rank 0 ended the run with an error, for the
+#: agent to see rank 0's exit first (see :func:`_outlast_rank0`)
+_EXIT_GRACE_S = 5.0
 
 
 def launched() -> bool:
@@ -415,6 +419,26 @@ def _leave() -> None:
             pass
 
 
+def _outlast_rank0(code: int) -> None:
+    """Ranks > 0 under torchrun, once rank 0 has ended the run with status ``code`` ≠ 0.
+
+    torchrun's agent ends the whole group at the first failed process it sees and reports that
+    one as the root cause: a rank that exited with rank 0's status before rank 0 did would be
+    blamed, and rank 0, which said what went wrong, reported as killed (SIGTERM). So this rank
+    waits, at most :data:`_EXIT_GRACE_S`, for the agent's SIGTERM that follows rank 0's exit,
+    and exits with ``code`` then. Without torchrun's agent it returns at once."""
+    if not os.environ.get("TORCHELASTIC_RUN_ID"):
+        return
+
+    def leave(*_):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+    signal.signal(signal.SIGTERM, leave)
+    time.sleep(_EXIT_GRACE_S)
+
+
 def run_command(command: Callable[[], None]) -> None:
     """Runs ``command`` (the CLI) on rank 0 of a torchrun group and serves it on the others.
 
@@ -428,7 +452,10 @@ def run_command(command: Callable[[], None]) -> None:
         print(f"fidkit: error: {e}", file=sys.stderr, flush=True)
         sys.exit(1)
     if session.rank != 0:
-        sys.exit(session.serve())
+        code = session.serve()
+        if code != 0:
+            _outlast_rank0(code)
+        sys.exit(code)
     api._distributed_extract = session.extract
     code = 1
     try:

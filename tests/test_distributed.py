@@ -174,6 +174,8 @@ def test_an_error_on_one_rank_ends_both_naming_it(tmp_path, with_bad, real_weigh
     assert f"{with_bad / 'zz_bad.png'}: cannot decode image" in lines[0] and "Traceback" not in out[0][1]
     assert out[1] == ("", "")  # rank 1 exits with rank 0's status, silently
     assert agent.count("exitcode  : 1") == 2  # torchrun's report: both ranks ended with status 1
+    root = agent.split("Root Cause", 1)[1]
+    assert "rank      : 0 (local_rank: 0)" in root.split("====", 1)[0]  # rank 0, which said why, is the cause
     assert not (tmp_path / "out.npz").exists()
 
 
