@@ -597,20 +597,20 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
                 with warnings.catch_warnings():  # loaded again below, where its warnings are shown
                     warnings.simplefilter("ignore")
                     compute_stats(src, protocol, allow_mismatch=True, spatial=True, encoder=enc)
+    def digest_in_use() -> str | None:
+        return encoder_for(enc, protocol, weights=kw.get("weights"), encoder_weights=kw.get("encoder_weights"),
+                           device=kw.get("device", "auto"), precision=kw.get("precision", "fp32")).weights_digest
+
     if _is_stats(b) and not _is_stats(a):  # a statistics file B of other weights: refused before reading A
         with warnings.catch_warnings():  # loaded again below, where its warnings are shown
             warnings.simplefilter("ignore")
             early = compute_stats(b, protocol, allow_mismatch=allow_mismatch, encoder=enc)
         if early.weights_digest and not allow_mismatch:
-            digest = encoder_for(enc, protocol, weights=kw.get("weights"), encoder_weights=kw.get("encoder_weights"),
-                                 device=kw.get("device", "auto"), precision=kw.get("precision", "fp32")).weights_digest
-            check_provenance(early, None, digest, allow_mismatch)
+            check_provenance(early, None, digest_in_use(), allow_mismatch)
     ex1 = _one_pass(a, protocol, keep, False, spatial, {"label": _side_label("A", a), **kw}, allow_mismatch)
     s1 = ex1.stats
     if s1.weights_digest and not _is_stats(b):  # refuse other weights before spending time on b
-        digest = encoder_for(enc, protocol, weights=kw.get("weights"), encoder_weights=kw.get("encoder_weights"),
-                             device=kw.get("device", "auto"), precision=kw.get("precision", "fp32")).weights_digest
-        check_provenance(s1, None, digest, allow_mismatch)
+        check_provenance(s1, None, digest_in_use(), allow_mismatch)
     ex2 = _one_pass(b, protocol, keep, logits, spatial, {"label": _side_label("B", b), **kw}, allow_mismatch)
     s2 = ex2.stats
     r = frechet_distance(s1, s2, allow_mismatch=allow_mismatch)

@@ -285,17 +285,20 @@ def timescale_comparisons(plan: Plan, docs: dict) -> dict:
         for g in groups:
             if g == "ttur" or not ttur:
                 continue
-            a, b = finals["ttur"], finals[g]
-            ma, sa = _mean_std(a)
-            mb, sb = _mean_std(b)
             ra, rb = arrival["ttur"]["steps_mean"], arrival[g]["steps_mean"]
-            entry["versus_ttur"][g] = {
-                "seeds": [len(a), len(b)], "final_fid_ttur": [ma, sa], "final_fid_single": [mb, sb],
-                "final_fid_difference": mb - ma, "welch": _welch(a, b),
-                "arrival_steps_ratio": None if not ra or rb is None else rb / ra}
+            entry["versus_ttur"][g] = {**_versus(finals["ttur"], finals[g], "final_fid"),
+                                       "arrival_steps_ratio": None if not ra or rb is None else rb / ra}
         entry["by_step"] = _comparisons_by_step(plan, docs, arch)
         out[arch] = entry
     return out
+
+
+def _versus(ttur: list, single: list, key: str) -> dict:
+    """One single time scale against TTUR on FIDs per seed: seeds, mean ± std of each
+    (``KEY_ttur``, ``KEY_single``), the difference single − TTUR and Welch's test."""
+    (ma, sa), (mb, sb) = _mean_std(ttur), _mean_std(single)
+    return {"seeds": [len(ttur), len(single)], f"{key}_ttur": [ma, sa], f"{key}_single": [mb, sb],
+            f"{key}_difference": mb - ma, "welch": _welch(ttur, single)}
 
 
 def _comparisons_by_step(plan: Plan, docs: dict, arch: str) -> dict:
@@ -318,9 +321,7 @@ def _comparisons_by_step(plan: Plan, docs: dict, arch: str) -> dict:
         for g, v in fids[step].items():
             if g == "ttur" or not ttur:
                 continue
-            (ma, sa), (mb, sb) = _mean_std(ttur), _mean_std(v)
-            row[g] = {"seeds": [len(ttur), len(v)], "fid_ttur": [ma, sa], "fid_single": [mb, sb],
-                      "fid_difference": mb - ma, "welch": _welch(ttur, v)}
+            row[g] = _versus(ttur, v, "fid")
         if row:
             out[str(step)] = row
     return out
