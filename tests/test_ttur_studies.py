@@ -339,6 +339,39 @@ def test_the_midpoint_checkpoint_leaves_the_weights_unchanged(tmp_path, images, 
     assert weights_digest(g) == walked[-1]["generator_sha256"]
 
 
+def test_a_stopped_segment_continues_from_its_interim_checkpoint(tmp_path, images, monkeypatch):
+    """A worker stopped while training towards an evaluation step loses at most the steps since
+    the last interim checkpoint; the segment continues from it to the same weights, and the
+    interim checkpoints are gone once the step is reached (the grid's stay)."""
+    from fidkit.ttur import train as train_module
+    spec = studies.critical_batch_runs((8,), (0,), quick=True, data=str(images), target_fid=None)[0]
+    monkeypatch.setattr(studies, "SAFETY_CHECKPOINT_IMAGES", 8 * 5)  # every 5 steps at batch 8
+    assert studies.safety_checkpoint_every(spec.config) == 5
+    quiet = lambda *a: None  # noqa: E731
+    straight, _ = studies.train_to(spec, 32, tmp_path / "straight", say=quiet)
+    folder = tmp_path / "work" / spec.study / spec.name / "checkpoints"
+    studies.train_to(spec, 16, tmp_path / "work", say=quiet)
+    assert sorted(p.name for p in folder.glob("*.pt")) == ["step-0000016.pt"]  # 5, 10, 15 removed
+    real, saved = train_module.save_checkpoint, []
+
+    def stop_after_two(path, state):
+        real(path, state)
+        saved.append(state["step"])
+        if len(saved) == 2:
+            raise KeyboardInterrupt  # the session stops
+
+    monkeypatch.setattr(train_module, "save_checkpoint", stop_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        studies.train_to(spec, 32, tmp_path / "work", say=quiet)
+    assert saved == [20, 25]
+    monkeypatch.setattr(train_module, "save_checkpoint", real)
+    said = []
+    g, _ = studies.train_to(spec, 32, tmp_path / "work", say=said.append)
+    assert said == [f"  training {spec.name} to step 32 from step 25"]
+    assert weights_digest(g) == weights_digest(straight)
+    assert sorted(p.name for p in folder.glob("*.pt")) == ["step-0000016.pt", "step-0000032.pt"]
+
+
 def test_steps_to_threshold_interpolates():
     evals = [{"step": 0, "fid": 400.0}, {"step": 100, "fid": 200.0}, {"step": 400, "fid": 50.0}]
     assert analysis._steps_to(evals, 300.0) == (50.0, 100)

@@ -76,6 +76,10 @@ QUICK_CRITICAL_IMAGES = (64, 128, 256)
 #: within the grid's 2M images for batch sizes far from 64 unless they are 10x less
 #: sample-efficient. A run stops at the grid point where it first reaches it.
 CRITICAL_FID = 100.0
+#: images seen (batch × critic updates) between the checkpoints a study leaves while it
+#: trains towards its next evaluation step (about 5 minutes on one core at batch 64), so that
+#: a stopped worker loses at most that much; they are removed once the step is reached
+SAFETY_CHECKPOINT_IMAGES = 2 ** 18
 
 
 @dataclass
@@ -388,9 +392,21 @@ def train_to(spec: RunSpec, step: int, work: Path, say=print) -> tuple:
         shutil.rmtree(folder)
     resume = ckpts[max(before)] if before else None
     say(f"  training {spec.name} to step {step}" + (f" from step {max(before)}" if before else ""))
-    r = train(dataclasses.replace(c, steps=step), folder, resume=resume)
+    every = safety_checkpoint_every(c)
+    r = train(dataclasses.replace(c, steps=step, checkpoint_every=every), folder, resume=resume)
     state = load_checkpoint(r.checkpoints[-1])
+    keep = set(spec.eval_steps) | {m for s in spec.eval_steps if (m := _bracket(spec, s)[1]) is not None}
+    for s, p in _checkpoints(folder).items():
+        if s < step and s % every == 0 and s not in keep:  # interim: this segment's or a stopped one's
+            p.unlink()
     return r.generator.eval(), float(state["train_seconds"])
+
+
+def safety_checkpoint_every(c: TrainConfig) -> int:
+    """Steps between the interim checkpoints of a study's training segment:
+    :data:`SAFETY_CHECKPOINT_IMAGES` images seen, at least 1 step."""
+    r = c.resolved()
+    return max(1, SAFETY_CHECKPOINT_IMAGES // (r.batch_size * r.n_critic))
 
 
 def next_step(spec: RunSpec, evals: list) -> int | None:
