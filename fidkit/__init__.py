@@ -17,6 +17,7 @@ Public API::
     fidkit.to_uint8(images, (-1, 1))        -> uint8 images, rounded as saving an image file does
     fidkit.dataset_images("fashion-mnist-test", n=None) -> uint8 (N, H, W, 3) images of a named dataset
     fidkit.is_image_name("dir/x.png")       -> bool: whether fidkit reads that file of a folder or archive
+    fidkit.list_images(folder)              -> list[Path]: the image files fidkit reads there, in its order
     fidkit.evaluate_generator(sample_fn, n, batch_size, reference) -> GeneratorResult (fid, n)
     fidkit.load_weights(path=None)          -> Weights (.digest, .has_classifier, .origin, .path)
 
@@ -34,8 +35,8 @@ from .api import compare, compute_stats, features, fid, frechet_distance  # noqa
 from .api import inception_score, kid, load_weights, precision_recall  # noqa: E402
 from .api import ADMResult, adm_evaluate  # noqa: E402
 from .metric import FID, evaluate_generator, to_uint8  # noqa: E402
-from .sources import DATASETS, IMAGE_EXTENSIONS, dataset_images, is_image_name  # noqa: E402
+from .sources import DATASETS, IMAGE_EXTENSIONS, dataset_images, is_image_name, list_images  # noqa: E402
 
 __all__ = ["fid", "compare", "compute_stats", "features", "frechet_distance", "inception_score", "kid",
-           "precision_recall", "adm_evaluate", "ADMResult", "FID", "evaluate_generator", "to_uint8", "dataset_images", "DATASETS", "IMAGE_EXTENSIONS", "is_image_name", "load_weights", "Statistics",
+           "precision_recall", "adm_evaluate", "ADMResult", "FID", "evaluate_generator", "to_uint8", "dataset_images", "DATASETS", "IMAGE_EXTENSIONS", "is_image_name", "list_images", "load_weights", "Statistics",
            "FidkitError", "FidkitWarning", "__version__"]

@@ -46,8 +46,10 @@ def is_image_name(relpath: str) -> bool:
 
 
 def list_images(folder) -> list[Path]:
-    """Image files below ``folder`` (recursive, links followed once; see :func:`is_image_name`),
-    sorted by relative path."""
+    """The image files below ``folder`` that fidkit reads, in the order it reads them: chosen
+    by :func:`is_image_name`, searched recursively (links to folders followed, each folder
+    read once), sorted by relative path. Raises :class:`~fidkit.errors.SourceError` for a
+    missing path, a file, or a folder without images."""
     root = Path(folder)
     if not root.exists():
         raise SourceError(f"{folder}: no such file or folder; give an image folder or a statistics .npz")

@@ -123,6 +123,21 @@ def test_load_images_from_folder(tmp_path):
         ttur_data.load_images(str(tmp_path / "missing"))
 
 
+def test_the_trainer_reads_the_files_fidkit_compute_reads(tmp_path):
+    """The same files in the same order as fidkit.list_images: a linked folder is read too."""
+    data, elsewhere = tmp_path / "data", tmp_path / "elsewhere"
+    data.mkdir(), elsewhere.mkdir()
+    Image.new("L", (28, 28), 0).save(data / "b.png")
+    Image.new("L", (28, 28), 255).save(elsewhere / "a.png")
+    (data / "linked").symlink_to(elsewhere, target_is_directory=True)
+    assert [p.relative_to(data).as_posix() for p in fidkit.list_images(data)] == ["b.png", "linked/a.png"]
+    x = ttur_data.load_images(str(data))
+    assert x.shape == (2, 1, 28, 28) and (x[0] == -1).all() and (x[1] == 1).all()
+    (data / "b.png").unlink(), (data / "linked").unlink()
+    with pytest.raises(ttur_data.DataError, match="no images found"):
+        ttur_data.load_images(str(data))
+
+
 def test_dataset_images_round_trip_to_uint8():
     x = ttur_data.load_images("fashion-mnist-test", limit=20)
     assert x.shape == (20, 1, 28, 28) and -1 <= x.min() and x.max() <= 1

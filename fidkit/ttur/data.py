@@ -2,7 +2,9 @@
 
 A data source is the name of a dataset fidkit reads (``fashion-mnist-train``,
 ``fashion-mnist-test``, through :func:`fidkit.dataset_images`) or a folder of image files
-(png, jpg, jpeg, bmp, webp, tif, tiff; searched recursively, sorted by relative path).
+(the files :func:`fidkit.list_images` lists, as ``fidkit compute`` reads them: png, jpg,
+jpeg, bmp, webp, tif, tiff, searched recursively, links to folders followed once, sorted
+by relative path).
 Images are decoded with PIL, converted to grayscale (``"L"``) or RGB, and resized to
 size×size with PIL's bicubic filter (antialiased when shrinking) where their size differs.
 
@@ -13,7 +15,6 @@ takes (grayscale replicated to three channels), rounding as saving an image does
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -25,19 +26,6 @@ import fidkit
 
 class DataError(fidkit.FidkitError):
     """A training data source cannot be read as asked."""
-
-
-def _folder_files(folder: Path) -> list:
-    """Image files below ``folder`` as fidkit chooses them (:func:`fidkit.is_image_name`),
-    sorted by relative path; links to folders are not followed."""
-    files = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
-        dirnames.sort()
-        rel = Path(dirpath).relative_to(folder).as_posix()
-        files.extend(Path(dirpath) / f for f in filenames
-                     if fidkit.is_image_name(f if rel == "." else f"{rel}/{f}"))
-    files.sort(key=lambda p: p.relative_to(folder).as_posix())
-    return files
 
 
 def _resize(img: Image.Image, size: int) -> Image.Image:
@@ -66,10 +54,10 @@ def load_images(source: str, size: int = 28, channels: int = 1, limit: int | Non
         folder = Path(source)
         if not folder.is_dir():
             raise DataError(f"{source}: neither a dataset ({', '.join(fidkit.DATASETS)}) nor an image folder")
-        files = _folder_files(folder)
-        if not files:
-            raise DataError(f"{source}: no images found (looked for "
-                            f"{', '.join(e[1:] for e in fidkit.IMAGE_EXTENSIONS)} recursively)")
+        try:
+            files = fidkit.list_images(folder)  # the files `fidkit compute` reads there, in its order
+        except fidkit.FidkitError as e:
+            raise DataError(str(e)) from None
         if limit is not None:
             files = files[:limit]
         pils = []
