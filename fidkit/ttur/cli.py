@@ -457,8 +457,10 @@ def truncation(ctx, **o):
 def all_studies(ctx, **o):
     """All three studies, in order of value: truncation on one trained DCGAN (seed 0), the
     DCGAN time scales (TTUR first), truncation on the other seeds (whose generators the TTUR
-    runs give), the WGAN-GP time scales, the critical batch size. Resumable: stop it at any time and start it again. Several processes may
-    run it at once (one per core, each with --threads 1): each skips the runs another holds."""
+    runs give), the critical batch size (a whole study in fewer core-hours), then the WGAN-GP
+    time scales (the costliest: five critic updates with gradient penalty per step).
+    Resumable: stop it at any time and start it again. Several processes may run it at once
+    (one per core, each with --threads 1): each skips the runs another holds."""
     s = _study_setup(o)
     ts = _timescale_plan(s, ("dcgan", "wgan-gp"))
     tr = _truncation_plan(s)
@@ -466,7 +468,7 @@ def all_studies(ctx, **o):
     dcgan = [r for r in ts.runs if r.config.arch == "dcgan"]
     order = ([(tr, tr.runs[0])] + [(ts, r) for r in dcgan if r.group == "dcgan/ttur"]
              + [(tr, r) for r in tr.runs[1:]] + [(ts, r) for r in dcgan if r.group != "dcgan/ttur"]
-             + [(ts, r) for r in ts.runs if r.config.arch != "dcgan"] + [(cb, r) for r in cb.runs])
+             + [(cb, r) for r in cb.runs] + [(ts, r) for r in ts.runs if r.config.arch != "dcgan"])
     _execute(ctx, s, [ts, tr, cb], order)
 
 
