@@ -448,11 +448,14 @@ class FIDResult:
     def as_dict(self) -> dict:
         """Flat dict for JSON. ``network_precision`` is the network arithmetic (fp32, tf32, bf16);
         ``precision`` appears only with precision/recall (``--metrics pr``) and is that metric.
-        The Fréchet distance is under :attr:`fd_key`; ``protocol`` is the encoder's mode."""
+        The Fréchet distance is under :attr:`fd_key`, its value before clamping at 0 under
+        ``<fd_key>_raw``; ``protocol`` is the encoder's mode."""
         d = {self.fd_key: self.fid, "encoder": self.encoder, "protocol": self.protocol, "n_a": self.n_a, "n_b": self.n_b,
              "weights_digest": self.weights_digest, "device": self.device,
              "network_precision": self.network_precision, "seconds": round(self.seconds, 3)}
-        d.update({k: v for k, v in self.frechet.as_dict().items() if k != "fid"})
+        terms = self.frechet.as_dict()
+        d[f"{self.fd_key}_raw"] = terms.pop("fid_raw")  # fid_raw, fd_dinov2_raw, fd_clip_raw
+        d.update({k: v for k, v in terms.items() if k != "fid"})
         d.update({k: v for k, v in (("skipped_a", self.skipped_a), ("skipped_b", self.skipped_b)) if v})
         d.update(self.scores)
         return d
@@ -566,7 +569,8 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     ADM reference batch holds both: its statistics are used, its images feed the rest).
     ``bootstrap`` = B > 0 adds a 95% percentile interval of the FID from B resamples of the
     features (``fid_ci_low``, ``fid_ci_high``, ``fid_bootstrap_std``,
-    ``bootstrap_resamples``); a statistics file among the sources stays fixed.
+    ``bootstrap_resamples``; ``fd_dinov2_ci_low`` etc. with another encoder); a statistics
+    file among the sources stays fixed.
     """
     t0 = time.perf_counter()
     wanted = parse_metrics(metrics)
@@ -650,8 +654,9 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
         elif fa is None:
             ref = (s1.mu, s1.sigma)
         ci = _scores.fid_bootstrap(fa, fb, bootstrap, seed=seed, reference=ref)
-        scores.update(fid_ci_low=ci.low, fid_ci_high=ci.high, fid_bootstrap_std=ci.std,
-                      bootstrap_resamples=ci.resamples)
+        key = get_info(enc_name).fd_key  # fid_ci_low with Inception, fd_dinov2_ci_low with DINOv2, ...
+        scores.update({f"{key}_ci_low": ci.low, f"{key}_ci_high": ci.high, f"{key}_bootstrap_std": ci.std,
+                       "bootstrap_resamples": ci.resamples})
     digest = s1.weights_digest or s2.weights_digest
     return FIDResult(r.fid, protocol, s1.n, s2.n, digest, r, time.perf_counter() - t0,
                      str(resolve_device(kw.get("device", "auto"))), kw.get("precision", "fp32"), scores,

@@ -86,10 +86,12 @@ def test_architecture_read_from_the_file(files):
 
 def test_cli_dinov2_fd_kid_pr_fd_inf(files, capsys, monkeypatch):
     code, out, err = cli(capsys, monkeypatch, "compute", files / "a", files / "b", "--encoder", "dinov2-vitl14",
-                         "--encoder-weights", files / "dinov2.pth", "--metrics", "fd,kid,pr,fd-inf", "--json", *RUN)
+                         "--encoder-weights", files / "dinov2.pth", "--metrics", "fd,kid,pr,fd-inf", "--bootstrap", 5, "--json", *RUN)
     assert code == 0, err
     r = json.loads(out)
-    assert "fid" not in r and r["encoder"] == "dinov2-vitl14" and r["protocol"] == "edm2"
+    assert r["fd_dinov2_ci_low"] <= r["fd_dinov2_ci_high"] and r["fd_dinov2_bootstrap_std"] > 0
+    assert not [k for k in r if k.startswith("fid")], r  # no Inception-named key in DINOv2's JSON
+    assert r["encoder"] == "dinov2-vitl14" and r["protocol"] == "edm2" and r["fd_dinov2_raw"] >= r["fd_dinov2"]
     for key in ("fd_dinov2", "kid_mean", "kid_std", "precision", "recall", "density", "coverage",
                 "fd_dinov2_inf", "fd_dinov2_inf_slope", "fd_dinov2_inf_sizes", "fd_dinov2_inf_values"):
         assert key in r, key
