@@ -185,13 +185,16 @@ def _is_stats(source) -> bool:
 def check_provenance(st: Statistics, protocol: str | None, weights_digest: str | None,
                      allow_mismatch: bool = False, encoder: str | None = None) -> None:
     """Refuses, in one line, statistics that record another encoder, protocol or other weights than
-    ``encoder`` / ``protocol`` / ``weights_digest`` (None: not checked); ``allow_mismatch`` lets them pass."""
-    if allow_mismatch:
-        return
+    ``encoder`` / ``protocol`` / ``weights_digest`` (None: not checked). ``allow_mismatch`` lets
+    another protocol or other weights pass, never another encoder: two encoders' features live
+    in different spaces, so such a file could only be refused later, after the other source
+    had been read."""
     name = st.source or "the statistics"
     if encoder is not None and st.encoder != encoder:
         raise StatsError(f"{name} was made with encoder {st.encoder!r}, not {encoder!r}; use --encoder {st.encoder} "
                          f"(encoder={st.encoder!r}) or recompute it")
+    if allow_mismatch:
+        return
     if st.protocol is not None and protocol is not None and st.protocol != protocol:
         raise StatsError(f"{name} was made with protocol {st.protocol!r}, not {protocol!r}; use --protocol "
                          f"{st.protocol} (protocol={st.protocol!r}) or recompute it")
@@ -499,8 +502,13 @@ def parse_metrics(metrics) -> tuple:
     return tuple(dict.fromkeys(out))
 
 
+def _stats_only(source) -> bool:
+    """Whether ``source`` is a statistics file without images (no per-image features)."""
+    return _is_stats(source) and not _holds_images(source)
+
+
 def _refuse_stats_file(source, metric: str) -> None:
-    if _is_stats(source) and not _holds_images(source):
+    if _stats_only(source):
         raise StatsError(f"{_METRIC_NAMES.get(metric, metric)} needs the features of every image, which a "
                          f"statistics file does not keep ({source}); give the image folder or sample batch instead")
 
@@ -579,7 +587,12 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     check_metrics(wanted, enc)
     protocol = mode_of(enc, protocol)
     adm_distances = kw.pop("adm_distances", "float32")
-    keep = any(m in wanted for m in _PER_IMAGE) or bootstrap > 0 or "fd-inf" in wanted
+    per_image = any(m in wanted for m in _PER_IMAGE)
+    # per-image features of each side: every metric of _PER_IMAGE needs both; FD∞ needs B's
+    # (A may be a statistics file, whose mean and covariance it then uses); the bootstrap
+    # resamples the sides that have images and keeps a statistics file fixed
+    keep_a = per_image or ((bootstrap > 0 or "fd-inf" in wanted) and not _stats_only(a))
+    keep_b = per_image or "fd-inf" in wanted or (bootstrap > 0 and not _stats_only(b))
     spatial = "sfid" in wanted
     logits = any(m in wanted for m in _LOGITS)
     if bootstrap > 0 and _is_stats(a) and _is_stats(b):
@@ -611,11 +624,11 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
             early = compute_stats(b, protocol, allow_mismatch=allow_mismatch, encoder=enc)
         if early.weights_digest and not allow_mismatch:
             check_provenance(early, None, digest_in_use(), allow_mismatch)
-    ex1 = _one_pass(a, protocol, keep, False, spatial, {"label": _side_label("A", a), **kw}, allow_mismatch)
+    ex1 = _one_pass(a, protocol, keep_a, False, spatial, {"label": _side_label("A", a), **kw}, allow_mismatch)
     s1 = ex1.stats
     if s1.weights_digest and not _is_stats(b):  # refuse other weights before spending time on b
         check_provenance(s1, None, digest_in_use(), allow_mismatch)
-    ex2 = _one_pass(b, protocol, keep, logits, spatial, {"label": _side_label("B", b), **kw}, allow_mismatch)
+    ex2 = _one_pass(b, protocol, keep_b, logits, spatial, {"label": _side_label("B", b), **kw}, allow_mismatch)
     s2 = ex2.stats
     r = frechet_distance(s1, s2, allow_mismatch=allow_mismatch)
     scores: dict = {}
@@ -723,7 +736,7 @@ def adm_evaluate(ref, sample, *, distances: str = "float32", allow_mismatch: boo
     st_s, img_s = plan(sample)
     for st in (st_r, st_s):
         if st is not None:
-            check_provenance(st, "ttur", w.digest, allow_mismatch)
+            check_provenance(st, "ttur", w.digest, allow_mismatch, encoder=DEFAULT_ENCODER)
     if not w.has_classifier:
         warnings.warn(f"Inception Score: null, these weights ({w.origin}) have no 1008-way classifier; give "
                       f"pytorch-fid's pt_inception-2015-12-05-6726825d.pth with --weights ({PTFID_URL})",

@@ -145,7 +145,14 @@ def test_api_and_statistics_files(files, tmp_path, capsys, monkeypatch):
     code, out, err = cli(capsys, monkeypatch, "compute", tmp_path / "a.npz", tmp_path / "inception.npz",
                          "--encoder", "dinov2-vitl14", "--protocol", "dgm-eval", "--allow-mismatch")
     assert code == 1 and err.count("\n") == 1
-    assert "statistics of two encoders" in err and "'dinov2-vitl14'" in err and "'inception'" in err
+    assert "inception.npz was made with encoder 'inception', not 'dinov2-vitl14'" in err
+    with pytest.raises(StatsError, match="statistics of two encoders"):  # in memory: no encoder to check against
+        fidkit.frechet_distance(Statistics.load(tmp_path / "a.npz"), Statistics.load(tmp_path / "inception.npz"),
+                                allow_mismatch=True)
+    import fidkit.api as api
+    monkeypatch.setattr(api, "extract", lambda *a, **k: pytest.fail("an image was read"))
+    code, out, err = cli(capsys, monkeypatch, "compute", tmp_path / "a.npz", files / "b", "--allow-mismatch", *RUN)
+    assert code == 1 and "made with encoder 'dinov2-vitl14', not 'inception'" in err  # before B is read
     code, out, err = cli(capsys, monkeypatch, "compute", tmp_path / "a.npz", files / "b", "--encoder",
                          "clip-vitl14-336", "--metrics", "cmmd")
     assert code == 1 and "CMMD needs the features of every image" in err
@@ -171,6 +178,36 @@ def test_old_files_are_inception():
 def test_refused_in_one_line(args, says, capsys, monkeypatch):
     code, out, err = cli(capsys, monkeypatch, "compute", "tests/data/real_a", "tests/data/real_b", *args)
     assert code == 1 and err.count("\n") == 1 and says in err, err
+
+
+def test_fd_inf_and_bootstrap_keep_a_statistics_file_fixed(files, tmp_path, capsys, monkeypatch):
+    """FD∞ needs only B's features and the bootstrap resamples only the side with images: a
+    statistics file's mean and covariance stand in for its images (on either side for the
+    bootstrap, as A for FD∞)."""
+    w = ["--encoder", "dinov2-vitl14", "--encoder-weights", files / "dinov2.pth"]
+    code, out, err = cli(capsys, monkeypatch, "stats", files / "a", "-o", tmp_path / "a.npz", *w, *RUN)
+    assert code == 0, err
+    code, out, err = cli(capsys, monkeypatch, "compute", tmp_path / "a.npz", files / "b", *w, "--metrics",
+                         "fd,fd-inf", "--bootstrap", 20, "--json", *RUN)
+    assert code == 0, err
+    r = json.loads(out)
+    st = Statistics.load(tmp_path / "a.npz")
+    fb = direct("dinov2-vitl14", files / "dinov2.pth", files / "b")
+    inf = distances.fd_infinity((st.mu, st.sigma), fb, seed=2020)
+    assert r["fd_dinov2_inf"] == pytest.approx(inf.value, rel=1e-5)
+    assert r["fd_dinov2_ci_low"] <= r["fd_dinov2"] * 1.5 and r["fd_dinov2_ci_low"] <= r["fd_dinov2_ci_high"]
+    code, out, err = cli(capsys, monkeypatch, "compute", files / "b", tmp_path / "a.npz", *w, "--bootstrap", 20,
+                         "--json", *RUN)
+    assert code == 0, err
+    swapped = json.loads(out)
+    assert swapped["fd_dinov2"] == pytest.approx(r["fd_dinov2"], rel=1e-9)
+    assert (swapped["fd_dinov2_ci_low"], swapped["fd_dinov2_ci_high"]) == pytest.approx(
+        (r["fd_dinov2_ci_low"], r["fd_dinov2_ci_high"]), rel=1e-9)  # the same resamples of b's features
+    code, out, err = cli(capsys, monkeypatch, "compute", files / "b", tmp_path / "a.npz", *w, "--metrics", "fd-inf",
+                         *RUN)
+    assert code == 1 and "statistics file" in err and err.count("\n") == 1, err  # B's images are what FD∞ fits
+    code, out, err = cli(capsys, monkeypatch, "adm", tmp_path / "a.npz", tmp_path / "a.npz", *RUN)
+    assert code == 1 and "made with encoder 'dinov2-vitl14', not 'inception'" in err, err  # ADM's is Inception's
 
 
 def test_fd_inf_refused_when_too_few_images(files, capsys, monkeypatch):
