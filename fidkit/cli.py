@@ -306,7 +306,10 @@ def _main(argv=None) -> None:
     debug = "--debug" in argv
     warnings.showwarning = _show_warning
     try:
-        cli.main(args=argv, prog_name="fidkit", standalone_mode=False)
+        # the command is invoked directly, not through cli.main(): that turns Ctrl-C into a blank
+        # line on stderr and click's Abort, before the handler below could say what it means
+        with cli.make_context("fidkit", list(argv)) as ctx:
+            cli.invoke(ctx)
     except click.exceptions.Abort:
         print("fidkit: interrupted", file=sys.stderr)
         sys.exit(130)

@@ -225,8 +225,11 @@ def test_an_interrupted_run_continues_exactly(tmp_path, images, capsys, monkeypa
     args = ["compare-timescales", "--archs", "dcgan", "--seeds", 1, "--max-runs", 1, *_quick(tmp_path, images)]
     stub = StubEvaluate(fail_at=3)  # interrupted at the evaluation of step 2
     monkeypatch.setattr(studies.Evaluations, "evaluate", lambda self, *a, **k: stub(self, *a, **k))
-    code, _ = _run(capsys, *args)
-    assert code == 130
+    with pytest.raises(SystemExit) as e:
+        ttur_cli.main([str(a) for a in args])
+    err = capsys.readouterr().err
+    assert e.value.code == 130 and "\n\n" not in err
+    assert err.endswith("\nfidkit-ttur: interrupted; files already written are complete (each is written atomically)\n")
     path = tmp_path / "runs" / "timescales" / "dcgan-ttur-s0.json"
     run = json.loads(path.read_text())
     assert run["complete"] is False and [e["step"] for e in run["evals"]] == [0, 1]

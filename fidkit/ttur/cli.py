@@ -510,7 +510,10 @@ def main(argv=None) -> None:
     debug = "--debug" in argv
     warnings.showwarning = _show_warning
     try:
-        cli.main(args=argv, prog_name=PROG, standalone_mode=False, obj={"argv": argv})
+        # invoked directly, not through cli.main(): that turns Ctrl-C into a blank line on
+        # stderr and click's Abort, before the handler below could say what it means
+        with cli.make_context(PROG, list(argv), obj={"argv": argv}) as ctx:
+            cli.invoke(ctx)
     except click.exceptions.Abort:
         print(f"{PROG}: interrupted", file=sys.stderr)
         sys.exit(130)
