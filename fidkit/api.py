@@ -34,7 +34,7 @@ from .frechet import FrechetResult
 from .inception import TF32X3, Split
 from .frechet import frechet_distance as _frechet_arrays
 from .preprocess import get_protocol
-from .sources import BATCH_KEY, BatchImages, as_images, npz_kind, npz_members
+from .sources import BATCH_KEY, BatchImages, as_images, check_exists, npz_kind, npz_members
 from .stats import Accumulator, Statistics
 from .weights import PTFID_URL, Weights, build_network, load_file, resolve
 
@@ -160,8 +160,9 @@ def encoder_for(encoder=None, protocol=None, *, weights=None, encoder_weights=No
 
 def _is_stats_path(source) -> bool:
     """A statistics file: an EDM2 ``.pkl``, or an ``.npz`` whose keys hold ``mu``/``sigma`` (told
-    by its keys, not its name; a missing ``.npz`` counts, so that loading it names the problem)."""
-    if not isinstance(source, (str, Path)):
+    by its keys, not its name). A path that does not exist is none: reading it as a source
+    gives the one message for every missing path (``no such file or folder``)."""
+    if not isinstance(source, (str, Path)) or not Path(source).exists():
         return False
     low = str(source).lower()
     if low.endswith(".pkl"):
@@ -581,6 +582,8 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     file among the sources stays fixed.
     """
     t0 = time.perf_counter()
+    for source in (a, b):  # a missing B is named before A is read
+        check_exists(source)
     wanted = parse_metrics(metrics)
     enc = kw.get("encoder")
     enc_name = enc.name if isinstance(enc, Encoder) else get_info(enc).name
@@ -721,6 +724,8 @@ def adm_evaluate(ref, sample, *, distances: str = "float32", allow_mismatch: boo
     device, batch_size, workers, progress, precision).
     """
     t0 = time.perf_counter()
+    for source in (ref, sample):
+        check_exists(source)
     w = load_weights(kw.get("weights"))
     if distances not in _scores.ADM_DISTANCES:
         raise FidkitError(f"distances must be one of {', '.join(_scores.ADM_DISTANCES)}, got {distances!r}")

@@ -3,6 +3,7 @@
 The table in README.md ("Bad input") lists these cases with their messages.
 """
 import os
+import re
 import subprocess
 import sys
 
@@ -101,6 +102,27 @@ def test_tiny_and_mixed_sizes_work(tmp_path):
         Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
     st = fidkit.compute_stats(str(tmp_path), device="cpu", workers=0, batch_size=3)
     assert st.n == 5 and np.all(np.isfinite(st.sigma))
+
+
+def test_a_missing_source_is_named_before_the_other_is_read(tmp_path, real_a, monkeypatch):
+    """Every missing path gets the same line, whatever its name says (a statistics .npz, an
+    EDM2 .pkl, a batch, an archive, a pattern), and a missing B is named before A is read."""
+    import fidkit.api as api
+    monkeypatch.setattr(api, "extract", lambda *a, **k: pytest.fail("a source was read"))
+    for name in ("nope", "nope.npz", "nope.pkl", "nope.npy", "nope.zip"):
+        missing = str(tmp_path / name)
+        with pytest.raises(SourceError, match=f"^{re.escape(missing)}: no such file or folder; give an image folder"):
+            fidkit.compare(real_a, missing)
+        with pytest.raises(SourceError, match="no such file or folder"):
+            fidkit.adm_evaluate(missing, real_a)
+    with pytest.raises(SourceError, match="the pattern matches no files"):
+        fidkit.compare(real_a, str(tmp_path / "*.tar"))
+    (tmp_path / "s-0.tar").write_bytes(b"")
+    with pytest.raises(SourceError, match=r"s-1.tar: no such file \(2 of the 3 that .*s-\{0..2\}.tar names"):
+        fidkit.compare(real_a, str(tmp_path / "s-{0..2}.tar"))
+    r = subprocess.run([sys.executable, "-m", "fidkit", "stats", str(tmp_path / "nope.npz"), "-o",
+                        str(tmp_path / "out.npz")], capture_output=True, text=True)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "nope.npz: no such file or folder" in r.stderr
 
 
 def test_missing_empty_and_imageless_folders(tmp_path):
