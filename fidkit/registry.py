@@ -10,8 +10,9 @@ belong to protocol ``ttur``, clean-fid's ``legacy_pytorch`` files to ``pytorch-f
 Digests. fidkit cannot know the digests of files it has never been able to download (the
 machines it is built on have no internet), so it trusts the first download: the sha256 of
 the file as published is recorded in ``stats/digests.json`` in the cache, and every later
-fetch or use of the cached copy is checked against it. A changed file upstream, or a
-damaged cached copy, is then reported instead of silently giving other scores.
+download, and the download digest a cached copy records, is checked against it. A changed
+file upstream is then reported instead of silently giving other scores; a damaged cached
+copy fails its zip checksums when read. The cached copy's own bytes are not hashed.
 
 The cached file is a fidkit statistics file (``mu``, ``sigma``, metadata): the published
 ``mu``/``sigma`` unchanged (float64), with the protocol, the registry name, the URL and the

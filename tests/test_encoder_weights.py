@@ -13,6 +13,7 @@ import torch
 
 from fidkit._io import file_sha256
 from fidkit.encoders import clip as fclip
+from fidkit.encoders import get_encoder
 from fidkit.encoders import dinov2 as fdino
 from fidkit.encoders import weights as ew
 from fidkit.errors import FidkitWarning, WeightsError
@@ -77,11 +78,11 @@ class _Tree(torch.nn.Module):
         return x + self.visual.proj.float().sum()
 
 
-def openai_archive(path, seed=0):
+def openai_archive(path, seed=0, **config):
     """A random CLIP state dict in OpenAI's names (visual float16, a token text part), saved
     as a TorchScript archive with torch.jit.save, as OpenAI's ViT-L-14-336px.pt is."""
     torch.manual_seed(seed)
-    net = fclip.CLIPVisual(**SMALL_CLIP)
+    net = fclip.CLIPVisual(**{**SMALL_CLIP, **config})
     sd = {"visual." + k: (torch.randn_like(v) * 0.02).half() for k, v in net.state_dict().items()}
     sd.update({"positional_embedding": torch.randn(8, 16), "ln_final.weight": torch.ones(16),
                "logit_scale": torch.tensor(4.6)})
@@ -99,6 +100,15 @@ def test_dinov2_state_dict_file_loads(tmp_path):
     assert all(torch.equal(got[k], sd[k]) for k in got)
     assert enc.weights_digest == file_sha256(tmp_path / "w.pth") and enc.weights_official is None
     assert enc(torch.zeros(1, 3, 224, 224))["cls"].shape == (1, 64)
+
+
+def test_a_clip_tower_for_another_image_size_is_refused(tmp_path):
+    """The architecture is read from the file, but CMMD's preprocessing gives 336-pixel images:
+    a tower for 224 (ViT-L/14 without -336) is refused in one line when loaded, not in forward."""
+    openai_archive(tmp_path / "ViT-L-14.pt", image_size=224)
+    with pytest.raises(WeightsError, match=r"ViT-L-14.pt: a CLIP image tower for 224-pixel images .* 336-pixel") as e:
+        get_encoder("clip-vitl14-336", weights=tmp_path / "ViT-L-14.pt")
+    assert "\n" not in str(e.value)
 
 
 def test_openai_torchscript_archive_read_without_running_it(tmp_path):

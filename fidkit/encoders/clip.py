@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import WeightsError
 from ..weights import check_layout
 from . import Encoder, Preprocess
 from ._image import CLIP_MEAN, CLIP_STD, centre_crop_square, chw, normalise, pil_bicubic_uint8
@@ -174,6 +175,9 @@ def load_state_dict_into(net: CLIPVisual, sd: Dict[str, torch.Tensor], origin: s
     expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
     check_layout(vis, expected, origin, f"the OpenAI CLIP ViT layout of {NAME}", "give OpenAI's ViT-L-14-336px.pt",
                  prefix="visual.")
+    if net.image_size != SIZE:  # CMMD's preprocessing gives 336 px; a tower for other sizes cannot read them
+        raise WeightsError(f"{origin}: a CLIP image tower for {net.image_size}-pixel images (patch × position grid), "
+                           f"but {NAME} feeds it {SIZE}-pixel images; give OpenAI's ViT-L-14-336px.pt")
     if assign:
         for k in list(vis):
             sd.pop("visual." + k, None)
