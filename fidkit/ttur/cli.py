@@ -391,7 +391,7 @@ def _timescale_plan(s: dict, archs) -> "studies.Plan":
 def _truncation_plan(s: dict) -> "studies.Plan":
     return studies.Plan("truncation", studies.truncation_runs(seeds=s["seeds"], **s["kw"]), s["eval"], s["quick"],
                         {"thresholds": list(studies.THRESHOLDS), "generator": "the dcgan TTUR runs of the time-scale "
-                                                                              "study, at their last step"})
+                                                                              f"study, at step {studies.TRUNCATION_STEP}"})
 
 
 def _critical_plan(s: dict, batch_sizes, target_fid: float = studies.CRITICAL_FID) -> "studies.Plan":
@@ -444,8 +444,9 @@ def critical_batch(ctx, batch_sizes, target_fid, **o):
 def truncation(ctx, **o):
     """FID, KID, precision, recall, density and coverage against BigGAN's truncation threshold.
 
-    The generators are the time-scale study's dcgan TTUR runs at their last step (trained
-    first when missing); resumable; writes ttur_truncation.json|png."""
+    The generators are the time-scale study's dcgan TTUR runs at step 10,000
+    (studies.TRUNCATION_STEP; those runs are trained first where they lack it); resumable;
+    writes ttur_truncation.json|png."""
     s = _study_setup(o)
     plan = _truncation_plan(s)
     _execute(ctx, s, [plan], [(plan, r) for r in plan.runs])
