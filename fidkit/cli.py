@@ -119,8 +119,8 @@ def compute(a, b, protocol, allow_mismatch, metrics, bootstrap, as_json, **run):
 @_run_options
 @_encoder_options
 @click.option("--shard", default=None, metavar="I/K",
-              help="Only the I-th of K equal parts of the folder's sorted files or the archive's members "
-                   "(I from 0), to merge later.")
+              help="Only the I-th of K equal parts of the folder's sorted files, the archive's members or the "
+                   "sample batch's images (I from 0), to merge later.")
 @click.option("--metrics", default="fid", show_default=True,
               help="fid, or fid,sfid to add the sFID statistics (mu_s, sigma_s, as ADM's evaluator reads them) "
                    "from the same pass.")
@@ -318,8 +318,12 @@ def _main(argv=None) -> None:
             raise
         print("fidkit: interrupted; no output was written", file=sys.stderr)
         sys.exit(130)
+    except click.UsageError as e:  # one line too, with where to read the usage
+        where = f" (see {e.ctx.command_path} --help)" if e.ctx is not None else ""
+        print(f"fidkit: error: {e.format_message()}{where}", file=sys.stderr)
+        sys.exit(e.exit_code)
     except click.ClickException as e:
-        e.show()
+        print(f"fidkit: error: {e.format_message()}", file=sys.stderr)
         sys.exit(e.exit_code)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
@@ -329,6 +333,8 @@ def _main(argv=None) -> None:
         print(f"fidkit: error: {e}", file=sys.stderr)
         sys.exit(1)
     except MemoryError:
+        if debug:
+            raise
         print("fidkit: error: out of memory; lower --batch-size or --workers", file=sys.stderr)
         sys.exit(1)
     except Exception as e:  # noqa: BLE001 - one line for users, the traceback with --debug

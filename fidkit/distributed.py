@@ -59,7 +59,7 @@ from . import api
 from .errors import FidkitError
 from . import errors as _errors
 from .pipeline import BadFile, MAX_DEFAULT_WORKERS, iter_features
-from .sources import ArrayImages, Images, as_images
+from .sources import as_images, share_of
 from .stats import Accumulator
 
 TIMEOUT_ENV = "FIDKIT_DISTRIBUTED_TIMEOUT"
@@ -95,36 +95,6 @@ def share_bounds(n: int, batch_size: int, rank: int, world: int) -> tuple[int, i
     lo = rank * batches // world * batch_size
     hi = (rank + 1) * batches // world * batch_size
     return min(lo, n), min(hi, n)
-
-
-class Share(Images):
-    """Items ``lo`` .. ``hi − 1`` of another :class:`~fidkit.sources.Images` (a rank's block).
-
-    ``share[i]`` is ``base[lo + i]``, a uint8 (H, W, 3) array; labels, name, ``sequential``
-    and ``in_workers`` are the base's, so errors and skipped files name the original items.
-    """
-
-    def __init__(self, base: Images, lo: int, hi: int):
-        self.base, self.lo, self.hi = base, lo, hi
-        self.name = base.name
-        self.sequential, self.in_workers = base.sequential, base.in_workers
-
-    def __len__(self) -> int:
-        return self.hi - self.lo
-
-    def __getitem__(self, i: int) -> np.ndarray:
-        return self.base[self.lo + i]
-
-    def label(self, i: int) -> str:
-        return self.base.label(self.lo + i)
-
-
-def share_of(images: Images, lo: int, hi: int) -> Images:
-    """The block ``[lo, hi)`` of ``images``: a slice of the array for in-memory images (which the
-    pipeline reads without workers), a :class:`Share` otherwise."""
-    if isinstance(images, ArrayImages):
-        return ArrayImages(images.array[lo:hi], images.layout, images.name)
-    return Share(images, lo, hi)
 
 
 def default_workers() -> int:

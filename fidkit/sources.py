@@ -116,7 +116,8 @@ def check_uint8_images(images, layout: str) -> None:
 def shard(files, spec: str):
     """The ``i``-th of ``k`` contiguous, nearly equal parts of ``files`` for ``spec`` = "i/k" (0 ≤ i < k).
 
-    ``files``: a list (of image paths), or an :class:`ArchiveImages` (its members, in their order)."""
+    ``files``: a list (of image paths), or an :class:`Images` (an archive's members or a
+    sample batch's images, in their order)."""
     try:
         i, k = (int(x) for x in spec.split("/"))
     except ValueError:
@@ -124,15 +125,19 @@ def shard(files, spec: str):
     if not (k >= 1 and 0 <= i < k):
         raise SourceError(f"--shard {spec}: need k ≥ 1 and 0 ≤ i < k (shards are numbered from 0)")
     n = len(files)
+    name = f"{getattr(files, 'name', '')} (shard {i}/{k})"
     if isinstance(files, ArchiveImages):
-        return files.subset(i * n // k, (i + 1) * n // k, f"{files.name} (shard {i}/{k})")
+        return files.subset(i * n // k, (i + 1) * n // k, name)
+    if isinstance(files, Images):
+        return share_of(files, i * n // k, (i + 1) * n // k, name)
     return files[i * n // k:(i + 1) * n // k]
 
 
 def shardable(source):
-    """What ``--shard`` splits: the sorted image files of a folder (a list of paths), or the
-    members of an archive source (an :class:`ArchiveImages`)."""
-    if is_archive_source(source):
+    """What ``--shard`` splits: the sorted image files of a folder (a list of paths), the
+    members of an archive source (an :class:`ArchiveImages`), or the images of a sample
+    batch (``.npz`` with ``arr_0``, ``.npy``; a :class:`BatchImages`)."""
+    if is_archive_source(source) or is_batch_path(source):
         return as_images(source)
     return list_images(source)
 
@@ -196,7 +201,8 @@ class Images:
     compressed archive member): they are read by one process. ``in_workers`` sets are read
     and decoded in decoding worker processes (files, batches, archives); the others (arrays
     in memory) by the process that runs the network. Archives are :class:`ArchiveImages`;
-    a torchrun rank's block is :class:`fidkit.distributed.Share`.
+    a contiguous part of any of them (a ``--shard``, a torchrun rank's block) is a
+    :class:`Share`.
     """
 
     name: str = "images"
@@ -256,6 +262,37 @@ class ArrayImages(Images):
         if self.layout == "NCHW":
             x = x.permute(1, 2, 0) if hasattr(x, "permute") else x.transpose(1, 2, 0)
         return np.asarray(x.cpu() if hasattr(x, "cpu") else x)
+
+
+class Share(Images):
+    """Items ``lo`` .. ``hi − 1`` of another :class:`Images` (a ``--shard``, a torchrun rank's block).
+
+    ``share[i]`` is ``base[lo + i]``, a uint8 (H, W, 3) array; labels, ``sequential`` and
+    ``in_workers`` are the base's, so errors and skipped files name the original items;
+    ``name`` defaults to the base's.
+    """
+
+    def __init__(self, base: Images, lo: int, hi: int, name: str | None = None):
+        self.base, self.lo, self.hi = base, lo, hi
+        self.name = name or base.name
+        self.sequential, self.in_workers = base.sequential, base.in_workers
+
+    def __len__(self) -> int:
+        return self.hi - self.lo
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.base[self.lo + i]
+
+    def label(self, i: int) -> str:
+        return self.base.label(self.lo + i)
+
+
+def share_of(images: Images, lo: int, hi: int, name: str | None = None) -> Images:
+    """The part ``[lo, hi)`` of ``images``: a slice of the array for in-memory images (which the
+    pipeline reads without workers), a :class:`Share` otherwise."""
+    if isinstance(images, ArrayImages):
+        return ArrayImages(images.array[lo:hi], images.layout, name or images.name)
+    return Share(images, lo, hi, name)
 
 
 class DatasetImages(ArrayImages):

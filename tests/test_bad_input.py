@@ -167,9 +167,12 @@ def test_unwritable_output_leaves_nothing(good, tmp_path):
 
 def test_usage_errors_exit_2_data_errors_exit_1(good, tmp_path):
     folder, _ = good
-    assert cli("compute", folder).returncode == 2
-    assert cli("compute", folder, folder, "--batch-size", "0").returncode == 2
-    assert cli("frobnicate").returncode == 2
+    for args, says in ((["compute", folder], "Missing argument 'B'. (see fidkit compute --help)"),
+                       (["compute", folder, folder, "--batch-size", "0"], "'--batch-size': 0 is not in the range"),
+                       (["frobnicate"], "No such command 'frobnicate'. (see fidkit --help)")):
+        r = cli(*args)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1 and r.stderr.startswith("fidkit: error: "), r.stderr
+        assert says in r.stderr, r.stderr
     r = cli("--debug", "compute", tmp_path / "nope", folder)
     assert r.returncode == 1 and "Traceback" in r.stderr  # --debug shows the traceback
 

@@ -103,6 +103,30 @@ def test_shards_merge_into_the_whole(tmp_path, real_a):
     assert r.returncode == 1 and "0 ≤ i < k" in r.stderr
 
 
+def test_shards_of_a_sample_batch_merge_into_the_whole(tmp_path):
+    """--shard splits a sample batch's images as it splits a folder's files (a compressed
+    .npz: streamed in order; an .npy: read at offsets)."""
+    from fidkit.sources import shard, shardable
+    images = np.random.default_rng(0).integers(0, 256, (9, 24, 24, 3), dtype=np.uint8)
+    np.savez_compressed(tmp_path / "b.npz", arr_0=images)
+    np.save(tmp_path / "b.npy", images)
+    for name in ("b.npz", "b.npy"):
+        parts = [shard(shardable(str(tmp_path / name)), f"{i}/2") for i in (0, 1)]
+        assert [len(p) for p in parts] == [4, 5] and parts[1].name.endswith("(shard 1/2)")
+        assert np.array_equal(np.stack([p[i] for p in parts for i in range(len(p))]), images)
+        assert parts[1].label(0) == shardable(str(tmp_path / name)).label(4)
+    for i in (0, 1):
+        run("stats", tmp_path / "b.npz", "--shard", f"{i}/2", "-o", tmp_path / f"s{i}.npz", "--device", "cpu",
+            "--workers", "1", "--batch-size", "2")
+    run("stats", "merge", tmp_path / "s0.npz", tmp_path / "s1.npz", "-o", tmp_path / "all.npz")
+    run("stats", tmp_path / "b.npz", "-o", tmp_path / "whole.npz", "--device", "cpu", "--workers", "1",
+        "--batch-size", "2")
+    m, w = Statistics.load(tmp_path / "all.npz"), Statistics.load(tmp_path / "whole.npz")
+    assert m.n == w.n == 9
+    np.testing.assert_allclose(m.mu, w.mu, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(m.sigma, w.sigma, rtol=1e-5, atol=1e-9)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 @pytest.mark.parametrize("protocol", sorted(REFERENCE))
 def test_cuda_strict_fp32_matches_the_references(real_a, real_b, protocol):
