@@ -1,10 +1,11 @@
 """The Fréchet distance of two statistics files by fidkit and by the classic sqrtm formula.
 
-    python benchmarks/sqrtm_vs_eig.py A.npz B.npz
+    python benchmarks/sqrtm_vs_eig.py A.npz B.npz [--out RESULT.json]
 
 Shows how much of a difference between fidkit and a reference implementation comes from
 the matrix square root alone (the references compute ‖Δμ‖² + tr Σ₁ + tr Σ₂ − 2 tr
-sqrtm(Σ₁Σ₂) with scipy). Prints one JSON line.
+sqrtm(Σ₁Σ₂) with scipy). Prints one JSON line; ``--out`` also writes it to a file, with the
+command and the time.
 """
 import json
 import sys
@@ -21,7 +22,13 @@ from fidkit.stats import Statistics  # noqa: E402
 
 
 def main():
-    a, b = (Statistics.load(p) for p in sys.argv[1:3])
+    args = sys.argv[1:]
+    out = None
+    if "--out" in args:
+        i = args.index("--out")
+        out = args[i + 1]
+        del args[i:i + 2]
+    a, b = (Statistics.load(p) for p in args[:2])
     t = time.perf_counter()
     ours = frechet_distance(a.mu, a.sigma, b.mu, b.sigma)
     t_ours = time.perf_counter() - t
@@ -32,11 +39,16 @@ def main():
     t_sqrtm = time.perf_counter() - t
     d = a.mu - b.mu
     classic = float(d @ d + np.trace(a.sigma) + np.trace(b.sigma) - 2 * np.trace(root).real)
-    print(json.dumps({"n_a": a.n, "n_b": b.n, "fidkit": ours.fid, "sqrtm": classic,
-                      "relative_difference": abs(classic - ours.fid) / ours.fid,
-                      "sqrtm_trace_imaginary": float(abs(np.trace(root).imag)),
-                      "fidkit_negative_eigenvalue_mass": ours.negative_eigenvalue_mass,
-                      "fidkit_s": round(t_ours, 3), "sqrtm_s": round(t_sqrtm, 3)}))
+    record = {"a": args[0], "b": args[1], "n_a": a.n, "n_b": b.n, "fidkit": ours.fid, "sqrtm": classic,
+              "relative_difference": abs(classic - ours.fid) / ours.fid,
+              "sqrtm_trace_imaginary": float(abs(np.trace(root).imag)),
+              "fidkit_negative_eigenvalue_mass": ours.negative_eigenvalue_mass,
+              "fidkit_s": round(t_ours, 3), "sqrtm_s": round(t_sqrtm, 3)}
+    print(json.dumps(record))
+    if out:
+        record.update(command="python benchmarks/sqrtm_vs_eig.py " + " ".join(sys.argv[1:]),
+                      date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        Path(out).write_text(json.dumps(record, indent=1) + "\n")
 
 
 if __name__ == "__main__":
