@@ -12,7 +12,8 @@ rotates every round, since the machine is shared and noisy):
 
 - ``read`` (``--read-images``, ``--read-repeats``): listing or indexing the source, then
   reading and decoding every image in order in one process (``as_images(src)[i]``): what
-  the source itself costs.
+  the source itself costs. The listing alone is recorded too (``list_seconds``, and per
+  member ``list_us_per_image`` in the summary).
 - ``stats`` (``--images``, ``--repeats``): ``fidkit.compute_stats(src)`` on the CPU with
   ``--workers`` decoding processes: the whole pipeline with the Inception network (run on
   the folder and the zip only; a tar is read like a zip, by offset).
@@ -45,15 +46,17 @@ import fidkit
 from fidkit.sources import as_images
 what, src, workers = sys.argv[1], sys.argv[2], int(sys.argv[3])
 t = time.perf_counter()
+listed = None
 if what == "read":
     images = as_images(src)
     n = len(images)
+    listed = time.perf_counter() - t  # listing or indexing alone
     for i in range(n):
         images[i]
 else:
     n = fidkit.compute_stats(src, device="cpu", workers=workers, progress=False).n
 seconds = time.perf_counter() - t
-print(json.dumps({"n": n, "seconds": seconds, "images_per_s": n / seconds,
+print(json.dumps({"n": n, "seconds": seconds, "images_per_s": n / seconds, "list_seconds": listed,
                   "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "workers_peak_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
 """
@@ -140,6 +143,11 @@ def main() -> None:
                      "median_seconds": round(med(key, "seconds"), 3),
                      "median_peak_rss_mib": round(med(key, "peak_rss_mib"), 1),
                      "median_workers_peak_rss_mib": round(med(key, "workers_peak_rss_mib"), 1)} for key in runs}
+    for key in runs:
+        if key.startswith("read "):
+            listed = med(key, "list_seconds")
+            summary[key].update(median_list_seconds=round(listed, 4),
+                                list_us_per_image=round(listed / args.read_images * 1e6, 1))
     ratios = {}
     for what, k in plan:
         if k != "folder":
