@@ -2,8 +2,8 @@
 
 Public API::
 
-    fidkit.fid(a, b, protocol="ttur")       -> float
-    fidkit.compare(a, b, protocol="ttur")   -> FIDResult (fid, n_a, n_b, protocol, ...)
+    fidkit.fid(a, b, protocol=None)         -> float (protocol None: the encoder's default, ttur for Inception)
+    fidkit.compare(a, b, protocol=None)     -> FIDResult (fid, n_a, n_b, protocol, ...)
     fidkit.features(source, ...)            -> float32 (N, 2048) pool3 features
     fidkit.compute_stats(source, ...)       -> Statistics (mu, sigma, n; .save(path), Statistics.load(path))
     fidkit.frechet_distance(s1, s2)         -> FrechetResult (float(result) is the FID)
@@ -14,12 +14,12 @@ Public API::
     fidkit.kid(a, b)                        -> MeanStd (mean, std)
     fidkit.precision_recall(real, fake)     -> dict precision, recall, density, coverage
     fidkit.FID(reference)                   -> metric: .update(images), .compute(), .reset()
-    fidkit.to_uint8(images, (-1, 1))        -> uint8 images, rounded as saving an image file does
+    fidkit.to_uint8(images, (-1, 1))        -> uint8 tensor of the float images' shape, rounded as saving an image does
     fidkit.dataset_images("fashion-mnist-test", n=None) -> uint8 (N, H, W, 3) images of a named dataset
     fidkit.is_image_name("dir/x.png")       -> bool: whether fidkit reads that file of a folder or archive
     fidkit.list_images(folder)              -> list[Path]: the image files fidkit reads there, in its order
     fidkit.evaluate_generator(sample_fn, n, batch_size, reference) -> GeneratorResult (fid, n)
-    fidkit.load_weights(path=None)          -> Weights (.digest, .has_classifier, .origin, .path)
+    fidkit.load_weights(weights=None)       -> Weights (.digest, .has_classifier, .origin, .path)
 
 Sources are image folders, sample batches (``.npz`` with ``arr_0``, ``.npy``), statistics
 files (``.npz`` with ``mu``/``sigma``, EDM2 ``.pkl``), lists of image paths, or uint8 image

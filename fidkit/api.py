@@ -30,7 +30,7 @@ from .encoders import DEFAULT_ENCODER, Encoder, encoders_with, get_encoder, get_
 from .encoders.inception import InceptionEncoder
 from .errors import FidkitError, FidkitWarning, SourceError, StatsError, WeightsError
 from .pipeline import default_batch_size, default_workers, iter_features, memory_format, resolve_device
-from .frechet import FrechetResult
+from .frechet import FrechetResult, real_array
 from .inception import TF32X3, Split
 from .frechet import frechet_distance as _frechet_arrays
 from .preprocess import get_protocol
@@ -48,7 +48,9 @@ _distributed_extract = None
 def load_weights(weights=None) -> Weights:
     """Weights from ``weights`` (a path, a :class:`Weights`, or None for the default resolution).
 
-    Loaded once per path and kept. ``.digest`` (hex sha256 of the pool3 tensors) is what
+    Loaded once per path and kept. The default resolution may download the weights and
+    write them into fidkit's cache (under a lock file), saying so on stderr; see the README's
+    Weights. ``.digest`` (hex sha256 of the pool3 tensors) is what
     statistics files record as ``weights_digest``; ``.has_classifier`` tells whether the
     Inception Score can be computed; ``.origin`` and ``.path`` say where they came from.
     """
@@ -347,7 +349,8 @@ def extract(source, protocol: str | None = None, *, batch_size: int | None = Non
 
 
 def features(source, protocol: str | None = None, **kw) -> np.ndarray:
-    """The features of ``source`` (folder, file list or uint8 images): float32 (N, dim) of the
+    """The features of ``source`` (folder, archive, sample batch, file list or
+    uint8 images (numpy (N, H, W, 3) or torch (N, 3, H, W), values 0..255)): float32 (N, dim) of the
     encoder's default feature (``encoder=``; Inception's pool3, (N, 2048), by default).
 
     For metrics that need every feature vector (KID, precision/recall) computed more than
@@ -365,19 +368,22 @@ def compute_stats(source, protocol: str | None = None, *, allow_mismatch: bool =
     preprocessing mode (None: its default).
 
     A statistics file (``.npz`` with ``mu``/``sigma``, ADM reference batches included, or
-    EDM2's ``.pkl``) or a :class:`Statistics` is returned as loaded (its protocol is checked
-    when it records one, unless ``allow_mismatch``). Otherwise ``kw`` are those of :func:`extract` (batch_size, device,
+    EDM2's ``.pkl``) or a :class:`Statistics` is returned as loaded (its encoder is checked,
+    and its protocol when it records one unless ``allow_mismatch``; with ``spatial``, that
+    it holds sFID statistics). Otherwise ``kw`` are those of :func:`extract` (batch_size, device,
     workers, weights, progress, precision): returns float64 statistics with protocol,
-    weights digest and image count recorded. ``precision`` is ``fp32`` (strict, default), or
-    on CUDA ``tf32`` or ``bf16`` (faster, slightly different scores; recorded in the file).
+    weights digest and image count recorded (``mu`` float64 (d,), ``sigma`` float64 (d, d),
+    d = 2048 for pool3). ``precision`` is ``fp32`` (strict, default), or on CUDA ``tf32x3``
+    (fp32-grade on TF32 tensor cores), ``tf32`` or ``bf16`` (faster, slightly different
+    scores; recorded in the file). Sources as for :func:`compare`. Warns
+    (:class:`FidkitWarning`) for a plain ``mu``/``sigma`` file of unknown provenance and for
+    files skipped with ``skip_bad``.
     ``spatial``: also the sFID statistics (``.spatial``, saved as ``mu_s``/``sigma_s``).
     """
-    if isinstance(source, Statistics):
-        return source
-    if _is_stats_path(source):
+    if isinstance(source, Statistics) or _is_stats_path(source):
         enc = kw.get("encoder")
         name = enc.name if isinstance(enc, Encoder) else get_info(enc).name
-        st = Statistics.load(source, encoder=name)
+        st = source if isinstance(source, Statistics) else Statistics.load(source, encoder=name)
         check_provenance(st, None, None, allow_mismatch, encoder=name)
         check_provenance(st, mode_of(enc, protocol), None, allow_mismatch)
         if spatial:
@@ -412,15 +418,18 @@ def _small_n_warned():
 
 
 def frechet_distance(s1, s2, *, allow_mismatch: bool = False) -> FrechetResult:
-    """Fréchet distance between two :class:`Statistics` (or ``(mu, sigma)`` pairs), in float64.
+    """Fréchet distance between two :class:`Statistics` (or ``(mu, sigma)`` pairs: real arrays
+    of shapes (d,) and (d, d), used in float64), in float64.
 
-    Refuses statistics of two encoders, and made with different protocols or weights unless
-    ``allow_mismatch``.
+    Refuses (:class:`StatsError`, one line) statistics of two encoders, made with different
+    protocols or weights unless ``allow_mismatch``, complex or non-numeric pairs, and what
+    :func:`fidkit.frechet.frechet_distance` refuses (NaN, asymmetric Σ, mismatched shapes);
+    warns (:class:`FidkitWarning`) when a set has no more images than dimensions.
     Returns a :class:`~fidkit.frechet.FrechetResult`; ``float(result)`` or ``result.fid``
     is the FID (≥ 0).
     """
-    s1, s2 = (s if isinstance(s, Statistics) else Statistics(np.asarray(s[0], np.float64),
-                                                             np.asarray(s[1], np.float64)) for s in (s1, s2))
+    s1, s2 = (s if isinstance(s, Statistics) else Statistics(real_array(s[0], f"mu{i}"), real_array(s[1], f"sigma{i}"))
+              for i, s in ((1, s1), (2, s2)))
     _check_compatible(s1, s2, allow_mismatch)
     return _frechet_arrays(s1.mu, s1.sigma, s2.mu, s2.sigma)
 
@@ -554,6 +563,11 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
             seed: int = _scores.DEFAULT_SEED, bootstrap: int = 0, **kw) -> FIDResult:
     """FID between sources ``a`` and ``b`` with details; ``kw`` as for :func:`compute_stats`.
 
+    A source is an image folder, an archive (``.zip``, ``.tar``, ``.tar.gz``, a pattern of tar
+    shards), a sample batch (``.npz`` with ``arr_0``, ``.npy``), a list of image paths,
+    uint8 images (numpy (N, H, W, 3) or torch (N, 3, H, W), values 0..255), a statistics file or a :class:`Statistics`. A path that does not
+    exist is refused before either source is read.
+
     ``encoder`` (in ``kw``; default Inception) names the feature space: every metric below reads
     that encoder's default feature, except those that need a named one (:data:`METRIC_FEATURES`:
     ``sfid``, ``is``, ``is-adm``, ``adm-pr`` Inception's, ``cmmd`` CLIP's ``embedding``), which are
@@ -683,7 +697,8 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
 class ADMResult:
     """The table of OpenAI's guided-diffusion evaluator: Inception Score, FID, sFID, precision, recall.
 
-    ``inception_score`` is None with features-only weights; ``sfid`` None when a statistics
+    ``inception_score`` is None with features-only weights or when the sample is given only
+    as statistics; ``sfid`` None when a statistics
     file without ``mu_s``/``sigma_s`` (and without images) stands in for a set; ``precision``
     and ``recall`` None when a set is given only as statistics. ``ref_statistics`` and
     ``sample_statistics`` say for ``fid`` and ``sfid`` whether the statistics were read from
@@ -715,7 +730,8 @@ def adm_evaluate(ref, sample, *, distances: str = "float32", allow_mismatch: boo
     """What ``python evaluations/evaluator.py REF SAMPLE`` of guided-diffusion prints, without TensorFlow.
 
     ``ref`` and ``sample``: sample/reference batches (``.npz`` with ``arr_0``, or ``.npy``),
-    image folders, uint8 arrays, or statistics files. As in ADM's evaluator, a reference
+    image folders, uint8 images (numpy (N, H, W, 3) or torch (N, 3, H, W), values 0..255), or statistics files. Warns (:class:`FidkitWarning`)
+    for each number that comes out None. As in ADM's evaluator, a reference
     batch's ``mu``/``sigma``/``mu_s``/``sigma_s`` are used for FID and sFID while its
     ``arr_0`` still feeds precision/recall; plain ``mu``/``sigma`` files (EDM's) and EDM2's
     ``.pkl`` are read as ``ttur`` statistics of unknown weights. Protocol ``ttur`` (the TF
@@ -790,7 +806,7 @@ def adm_evaluate(ref, sample, *, distances: str = "float32", allow_mismatch: boo
 
 
 def fid(a, b, protocol: str | None = None, **kw) -> float:
-    """The FID between sources ``a`` and ``b`` (folders, .npz files, arrays) as a float."""
+    """The FID between sources ``a`` and ``b`` as a float (≥ 0); sources as for :func:`compare`."""
     return compare(a, b, protocol, **kw).fid
 
 
@@ -810,9 +826,10 @@ def _features(source, protocol: str, metric: str, kw: dict) -> np.ndarray:
 
 def inception_score(source, protocol: str = "ttur", *, splits: int = 10, seed: int | None = _scores.DEFAULT_SEED,
                     **kw) -> _scores.MeanStd:
-    """Inception Score (mean, std) of a source, or of logits given as an (N, 1008) float array.
+    """Inception Score (mean, std) of a source, or of logits given as an (N, C) float array
+    (C = 1008 for the TF graph's classifier).
 
-    A source (folder, image files, uint8 images) goes through :func:`extract` with ``kw``
+    A source (folder, archive, sample batch, image files, or uint8 images (numpy (N, H, W, 3) or torch (N, 3, H, W), values 0..255)) goes through :func:`extract` with ``kw``
     and needs weights with the 1008-way classifier (pytorch-fid's ``.pth``); see
     :func:`fidkit.scores.inception_score` for the arithmetic (torch-fidelity 0.4.0's).
     """
@@ -836,7 +853,9 @@ def kid(a, b, protocol: str | None = None, *, subsets: int = 100, subset_size: i
 
 
 def precision_recall(real, fake, protocol: str | None = None, *, k: int = 3, block: int = 1000, **kw) -> dict:
-    """Precision, recall, density and coverage of ``fake`` against ``real`` (sources or features).
+    """Precision, recall, density and coverage (floats in [0, 1], density may exceed 1) of
+    ``fake`` against ``real``: sources (as for :func:`compare`), or features given directly as
+    float arrays (N, D) and (M, D).
 
     Sources are extracted once each with ``kw`` (as :func:`extract`); see
     :func:`fidkit.scores.precision_recall` (blocked: memory O(block × 10,000) beside the

@@ -103,6 +103,13 @@ def _numpy(x, name: str) -> np.ndarray:
     return arr.astype(np.float64, copy=False)
 
 
+def real_array(x, name: str) -> np.ndarray:
+    """``x`` (a NumPy array, list or CPU tensor of real numbers) as a float64 NumPy array;
+    :class:`StatsError` in one line for complex, non-numeric or unreadable input (never
+    silently cut to its real part)."""
+    return _numpy(x, name)
+
+
 def _largest_magnitude(x, name: str) -> float:
     """max |x|, or StatsError for NaN or inf (max and min both propagate NaN)."""
     largest = max(float(x.max()), -float(x.min()))

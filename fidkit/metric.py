@@ -38,13 +38,18 @@ from .stats import Accumulator, Statistics
 def to_uint8(images: torch.Tensor, input_range) -> torch.Tensor:
     """Float images with values in ``input_range = (lo, hi)`` as uint8 0..255, on their device.
 
-    The arithmetic of saving an image (``torchvision.utils.save_image`` with
+    ``images``: a floating-point torch tensor (or NumPy array, taken as a tensor) of any
+    shape, e.g. (N, 3, H, W); the result has the same shape, dtype torch.uint8. The arithmetic of saving an image (``torchvision.utils.save_image`` with
     ``normalize=True, value_range=(lo, hi)``): clamp to [lo, hi], map linearly to [0, 1],
     then ``x·255 + 0.5`` clamped to [0, 255] and truncated, i.e. rounded half up. It runs in
     float32 (float64 for float64 input), so uint8 images converted to floats by any linear
     map come back exactly. Non-finite values are refused.
     """
     lo, hi = _check_range(input_range)
+    if isinstance(images, np.ndarray):
+        images = torch.from_numpy(images)
+    if not torch.is_tensor(images) or not images.is_floating_point():
+        raise SourceError(f"to_uint8 takes floating-point images, got {getattr(images, 'dtype', type(images).__name__)}")
     if not torch.isfinite(images).all():
         raise SourceError("images hold NaN or inf; FID needs finite pixel values")
     x = images.detach()

@@ -292,3 +292,22 @@ def test_in_memory_images_equal_the_same_images_from_png_files(tmp_path, real_a,
     np.testing.assert_allclose(from_memory.mu, from_files.mu, rtol=0, atol=1e-6 * np.abs(from_files.mu).max())
     np.testing.assert_allclose(from_memory.sigma, from_files.sigma, rtol=0,
                                atol=1e-6 * np.abs(from_files.sigma).max())
+
+
+def test_statistics_in_memory_are_checked_as_files_are():
+    """A Statistics object given as a source gets the checks a statistics file gets, and a
+    (mu, sigma) pair that is complex or not numeric is refused in one line, not cut."""
+    from fidkit.errors import StatsError
+    from fidkit.stats import Statistics
+    st = Statistics(np.zeros(3), np.eye(3), 10, "clean", None)
+    with pytest.raises(StatsError, match="protocol 'clean', not 'ttur'"):
+        fidkit.compute_stats(st, "ttur")
+    assert fidkit.compute_stats(st, "ttur", allow_mismatch=True) is st
+    with pytest.raises(StatsError, match="spatial"):
+        fidkit.compute_stats(st, "clean", spatial=True)
+    with pytest.raises(StatsError, match="mu1 has complex dtype"):
+        fidkit.frechet_distance((np.zeros(3, complex), np.eye(3)), (np.zeros(3), np.eye(3)))
+    with pytest.raises(StatsError, match="sigma2 has dtype"):
+        fidkit.frechet_distance((np.zeros(3), np.eye(3)), (np.zeros(3), np.array([["a"] * 3] * 3)))
+    assert float(fidkit.frechet_distance((np.ones(3), np.eye(3)), (np.zeros(3), np.eye(3)))) == pytest.approx(3.0)
+
