@@ -9,6 +9,9 @@ The cache lock (:func:`cache_lock`) is ``flock`` on a lock file in the cache fol
 kernel releases it when its holder exits, however it exits, so a killed process never
 leaves a lock that blocks the next run. The lock file itself stays (deleting it would let
 two processes lock two different files of the same name).
+
+:func:`say` prints what the cache code does (``fidkit: weights: …``) on stderr, except on
+torchrun's ranks > 0 (:data:`quiet`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
@@ -26,6 +30,18 @@ try:
     import fcntl
 except ImportError:  # Windows: no flock; atomic renames still keep readers safe
     fcntl = None
+
+
+
+#: True on torchrun ranks > 0 (set by :mod:`fidkit.distributed`): there rank 0 alone says
+#: what fidkit does (fetching weights, waiting for a lock), as it alone shows warnings
+quiet = False
+
+
+def say(topic: str, msg: str) -> None:
+    """``fidkit: TOPIC: MSG`` on stderr, unless :data:`quiet`."""
+    if not quiet:
+        print(f"fidkit: {topic}: {msg}", file=sys.stderr, flush=True)
 
 
 def _umask() -> int:

@@ -55,7 +55,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import api
+from . import _io, api
 from .errors import FidkitError
 from . import errors as _errors
 from .pipeline import BadFile, MAX_DEFAULT_WORKERS, iter_features
@@ -247,6 +247,7 @@ class Session:
         Prints only errors of this rank's own (lost contact with the group), never rank 0's.
         """
         warnings.simplefilter("ignore")  # rank 0 shows the warnings of the run, once
+        _io.quiet = True  # and says what it does (fetching weights, waiting for the cache)
         try:
             while True:
                 job = self._next_job()

@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._io import atomic_write, cache_lock, file_sha256, remove_stale_temporaries
+from ._io import atomic_write, cache_lock, file_sha256, remove_stale_temporaries, say
 from .errors import WeightsError
 from .inception import FIDInception, conv_names
 
@@ -66,7 +66,7 @@ REGISTRY_WORKDIR = ".registry-fetch"
 
 
 def _say(msg: str) -> None:
-    print(f"fidkit: weights: {msg}", file=sys.stderr, flush=True)
+    say("weights", msg)
 
 
 def cache_dir() -> Path:

@@ -209,3 +209,47 @@ def test_eight_processes_fetching_published_statistics_download_once(tmp_path, c
     st = fidkit.Statistics.load(paths.pop())
     assert st.protocol == "ttur" and st.mu.shape == (8,)
     assert leftovers(cache / "stats") == ["digests.json"]
+
+
+ENCODER_CHILD = """
+import os, sys, time
+from fidkit.encoders import weights as ew
+src = ew.WeightsSource("test-encoder", sys.argv[2], "test-encoder.pth")
+while not os.path.exists(sys.argv[1]):
+    time.sleep(0.01)
+r = ew.resolve(src)
+print(r.path, r.sha256)
+"""
+
+
+def test_eight_processes_resolving_encoder_weights_download_once(tmp_path, counting_server):
+    """torchrun's ranks on one machine resolve an encoder's weights at the same moment: one
+    downloads, the others wait for it, and no rank reads or replaces a half-written file."""
+    url, gets = counting_server
+    cache, go = tmp_path / "cache", tmp_path / "go"
+    env = dict(os.environ, FIDKIT_CACHE=str(cache), PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
+    procs = [subprocess.Popen([sys.executable, "-c", ENCODER_CHILD, str(go), url], env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(N)]
+    time.sleep(1)
+    go.touch()
+    results = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0] * N, [err for _, err in results]
+    assert gets == ["/stats.npz"]  # one download
+    said = "".join(err for _, err in results)
+    assert said.count("recorded sha256") == 1 and "waiting for another fidkit process" in said, said
+    assert len({out.strip() for out, _ in results}) == 1
+    assert leftovers(cache / "encoders") == ["digests.json", "test-encoder.pth"]
+
+
+def test_cache_messages_are_silent_where_quiet(monkeypatch, capsys):
+    """What the weights code says goes to stderr, except on torchrun's ranks > 0, which set
+    fidkit._io.quiet (fidkit.distributed): there rank 0 alone says it."""
+    from fidkit import _io
+    from fidkit.encoders import weights as ew
+    W._say("hello")
+    ew._say("hello")
+    assert capsys.readouterr().err == "fidkit: weights: hello\nfidkit: encoder weights: hello\n"
+    monkeypatch.setattr(_io, "quiet", True)
+    W._say("hello")
+    ew._say("hello")
+    assert capsys.readouterr().err == ""

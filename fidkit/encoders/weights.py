@@ -28,9 +28,9 @@ code is never compiled or run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
-import sys
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -39,13 +39,13 @@ from typing import Dict, Optional
 
 import torch
 
-from .._io import DigestRecord, DownloadFailed, download, file_sha256
+from .._io import DigestRecord, DownloadFailed, cache_lock, download, file_sha256, remove_stale_temporaries, say
 from ..errors import FidkitWarning, WeightsError
 from ..weights import cache_dir
 
 
 def _say(msg: str) -> None:
-    print(f"fidkit: encoder weights: {msg}", file=sys.stderr, flush=True)
+    say("encoder weights", msg)
 
 
 @dataclass(frozen=True)
@@ -122,40 +122,53 @@ def resolve(src: WeightsSource, explicit=None, *, allow_download: bool = True, t
         return ResolvedFile(path, digest, official, f"{src.encoder} weights {path}")
     cached = encoders_cache() / src.filename
     if cached.is_file():
-        digest = file_sha256(cached)
-        if expected is not None and digest != expected:
-            raise WeightsError(f"{cached} has sha256 {digest[:16]}…, expected {expected[:16]}… (damaged, or not the "
-                               f"official file); delete it and run again to download it anew")
-        if expected is None:  # put there by hand (the offline instructions): trusted on first use, as a download
-            DIGESTS.add(src.filename, digest)
-            _say(f"first use of {cached}: recorded sha256 {digest}")
-        return ResolvedFile(cached, digest, True, f"{src.encoder} weights {cached}")
+        return _from_cache(src, cached, expected)
     if not allow_download or os.environ.get("FIDKIT_NO_DOWNLOAD") == "1":
         raise WeightsError(f"no {src.encoder} weights in {encoders_cache()}; get {src.url} and put it at {cached}, "
                            f"or give it with --encoder-weights PATH (or {src.env_var})")
-    try:
-        encoders_cache().mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise WeightsError(f"cannot create the cache folder {encoders_cache()} ({e.strerror}); set FIDKIT_CACHE to a "
-                           f"writable folder or give --encoder-weights PATH") from None
-    part = cached.with_name(cached.name + ".part")
-    _say(f"downloading {src.url}")
-    _download(src, part, timeout)
-    try:
-        digest = file_sha256(part)
-        if expected is not None and digest != expected:
-            what = "the published" if src.sha256 else "the first download's"
-            raise WeightsError(f"{src.url} has sha256 {digest[:16]}…, not {what} {expected[:16]}…; refusing it"
-                               + ("" if src.sha256 else f" (delete {DIGESTS.path} to trust the new file)"))
-        part.replace(cached)
-    finally:
+    with contextlib.ExitStack() as held:  # one download per cache: other processes (torchrun ranks) wait
+        try:
+            encoders_cache().mkdir(parents=True, exist_ok=True)
+            held.enter_context(cache_lock(encoders_cache() / f".{src.filename}.lock", waiting=lambda: _say(
+                f"waiting for another fidkit process that is downloading {src.filename}")))
+        except OSError as e:
+            raise WeightsError(f"cannot create the cache folder {encoders_cache()} ({e.strerror or e}); set "
+                               f"FIDKIT_CACHE to a writable folder or give --encoder-weights PATH") from None
+        expected = expected_digest(src)  # the first download's, if another process recorded one meanwhile
+        if cached.is_file():  # downloaded by another process while this one waited
+            return _from_cache(src, cached, expected)
+        part = cached.with_name(cached.name + ".part")
+        remove_stale_temporaries(encoders_cache(), [src.filename, part.name])  # what a killed download left
         part.unlink(missing_ok=True)
+        _say(f"downloading {src.url}")
+        _download(src, part, timeout)
+        try:
+            digest = file_sha256(part)
+            if expected is not None and digest != expected:
+                what = "the published" if src.sha256 else "the first download's"
+                raise WeightsError(f"{src.url} has sha256 {digest[:16]}…, not {what} {expected[:16]}…; refusing it"
+                                   + ("" if src.sha256 else f" (delete {DIGESTS.path} to trust the new file)"))
+            if expected is None:  # recorded before the file appears: a reader that sees the file sees its digest
+                DIGESTS.add(src.filename, digest)
+            part.replace(cached)
+        finally:
+            part.unlink(missing_ok=True)
     if expected is None:
-        DIGESTS.add(src.filename, digest)
         _say(f"first download of {src.filename}: recorded sha256 {digest}")
     else:
         _say(f"verified {src.filename} (sha256 {digest[:16]}…)")
     return ResolvedFile(cached, digest, True, f"{src.encoder} weights {src.url}")
+
+
+def _from_cache(src: WeightsSource, cached: Path, expected: str | None) -> ResolvedFile:
+    digest = file_sha256(cached)
+    if expected is not None and digest != expected:
+        raise WeightsError(f"{cached} has sha256 {digest[:16]}…, expected {expected[:16]}… (damaged, or not the "
+                           f"official file); delete it and run again to download it anew")
+    if expected is None:  # put there by hand (the offline instructions): trusted on first use, as a download
+        DIGESTS.add(src.filename, digest)
+        _say(f"first use of {cached}: recorded sha256 {digest}")
+    return ResolvedFile(cached, digest, True, f"{src.encoder} weights {cached}")
 
 
 # ---------------------------------------------------------------- reading files
