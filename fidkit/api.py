@@ -596,8 +596,6 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     file among the sources stays fixed.
     """
     t0 = time.perf_counter()
-    for source in (a, b):  # a missing B is named before A is read
-        check_exists(source)
     wanted = parse_metrics(metrics)
     enc = kw.get("encoder")
     enc_name = enc.name if isinstance(enc, Encoder) else get_info(enc).name
@@ -631,6 +629,9 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
                 with warnings.catch_warnings():  # loaded again below, where its warnings are shown
                     warnings.simplefilter("ignore")
                     compute_stats(src, protocol, allow_mismatch=True, spatial=True, encoder=enc)
+    for source in (a, b):  # after the checks of the arguments, before any source is read: a missing B
+        check_exists(source)  # is named before A's images go through the network
+
     def digest_in_use() -> str | None:
         return encoder_for(enc, protocol, weights=kw.get("weights"), encoder_weights=kw.get("encoder_weights"),
                            device=kw.get("device", "auto"), precision=kw.get("precision", "fp32")).weights_digest

@@ -238,13 +238,13 @@ def test_statistics_made_with_other_weights_are_refused_before_any_work(tmp_path
     x = rng.normal(size=(3000, 2048))
     Statistics(x.mean(0), np.cov(x, rowvar=False), 3000, protocol="ttur",
                weights_digest="f" * 64).save(tmp_path / "other.npz")
+    (tmp_path / "unread").mkdir()  # a folder that cannot be read: the refusal comes before it is
+    (tmp_path / "unread" / "x.png").write_bytes(b"not a png")
     with pytest.raises(StatsError, match="made with weights ffffffffffff"):
-        fidkit.fid(str(tmp_path / "other.npz"), str(tmp_path / "does-not-matter"))
+        fidkit.fid(str(tmp_path / "other.npz"), str(tmp_path / "unread"), device="cpu")
     r = cli("compute", tmp_path / "other.npz", real_b)
     assert r.returncode == 1 and "--allow-mismatch" in r.stderr
-    # as side B too: refused before A's images are read (A here cannot be read at all)
-    (tmp_path / "unread").mkdir()
-    (tmp_path / "unread" / "x.png").write_bytes(b"not a png")
+    # as side B too: refused before A's images are read
     with pytest.raises(StatsError, match="other.npz was made with weights ffffffffffff"):
         fidkit.fid(str(tmp_path / "unread"), str(tmp_path / "other.npz"), device="cpu")
 

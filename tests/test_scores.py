@@ -186,12 +186,15 @@ def test_inception_score_needs_the_classifier(real_a, real_weights):
 
 
 @pytest.mark.parametrize("metrics", ["kid", "pr", "fid,is"])
-def test_statistics_files_have_no_features(metrics, real_a):
-    with pytest.raises(StatsError) as e:
-        fidkit.compare("ref.npz", "gen.npz", metrics=metrics)
+def test_statistics_files_have_no_features(metrics, real_a, tmp_path):
+    from fidkit.stats import Statistics
+    for name in ("ref.npz", "gen.npz"):
+        Statistics(np.zeros(4), np.eye(4), 10, "ttur", None).save(tmp_path / name)
+    with pytest.raises(StatsError) as e:  # refused before anything is read
+        fidkit.compare(tmp_path / "ref.npz", tmp_path / "gen.npz", metrics=metrics)
     assert "\n" not in str(e.value) and "statistics file" in str(e.value)
     with pytest.raises(FidkitError):
-        fidkit.kid("ref.npz", real_a)
+        fidkit.kid(tmp_path / "ref.npz", real_a)
 
 
 def test_unknown_metric_is_refused():
