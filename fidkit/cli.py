@@ -8,6 +8,7 @@ Results go to stdout; progress, notes and warnings to stderr.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import warnings
 
@@ -318,6 +319,12 @@ def _main(argv=None) -> None:
             raise
         print("fidkit: interrupted; no output was written", file=sys.stderr)
         sys.exit(130)
+    except click.exceptions.NoArgsIsHelpError as e:  # `fidkit` alone: its help, as click shows it
+        e.show()
+        sys.exit(e.exit_code)
+    except BrokenPipeError:  # stdout's reader left (`fidkit ... | head`): nothing more to say
+        sys.stdout = open(os.devnull, "w")
+        sys.exit(1)
     except click.UsageError as e:  # one line too, with where to read the usage
         where = f" (see {e.ctx.command_path} --help)" if e.ctx is not None else ""
         print(f"fidkit: error: {e.format_message()}{where}", file=sys.stderr)

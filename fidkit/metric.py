@@ -47,7 +47,9 @@ def to_uint8(images: torch.Tensor, input_range) -> torch.Tensor:
     """
     lo, hi = _check_range(input_range)
     if isinstance(images, np.ndarray):
-        images = torch.from_numpy(images)
+        if images.dtype.kind != "f":
+            raise SourceError(f"to_uint8 takes floating-point images, got {images.dtype}")
+        images = torch.from_numpy(np.ascontiguousarray(images, dtype=images.dtype.newbyteorder("=")))
     if not torch.is_tensor(images) or not images.is_floating_point():
         raise SourceError(f"to_uint8 takes floating-point images, got {getattr(images, 'dtype', type(images).__name__)}")
     if not torch.isfinite(images).all():

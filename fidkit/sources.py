@@ -201,8 +201,8 @@ class Images:
     compressed archive member): they are read by one process. ``in_workers`` sets are read
     and decoded in decoding worker processes (files, batches, archives); the others (arrays
     in memory) by the process that runs the network. Archives are :class:`ArchiveImages`;
-    a contiguous part of any of them (a ``--shard``, a torchrun rank's block) is a
-    :class:`Share`.
+    a contiguous part of one (a ``--shard``, a torchrun rank's block) is a :class:`Share`,
+    or the archive's own subset, or a slice of the array (:func:`share_of`, :func:`shard`).
     """
 
     name: str = "images"
@@ -568,6 +568,11 @@ def check_exists(source) -> None:
     missing path gets, and for a pattern that matches no file or names a missing one (a brace
     range names every file); other sources pass. Cheap (no file is opened): for checking both
     sides of a comparison before either is read."""
+    if isinstance(source, (list, tuple)) and source and all(
+            isinstance(s, (str, Path)) and _archive_kind(s) for s in source):  # archives (a list of image
+        for s in source:                                                     # files may --skip-bad some)
+            check_exists(s)
+        return
     if not isinstance(source, (str, Path)):
         return
     if _is_pattern(str(source)):

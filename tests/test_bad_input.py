@@ -311,3 +311,31 @@ def test_statistics_in_memory_are_checked_as_files_are():
         fidkit.frechet_distance((np.zeros(3), np.eye(3)), (np.zeros(3), np.array([["a"] * 3] * 3)))
     assert float(fidkit.frechet_distance((np.ones(3), np.eye(3)), (np.zeros(3), np.eye(3)))) == pytest.approx(3.0)
 
+
+def test_bare_command_shows_help_and_a_closed_pipe_is_quiet():
+    r = subprocess.run([sys.executable, "-m", "fidkit"], capture_output=True, text=True)
+    assert r.returncode == 2 and "Usage: fidkit" in r.stdout + r.stderr and "fidkit: error" not in r.stderr
+    p = subprocess.Popen([sys.executable, "-m", "fidkit", "stats", "fetch"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    p.stdout.readline()
+    p.stdout.close()  # the reader leaves, as `| head -1` does
+    err = p.stderr.read()
+    assert p.wait(timeout=60) in (0, 1) and err == "", err
+
+
+def test_to_uint8_takes_numpy_views_and_refuses_integers_in_one_line():
+    x = np.linspace(-1, 1, 2 * 3 * 4 * 4, dtype=np.float32).reshape(2, 3, 4, 4)
+    assert fidkit.to_uint8(x[..., ::-1], (-1, 1)).numpy().tolist() == fidkit.to_uint8(
+        np.ascontiguousarray(x[..., ::-1]), (-1, 1)).numpy().tolist()
+    assert fidkit.to_uint8(x.astype(">f4"), (-1, 1)).equal(fidkit.to_uint8(x, (-1, 1)))
+    with pytest.raises(SourceError, match="floating-point"):
+        fidkit.to_uint8(np.zeros(3, np.uint8), (0, 1))
+
+
+def test_a_missing_archive_in_a_list_is_named_first(tmp_path, real_a, monkeypatch):
+    import fidkit.api as api
+    monkeypatch.setattr(api, "extract", lambda *a, **k: pytest.fail("a source was read"))
+    (tmp_path / "s0.tar").write_bytes(b"")
+    with pytest.raises(SourceError, match="s1.tar: no such file or folder"):
+        fidkit.compare(real_a, [tmp_path / "s0.tar", tmp_path / "s1.tar"])
+

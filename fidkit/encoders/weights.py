@@ -161,6 +161,8 @@ def resolve(src: WeightsSource, explicit=None, *, allow_download: bool = True, t
 
 
 def _from_cache(src: WeightsSource, cached: Path, expected: str | None) -> ResolvedFile:
+    if expected is None:  # another process may have downloaded it and recorded its digest meanwhile
+        expected = expected_digest(src)
     digest = file_sha256(cached)
     if expected is not None and digest != expected:
         raise WeightsError(f"{cached} has sha256 {digest[:16]}…, expected {expected[:16]}… (damaged, or not the "

@@ -24,6 +24,7 @@ Errors are one line on stderr (``fidkit-ttur: error: …``): exit status 2 for b
 from __future__ import annotations
 
 import math
+import os
 import shlex
 import sys
 import time
@@ -526,6 +527,12 @@ def main(argv=None) -> None:
         sys.exit(130)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
+    except click.exceptions.NoArgsIsHelpError as e:  # `fidkit-ttur` alone: its help, as click shows it
+        e.show()
+        sys.exit(e.exit_code)
+    except BrokenPipeError:  # stdout's reader left: nothing more to say
+        sys.stdout = open(os.devnull, "w")
+        sys.exit(1)
     except click.ClickException as e:
         print(f"{PROG}: error: {e.format_message()}", file=sys.stderr)
         sys.exit(e.exit_code)
