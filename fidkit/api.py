@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -164,7 +165,7 @@ def _is_stats_path(source) -> bool:
     """A statistics file: an EDM2 ``.pkl``, or an ``.npz`` whose keys hold ``mu``/``sigma`` (told
     by its keys, not its name). A path that does not exist is none: reading it as a source
     gives the one message for every missing path (``no such file or folder``)."""
-    if not isinstance(source, (str, Path)) or not Path(source).exists():
+    if not isinstance(source, (str, Path)) or not os.path.exists(source):  # False, not OSError, for a too-long name
         return False
     low = str(source).lower()
     if low.endswith(".pkl"):
@@ -176,7 +177,7 @@ def _is_stats_path(source) -> bool:
 
 def _holds_images(source) -> bool:
     """A statistics file that also holds its images (an ADM reference batch: ``arr_0``)."""
-    return (isinstance(source, (str, Path)) and str(source).lower().endswith(".npz") and Path(source).is_file()
+    return (isinstance(source, (str, Path)) and str(source).lower().endswith(".npz") and os.path.isfile(source)
             and BATCH_KEY in npz_members(source))
 
 

@@ -593,7 +593,7 @@ def is_archive_source(source) -> bool:
         if _is_pattern(str(source)):
             found = expand_pattern(str(source))
             return bool(found) and all(_archive_kind(f) for f in found)
-        return _archive_kind(source) is not None and Path(source).is_file()
+        return _archive_kind(source) is not None and os.path.isfile(source)
     return (isinstance(source, (list, tuple)) and bool(source) and all(isinstance(s, (str, Path)) for s in source)
             and all(_archive_kind(s) for s in source))
 
@@ -992,7 +992,7 @@ def is_batch_path(source) -> bool:
     low = str(source).lower()
     if low.endswith(".npy"):
         return True
-    return low.endswith(".npz") and Path(source).is_file() and npz_kind(source) == "images"
+    return low.endswith(".npz") and os.path.isfile(source) and npz_kind(source) == "images"
 
 
 def as_images(source) -> Images:
@@ -1007,7 +1007,7 @@ def as_images(source) -> Images:
         return source
     if isinstance(source, (str, Path)):
         p = Path(source)
-        if str(source).lower().endswith((".npz", ".npy")) and p.is_file():
+        if str(source).lower().endswith((".npz", ".npy")) and os.path.isfile(p):
             return BatchImages(p)
         if _is_pattern(str(source)):
             found = expand_pattern(str(source))

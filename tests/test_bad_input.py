@@ -115,6 +115,9 @@ def test_a_missing_source_is_named_before_the_other_is_read(tmp_path, real_a, mo
             fidkit.compare(real_a, missing)
         with pytest.raises(SourceError, match="no such file or folder"):
             fidkit.adm_evaluate(missing, real_a)
+    for suffix in ("", ".npz", ".npy", ".zip", ".pkl"):  # a name too long for the file system: no OSError
+        with pytest.raises(SourceError, match="no such file or folder"):
+            fidkit.compare(real_a, str(tmp_path / ("y" * 300 + suffix)))
     with pytest.raises(SourceError, match="the pattern matches no files"):
         fidkit.compare(real_a, str(tmp_path / "*.tar"))
     (tmp_path / "s-0.tar").write_bytes(b"")
