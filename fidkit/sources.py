@@ -882,6 +882,14 @@ class TarImages(ArchiveImages):
 
     def _index(self, path) -> dict:
         gz = _archive_kind(path) == "tar.gz"
+        entries = None if gz else _scan_plain_tar(path)  # the common case, ~10× faster than tarfile
+        if entries is None:
+            entries = self._index_with_tarfile(path, gz)
+        return self._members(entries)
+
+    def _index_with_tarfile(self, path, gz: bool) -> dict:
+        """name key -> (name, data offset, size, problem) or (name, link target key), read
+        with :mod:`tarfile`, which also names what is wrong with a damaged archive."""
         entries = {}
         with open(path, "rb") as raw:
             src = gzip.GzipFile(fileobj=raw, mode="rb") if gz else raw
@@ -913,6 +921,10 @@ class TarImages(ArchiveImages):
             if gz:
                 while src.read(1 << 20):  # to the end of the stream: gzip checks its CRC there
                     pass
+        return entries
+
+    @staticmethod
+    def _members(entries: dict) -> dict:
         members = {}
         for key, e in entries.items():
             if not is_image_name(key):
@@ -961,6 +973,121 @@ class TarImages(ArchiveImages):
         data = g.read(size) if pos == offset else b""
         self._stream[2] = pos + len(data)
         return data
+
+
+_TAR_MAGICS = (b"ustar\x0000", b"ustar  \x00")  # POSIX ustar, GNU
+_TAR_PAX_KEYS = {"path", "linkpath", "size", "mtime", "atime", "ctime", "uid", "gid", "uname", "gname"}
+
+
+def _tar_text(b: bytes) -> str:
+    """A header's string field as tarfile decodes it: up to the first NUL, UTF-8, surrogateescape."""
+    return b.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+
+
+def _scan_plain_tar(path) -> dict | None:
+    """The members of a well-formed uncompressed tar, as :meth:`TarImages._index_with_tarfile`
+    gives them (name key -> (name, data offset, size, problem) or (name, link target key)),
+    from its 512-byte headers read directly: ~10 µs a member where :mod:`tarfile` takes ~100.
+
+    Only what is plain is read here: ustar or GNU headers with a valid (unsigned) checksum and octal
+    fields, regular files, directories, hard and symbolic links, devices and fifos, GNU long
+    names and links, and POSIX extended headers holding only path, linkpath, size, times and
+    owners. Anything else (global or sparse headers, base-256 numbers, a bad checksum, a
+    member running past the end, no end-of-archive block) returns None, and the caller reads
+    the archive with tarfile, which also says what is wrong."""
+    try:
+        size = os.path.getsize(path)
+        f = open(path, "rb")
+    except OSError:
+        return None
+    entries: dict = {}
+    pax: dict = {}
+    longname = longlink = None
+    with f:
+        off = 0
+        while True:
+            h = os.pread(f.fileno(), 512, off)
+            if len(h) < 512:
+                return None
+            if not any(h):
+                return entries if off > 0 else None  # an archive of nothing: tarfile's call
+            if h[257:265] not in _TAR_MAGICS:
+                return None
+            try:
+                n = int(_tar_text(h[124:136]).strip() or "0", 8)
+                chk = int(_tar_text(h[148:156]).strip() or "0", 8)
+            except ValueError:
+                return None  # base-256 or damaged
+            if chk != 256 + sum(h[:148]) + sum(h[156:]):  # the unsigned sum; a signed one is rare
+                return None
+            t = h[156:157]
+            data = off + 512
+            if t in (b"x", b"L", b"K"):
+                if data + n > size:
+                    return None
+                body = os.pread(f.fileno(), n, data)
+                if t == b"L":
+                    longname = _tar_text(body)
+                elif t == b"K":
+                    longlink = _tar_text(body)
+                else:
+                    pax = _pax_records(body)
+                    if pax is None:
+                        return None
+                off = data + (n + 511) // 512 * 512
+                continue
+            if "size" in pax:
+                n = int(pax["size"])
+            if data + n > size:
+                return None
+            name = _tar_text(h[0:100])
+            if t == b"\0" and name.endswith("/"):
+                t = b"5"
+            if t == b"5":
+                name = name.rstrip("/")
+            prefix = _tar_text(h[345:500])
+            if prefix:
+                name = prefix + "/" + name
+            if longname is not None:
+                name = longname
+            name = pax.get("path", name)
+            key = _member_key(name)
+            if t in (b"0", b"\0", b"7"):
+                entries[key] = (name, data, n, _OK)
+            elif t in (b"1", b"2"):
+                linkname = pax.get("linkpath", longlink if longlink is not None else _tar_text(h[157:257]))
+                base = "" if t == b"1" else posixpath.dirname(key)
+                entries[key] = (name, _member_key(posixpath.normpath(posixpath.join(base, linkname))))
+            elif t in (b"3", b"4", b"5", b"6"):
+                entries.pop(key, None)
+            else:
+                return None  # sparse, global headers, vendor types: tarfile's call
+            pax, longname, longlink = {}, None, None
+            off = data + (n + 511) // 512 * 512
+
+
+def _pax_records(body: bytes) -> dict | None:
+    """A POSIX extended header's ``LEN key=value\\n`` records, or None for keys beyond
+    :data:`_TAR_PAX_KEYS` or a malformed record."""
+    out, pos = {}, 0
+    while pos < len(body) and body[pos] != 0:
+        sp = body.find(b" ", pos)
+        try:
+            length = int(body[pos:sp])
+        except ValueError:
+            return None
+        rec = body[sp + 1:pos + length]
+        if length <= 0 or not rec.endswith(b"\n") or b"=" not in rec:
+            return None
+        k, v = rec[:-1].split(b"=", 1)
+        key = k.decode("utf-8", "surrogateescape")
+        if key not in _TAR_PAX_KEYS:
+            return None
+        out[key] = v.decode("utf-8", "surrogateescape")
+        pos += length
+    if "size" in out and not out["size"].isdigit():
+        return None
+    return out
 
 
 def archive_images(source) -> ArchiveImages:

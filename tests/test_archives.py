@@ -344,3 +344,58 @@ def test_skip_bad_leaves_out_bad_members_with_their_labels(tmp_path):
     assert r.returncode == 1 and r.stderr.startswith(f"fidkit: error: {path}:broken.png: cannot decode image")
     assert r.stderr.count("\n") == 1
 
+
+
+@pytest.mark.parametrize("fmt", [tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
+def test_the_direct_tar_scan_equals_tarfile(tmp_path, fmt):
+    """Plain tars are indexed from their headers directly; the index must equal tarfile's on
+    every kind of member each format can hold, and anything unusual must go to tarfile."""
+    from fidkit.sources import TarImages, _scan_plain_tar
+    png = io.BytesIO()
+    Image.new("RGB", (3, 2), (9, 8, 7)).save(png, format="PNG")
+    data = png.getvalue()
+    path = tmp_path / "t.tar"
+
+    def add(tf, name, kind=tarfile.REGTYPE, payload=data, link="", uid=0):
+        ti = tarfile.TarInfo(name)
+        ti.type, ti.linkname, ti.uid = kind, link, uid
+        ti.size = len(payload) if kind == tarfile.REGTYPE else 0
+        tf.addfile(ti, io.BytesIO(payload) if kind == tarfile.REGTYPE else None)
+
+    long_dir = "d" * 120 if fmt == tarfile.USTAR_FORMAT else "d" * 300  # ustar splits at most 155 + 100
+    with tarfile.open(path, "w", format=fmt) as tf:
+        add(tf, "a.png")
+        add(tf, "./b.png")
+        add(tf, "sub", tarfile.DIRTYPE)
+        add(tf, "sub/c.png")
+        add(tf, f"{long_dir}/e.png")
+        add(tf, "empty.png", payload=b"")
+        add(tf, "hard.png", tarfile.LNKTYPE, link="a.png")
+        add(tf, "sub/sym.png", tarfile.SYMTYPE, link="c.png")
+        add(tf, "dangling.png", tarfile.SYMTYPE, link="nowhere.png")
+        add(tf, "fifo.png", tarfile.FIFOTYPE)
+        add(tf, "a.png")  # a later member of the same name wins
+        if fmt != tarfile.USTAR_FORMAT:
+            add(tf, "ünïcode-" + "n" * 110 + ".png")
+            add(tf, "l.png", tarfile.SYMTYPE, link="sub/" + "x" * 120 + ".png")
+    scanned = _scan_plain_tar(path)
+    assert scanned is not None
+    assert scanned == TarImages([str(path)])._index_with_tarfile(str(path), False)
+    images = TarImages([str(path)])
+    # a, b, c, e, empty, hard, sym, dangling (and the two long names): the fifo is no member
+    assert len(images) == 8 + (fmt != tarfile.USTAR_FORMAT) * 2 and images[0].shape == (2, 3, 3)
+    # what the scan leaves to tarfile: a global header, a damaged header, a truncated file
+    with tarfile.open(tmp_path / "g.tar", "w", format=tarfile.PAX_FORMAT, pax_headers={"comment": "x"}) as tf:
+        add(tf, "a.png")
+    assert _scan_plain_tar(tmp_path / "g.tar") is None
+    if fmt == tarfile.GNU_FORMAT:
+        with tarfile.open(tmp_path / "big.tar", "w", format=fmt) as tf:
+            add(tf, "a.png", uid=8 ** 8)  # beyond 7 octal digits: base-256, in a field the scan does not read
+        assert _scan_plain_tar(tmp_path / "big.tar") == TarImages([str(path)])._index_with_tarfile(
+            str(tmp_path / "big.tar"), False)
+    raw = bytearray(path.read_bytes())
+    raw[0] ^= 1  # the first header's checksum no longer holds
+    (tmp_path / "bad.tar").write_bytes(bytes(raw))
+    assert _scan_plain_tar(tmp_path / "bad.tar") is None
+    (tmp_path / "cut.tar").write_bytes(path.read_bytes()[:1024 + 100])
+    assert _scan_plain_tar(tmp_path / "cut.tar") is None
