@@ -895,10 +895,15 @@ class TarImages(ArchiveImages):
             src = gzip.GzipFile(fileobj=raw, mode="rb") if gz else raw
             f = _CappedReader(src, None if gz else os.fstat(raw.fileno()).st_size)
             tf = tarfile.TarFile(fileobj=f, mode="r", encoding="utf-8", errors="surrogateescape")
+            last = -1
             while True:
                 ti = tf.next()
                 if ti is None:
                     break
+                if ti.offset <= last:  # a negative size field sent tarfile back: it would loop forever
+                    raise SourceError(f"{path}: bad tar header before byte {last:,} (a negative size); recreate "
+                                      f"or re-download the archive")
+                last = ti.offset
                 tf.members.clear()  # a member list of the whole archive is not kept
                 key = _member_key(ti.name)
                 if ti.isreg():
@@ -977,6 +982,10 @@ class TarImages(ArchiveImages):
 
 _TAR_MAGICS = (b"ustar\x0000", b"ustar  \x00")  # POSIX ustar, GNU
 _TAR_PAX_KEYS = {"path", "linkpath", "size", "mtime", "atime", "ctime", "uid", "gid", "uname", "gname"}
+#: the numeric header fields (mode, uid, gid, size, mtime, checksum, devmajor, devminor)
+_TAR_NUMBERS = ((100, 108), (108, 116), (116, 124), (124, 136), (136, 148), (148, 156), (329, 337), (337, 345))
+_OCTAL = re.compile(rb"[0-7]*")
+_DIGITS = re.compile(rb"[0-9]+")
 
 
 def _tar_text(b: bytes) -> str:
@@ -984,24 +993,34 @@ def _tar_text(b: bytes) -> str:
     return b.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
 
 
-def _scan_plain_tar(path) -> dict | None:
-    """The members of a well-formed uncompressed tar, as :meth:`TarImages._index_with_tarfile`
-    gives them (name key -> (name, data offset, size, problem) or (name, link target key)),
-    from its 512-byte headers read directly: ~10 µs a member where :mod:`tarfile` takes ~100.
+def _tar_octal(b: bytes) -> int | None:
+    """A numeric header field written plainly (ASCII octal digits, spaces, NULs), or None for
+    anything tarfile reads another way (base-256, signs, other digits)."""
+    digits = b.split(b"\0", 1)[0].strip(b" ")
+    return int(digits or b"0", 8) if _OCTAL.fullmatch(digits) else None
 
-    Only what is plain is read here: ustar or GNU headers with a valid (unsigned) checksum and octal
-    fields, regular files, directories, hard and symbolic links, devices and fifos, GNU long
-    names and links, and POSIX extended headers holding only path, linkpath, size, times and
-    owners. Anything else (global or sparse headers, base-256 numbers, a bad checksum, a
-    member running past the end, no end-of-archive block) returns None, and the caller reads
-    the archive with tarfile, which also says what is wrong."""
+
+def _scan_plain_tar(path) -> dict | None:
+    """The members of a plainly written uncompressed tar, as
+    :meth:`TarImages._index_with_tarfile` gives them (name key -> (name, data offset, size,
+    problem) or (name, link target key)), from its 512-byte headers read directly: ~20 µs a
+    member where :mod:`tarfile` takes ~100.
+
+    Only what is plain is read here: ustar or GNU headers whose numeric fields are plain
+    octal and whose (unsigned) checksum holds; regular files, directories, hard and symbolic
+    links, devices and fifos (the non-regular ones without data); at most one GNU long name,
+    long link or POSIX extended header before a member, the latter holding only path,
+    linkpath, size, times and owners. Anything else (global or sparse headers, base-256
+    numbers, stacked extended headers, a damaged header, a member running past the end, no
+    end-of-archive block) returns None, and the caller reads the archive with tarfile, which
+    also says what is wrong."""
     try:
         size = os.path.getsize(path)
         f = open(path, "rb")
     except OSError:
         return None
     entries: dict = {}
-    pax: dict = {}
+    pax: dict | None = None
     longname = longlink = None
     with f:
         off = 0
@@ -1009,23 +1028,23 @@ def _scan_plain_tar(path) -> dict | None:
             h = os.pread(f.fileno(), 512, off)
             if len(h) < 512:
                 return None
-            if not any(h):
-                return entries if off > 0 else None  # an archive of nothing: tarfile's call
+            pending = pax is not None or longname is not None or longlink is not None
+            if not any(h):  # the end, unless an extended header awaits its member (tarfile refuses that)
+                return entries if off > 0 and not pending else None
             if h[257:265] not in _TAR_MAGICS:
                 return None
-            try:
-                n = int(_tar_text(h[124:136]).strip() or "0", 8)
-                chk = int(_tar_text(h[148:156]).strip() or "0", 8)
-            except ValueError:
-                return None  # base-256 or damaged
-            if chk != 256 + sum(h[:148]) + sum(h[156:]):  # the unsigned sum; a signed one is rare
+            numbers = [_tar_octal(h[a:b]) for a, b in _TAR_NUMBERS]
+            if None in numbers or numbers[5] != 256 + sum(h[:148]) + sum(h[156:]):  # unsigned sum
                 return None
-            t = h[156:157]
-            data = off + 512
+            n, t, data = numbers[3], h[156:157], off + 512
+            end = data + (n + 511) // 512 * 512
             if t in (b"x", b"L", b"K"):
-                if data + n > size:
-                    return None
-                body = os.pread(f.fileno(), n, data)
+                if pending or end > size:
+                    return None  # stacked extended headers: tarfile's order of application
+                block = os.pread(f.fileno(), end - data, data)
+                body = block[:n]
+                if any(block[n:]):
+                    return None  # bytes in the padding, which tarfile parses too
                 if t == b"L":
                     longname = _tar_text(body)
                 elif t == b"K":
@@ -1034,12 +1053,12 @@ def _scan_plain_tar(path) -> dict | None:
                     pax = _pax_records(body)
                     if pax is None:
                         return None
-                off = data + (n + 511) // 512 * 512
+                off = end
                 continue
+            pax = pax or {}
             if "size" in pax:
                 n = int(pax["size"])
-            if data + n > size:
-                return None
+                end = data + (n + 511) // 512 * 512
             name = _tar_text(h[0:100])
             if t == b"\0" and name.endswith("/"):
                 t = b"5"
@@ -1049,35 +1068,41 @@ def _scan_plain_tar(path) -> dict | None:
             if prefix:
                 name = prefix + "/" + name
             if longname is not None:
-                name = longname
-            name = pax.get("path", name)
+                name = longname.removesuffix("/") if t == b"5" else longname
+            if "path" in pax:
+                name = pax["path"].rstrip("/")
             key = _member_key(name)
             if t in (b"0", b"\0", b"7"):
+                if data + n > size:
+                    return None
                 entries[key] = (name, data, n, _OK)
+                off = end
+            elif n:
+                return None  # a non-regular member with data: tarfile does not skip it
             elif t in (b"1", b"2"):
                 linkname = pax.get("linkpath", longlink if longlink is not None else _tar_text(h[157:257]))
                 base = "" if t == b"1" else posixpath.dirname(key)
                 entries[key] = (name, _member_key(posixpath.normpath(posixpath.join(base, linkname))))
+                off = data
             elif t in (b"3", b"4", b"5", b"6"):
                 entries.pop(key, None)
+                off = data
             else:
                 return None  # sparse, global headers, vendor types: tarfile's call
-            pax, longname, longlink = {}, None, None
-            off = data + (n + 511) // 512 * 512
+            pax, longname, longlink = None, None, None
 
 
 def _pax_records(body: bytes) -> dict | None:
     """A POSIX extended header's ``LEN key=value\\n`` records, or None for keys beyond
-    :data:`_TAR_PAX_KEYS` or a malformed record."""
+    :data:`_TAR_PAX_KEYS`, a malformed record or a size that is not plain digits."""
     out, pos = {}, 0
-    while pos < len(body) and body[pos] != 0:
+    while pos < len(body):
         sp = body.find(b" ", pos)
-        try:
-            length = int(body[pos:sp])
-        except ValueError:
+        if sp < 0 or not _DIGITS.fullmatch(body[pos:sp]):
             return None
+        length = int(body[pos:sp])
         rec = body[sp + 1:pos + length]
-        if length <= 0 or not rec.endswith(b"\n") or b"=" not in rec:
+        if pos + length > len(body) or not rec.endswith(b"\n") or b"=" not in rec:
             return None
         k, v = rec[:-1].split(b"=", 1)
         key = k.decode("utf-8", "surrogateescape")
@@ -1085,7 +1110,7 @@ def _pax_records(body: bytes) -> dict | None:
             return None
         out[key] = v.decode("utf-8", "surrogateescape")
         pos += length
-    if "size" in out and not out["size"].isdigit():
+    if "size" in out and not _DIGITS.fullmatch(out["size"].encode("utf-8", "surrogateescape")):
         return None
     return out
 
