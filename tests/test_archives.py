@@ -399,3 +399,48 @@ def test_the_direct_tar_scan_equals_tarfile(tmp_path, fmt):
     assert _scan_plain_tar(tmp_path / "bad.tar") is None
     (tmp_path / "cut.tar").write_bytes(path.read_bytes()[:1024 + 100])
     assert _scan_plain_tar(tmp_path / "cut.tar") is None
+
+
+def _tar_header(name, typ=b"0", size=0, sizefield=None, magic=b"ustar\x0000"):
+    """One hand-written 512-byte tar header with a correct checksum."""
+    h = bytearray(512)
+    h[0:len(name)] = name
+    h[100:108], h[108:116], h[116:124] = b"0000644\0", b"0000000\0", b"0000000\0"
+    h[124:136] = sizefield if sizefield is not None else b"%011o\0" % size
+    h[136:148] = b"00000000000\0"
+    h[156:157], h[257:265] = typ, magic
+    h[148:156] = b" " * 8
+    h[148:156] = b"%06o\0 " % sum(h)
+    return bytes(h)
+
+
+def _tar_member(name, data=b"DATA", typ=b"0"):
+    return _tar_header(name, typ, len(data)) + data + b"\0" * (-len(data) % 512)
+
+
+def test_hand_written_tars_the_scan_leaves_to_tarfile(tmp_path):
+    """Archives the scan could read otherwise than tarfile go to tarfile (the same index), and
+    a negative size field, on which tarfile itself would loop forever, is refused in one line."""
+    from fidkit.sources import TarImages, _scan_plain_tar
+    end = b"\0" * 1024
+
+    def pax(path):
+        body = b"%d path=%s\n" % (len(path) + 8 + len(str(len(path) + 8)) - 1, path)
+        assert int(body.split(b" ")[0]) == len(body)
+        return _tar_member(b"PaxHeader", body, b"x")
+
+    cases = {
+        "stacked": pax(b"first.png") + pax(b"second.png") + _tar_member(b"short.png") + end,
+        "dir-with-data": _tar_header(b"d/", b"5", 512) + _tar_member(b"hidden.png") + end,
+        "plain": _tar_member(b"a.png") + end,
+    }
+    for name, blob in cases.items():
+        (tmp_path / f"{name}.tar").write_bytes(blob)
+        p = str(tmp_path / f"{name}.tar")
+        scanned = _scan_plain_tar(p)
+        assert (scanned is not None) == (name == "plain"), name
+        assert len(TarImages([p])) == 1  # first.png, hidden.png, a.png: tarfile's reading
+    (tmp_path / "neg.tar").write_bytes(_tar_member(b"a.png") + _tar_header(b"b.png", sizefield=b"-0000001000\0")
+                                       + end)
+    with pytest.raises(SourceError, match="neg.tar: bad tar header .*negative size"):
+        TarImages([str(tmp_path / "neg.tar")])
