@@ -10,9 +10,10 @@ belong to protocol ``ttur``, clean-fid's ``legacy_pytorch`` files to ``pytorch-f
 Digests. fidkit cannot know the digests of files it has never been able to download (the
 machines it is built on have no internet), so it trusts the first download: the sha256 of
 the file as published is recorded in ``stats/digests.json`` in the cache, and every later
-download, and the download digest a cached copy records, is checked against it. A changed
-file upstream is then reported instead of silently giving other scores; a damaged cached
-copy fails its zip checksums when read. The cached copy's own bytes are not hashed.
+download, and the download digest a cached copy records, is checked against it; the sha256
+of the converted file is recorded too (``NAME#cached``) and checked on every use. A changed
+file upstream, or a cached copy changed or damaged since it was written, is then reported
+instead of silently giving other scores.
 
 The cached file is a fidkit statistics file (``mu``, ``sigma``, metadata): the published
 ``mu``/``sigma`` unchanged (float64), with the protocol, the registry name, the URL and the
@@ -98,8 +99,13 @@ DIGESTS = DigestRecord(lambda: stats_dir(), StatsError)  # a function: FIDKIT_CA
 
 
 def recorded_digests() -> dict:
-    """name -> sha256 of the published file, as recorded at its first download."""
+    """name -> sha256 of the published file, as recorded at its first download; and
+    ``name#cached`` -> sha256 of the converted file in the cache, as written."""
     return DIGESTS.read()
+
+
+def _cached_key(name: str) -> str:
+    return f"{name}#cached"
 
 
 def lookup(name: str) -> Published:
@@ -145,16 +151,23 @@ def fetch(name: str, *, timeout: float = 30.0, say=print) -> Path:
                              f"folder") from None
         if out.is_file():  # fetched by another process while this one waited
             return _checked(out, entry)
-        remove_stale_temporaries(stats_dir(), [out.name, f"{entry.name}.published.npz"])
+        remove_stale_temporaries(stats_dir(), [out.name, f"{entry.name}.published.npz", f"{entry.name}.converted.npz"])
         return _fetch_locked(entry, out, timeout, say)
 
 
 def _checked(out: Path, entry: Published) -> Path:
-    recorded = recorded_digests().get(entry.name)
+    record = recorded_digests()
+    recorded = record.get(entry.name)
     st = Statistics.load(out)
     if recorded is None or st.extra.get("download_sha256") != recorded:
         raise StatsError(f"{out} does not match the digest recorded at the first download; delete it and "
                          f"fetch again")
+    digest = file_sha256(out)
+    if _cached_key(entry.name) not in record:  # a cache written before its bytes were recorded: trusted now
+        DIGESTS.add(_cached_key(entry.name), digest)
+    elif record[_cached_key(entry.name)] != digest:
+        raise StatsError(f"{out} has changed since it was written (its sha256 is not the one recorded then); "
+                         f"delete it and fetch again")
     return out
 
 
@@ -182,7 +195,10 @@ def _fetch_locked(entry: Published, out: Path, timeout: float, say) -> Path:
         if recorded is None:  # recorded before the file appears: a reader that sees the file sees its digest
             DIGESTS.add(entry.name, digest)
             say(f"fidkit: stats: first download of {entry.name}: recorded sha256 {digest}")
-        st.save(out)
+        converted = Path(st.save(raw.with_name(f"{entry.name}.converted.npz")))
+        DIGESTS.add(_cached_key(entry.name), file_sha256(converted))  # before the file appears, as above
+        converted.replace(out)
     finally:
         raw.unlink(missing_ok=True)
+        raw.with_name(f"{entry.name}.converted.npz").unlink(missing_ok=True)
     return out

@@ -59,7 +59,7 @@ def test_first_download_records_the_digest_and_keeps_mu_sigma(entry):
     said = []
     path = registry.fetch(e.name, say=said.append)
     digest = hashlib.sha256(published.read_bytes()).hexdigest()
-    assert registry.recorded_digests() == {e.name: digest}
+    assert registry.recorded_digests() == {e.name: digest, f"{e.name}#cached": hashlib.sha256(path.read_bytes()).hexdigest()}
     assert any("recorded sha256" in m for m in said)
     st = fidkit.Statistics.load(path)  # a fidkit file: no provenance warning
     assert np.array_equal(st.mu, mu.astype(np.float64)) and np.array_equal(st.sigma, sigma.astype(np.float64))
@@ -78,6 +78,22 @@ def test_later_fetches_use_the_cache_and_check_the_record(entry):
     record.write_text(json.dumps({e.name: "0" * 64}))
     with pytest.raises(StatsError, match="does not match the digest recorded"):
         registry.fetch(e.name)
+
+
+def test_a_cached_copy_changed_since_it_was_written_is_refused(entry):
+    """The converted file's own bytes are recorded: a copy rewritten with other numbers and the
+    same metadata (which the download digest alone would let pass) is refused."""
+    e, *_ = entry
+    path = registry.fetch(e.name, say=lambda m: None)
+    st = fidkit.Statistics.load(path)
+    fidkit.Statistics(st.mu + 1, st.sigma, st.n, st.protocol, st.weights_digest, extra=st.extra).save(path)
+    with pytest.raises(StatsError, match="has changed since it was written"):
+        registry.fetch(e.name, say=lambda m: None)
+    record = json.loads((registry.stats_dir() / "digests.json").read_text())
+    del record[f"{e.name}#cached"]  # a cache written before the bytes were recorded: trusted on its next use
+    (registry.stats_dir() / "digests.json").write_text(json.dumps(record))
+    assert registry.fetch(e.name, say=lambda m: None) == path
+    assert f"{e.name}#cached" in registry.recorded_digests()
 
 
 def test_a_changed_upstream_file_is_refused(entry):
