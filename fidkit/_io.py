@@ -80,30 +80,40 @@ def file_sha256(path) -> str:
 
 
 @contextlib.contextmanager
-def cache_lock(path, waiting: Callable[[], None] | None = None) -> Iterator[None]:
-    """Holds an exclusive ``flock`` on ``path`` (created if missing) for the ``with`` block.
+def cache_lock(path, waiting: Callable[[], None] | None = None,
+               unwritable: Callable[[OSError], Exception] | None = None) -> Iterator[None]:
+    """Holds an exclusive ``flock`` on ``path`` (created if missing, with its folder) for the
+    ``with`` block.
 
     Blocks while another process holds it, calling ``waiting()`` once first so that the
     user learns why nothing happens. Released on exit from the block and, by the kernel,
-    when the process dies. Without ``fcntl`` (Windows) it does not lock: concurrent runs
-    may then repeat a download, but still never read a half-written file.
+    when the process dies. An OSError while creating the folder or taking the lock is
+    raised as ``unwritable(error)`` when given (the caller's one-line message); errors in
+    the block itself pass unchanged. Without ``fcntl`` (Windows) it does not lock:
+    concurrent runs may then repeat a download, but still never read a half-written file.
     """
-    path = Path(path)
-    if fcntl is None:
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    path, fd = Path(path), None
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if waiting is not None:
-                waiting()
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if fcntl is not None:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if waiting is not None:
+                    waiting()
+                fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError as e:
+        if fd is not None:
+            os.close(fd)
+        if unwritable is None:
+            raise
+        raise unwritable(e) from None
+    try:
         yield
     finally:
-        os.close(fd)  # closing the only descriptor releases the lock
+        if fd is not None:
+            os.close(fd)  # closing the only descriptor releases the lock
 
 
 def remove_stale_temporaries(folder, names) -> None:

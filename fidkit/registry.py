@@ -31,7 +31,6 @@ partial download is deleted by the next holder.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,14 +140,10 @@ def fetch(name: str, *, timeout: float = 30.0, say=print) -> Path:
     out = cached_path(name)
     if out.is_file():
         return _checked(out, entry)
-    with contextlib.ExitStack() as held:
-        try:
-            stats_dir().mkdir(parents=True, exist_ok=True)
-            held.enter_context(cache_lock(stats_dir() / f".{entry.name}.lock", waiting=lambda: say(
-                f"fidkit: stats: waiting for another fidkit process that is fetching {entry.name}")))
-        except OSError as e:
-            raise StatsError(f"cannot write to {stats_dir()} ({e.strerror or e}); set FIDKIT_CACHE to a writable "
-                             f"folder") from None
+    with cache_lock(stats_dir() / f".{entry.name}.lock", waiting=lambda: say(
+            f"fidkit: stats: waiting for another fidkit process that is fetching {entry.name}"),
+            unwritable=lambda e: StatsError(f"cannot write to {stats_dir()} ({e.strerror or e}); set FIDKIT_CACHE "
+                                            f"to a writable folder")):
         if out.is_file():  # fetched by another process while this one waited
             return _checked(out, entry)
         remove_stale_temporaries(stats_dir(), [out.name, f"{entry.name}.published.npz", f"{entry.name}.converted.npz"])

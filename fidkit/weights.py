@@ -379,14 +379,10 @@ def resolve(explicit=None, allow_fetch: bool = True) -> Weights:
         return w
     if not allow_fetch:
         raise WeightsError(f"no weights in {cache}; run `fidkit weights` to fetch them, or give --weights PATH")
-    with contextlib.ExitStack() as held:
-        try:
-            cache.mkdir(parents=True, exist_ok=True)
-            held.enter_context(cache_lock(cache / LOCK_FILE, waiting=lambda: _say(
-                f"waiting for another fidkit process that is fetching the weights into {cache}")))
-        except OSError as e:
-            raise WeightsError(f"cannot write to the cache folder {cache} ({e.strerror or e}); set FIDKIT_CACHE to "
-                               f"a writable folder or give --weights PATH") from None
+    with cache_lock(cache / LOCK_FILE, waiting=lambda: _say(
+            f"waiting for another fidkit process that is fetching the weights into {cache}"),
+            unwritable=lambda e: WeightsError(f"cannot write to the cache folder {cache} ({e.strerror or e}); set "
+                                              f"FIDKIT_CACHE to a writable folder or give --weights PATH")):
         w = _cached(cache)  # another process may have fetched them while this one waited
         if w is not None:
             _say(f"using {w.path}, fetched by another process")

@@ -191,16 +191,24 @@ print(registry.fetch("test-stats", say=lambda m: print(m, file=sys.stderr)))
 """
 
 
-def test_eight_processes_fetching_published_statistics_download_once(tmp_path, counting_server):
-    url, gets = counting_server
+def released_together(child: str, tmp_path, url: str) -> tuple:
+    """Runs ``child`` (a script waiting for the file ``argv[1]``, then fetching ``argv[2]``) in
+    N processes released at one moment, all with one empty cache; asserts that every one
+    succeeded and returns (the cache folder, their (stdout, stderr) pairs)."""
     cache, go = tmp_path / "cache", tmp_path / "go"
     env = dict(os.environ, FIDKIT_CACHE=str(cache), PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
-    procs = [subprocess.Popen([sys.executable, "-c", STATS_CHILD, str(go), url], env=env, text=True,
+    procs = [subprocess.Popen([sys.executable, "-c", child, str(go), url], env=env, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(N)]
     time.sleep(1)
     go.touch()
     results = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0] * N, [err for _, err in results]
+    return cache, results
+
+
+def test_eight_processes_fetching_published_statistics_download_once(tmp_path, counting_server):
+    url, gets = counting_server
+    cache, results = released_together(STATS_CHILD, tmp_path, url)
     assert gets == ["/stats.npz"]  # one download
     said = "".join(err for _, err in results)
     assert said.count("recorded sha256") == 1 and "waiting for another fidkit process" in said, said
@@ -226,14 +234,7 @@ def test_eight_processes_resolving_encoder_weights_download_once(tmp_path, count
     """torchrun's ranks on one machine resolve an encoder's weights at the same moment: one
     downloads, the others wait for it, and no rank reads or replaces a half-written file."""
     url, gets = counting_server
-    cache, go = tmp_path / "cache", tmp_path / "go"
-    env = dict(os.environ, FIDKIT_CACHE=str(cache), PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
-    procs = [subprocess.Popen([sys.executable, "-c", ENCODER_CHILD, str(go), url], env=env, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(N)]
-    time.sleep(1)
-    go.touch()
-    results = [p.communicate(timeout=300) for p in procs]
-    assert [p.returncode for p in procs] == [0] * N, [err for _, err in results]
+    cache, results = released_together(ENCODER_CHILD, tmp_path, url)
     assert gets == ["/stats.npz"]  # one download
     said = "".join(err for _, err in results)
     assert said.count("recorded sha256") == 1 and "waiting for another fidkit process" in said, said
@@ -253,3 +254,23 @@ def test_cache_messages_are_silent_where_quiet(monkeypatch, capsys):
     W._say("hello")
     ew._say("hello")
     assert capsys.readouterr().err == ""
+
+
+def test_an_unwritable_cache_is_one_line_for_every_fetch(tmp_path, monkeypatch):
+    """The three fetchers (Inception weights, encoder weights, published statistics) take their
+    cache lock through one mechanism, which turns a cache that cannot be written into each
+    one's own one-line error."""
+    from fidkit import registry
+    from fidkit.encoders import weights as ew
+    from fidkit.errors import StatsError, WeightsError
+    (tmp_path / "not-a-folder").write_text("a file where the cache should be")
+    monkeypatch.setenv("FIDKIT_CACHE", str(tmp_path / "not-a-folder"))
+    monkeypatch.delenv("FIDKIT_WEIGHTS", raising=False)
+    with pytest.raises(WeightsError, match="cannot write to the cache folder .*set FIDKIT_CACHE"):
+        W.resolve(None)
+    with pytest.raises(WeightsError, match="cannot create the cache folder .*--encoder-weights"):
+        ew.resolve(ew.WeightsSource("test-encoder", "http://127.0.0.1:9/w.pth", "w.pth"))
+    monkeypatch.setitem(registry.PUBLISHED, "test-stats", registry.Published(
+        "test-stats", "http://127.0.0.1:9/stats.npz", "ttur", "a test set", "tests"))
+    with pytest.raises(StatsError, match="cannot write to .*set FIDKIT_CACHE"):
+        registry.fetch("test-stats", say=lambda m: None)

@@ -28,7 +28,6 @@ code is never compiled or run.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pickle
 import warnings
@@ -126,14 +125,10 @@ def resolve(src: WeightsSource, explicit=None, *, allow_download: bool = True, t
     if not allow_download or os.environ.get("FIDKIT_NO_DOWNLOAD") == "1":
         raise WeightsError(f"no {src.encoder} weights in {encoders_cache()}; get {src.url} and put it at {cached}, "
                            f"or give it with --encoder-weights PATH (or {src.env_var})")
-    with contextlib.ExitStack() as held:  # one download per cache: other processes (torchrun ranks) wait
-        try:
-            encoders_cache().mkdir(parents=True, exist_ok=True)
-            held.enter_context(cache_lock(encoders_cache() / f".{src.filename}.lock", waiting=lambda: _say(
-                f"waiting for another fidkit process that is downloading {src.filename}")))
-        except OSError as e:
-            raise WeightsError(f"cannot create the cache folder {encoders_cache()} ({e.strerror or e}); set "
-                               f"FIDKIT_CACHE to a writable folder or give --encoder-weights PATH") from None
+    with cache_lock(encoders_cache() / f".{src.filename}.lock", waiting=lambda: _say(  # one download per cache:
+            f"waiting for another fidkit process that is downloading {src.filename}"),    # other processes wait
+            unwritable=lambda e: WeightsError(f"cannot create the cache folder {encoders_cache()} ({e.strerror or e}); "
+                                              f"set FIDKIT_CACHE to a writable folder or give --encoder-weights PATH")):
         expected = expected_digest(src)  # the first download's, if another process recorded one meanwhile
         if cached.is_file():  # downloaded by another process while this one waited
             return _from_cache(src, cached, expected)
