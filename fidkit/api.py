@@ -338,12 +338,15 @@ def extract(source, protocol: str | None = None, *, batch_size: int | None = Non
     kept = {k: np.empty((len(images), net.outputs[k]), np.float32)
             for k in ((main,) if keep_features else ()) + (("logits",) if logits else ())}
     filled = 0
-    for out in batches:
-        for k, acc in accs.items():
-            acc.update(out[k])
-        for k, arr in kept.items():
-            arr[filled:filled + out[k].shape[0]] = out[k].cpu().numpy()
-        filled += out[main].shape[0]
+    # closed on the way out, whatever is raised here (Ctrl-C, a NaN feature): its progress line is
+    # ended before the caller reports why, not when the suspended generator is collected later
+    with contextlib.closing(batches):
+        for out in batches:
+            for k, acc in accs.items():
+                acc.update(out[k])
+            for k, arr in kept.items():
+                arr[filled:filled + out[k].shape[0]] = out[k].cpu().numpy()
+            filled += out[main].shape[0]
     st = finish_pass(accs, net, precision, name, skipped)
     kept = {k: arr[:filled] for k, arr in kept.items()}  # fewer rows when files were skipped
     return Extraction(st, kept.get(main) if keep_features else None, kept.get("logits") if logits else None)

@@ -366,12 +366,13 @@ class Session:
             batches = iter_features(share, net.preprocess, net, dev, bs, nw, kw.get("progress") if self.rank == 0
                                     else False, names=names, mode=kw.get("precision", "fp32"), skipped=skipped,
                                     label=f"{label} (rank 0 of {self.world}: {hi - lo} of {len(images)})")
-            for out in batches:
-                for k in names:
-                    parts[k].append(out[k].cpu().numpy())
-                counts.append(int(out[main].shape[0]))
-                if self.store.check([stop_key]):
-                    raise _Stopped
+            with contextlib.closing(batches):  # the progress line ends before any error is reported
+                for out in batches:
+                    for k in names:
+                        parts[k].append(out[k].cpu().numpy())
+                    counts.append(int(out[main].shape[0]))
+                    if self.store.check([stop_key]):
+                        raise _Stopped
         own = {k: np.concatenate(v) if v else np.zeros((0, net.outputs[k]), np.float32) for k, v in parts.items()}
         status = {"error": None, "names": names, "counts": counts,
                   "shapes": {k: tuple(int(s) for s in v.shape) for k, v in own.items()},

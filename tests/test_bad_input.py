@@ -221,6 +221,30 @@ def test_ctrl_c_exits_130_and_leaves_no_file(tmp_path, real_a):
     assert not out.exists() and [f.name for f in tmp_path.iterdir()] == ["many"]
 
 
+def test_an_error_raised_between_batches_finds_the_progress_line_ended(real_a, capsys, monkeypatch):
+    # Ctrl-C (or any error) landing in extract's own loop, not inside the feature generator: the
+    # progress line must be ended before the exception reaches whoever reports it. Without the
+    # generator closed on the way out, its newline came only when it was collected, after
+    # "fidkit: interrupted" had been printed at the end of the bar's line
+    from fidkit import api
+
+    batches = -(-len(list_images(real_a)) // 2)
+    calls = []
+
+    def interrupted(self, x):  # at the last batch, whose progress line is always drawn
+        calls.append(1)
+        if len(calls) == batches:
+            raise KeyboardInterrupt
+    monkeypatch.setattr(api.Accumulator, "update", interrupted)
+    try:
+        api.extract(str(real_a), device="cpu", workers=0, batch_size=2, progress=True)
+    except KeyboardInterrupt:
+        err = capsys.readouterr().err  # read while the interrupted frames are still alive
+    else:
+        raise AssertionError("not interrupted")
+    assert "images/s" in err and err.endswith("left\n"), err
+
+
 @pytest.mark.parametrize("kind", ["16-bit", "self-link", "text"])
 def test_bad_files_through_the_cli(good, tmp_path, kind):
     folder, _ = good
