@@ -309,6 +309,7 @@ def test_critical_batch_run_that_never_reaches_its_target(tmp_path, images, caps
     assert run["complete"] and [e["step"] for e in run["evals"]] == [0, 8, 16, 32]  # the whole grid, no refinement
     assert doc["per_run"][0]["reached"] is False and doc["per_run"][0]["steps"] is None
     assert doc["per_batch"]["8"]["seeds_not_reaching"] == [0] and doc["critical_batch_per_seed"] == {}
+    assert doc["seeds_excluded"] == {"0": "no run of this seed reached the threshold"}
 
 
 def test_next_step_brackets_the_crossing_once():
@@ -387,21 +388,92 @@ def test_the_papers_claims_are_checked_on_each_curve():
     bs = [16, 32, 64, 128, 256]
     steps = [8000, 4200, 2400, 1600, 1400]  # falling: SFO 128k, 134k, 154k, 205k, 358k, convex, minimum at 16
     c = analysis.paper_checks(bs, steps, [b * k for b, k in zip(bs, steps)])
-    assert c == {"steps_fall_with_batch": True, "sfo_convex": True, "sfo_minimum_inside": False}
+    assert c == {"steps_fall_with_batch": True, "sfo_convex": True, "sfo_minimum_inside": False,
+                 "steps_rises": [], "sfo_slope_drops": []}
     steps = [12000, 5000, 2000, 1100, 900]  # SFO 192k, 160k, 128k, 141k, 230k: minimum inside, convex
     c = analysis.paper_checks(bs, steps, [b * k for b, k in zip(bs, steps)])
-    assert c == {"steps_fall_with_batch": True, "sfo_convex": True, "sfo_minimum_inside": True}
+    assert c["steps_fall_with_batch"] and c["sfo_convex"] and c["sfo_minimum_inside"]
     steps = [12000, 5000, 2000, 2100, 900]  # a rise at 128 and a kink: neither falling nor convex
     c = analysis.paper_checks(bs, steps, [b * k for b, k in zip(bs, steps)])
     assert c["steps_fall_with_batch"] is False and c["sfo_convex"] is False
+    assert c["steps_rises"] == [{"from": 64, "to": 128, "relative": pytest.approx(0.05)}]  # its size, for noise
+    assert [d["at"] for d in c["sfo_slope_drops"]] == [128]
 
 
-def test_critical_batch_is_the_sfo_minimum():
+def test_critical_batch_is_the_sfo_minimum_or_a_bound():
     bs = [16, 32, 64, 128, 256]
     sfo = [b * 1000 / b + b * 10 for b in bs]  # 1000 + 10 b: increasing, minimum at the smallest
-    assert analysis._critical_from(bs, sfo) == 16
-    sfo = [(math.log2(b) - 6) ** 2 + 5 for b in bs]  # a parabola in log2 b with its minimum at 64
-    assert analysis._critical_from(bs, np.exp(sfo)) == pytest.approx(64)
+    assert analysis._critical_from(bs, sfo) == (None, "<= 16")  # a bound, not an estimate of 16
+    assert analysis._critical_from(bs, sfo[::-1]) == (None, ">= 256")
+    sfo = list(np.exp([(math.log2(b) - 6) ** 2 + 5 for b in bs]))  # a parabola in log2 b, minimum at 64
+    est, bound = analysis._critical_from(bs, sfo)
+    assert est == pytest.approx(64) and bound is None
+    # a run that never reached the threshold is censored (SFO above the grid's end), not dropped
+    assert analysis._critical_from(bs, sfo[:4] + [math.inf])[0] == pytest.approx(64)
+    est, bound = analysis._critical_from(bs, sfo[:3] + [math.inf, math.inf])
+    assert est == 64 and bound is None  # no parabola through a censored neighbour: the grid's argmin
+    assert analysis._critical_from(bs, [math.inf] * 5) == (None, None)
+
+
+def test_steps_to_threshold_skips_missing_fids_and_flags_the_first_bracket():
+    evals = [{"step": 0, "fid": 400.0}, {"step": 100, "fid": None}, {"step": 200, "fid": 80.0}]
+    steps, first = analysis._steps_to(evals, 100.0)
+    assert first == 200 and steps == pytest.approx(200 * 300 / 320)  # from step 0, linear
+    assert analysis.crossing_from_start(evals, first)  # the chord over a convex fall: an upper bound
+    evals = [{"step": 0, "fid": 400.0}, {"step": 100, "fid": 150.0}, {"step": 200, "fid": 80.0}]
+    assert not analysis.crossing_from_start(evals, analysis._steps_to(evals, 100.0)[1])
+
+
+def _fake_critical_runs(runs_dir, sfo_of, seeds=(0, 1, 2)):
+    """Run files of the full critical-batch plan as the workers would leave them, for FID curves
+    FID(step) = 100 (step / K)^-1/2 that cross 100 exactly at K = sfo_of(b, seed) / b (a power
+    law, so the log-log interpolation is exact), evaluated where next_step says."""
+    plan = studies.Plan("critical-batch", studies.critical_batch_runs(seeds=seeds), studies.EvalSpec())
+    for spec in plan.runs:
+        k = sfo_of(spec.config.batch_size, spec.seed) / spec.config.batch_size
+        evals = []
+        while (step := studies.next_step(spec, evals)) is not None:
+            evals.append({"step": step, "fid": 400.0 if step == 0 else 100.0 * (step / k) ** -0.5})
+        path = studies.run_path(runs_dir, spec)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"seed": spec.seed, "group": spec.group, "complete": True, "evals": evals}))
+    return plan
+
+
+def test_critical_batch_aggregate_censors_bounds_and_compares_like_with_like(tmp_path):
+    # SFO quadratic in log2 b with its minimum at 64; at 512 it is 2.98M images, beyond the 2M grid
+    def sfo_of(b, seed):
+        return 2e5 * math.exp(0.3 * (math.log2(b) - 6) ** 2) * (1 + 0.05 * seed)
+    plan = _fake_critical_runs(tmp_path / "runs", sfo_of)
+    doc = analysis.aggregate_critical_batch(plan, tmp_path / "runs", tmp_path / "res")
+    assert doc["complete"] and doc["seeds_excluded"] == {}
+    assert doc["per_batch"]["512"]["seeds_not_reaching"] == [0, 1, 2]
+    for seed, v in doc["critical_batch_per_seed"].items():
+        # the run at 512 that never reached 100 stays in as censored, the seed is not dropped
+        assert v["critical_batch"] == pytest.approx(64, rel=1e-6) and v["bound"] is None
+        assert v["not_reaching"] == [512] and v["steps_fall_with_batch"] is None and v["sfo_minimum_inside"]
+    assert doc["critical_batch_geometric_mean"] == pytest.approx(64, rel=1e-6)
+    assert doc["critical_batch_ci95"] == pytest.approx([64, 64], rel=1e-6)
+    # means over the seeds that reached would compare 512's survivors with everyone elsewhere
+    assert doc["paper_checks_on_means"] is None
+    row = next(r for r in doc["per_run"] if r["batch_size"] == 64 and r["seed"] == 1)
+    assert row["steps"] == pytest.approx(sfo_of(64, 1) / 64, rel=1e-9) and not row["steps_upper_bound"]
+
+    # seed 2's SFO rises from the smallest batch: its minimum is a bound, and no mean is taken
+    def rising(b, seed):
+        return sfo_of(b, seed) if seed < 2 else 1e5 + 1500 * b
+    plan = _fake_critical_runs(tmp_path / "runs2", rising)
+    doc = analysis.aggregate_critical_batch(plan, tmp_path / "runs2", tmp_path / "res")
+    assert doc["critical_batch_per_seed"]["2"]["critical_batch"] is None
+    assert doc["critical_batch_per_seed"]["2"]["bound"] == "<= 16"
+    assert doc["critical_batch_log2_mean"] is None and doc["critical_batch_ci95"] is None
+    assert doc["paper_checks_seeds_passing"]["sfo_minimum_inside"] == "2 of 3"
+
+    # every run reaching: the checks on the means are made, over the same seeds at every batch
+    plan = _fake_critical_runs(tmp_path / "runs3", lambda b, seed: 1e5 + 1500 * b + 1e6 * 16 / b)
+    doc = analysis.aggregate_critical_batch(plan, tmp_path / "runs3", tmp_path / "res")
+    assert doc["paper_checks_on_means"]["steps_fall_with_batch"] is True
+    assert doc["paper_checks_seeds_passing"]["steps_fall_with_batch"] == "3 of 3"
 
 
 def test_aggregate_with_nothing_finished_writes_incomplete_studies(tmp_path, images, capsys):

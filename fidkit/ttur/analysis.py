@@ -330,10 +330,15 @@ def _comparisons_by_step(plan: Plan, docs: dict, arch: str) -> dict:
 def _steps_to(evals: list, threshold: float) -> tuple:
     """(steps at which FID first falls to ``threshold``, interpolated between the two
     evaluations around the crossing — log-log, linear from step 0 —, first evaluated step at
-    or below it) or (None, None)."""
+    or below it) or (None, None). Evaluations without a FID are passed over.
+
+    From step 0 the straight line between the two evaluations lies above a falling convex
+    curve, so a crossing in that first bracket is an upper bound (:func:`crossing_from_start`)."""
     prev = None
     for e in evals:
-        if e["fid"] is not None and e["fid"] <= threshold:
+        if e["fid"] is None:
+            continue
+        if e["fid"] <= threshold:
             if prev is None:
                 return float(e["step"]), e["step"]
             s0, f0, s1, f1 = prev["step"], prev["fid"], e["step"], e["fid"]
@@ -346,28 +351,56 @@ def _steps_to(evals: list, threshold: float) -> tuple:
     return None, None
 
 
+def crossing_from_start(evals: list, first: int | None) -> bool:
+    """Whether the crossing found by :func:`_steps_to` lies in the bracket that starts at step 0."""
+    if first is None:
+        return False
+    before = [e["step"] for e in evals if e["fid"] is not None and e["step"] < first]
+    return bool(before) and max(before) == 0
+
+
 def paper_checks(bs: list, steps: list, sfo: list) -> dict:
     """The paper's three claims on one curve over increasing batch sizes ``bs``: the steps
     never rise with the batch (``steps_fall_with_batch``); SFO = b·K is convex in b, i.e.
     its slopes between neighbouring batch sizes never fall (``sfo_convex``, on the uneven
-    grid as it is); its minimum lies inside the range, not at an end (``sfo_minimum_inside``)."""
+    grid as it is); its minimum lies inside the range, not at an end (``sfo_minimum_inside``).
+
+    The first two are strict inequalities on noisy values, so each failure is listed with its
+    size (``steps_rises``: the batch sizes where K rose and by what fraction;
+    ``sfo_slope_drops``: the middle batch size where the slope fell and by what fraction of
+    the larger slope's size), for a reader to tell noise from a refutation."""
     slopes = [(c - a) / (y - x) for a, c, x, y in zip(sfo, sfo[1:], bs, bs[1:])]
-    return {"steps_fall_with_batch": all(a >= b for a, b in zip(steps, steps[1:])),
-            "sfo_convex": all(a <= b for a, b in zip(slopes, slopes[1:])),
-            "sfo_minimum_inside": 0 < int(np.argmin(sfo)) < len(bs) - 1}
+    rises = [{"from": x, "to": y, "relative": (k1 - k0) / k0}
+             for x, y, k0, k1 in zip(bs, bs[1:], steps, steps[1:]) if k1 > k0]
+    drops = [{"at": bs[i + 1], "relative": (a - b) / max(abs(a), abs(b))}
+             for i, (a, b) in enumerate(zip(slopes, slopes[1:])) if b < a]
+    return {"steps_fall_with_batch": not rises, "sfo_convex": not drops,
+            "sfo_minimum_inside": 0 < int(np.argmin(sfo)) < len(bs) - 1,
+            "steps_rises": rises, "sfo_slope_drops": drops}
 
 
-def _critical_from(bs: list, sfo: list) -> float:
-    """The argmin of SFO over batch sizes, refined by a parabola through log SFO against
-    log2 batch at the minimum and its neighbours (the discrete argmin at an end)."""
+def _critical_from(bs: list, sfo: list) -> tuple:
+    """(estimate, bound) of the critical batch size of one seed from its SFO over the batch
+    sizes ``bs`` (ascending). ``sfo`` may hold ``math.inf`` for a run that never reached the
+    threshold: its SFO exceeds the grid's last images seen, above every run that reached it,
+    so it cannot be the minimum. The estimate is the argmin, refined by a parabola through
+    log SFO against log2 batch at the minimum and its two (finite) neighbours; ``bound`` is
+    None then. A minimum at an end of the grid is no estimate: (None, "<= 16") or
+    (None, ">= 512"). Nothing reached: (None, None)."""
+    if not any(math.isfinite(v) for v in sfo):
+        return None, None
     i = int(np.argmin(sfo))
-    if 0 < i < len(bs) - 1:
+    if i == 0:
+        return None, f"<= {bs[0]}"
+    if i == len(bs) - 1:
+        return None, f">= {bs[-1]}"
+    if all(math.isfinite(v) for v in sfo[i - 1:i + 2]):
         x = np.log2(bs[i - 1:i + 2])
         y = np.log(sfo[i - 1:i + 2])
         a, b, _ = np.polyfit(x, y, 2)
         if a > 0:
-            return float(2 ** float(np.clip(-b / (2 * a), x[0], x[2])))
-    return float(bs[i])
+            return float(2 ** float(np.clip(-b / (2 * a), x[0], x[2]))), None
+    return float(bs[i]), None
 
 
 def aggregate_critical_batch(plan: Plan, runs_dir, results_dir, command=None, name="ttur_critical_batch",
@@ -398,6 +431,7 @@ def aggregate_critical_batch(plan: Plan, runs_dir, results_dir, command=None, na
         if d is not None and threshold is not None:
             steps, first = _steps_to(d["evals"], threshold)
             row.update(reached=steps is not None, steps=steps, first_eval_at_or_below=first,
+                       steps_upper_bound=crossing_from_start(d["evals"], first),
                        sfo=None if steps is None else steps * spec.config.batch_size,
                        evaluations=len(d["evals"]), best_fid=min(e["fid"] for e in d["evals"]),
                        final_fid=d["evals"][-1]["fid"], final_step=d["evals"][-1]["step"])
@@ -410,21 +444,45 @@ def aggregate_critical_batch(plan: Plan, runs_dir, results_dir, command=None, na
         missed = [r["seed"] for r in table if r["batch_size"] == b and r.get("reached") is False]
         per_batch[str(b)] = {"seeds": len(rows), "seeds_not_reaching": missed, "steps_mean": sm, "steps_std": ss,
                              "sfo_mean": fm, "sfo_std": fs}
-    critical = {}
+    critical, excluded = {}, {}
     for seed in seeds:
-        rows = sorted((r for r in table if r["seed"] == seed and r.get("sfo") is not None),
-                      key=lambda r: r["batch_size"])
-        if len(rows) == len(batch_sizes):
-            bs = [r["batch_size"] for r in rows]
-            sfo = [r["sfo"] for r in rows]
-            steps = [r["steps"] for r in rows]
-            critical[str(seed)] = {"critical_batch": _critical_from(bs, sfo), "argmin": bs[int(np.argmin(sfo))],
-                                   **paper_checks(bs, steps, sfo)}
-    logs = [math.log2(v["critical_batch"]) for v in critical.values()]
-    lm, ls = _mean_std(logs)
-    full = [b for b in batch_sizes if per_batch[str(b)]["sfo_mean"] is not None]
+        rows = sorted((r for r in table if r["seed"] == seed), key=lambda r: r["batch_size"])
+        waiting = [r["batch_size"] for r in rows if not r["complete"]]
+        if waiting or threshold is None:
+            excluded[str(seed)] = (f"runs not finished at batch {', '.join(map(str, waiting))}" if waiting
+                                   else "no threshold")
+            continue
+        bs = [r["batch_size"] for r in rows]
+        # a run that never reached the threshold has SFO above the grid's end: censored, not dropped
+        sfo = [r["sfo"] if r["reached"] else math.inf for r in rows]
+        estimate, bound = _critical_from(bs, sfo)
+        if estimate is None and bound is None:
+            excluded[str(seed)] = "no run of this seed reached the threshold"
+            continue
+        entry = {"critical_batch": estimate, "bound": bound, "argmin": bs[int(np.argmin(sfo))],
+                 "not_reaching": [r["batch_size"] for r in rows if not r["reached"]]}
+        if all(r["reached"] for r in rows):
+            entry.update(paper_checks(bs, [r["steps"] for r in rows], sfo))
+        else:  # the minimum is still known; rises and convexity are not
+            entry.update(steps_fall_with_batch=None, sfo_convex=None, sfo_minimum_inside=bound is None)
+        critical[str(seed)] = entry
+    estimates = [v["critical_batch"] for v in critical.values()]
+    if estimates and all(v is not None for v in estimates):  # every seed's minimum inside the grid
+        logs = [math.log2(v) for v in estimates]
+        lm, ls = _mean_std(logs)
+        from scipy import stats as sps
+        ci = (None if len(logs) < 2 else
+              [lm + q * ls / math.sqrt(len(logs)) * float(sps.t.ppf(0.975, len(logs) - 1)) for q in (-1, 1)])
+    else:  # a bound among them: a mean of values and bounds would be neither
+        lm = ls = ci = None
+    passing = {k: f"{sum(v.get(k) is True for v in critical.values())} of {len(critical)}"
+               for k in ("steps_fall_with_batch", "sfo_convex", "sfo_minimum_inside")}
+    # on the means only where every batch size has all planned seeds finished and reaching: a mean
+    # over the seeds that happened to reach would favour the fast ones
+    everyone = all(per_batch[str(b)]["seeds"] == len(seeds) for b in batch_sizes) and not excluded
+    full = batch_sizes if everyone else []
     on_means = (paper_checks(full, [per_batch[str(b)]["steps_mean"] for b in full],
-                             [per_batch[str(b)]["sfo_mean"] for b in full]) if len(full) == len(batch_sizes) else None)
+                             [per_batch[str(b)]["sfo_mean"] for b in full]) if everyone else None)
     header = _header(plan, runs_dir, docs, missing, unfinished, command)
     doc = {**header,
            "question": "Sato & Iiduka (2022): the steps K needed to reach a target fall as the batch size b grows, "
@@ -438,11 +496,19 @@ def aggregate_critical_batch(plan: Plan, runs_dir, results_dir, command=None, na
                          "the discriminator draws as many); a run that never reaches it within the grid has no "
                          "steps (reported, not extrapolated). Critical batch size per seed = argmin of SFO over the "
                          "batch sizes, refined by a parabola in (log2 b, log SFO) through the minimum and its two "
-                         "neighbours; mean ± std over seeds in log2.",
+                         "neighbours, a run that did not reach the threshold counting as SFO above the grid's end "
+                         "(censored, so it can never be the minimum); a minimum at an end of the batch grid is a "
+                         "bound (<= smallest, >= largest), not an estimate; mean ± std over seeds in log2, with a "
+                         "95% t-interval, only when every seed's minimum lies inside the grid. A crossing in the "
+                         "first bracket (from step 0) is an upper bound on K (steps_upper_bound).",
            "threshold": threshold, "threshold_rule": threshold_rule, "batch_sizes": batch_sizes,
            "per_run": table, "per_batch": per_batch, "paper_checks_on_means": on_means,
-           "critical_batch_per_seed": critical,
-           "critical_batch_log2_mean": lm, "critical_batch_log2_std": ls,
+           "paper_checks_on_means_rule": "only when every batch size has all seeds finished and reaching the "
+                                         "threshold, so that every mean is over the same seeds",
+           "paper_checks_seeds_passing": passing,
+           "critical_batch_per_seed": critical, "seeds_excluded": excluded,
+           "critical_batch_log2_mean": lm, "critical_batch_log2_std": ls, "critical_batch_log2_ci95": ci,
+           "critical_batch_ci95": None if ci is None else [2 ** v for v in ci],
            "critical_batch_geometric_mean": None if lm is None else 2 ** lm,
            "runs": {k: {"seed": v["seed"], "group": v["group"], "complete": v.get("complete"),
                         "evals": v["evals"]} for k, v in docs.items()}}
