@@ -252,6 +252,8 @@ class Session:
             while True:
                 job = self._next_job()
                 if "done" in job:
+                    if job["done"] != 0:  # before rank 0 can read the answer below, exit and the agent act
+                        _exit_on_agents_signal(job["done"])
                     self.store.add("done", 1)
                     return job["done"]
                 outcome = self._run(job)
@@ -398,7 +400,19 @@ def _outlast_rank0(code: int) -> None:
     one as the root cause: a rank that exited with rank 0's status before rank 0 did would be
     blamed, and rank 0, which said what went wrong, reported as killed (SIGTERM). So this rank
     waits, at most :data:`_EXIT_GRACE_S`, for the agent's SIGTERM that follows rank 0's exit,
-    and exits with ``code`` then. Without torchrun's agent it returns at once."""
+    and exits with ``code`` then (the handler of :func:`_exit_on_agents_signal`, installed when
+    the rank read rank 0's status, before answering it). Without torchrun's agent it returns at
+    once."""
+    if not os.environ.get("TORCHELASTIC_RUN_ID"):
+        return
+    _exit_on_agents_signal(code)
+    time.sleep(_EXIT_GRACE_S)
+
+
+def _exit_on_agents_signal(code: int) -> None:
+    """Under torchrun's agent: from now on, its SIGTERM makes this rank exit with ``code``.
+    Installed as soon as a rank > 0 reads that rank 0 failed, before it tells rank 0 so: from
+    that answer on, rank 0 may exit and the agent signal this rank at any moment."""
     if not os.environ.get("TORCHELASTIC_RUN_ID"):
         return
 
@@ -408,7 +422,6 @@ def _outlast_rank0(code: int) -> None:
         os._exit(code)
 
     signal.signal(signal.SIGTERM, leave)
-    time.sleep(_EXIT_GRACE_S)
 
 
 def run_command(command: Callable[[], None]) -> None:

@@ -37,6 +37,7 @@ CONVERTING = "converting to fidkit's format"
 CHILD = """
 import os, sys, time
 import fidkit.cli
+open(sys.argv[1] + ".ready-%d" % os.getpid(), "w").close()
 while not os.path.exists(sys.argv[1]):
     time.sleep(0.01)
 fidkit.cli.main(sys.argv[2:])
@@ -61,6 +62,20 @@ def child_env(cache: Path, wheelhouse: Path) -> dict:
     return env
 
 
+def release(go: Path, procs: list, timeout: float = 600) -> None:
+    """Starts ``procs`` (children of CHILD-like scripts) at one moment: waits until each has
+    done its imports and said so (``go.ready-PID``), then creates ``go``. Importing torch takes
+    seconds on a busy machine; released any earlier, the first child could be done before the
+    others began."""
+    end = time.monotonic() + timeout
+    while len(list(go.parent.glob(go.name + ".ready-*"))) < len(procs):
+        dead = [p for p in procs if p.poll() is not None]
+        if dead or time.monotonic() > end:
+            raise AssertionError(f"a child did not get ready: {[p.communicate()[1] for p in dead]}")
+        time.sleep(0.05)
+    go.touch()
+
+
 def start(args, env, go: Path, **kw):
     return subprocess.Popen([sys.executable, "-c", CHILD, str(go), *args], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
@@ -77,8 +92,7 @@ def test_eight_processes_resolving_into_an_empty_cache_convert_once(tmp_path, wh
     cache, go = tmp_path / "cache", tmp_path / "go"
     env = child_env(cache, wheelhouse)
     procs = [start(["weights"], env, go) for _ in range(N)]
-    time.sleep(1)
-    go.touch()
+    release(go, procs)
     results = [p.communicate(timeout=900) for p in procs]
     errs = [err for _, err in results]
     assert [p.returncode for p in procs] == [0] * N, errs
@@ -185,6 +199,7 @@ import os, sys, time
 from fidkit import registry
 from fidkit.registry import Published
 registry.PUBLISHED["test-stats"] = Published("test-stats", sys.argv[2], "ttur", "a test set", "tests")
+open(sys.argv[1] + ".ready-%d" % os.getpid(), "w").close()
 while not os.path.exists(sys.argv[1]):
     time.sleep(0.01)
 print(registry.fetch("test-stats", say=lambda m: print(m, file=sys.stderr)))
@@ -196,11 +211,12 @@ def released_together(child: str, tmp_path, url: str) -> tuple:
     N processes released at one moment, all with one empty cache; asserts that every one
     succeeded and returns (the cache folder, their (stdout, stderr) pairs)."""
     cache, go = tmp_path / "cache", tmp_path / "go"
-    env = dict(os.environ, FIDKIT_CACHE=str(cache), PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
+    env = dict(os.environ, FIDKIT_CACHE=str(cache), PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]),
+               NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")  # the local server, directly
+    env.pop("FIDKIT_NO_DOWNLOAD", None)  # the children download, from the local server
     procs = [subprocess.Popen([sys.executable, "-c", child, str(go), url], env=env, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(N)]
-    time.sleep(1)
-    go.touch()
+    release(go, procs)
     results = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0] * N, [err for _, err in results]
     return cache, results
@@ -223,6 +239,7 @@ ENCODER_CHILD = """
 import os, sys, time
 from fidkit.encoders import weights as ew
 src = ew.WeightsSource("test-encoder", sys.argv[2], "test-encoder.pth")
+open(sys.argv[1] + ".ready-%d" % os.getpid(), "w").close()
 while not os.path.exists(sys.argv[1]):
     time.sleep(0.01)
 r = ew.resolve(src)

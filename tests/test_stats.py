@@ -18,7 +18,7 @@ def reference(x):
     return x.mean(0), np.cov(x, rowvar=False, ddof=1)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=30, deadline=None, derandomize=True, database=None)  # the same draws every run
 @given(n=st.integers(2, 60), d=st.integers(1, 9), cuts=st.lists(st.integers(1, 59), max_size=5),
        seed=st.integers(0, 2**31 - 1))
 def test_streaming_equals_two_pass_for_any_batching(n, d, cuts, seed):

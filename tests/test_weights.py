@@ -107,6 +107,7 @@ def test_wrong_layout_is_refused(tmp_path):
 
 def test_resolution_order_explicit_then_cache(tmp_path, monkeypatch, real_weights):
     monkeypatch.setenv("FIDKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("FIDKIT_WEIGHTS", raising=False)  # the machine's own choice would come first
     with pytest.raises(WeightsError, match="run `fidkit weights`"):
         W.resolve(allow_fetch=False)
     W.save(real_weights, tmp_path / "cache" / W.CACHE_FEATURES_ONLY)
