@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 import fidkit
-from conftest import run_fidkit as run
+from conftest import DATA, run_fidkit as run
 from fidkit import scores
 from fidkit import weights as W
 from fidkit.errors import FidkitError, SourceError, StatsError, WeightsError
@@ -319,15 +319,15 @@ def test_cli_stats_with_sfid_serves_a_later_compare(tmp_path):
     """`fidkit stats --metrics fid,sfid` writes mu_s/sigma_s beside mu/sigma from one pass; a later
     `compute --metrics fid,sfid` against it gives the same FID and sFID as from the images, and
     warns about the small sets once per set, not again for the spatial feature."""
-    r = run("stats", "tests/data/real_a", "-o", tmp_path / "a.npz", "--metrics", "fid,sfid", "--device", "cpu",
+    r = run("stats", str(DATA / "real_a"), "-o", tmp_path / "a.npz", "--metrics", "fid,sfid", "--device", "cpu",
             "--no-progress", "--json")
     info = json.loads(r.stdout)
     assert info["features"] == ["pool3", "spatial"]
     with np.load(tmp_path / "a.npz") as z:
         assert z["mu_s"].shape == (SPATIAL_DIM,) and z["sigma_s"].shape == (SPATIAL_DIM, SPATIAL_DIM)
-    args = ("tests/data/real_b", "--metrics", "fid,sfid", "--device", "cpu", "--no-progress", "--json")
+    args = (str(DATA / "real_b"), "--metrics", "fid,sfid", "--device", "cpu", "--no-progress", "--json")
     from_file = run("compute", tmp_path / "a.npz", *args)
-    from_images = json.loads(run("compute", "tests/data/real_a", *args).stdout)
+    from_images = json.loads(run("compute", str(DATA / "real_a"), *args).stdout)
     got = json.loads(from_file.stdout)
     assert got["fid"] == pytest.approx(from_images["fid"], rel=1e-12)
     assert got["sfid"] == pytest.approx(from_images["sfid"], rel=1e-12)

@@ -22,6 +22,7 @@ from fidkit.frechet import frechet_distance
 from fidkit.sources import decode, list_images
 from fidkit.stats import Statistics
 
+from conftest import DATA
 from test_encoder_weights import dino_pth, openai_archive
 
 pytestmark = [pytest.mark.filterwarnings("ignore:.*is not the official:fidkit.errors.FidkitWarning"),
@@ -40,7 +41,7 @@ def files(tmp_path_factory):
     for side, name in (("a", "real_a"), ("b", "real_b")):
         out = d / side
         out.mkdir()
-        for i, f in enumerate(list_images(f"tests/data/{name}")):
+        for i, f in enumerate(list_images(DATA / name)):
             img = decode(f)
             for j, v in enumerate((img, img[:, ::-1], img[::-1])):
                 Image.fromarray(np.ascontiguousarray(v)).resize((40 + 4 * j, 40)).save(out / f"{i:02d}_{j}.png")
@@ -104,14 +105,14 @@ def test_cli_dinov2_fd_kid_pr_fd_inf(files, capsys, monkeypatch):
 
 
 def test_cli_clip_cmmd(files, capsys, monkeypatch):
-    code, out, err = cli(capsys, monkeypatch, "compute", "tests/data/real_a", "tests/data/real_b", "--encoder",
+    code, out, err = cli(capsys, monkeypatch, "compute", str(DATA / "real_a"), str(DATA / "real_b"), "--encoder",
                          "clip-vitl14-336", "--encoder-weights", files / "clip.pt", "--metrics", "cmmd", "--json",
                          *RUN)
     assert code == 0, err
     r = json.loads(out)
     assert r["protocol"] == "cmmd" and "fd_clip" in r and "fid" not in r
-    ea = direct("clip-vitl14-336", files / "clip.pt", "tests/data/real_a")
-    eb = direct("clip-vitl14-336", files / "clip.pt", "tests/data/real_b")
+    ea = direct("clip-vitl14-336", files / "clip.pt", str(DATA / "real_a"))
+    eb = direct("clip-vitl14-336", files / "clip.pt", str(DATA / "real_b"))
     assert r["cmmd"] == pytest.approx(distances.cmmd(ea, eb), rel=1e-5, abs=1e-9)
 
 
@@ -159,7 +160,7 @@ def test_api_and_statistics_files(files, tmp_path, capsys, monkeypatch):
 
 
 def test_old_files_are_inception():
-    st = Statistics.load(sorted(__import__("pathlib").Path("reference_stats").glob("*.npz"))[0])
+    st = Statistics.load(sorted((DATA.parent.parent / "reference_stats").glob("*.npz"))[0])
     assert st.encoder == "inception"
     assert "encoder" not in st.meta()  # Inception files keep their bytes
 
@@ -176,7 +177,7 @@ def test_old_files_are_inception():
                                                            "'ttur'; choose one of edm2, dgm-eval"),
 ])
 def test_refused_in_one_line(args, says, capsys, monkeypatch):
-    code, out, err = cli(capsys, monkeypatch, "compute", "tests/data/real_a", "tests/data/real_b", *args)
+    code, out, err = cli(capsys, monkeypatch, "compute", str(DATA / "real_a"), str(DATA / "real_b"), *args)
     assert code == 1 and err.count("\n") == 1 and says in err, err
 
 
@@ -211,7 +212,7 @@ def test_fd_inf_and_bootstrap_keep_a_statistics_file_fixed(files, tmp_path, caps
 
 
 def test_fd_inf_refused_when_too_few_images(files, capsys, monkeypatch):
-    code, out, err = cli(capsys, monkeypatch, "compute", "tests/data/real_a", "tests/data/real_b", "--encoder",
+    code, out, err = cli(capsys, monkeypatch, "compute", str(DATA / "real_a"), str(DATA / "real_b"), "--encoder",
                          "dinov2-vitl14", "--encoder-weights", files / "dinov2.pth", "--metrics", "fd-inf", *RUN)
     assert code == 1 and "fidkit: error:" in err and "FD" in err
     assert len([l for l in err.splitlines() if l.startswith("fidkit: error")]) == 1

@@ -68,9 +68,11 @@ def test_compute_equals_fid_on_the_same_images(filled, imgs, ref_stats):
 
 
 def test_memory_is_constant_and_reset_keeps_the_reference(filled, imgs, ref_stats):
-    m, value, sizes, first = filled
+    _, value, sizes, first = filled
     fresh = fidkit.FID(ref_stats, device="cpu")
     assert sizes[0] == sizes[1] == _state_bytes(fresh) == 8 * (FEATURE_DIM ** 2 + FEATURE_DIM)
+    m = fidkit.FID(ref_stats, device="cpu", batch_size=2)  # its own: the shared one stays as other tests read it
+    m.update(imgs[1][:1])
     reference = m.reference
     m.reset()
     assert m.n == 0 and m.reference is reference
