@@ -137,22 +137,25 @@ def test_timescales_runs_files_skip_and_incomplete(tmp_path, images, capsys, stu
 
 def test_timescale_comparisons_read_the_difference_against_the_spread():
     """Synthetic finished runs: TTUR ends 10 lower than the slow single time scale with a spread
-    of 1, and arrives at the common level (the slow runs' mean final FID, 41) in fewer steps."""
+    of 1, and arrives at the common level (the highest final FID of any run, 42) in fewer steps."""
     runs = studies.timescale_runs(archs=("dcgan",), seeds=(0, 1, 2), quick=True, only=("ttur", "single-slow"))
     plan = studies.Plan("timescales", runs, studies.EvalSpec())
     docs = {}
     for spec in runs:
         final = (30.0 if spec.group.endswith("ttur") else 40.0) + spec.seed
         mid = 60.0 if spec.group.endswith("ttur") else 200.0
-        docs[spec.name] = {"complete": True, "evals": [{"step": 0, "fid": 400.0}, {"step": 100, "fid": mid},
-                                                        {"step": 1000, "fid": final}]}
+        docs[spec.name] = {"complete": True, "seed": spec.seed,
+                           "evals": [{"step": 0, "fid": 400.0}, {"step": 100, "fid": mid}, {"step": 1000, "fid": final}]}
     c = analysis.timescale_comparisons(plan, docs)["dcgan"]
-    assert c["level_for_arrival"] == pytest.approx(41.0)
+    assert c["level_for_arrival"] == pytest.approx(42.0)
     v = c["versus_ttur"]["single-slow"]
     assert v["final_fid_difference"] == pytest.approx(10.0) and v["final_fid_ttur"] == pytest.approx([31.0, 1.0])
     assert v["welch"]["p"] < 0.001 and v["welch"]["t"] < 0
-    assert c["arrival"]["single-slow"]["seeds_not_reaching"] == 1  # seed 2 ends at 42 > 41
+    # every run reaches the level, so no mean of arrivals is over the fast seeds alone
+    assert c["arrival"]["single-slow"]["seeds_not_reaching"] == 0 == c["arrival"]["ttur"]["seeds_not_reaching"]
     assert v["arrival_steps_ratio"] > 1  # TTUR arrives sooner
+    assert v["same_seeds"] and v["paired"]["seeds"] == [0, 1, 2]
+    assert v["paired"]["difference_per_seed"] == pytest.approx([10.0] * 3) and v["paired"]["p"] is None
     by = c["by_step"]
     assert set(by) == {"100", "1000"} and by["1000"]["single-slow"]["fid_difference"] == pytest.approx(10.0)
     assert by["100"]["single-slow"]["fid_difference"] == pytest.approx(140.0)
@@ -163,6 +166,10 @@ def test_timescale_comparisons_read_the_difference_against_the_spread():
     c2 = analysis.timescale_comparisons(plan, docs)["dcgan"]
     assert c2["by_step"]["1000"]["single-slow"]["seeds"] == [2, 3] and c2["by_step"]["100"]["single-slow"]["seeds"] == [3, 3]
     assert c2["versus_ttur"]["single-slow"]["seeds"] == [2, 3]
+    # whose means are then over different seeds, as the file says; the paired test keeps to seeds 0 and 1
+    assert not c2["versus_ttur"]["single-slow"]["same_seeds"]
+    assert c2["versus_ttur"]["single-slow"]["paired"]["seeds"] == [0, 1]
+    assert c2["by_step"]["1000"]["single-slow"]["paired"]["seeds"] == [0, 1]
     # only one finished seed per group: no test, no spread, still the difference
     one = {k: v for k, v in docs.items() if k.endswith("s0")}
     v1 = analysis.timescale_comparisons(plan, one)["dcgan"]["versus_ttur"]["single-slow"]
@@ -265,6 +272,20 @@ def test_truncation_trains_its_generator_and_reports_every_threshold(tmp_path, i
     assert change[2.0]["precision_up_and_recall_down"] == change[2.0]["generators"] == len(doc["runs"])
     assert change[2.0]["delta_recall_mean"] == pytest.approx(2.0 / 20 - 10.0 / 20)
     assert change[2.0]["delta_precision_mean"] == pytest.approx(10.0 / 20 - 2.0 / 20)
+
+
+def test_truncation_changes_are_paired_and_tested_against_zero():
+    def doc(base_fid, fid_at_1, kid_at_1):
+        row = dict(precision=0.5, recall=0.4, density=1.0, coverage=0.8)
+        return {"results": [{"threshold": None, "fid": base_fid, "kid_mean": 0.03, **row},
+                            {"threshold": 1.0, "fid": fid_at_1, "kid_mean": kid_at_1, **row}]}
+    # three generators whose FIDs differ by 20 but each drops by 2 ± 1 with truncation
+    docs = [doc(40.0, 37.0, 0.029), doc(60.0, 58.0, 0.0295), doc(80.0, 79.0, 0.028)]
+    (c,) = analysis.truncation_changes(docs, [None, 1.0])
+    assert c["delta_fid_mean"] == pytest.approx(-2.0) and c["delta_fid_std"] == pytest.approx(1.0)
+    assert c["delta_fid_p"] == pytest.approx(0.0742, abs=1e-4)  # t = -2 / (1 / sqrt 3) = -3.46, 2 dof
+    assert c["delta_kid_mean_mean"] == pytest.approx(-0.0035 / 3)
+    assert c["delta_precision_p"] is None  # no change at all: no spread to test against
 
 
 class UntrainedHigh(StubEvaluate):

@@ -27,8 +27,9 @@ import numpy as np
 from .studies import CRITICAL_IMAGES, THRESHOLDS, Plan, git_commit, is_done, load_run, now
 from .train import new_figure, save_figure, write_json
 
-#: a group's FID curve counts as flat when its mean FID changed by less than this fraction
-#: over the last interval of its schedule (a factor 2.4-2.5 in steps), fixed in advance
+#: a group's FID curve counts as flat when the mean over its finished runs of each run's own
+#: relative FID change over the last interval of its schedule (a factor 2.4-2.5 in steps) is
+#: smaller than this in size; fixed in advance
 FLAT_CHANGE = 0.10
 
 
@@ -255,12 +256,14 @@ def timescale_comparisons(plan: Plan, docs: dict) -> dict:
 
     - *final*: FID at the last step per seed, means, the difference (single − TTUR; positive:
       TTUR lower), the seeds' spread, and Welch's t-test (with 3 seeds a weak test: read the
-      difference against the spread);
-    - *arrival*: steps to reach a common level, the highest of the groups' mean final FIDs (so
-      that every group reaches it on average), per seed interpolated as the critical-batch study
-      does (log step against log FID between the evaluations around the crossing); a seed that
-      never reaches it is counted, not extrapolated; the ratio of mean steps (single / TTUR; > 1:
-      TTUR arrives sooner)."""
+      difference against the spread); and the same paired by seed on the seeds both groups
+      have (a seed's runs share the untrained generator and the evaluation z), which also
+      says when the two groups' means are over different seeds;
+    - *arrival*: steps to reach a common level, the highest final FID of any finished run (so
+      that every run reaches it: a level that some runs miss would average only the others),
+      per seed interpolated in log step against log FID between the evaluations around the
+      crossing (evaluations 2.4-3× apart in step, so a coarse estimate); the ratio of mean
+      steps (single / TTUR; > 1: TTUR arrives sooner), None if any run has not reached it."""
     out: dict = {}
     for arch in dict.fromkeys(s.config.arch for s in plan.runs):
         groups: dict = {}
@@ -269,10 +272,9 @@ def timescale_comparisons(plan: Plan, docs: dict) -> dict:
                 d = docs.get(spec.name)
                 if d is not None and d.get("complete"):
                     groups.setdefault(spec.group.split("/", 1)[1], []).append(d)
-        ttur = groups.get("ttur", [])
-        finals = {g: [d["evals"][-1]["fid"] for d in ds] for g, ds in groups.items()}
-        means = {g: float(np.mean(v)) for g, v in finals.items() if v}
-        level = max(means.values()) if len(means) > 1 else None
+        finals = {g: {d["seed"]: d["evals"][-1]["fid"] for d in ds} for g, ds in groups.items()}
+        every = [f for v in finals.values() for f in v.values() if f is not None]
+        level = max(every) if len(groups) > 1 and every else None
         arrival = {}
         for g, ds in groups.items():
             steps = [_steps_to(d["evals"], level)[0] if level is not None else None for d in ds]
@@ -283,28 +285,47 @@ def timescale_comparisons(plan: Plan, docs: dict) -> dict:
                           "steps_mean": m, "steps_std": sd}
         entry = {"level_for_arrival": level, "arrival": arrival, "versus_ttur": {}}
         for g in groups:
-            if g == "ttur" or not ttur:
+            if g == "ttur" or "ttur" not in groups:
                 continue
             ra, rb = arrival["ttur"]["steps_mean"], arrival[g]["steps_mean"]
+            whole = not arrival["ttur"]["seeds_not_reaching"] and not arrival[g]["seeds_not_reaching"]
             entry["versus_ttur"][g] = {**_versus(finals["ttur"], finals[g], "final_fid"),
-                                       "arrival_steps_ratio": None if not ra or rb is None else rb / ra}
+                                       "arrival_steps_ratio": None if not ra or rb is None or not whole else rb / ra}
         entry["by_step"] = _comparisons_by_step(plan, docs, arch)
         out[arch] = entry
     return out
 
 
-def _versus(ttur: list, single: list, key: str) -> dict:
-    """One single time scale against TTUR on FIDs per seed: seeds, mean ± std of each
-    (``KEY_ttur``, ``KEY_single``), the difference single − TTUR and Welch's test."""
-    (ma, sa), (mb, sb) = _mean_std(ttur), _mean_std(single)
-    return {"seeds": [len(ttur), len(single)], f"{key}_ttur": [ma, sa], f"{key}_single": [mb, sb],
-            f"{key}_difference": mb - ma, "welch": _welch(ttur, single)}
+def _paired(ttur: dict, single: dict) -> dict:
+    """single − TTUR seed by seed on the seeds both have: the seeds, the differences, their
+    mean ± std and a paired t-test (None entries with fewer than 2 seeds or no spread)."""
+    shared = sorted(set(ttur) & set(single))
+    diff = [single[k] - ttur[k] for k in shared]
+    m, sd = _mean_std(diff)
+    p = None
+    if len(diff) > 1 and sd:
+        from scipy import stats as sps
+        p = float(sps.ttest_1samp(diff, 0.0).pvalue)
+    return {"seeds": shared, "difference_per_seed": diff, "difference_mean": m, "difference_std": sd, "p": p}
+
+
+def _versus(ttur: dict, single: dict, key: str) -> dict:
+    """One single time scale against TTUR on FIDs per seed ({seed: FID}): seeds, mean ± std
+    of each (``KEY_ttur``, ``KEY_single``), the difference single − TTUR and Welch's test,
+    and the paired comparison on the seeds both have (``paired``; ``same_seeds`` says whether
+    the two means above are over the same seeds)."""
+    a, b = list(ttur.values()), list(single.values())
+    (ma, sa), (mb, sb) = _mean_std(a), _mean_std(b)
+    return {"seeds": [len(a), len(b)], "same_seeds": set(ttur) == set(single), f"{key}_ttur": [ma, sa],
+            f"{key}_single": [mb, sb], f"{key}_difference": None if ma is None or mb is None else mb - ma,
+            "welch": _welch(a, b), "paired": _paired(ttur, single)}
 
 
 def _comparisons_by_step(plan: Plan, docs: dict, arch: str) -> dict:
     """At every evaluation step of ``arch``'s schedule after step 0, TTUR against each single
     time scale with the runs that have reached that step, finished or not (the step budget
-    of that step): FID mean ± std per group, difference (single − TTUR) and Welch's test."""
+    of that step): FID mean ± std per group, difference (single − TTUR), Welch's test and the
+    paired comparison on the seeds both have."""
     fids: dict = {}
     for spec in plan.runs:
         d = docs.get(spec.name)
@@ -313,10 +334,10 @@ def _comparisons_by_step(plan: Plan, docs: dict, arch: str) -> dict:
         g = spec.group.split("/", 1)[1]
         for e in d["evals"]:
             if e["step"] and e["fid"] is not None:
-                fids.setdefault(e["step"], {}).setdefault(g, []).append(e["fid"])
+                fids.setdefault(e["step"], {}).setdefault(g, {})[spec.seed] = e["fid"]
     out = {}
     for step in sorted(fids):
-        ttur = fids[step].get("ttur", [])
+        ttur = fids[step].get("ttur", {})
         row = {}
         for g, v in fids[step].items():
             if g == "ttur" or not ttur:
@@ -555,13 +576,15 @@ def aggregate_critical_batch(plan: Plan, runs_dir, results_dir, command=None, na
 def truncation_changes(docs, thresholds) -> list:
     """Per threshold, each generator's change from its own untruncated sample (paired, so that
     the generators' different levels drop out): mean ± std over generators of Δprecision,
-    Δrecall, Δdensity, Δcoverage, ΔFID, and how many generators moved as BigGAN reports
-    (precision up, recall down)."""
+    Δrecall, Δdensity, Δcoverage, ΔFID, ΔKID, a one-sample t-test of each mean change against
+    0 (``delta_KEY_p``; None with fewer than 2 generators or no spread; with 3 generators a weak
+    test), and how many generators moved as BigGAN reports (precision up, recall down)."""
+    from scipy import stats as sps
     out = []
     for t in thresholds:
         if t is None:
             continue
-        deltas: dict = {k: [] for k in ("precision", "recall", "density", "coverage", "fid")}
+        deltas: dict = {k: [] for k in ("precision", "recall", "density", "coverage", "fid", "kid_mean")}
         biggan = 0
         for d in docs:
             base = next((r for r in d["results"] if r["threshold"] is None), None)
@@ -573,7 +596,9 @@ def truncation_changes(docs, thresholds) -> list:
             biggan += row["precision"] > base["precision"] and row["recall"] < base["recall"]
         entry = {"threshold": t, "generators": len(deltas["fid"]), "precision_up_and_recall_down": biggan}
         for k, v in deltas.items():
-            entry[f"delta_{k}_mean"], entry[f"delta_{k}_std"] = _mean_std(v)
+            m, sd = _mean_std(v)
+            entry[f"delta_{k}_mean"], entry[f"delta_{k}_std"] = m, sd
+            entry[f"delta_{k}_p"] = float(sps.ttest_1samp(v, 0.0).pvalue) if len(v) > 1 and sd else None
         out.append(entry)
     return out
 

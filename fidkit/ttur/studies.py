@@ -525,7 +525,7 @@ def _run_truncation(spec: RunSpec, evals: Evaluations, runs_dir, work, command, 
         expected = next(e["generator_sha256"] for e in src_doc["evals"] if e["step"] == final)
         if digest != expected:
             say(f"  warning: the generator retrained for {spec.name} differs from the one evaluated in its run")
-        z_seed = derived_seeds(src.seed)[2] + 1  # not the curve's z: a fresh draw for every threshold
+        z_seed = derived_seeds(src.seed)[2] + 1  # not the curve's z; the same seed at every threshold
         if doc is None or doc.get("generator_sha256") != digest:
             doc = {"format": "fidkit-ttur-study-run-1", "study": spec.study, "name": spec.name,
                    "group": spec.group, "seed": src.seed, "generator": {
