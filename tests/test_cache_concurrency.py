@@ -71,6 +71,8 @@ def release(go: Path, procs: list, timeout: float = 600) -> None:
     while len(list(go.parent.glob(go.name + ".ready-*"))) < len(procs):
         dead = [p for p in procs if p.poll() is not None]
         if dead or time.monotonic() > end:
+            for p in procs:  # the others would wait for the start signal forever
+                p.kill()
             raise AssertionError(f"a child did not get ready: {[p.communicate()[1] for p in dead]}")
         time.sleep(0.05)
     go.touch()

@@ -34,7 +34,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PIL import Image
+from PIL import Image, ImageFile
 
 import fidkit
 from fidkit.errors import SourceError
@@ -226,6 +226,7 @@ def test_a_header_claiming_a_huge_image_is_refused_quickly(tmp_path):
     with warnings.catch_warnings(), pytest.MonkeyPatch.context() as mp:
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         mp.setattr(Image.Image, "load", never)
+        mp.setattr(ImageFile.ImageFile, "load", never)  # the JPEG plugin's own load
         mp.setattr(Image.Image, "convert", never)
         with pytest.raises(SourceError, match=r"bomb.jpg: image larger than PIL's decompression-bomb limit "
                                               r"\(10000×10000 pixels, PIL.Image.MAX_IMAGE_PIXELS = 89478485\)"):

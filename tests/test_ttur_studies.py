@@ -170,6 +170,12 @@ def test_timescale_comparisons_read_the_difference_against_the_spread():
     assert not c2["versus_ttur"]["single-slow"]["same_seeds"]
     assert c2["versus_ttur"]["single-slow"]["paired"]["seeds"] == [0, 1]
     assert c2["by_step"]["1000"]["single-slow"]["paired"]["seeds"] == [0, 1]
+    assert c2["versus_ttur"]["single-slow"]["arrival_seeds"] == [0, 1]  # arrivals too, on the shared seeds
+    # a finished run whose last evaluation has no FID is left out of every comparison, without an error
+    docs["dcgan-single-slow-s1"] = {**docs["dcgan-single-slow-s1"], "evals": docs["dcgan-single-slow-s1"]["evals"][:2]
+                                    + [{"step": 1000, "fid": None}]}
+    c3 = analysis.timescale_comparisons(plan, docs)["dcgan"]["versus_ttur"]["single-slow"]
+    assert c3["paired"]["seeds"] == [0] and c3["seeds"] == [2, 2]
     # only one finished seed per group: no test, no spread, still the difference
     one = {k: v for k, v in docs.items() if k.endswith("s0")}
     v1 = analysis.timescale_comparisons(plan, one)["dcgan"]["versus_ttur"]["single-slow"]
@@ -482,19 +488,27 @@ def test_critical_batch_aggregate_censors_bounds_and_compares_like_with_like(tmp
 
     # seed 2's SFO rises from the smallest batch: its minimum is a bound, and no mean is taken
     def rising(b, seed):
-        return sfo_of(b, seed) if seed < 2 else 1e5 + 1500 * b
+        return sfo_of(b, seed) if seed < 2 else 1e5 + 1500 * b + 0.5 * b * b  # strictly convex, rising
     plan = _fake_critical_runs(tmp_path / "runs2", rising)
     doc = analysis.aggregate_critical_batch(plan, tmp_path / "runs2", tmp_path / "res")
     assert doc["critical_batch_per_seed"]["2"]["critical_batch"] is None
     assert doc["critical_batch_per_seed"]["2"]["bound"] == "<= 16"
     assert doc["critical_batch_log2_mean"] is None and doc["critical_batch_ci95"] is None
-    assert doc["paper_checks_seeds_passing"]["sfo_minimum_inside"] == "2 of 3"
+    assert doc["paper_checks_seeds_passing"]["sfo_minimum_inside"] == "2 of 3 seeds"
+    # two seeds' runs at 512 are censored: their rise and convexity checks are undetermined, not failed
+    assert doc["paper_checks_seeds_passing"]["sfo_convex"] == "1 of 1 seeds (2 undetermined: a run censored)"
 
     # every run reaching: the checks on the means are made, over the same seeds at every batch
     plan = _fake_critical_runs(tmp_path / "runs3", lambda b, seed: 1e5 + 1500 * b + 1e6 * 16 / b)
     doc = analysis.aggregate_critical_batch(plan, tmp_path / "runs3", tmp_path / "res")
     assert doc["paper_checks_on_means"]["steps_fall_with_batch"] is True
-    assert doc["paper_checks_seeds_passing"]["steps_fall_with_batch"] == "3 of 3"
+    assert doc["paper_checks_seeds_passing"]["steps_fall_with_batch"] == "3 of 3 seeds"
+    # SFO 1e5 + 1500 b + 1.6e7 / b has its minimum at b = 103: inside, on every seed
+    assert doc["critical_batch_seeds_in_mean"] == [0, 1, 2] and 64 < doc["critical_batch_geometric_mean"] < 128
+    # a --threshold below the target: the runs stopped at the target, so a miss is not censored at 2M
+    doc = analysis.aggregate_critical_batch(plan, tmp_path / "runs3", tmp_path / "res", threshold=50.0)
+    assert doc["critical_batch_per_seed"] == {} and doc["seeds_excluded"]["0"].endswith(
+        "stopped at the target before reaching the threshold")
 
 
 def test_aggregate_with_nothing_finished_writes_incomplete_studies(tmp_path, images, capsys):

@@ -262,8 +262,10 @@ def timescale_comparisons(plan: Plan, docs: dict) -> dict:
     - *arrival*: steps to reach a common level, the highest final FID of any finished run (so
       that every run reaches it: a level that some runs miss would average only the others),
       per seed interpolated in log step against log FID between the evaluations around the
-      crossing (evaluations 2.4-3× apart in step, so a coarse estimate); the ratio of mean
-      steps (single / TTUR; > 1: TTUR arrives sooner), None if any run has not reached it."""
+      crossing (evaluations 2.4-3× apart in step, so a coarse estimate; the run that sets the
+      level arrives at its last step by construction); the ratio of mean steps on the seeds
+      both groups have (single / TTUR; > 1: TTUR arrives sooner), None if one of those runs
+      has not reached it."""
     out: dict = {}
     for arch in dict.fromkeys(s.config.arch for s in plan.runs):
         groups: dict = {}
@@ -271,26 +273,29 @@ def timescale_comparisons(plan: Plan, docs: dict) -> dict:
             if spec.config.arch == arch:
                 d = docs.get(spec.name)
                 if d is not None and d.get("complete"):
-                    groups.setdefault(spec.group.split("/", 1)[1], []).append(d)
-        finals = {g: {d["seed"]: d["evals"][-1]["fid"] for d in ds} for g, ds in groups.items()}
+                    groups.setdefault(spec.group.split("/", 1)[1], {})[spec.seed] = d
+        finals = {g: {seed: d["evals"][-1]["fid"] for seed, d in ds.items()} for g, ds in groups.items()}
         every = [f for v in finals.values() for f in v.values() if f is not None]
         level = max(every) if len(groups) > 1 and every else None
-        arrival = {}
+        arrival, reached = {}, {}
         for g, ds in groups.items():
-            steps = [_steps_to(d["evals"], level)[0] if level is not None else None for d in ds]
-            got = [x for x in steps if x is not None]
-            m, sd = _mean_std(got)
-            arrival[g] = {"steps_per_seed": steps,
-                          "seeds_not_reaching": None if level is None else sum(x is None for x in steps),
+            reached[g] = {seed: _steps_to(d["evals"], level)[0] if level is not None else None
+                          for seed, d in ds.items()}
+            m, sd = _mean_std(reached[g].values())
+            arrival[g] = {"steps_per_seed": {str(k): v for k, v in reached[g].items()},
+                          "seeds_not_reaching": None if level is None else sum(x is None for x in reached[g].values()),
                           "steps_mean": m, "steps_std": sd}
         entry = {"level_for_arrival": level, "arrival": arrival, "versus_ttur": {}}
         for g in groups:
             if g == "ttur" or "ttur" not in groups:
                 continue
-            ra, rb = arrival["ttur"]["steps_mean"], arrival[g]["steps_mean"]
-            whole = not arrival["ttur"]["seeds_not_reaching"] and not arrival[g]["seeds_not_reaching"]
+            shared = sorted(set(reached["ttur"]) & set(reached[g]))
+            a = [reached["ttur"][k] for k in shared]
+            b = [reached[g][k] for k in shared]
+            ratio = (float(np.mean(b)) / float(np.mean(a)) if shared and None not in a + b and np.mean(a) > 0
+                     else None)
             entry["versus_ttur"][g] = {**_versus(finals["ttur"], finals[g], "final_fid"),
-                                       "arrival_steps_ratio": None if not ra or rb is None or not whole else rb / ra}
+                                       "arrival_seeds": shared, "arrival_steps_ratio": ratio}
         entry["by_step"] = _comparisons_by_step(plan, docs, arch)
         out[arch] = entry
     return out
@@ -299,7 +304,7 @@ def timescale_comparisons(plan: Plan, docs: dict) -> dict:
 def _paired(ttur: dict, single: dict) -> dict:
     """single − TTUR seed by seed on the seeds both have: the seeds, the differences, their
     mean ± std and a paired t-test (None entries with fewer than 2 seeds or no spread)."""
-    shared = sorted(set(ttur) & set(single))
+    shared = sorted(k for k in set(ttur) & set(single) if ttur[k] is not None and single[k] is not None)
     diff = [single[k] - ttur[k] for k in shared]
     m, sd = _mean_std(diff)
     p = None
@@ -314,7 +319,8 @@ def _versus(ttur: dict, single: dict, key: str) -> dict:
     of each (``KEY_ttur``, ``KEY_single``), the difference single − TTUR and Welch's test,
     and the paired comparison on the seeds both have (``paired``; ``same_seeds`` says whether
     the two means above are over the same seeds)."""
-    a, b = list(ttur.values()), list(single.values())
+    a = [v for v in ttur.values() if v is not None]
+    b = [v for v in single.values() if v is not None]
     (ma, sa), (mb, sb) = _mean_std(a), _mean_std(b)
     return {"seeds": [len(a), len(b)], "same_seeds": set(ttur) == set(single), f"{key}_ttur": [ma, sa],
             f"{key}_single": [mb, sb], f"{key}_difference": None if ma is None or mb is None else mb - ma,
@@ -391,7 +397,7 @@ def paper_checks(bs: list, steps: list, sfo: list) -> dict:
     ``sfo_slope_drops``: the middle batch size where the slope fell and by what fraction of
     the larger slope's size), for a reader to tell noise from a refutation."""
     slopes = [(c - a) / (y - x) for a, c, x, y in zip(sfo, sfo[1:], bs, bs[1:])]
-    rises = [{"from": x, "to": y, "relative": (k1 - k0) / k0}
+    rises = [{"from": x, "to": y, "relative": (k1 - k0) / k0 if k0 else None}
              for x, y, k0, k1 in zip(bs, bs[1:], steps, steps[1:]) if k1 > k0]
     drops = [{"at": bs[i + 1], "relative": (a - b) / max(abs(a), abs(b))}
              for i, (a, b) in enumerate(zip(slopes, slopes[1:])) if b < a]
@@ -437,10 +443,11 @@ def aggregate_critical_batch(plan: Plan, runs_dir, results_dir, command=None, na
                           "the images-seen grid until its FID first falls to it, then once more at the geometric "
                           "midpoint of the bracketing grid steps")
     elif threshold is None and done:  # runs made without a target: the lowest level every run reached
-        worst_best = max(min(e["fid"] for e in d["evals"]) for d in done.values())
+        worst_best = max(min((e["fid"] for e in d["evals"] if e["fid"] is not None), default=math.inf)
+                         for d in done.values())
         threshold_rule = ("the largest over all finished runs of each run's lowest evaluated FID, rounded up to "
                           "0.1: the lowest level that every run reached")
-        threshold = math.ceil(worst_best * 10) / 10
+        threshold = math.ceil(worst_best * 10) / 10 if math.isfinite(worst_best) else None
     else:
         threshold_rule = (("given (aggregate --threshold); the runs stopped at the target FID "
                            f"{target:g}, so a lower threshold is reached by none" if target is not None else "given")
@@ -454,8 +461,11 @@ def aggregate_critical_batch(plan: Plan, runs_dir, results_dir, command=None, na
             row.update(reached=steps is not None, steps=steps, first_eval_at_or_below=first,
                        steps_upper_bound=crossing_from_start(d["evals"], first),
                        sfo=None if steps is None else steps * spec.config.batch_size,
-                       evaluations=len(d["evals"]), best_fid=min(e["fid"] for e in d["evals"]),
-                       final_fid=d["evals"][-1]["fid"], final_step=d["evals"][-1]["step"])
+                       evaluations=len(d["evals"]),
+                       best_fid=min((e["fid"] for e in d["evals"] if e["fid"] is not None), default=None),
+                       final_fid=d["evals"][-1]["fid"], final_step=d["evals"][-1]["step"],
+                       # evaluated to the grid's end: a miss means SFO above the grid's last images seen
+                       whole_grid=max(e["step"] for e in d["evals"]) >= max(spec.eval_steps))
         table.append(row)
     per_batch = {}
     for b in batch_sizes:
@@ -474,6 +484,11 @@ def aggregate_critical_batch(plan: Plan, runs_dir, results_dir, command=None, na
                                    else "no threshold")
             continue
         bs = [r["batch_size"] for r in rows]
+        short = [r["batch_size"] for r in rows if not r["reached"] and not r["whole_grid"]]
+        if short:  # stopped at the target before a lower --threshold: how far beyond, unknown
+            excluded[str(seed)] = (f"batch {', '.join(map(str, short))} stopped at the target before reaching the "
+                                   "threshold")
+            continue
         # a run that never reached the threshold has SFO above the grid's end: censored, not dropped
         sfo = [r["sfo"] if r["reached"] else math.inf for r in rows]
         estimate, bound = _critical_from(bs, sfo)
@@ -488,6 +503,7 @@ def aggregate_critical_batch(plan: Plan, runs_dir, results_dir, command=None, na
             entry.update(steps_fall_with_batch=None, sfo_convex=None, sfo_minimum_inside=bound is None)
         critical[str(seed)] = entry
     estimates = [v["critical_batch"] for v in critical.values()]
+    in_mean = sorted(int(k) for k in critical) if estimates and None not in estimates else []
     if estimates and all(v is not None for v in estimates):  # every seed's minimum inside the grid
         logs = [math.log2(v) for v in estimates]
         lm, ls = _mean_std(logs)
@@ -496,8 +512,12 @@ def aggregate_critical_batch(plan: Plan, runs_dir, results_dir, command=None, na
               [lm + q * ls / math.sqrt(len(logs)) * float(sps.t.ppf(0.975, len(logs) - 1)) for q in (-1, 1)])
     else:  # a bound among them: a mean of values and bounds would be neither
         lm = ls = ci = None
-    passing = {k: f"{sum(v.get(k) is True for v in critical.values())} of {len(critical)}"
-               for k in ("steps_fall_with_batch", "sfo_convex", "sfo_minimum_inside")}
+    passing = {}
+    for k in ("steps_fall_with_batch", "sfo_convex", "sfo_minimum_inside"):
+        decided = [v.get(k) for v in critical.values() if v.get(k) is not None]
+        passing[k] = (f"{sum(decided)} of {len(decided)} seeds"
+                      + (f" ({len(critical) - len(decided)} undetermined: a run censored)"
+                         if len(decided) < len(critical) else ""))
     # on the means only where every batch size has all planned seeds finished and reaching: a mean
     # over the seeds that happened to reach would favour the fast ones
     everyone = all(per_batch[str(b)]["seeds"] == len(seeds) for b in batch_sizes) and not excluded
@@ -528,6 +548,7 @@ def aggregate_critical_batch(plan: Plan, runs_dir, results_dir, command=None, na
                                          "threshold, so that every mean is over the same seeds",
            "paper_checks_seeds_passing": passing,
            "critical_batch_per_seed": critical, "seeds_excluded": excluded,
+           "critical_batch_seeds_in_mean": in_mean,
            "critical_batch_log2_mean": lm, "critical_batch_log2_std": ls, "critical_batch_log2_ci95": ci,
            "critical_batch_ci95": None if ci is None else [2 ** v for v in ci],
            "critical_batch_geometric_mean": None if lm is None else 2 ** lm,
