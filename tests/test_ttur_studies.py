@@ -126,7 +126,7 @@ def test_timescales_runs_files_skip_and_incomplete(tmp_path, images, capsys, stu
     assert ttur["final_fid_std"] == pytest.approx(np.std(ttur["final_fid_per_seed"], ddof=1))
     last = ttur["last_interval"]
     assert (last["from_step"], last["to_step"]) == (1, 2)
-    assert last["fid_change_per_seed"] == pytest.approx(
+    assert list(last["fid_change_per_seed"].values()) == pytest.approx(
         [r["evals"][2]["fid"] / r["evals"][1]["fid"] - 1 for n, r in sorted(doc["runs"].items()) if "-ttur-" in n])
     slow, fast = doc["summary"]["dcgan/single-slow"], doc["summary"]["dcgan/single-fast"]
     assert slow["lr_d"] == slow["lr_g"] == ttur["lr_g"] and fast["lr_d"] == fast["lr_g"] == ttur["lr_d"]
@@ -184,17 +184,23 @@ def test_timescale_comparisons_read_the_difference_against_the_spread():
 
 def test_the_last_interval_says_whether_the_curve_is_flat():
     """FID 44 → 31.5 over the last interval (−28%) is not flat; 31.5 → 30 (−5%) is; a seed
-    without the step before the last counts as missing, not as zero change."""
+    without the step before the last counts as missing, not as zero change; an unfinished run
+    counts over the intervals it has reached."""
     def run(*fids):
         return {"evals": [{"step": s, "fid": f} for s, f in zip((0, 10, 25), fids)]}
-    falling = analysis._last_interval([run(400, 44.0, 31.68), run(400, 44.0, 31.68)], [0, 10, 25])
-    assert falling["from_step"] == 10 and falling["to_step"] == 25
+    falling = analysis._last_interval({0: run(400, 44.0, 31.68), 1: run(400, 44.0, 31.68)}, [0, 10, 25])
+    assert falling["from_step"] == 10 and falling["to_step"] == 25 and falling["seeds"] == [0, 1]
     assert falling["fid_change_mean"] == pytest.approx(-0.28) and falling["flat"] is False
-    flat = analysis._last_interval([run(400, 31.5, 30.0), run(400, 32.0, 30.0)], [0, 10, 25])
+    flat = analysis._last_interval({0: run(400, 31.5, 30.0), 1: run(400, 32.0, 30.0)}, [0, 10, 25])
     assert flat["flat"] is True and flat["fid_change_std"] > 0
-    gap = analysis._last_interval([{"evals": [{"step": 0, "fid": 400}, {"step": 25, "fid": 30.0}]}], [0, 10, 25])
-    assert gap["fid_change_per_seed"] == [None] and gap["flat"] is None
-    assert analysis._last_interval([], [0, 10, 25]) is None and analysis._last_interval([run(1, 2, 3)], [0, 25]) is None
+    gap = analysis._last_interval({0: {"evals": [{"step": 0, "fid": 400}, {"step": 25, "fid": 30.0}]}}, [0, 10, 25])
+    assert gap["fid_change_per_seed"] == {"0": None} and gap["flat"] is None
+    assert analysis._last_interval({}, [0, 10, 25]) is None and analysis._last_interval({0: run(1, 2, 3)}, [0, 25]) is None
+    # a schedule extended to 60: the last interval is the latest one any run has reached
+    runs = {0: {"evals": run(400, 44.0, 31.68)["evals"] + [{"step": 60, "fid": 30.0}]}, 1: run(400, 44.0, 31.68)}
+    both = analysis._intervals(runs, [0, 10, 25, 60])
+    assert [(i["from_step"], i["to_step"], i["seeds"]) for i in both] == [(10, 25, [0, 1]), (25, 60, [0])]
+    assert analysis._last_interval(runs, [0, 10, 25, 60]) == both[-1]
 
 
 def test_remaining_work_counts_what_is_left_and_prices_it_from_the_run_files(tmp_path):
@@ -529,6 +535,21 @@ def test_a_longer_schedule_extends_a_finished_run(tmp_path, images, stub):
     calls = stub.calls
     doc = studies.run_one(spec, evals, tmp_path / "runs", tmp_path / "work", say=lambda m: None)
     assert doc["complete"] and [e["step"] for e in doc["evals"]] == [0, 1, 2] and stub.calls - calls == 1
+
+
+def test_studies_take_dcgan_to_its_first_pass_before_the_other_plans(tmp_path, images, capsys, stub, monkeypatch):
+    monkeypatch.setitem(studies.TIMESCALE_FIRST_PASS, "dcgan", 1)  # the quick schedule is 0, 1, 2
+    code, err = _run(capsys, "studies", "--seeds", 1, *_quick(tmp_path, images))
+    assert code == 0, err
+    started = [line.split(": run ")[1] for line in err if ": run " in line]
+    slow = [i for i, name in enumerate(started) if name == "dcgan-single-slow-s0"]
+    assert len(slow) == 2  # to step 1, then, after every other plan, to step 2
+    between = started[slow[0] + 1:slow[1]]
+    assert any(n.startswith("dcgan-b") for n in between) and "wgan-gp-ttur-s0" in between
+    run = json.loads((tmp_path / "runs" / "timescales" / "dcgan-single-slow-s0.json").read_text())
+    assert run["complete"] and [e["step"] for e in run["evals"]] == [0, 1, 2]
+    doc = json.loads((tmp_path / "res" / "ttur_timescales.json").read_text())
+    assert doc["complete"]
 
 
 def test_a_run_held_by_another_process_is_skipped(tmp_path, images, capsys, monkeypatch):

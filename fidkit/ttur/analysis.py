@@ -180,13 +180,14 @@ def aggregate_timescales(plan: Plan, runs_dir, results_dir, command=None, name="
         fm, fs = _mean_std(finals)
         km, ks = _mean_std(final_kids)
         c = specs[0].config
-        last = _last_interval(done, steps)
+        by_seed = {sp.seed: docs[sp.name] for sp in specs if sp.name in docs}
         summary[group] = {"arch": c.arch, "lr_d": c.lr_d, "lr_g": c.lr_g, "batch_size": c.batch_size,
                           "seeds_planned": [s.seed for s in specs], "seeds_complete": [d["seed"] for d in done],
                           "steps": steps, "per_step": {str(k): v for k, v in per_step.items()},
                           "final_step": max(steps), "final_fid_per_seed": finals, "final_fid_mean": fm,
                           "final_fid_std": fs, "final_kid_per_seed": final_kids, "final_kid_mean": km,
-                          "final_kid_std": ks, "last_interval": last}
+                          "final_kid_std": ks, "intervals": _intervals(by_seed, steps),
+                          "last_interval": _last_interval(by_seed, steps)}
     header = _header(plan, runs_dir, docs, missing, unfinished, command)
     doc = {**header,
            "question": "TTUR paper (Heusel et al., 2017): with the same step budget, does lr_D > lr_G (TTUR) reach a "
@@ -220,22 +221,33 @@ def aggregate_timescales(plan: Plan, runs_dir, results_dir, command=None, name="
     return _write(doc, fig, results_dir, name)
 
 
-def _last_interval(done: list, steps: list) -> dict | None:
-    """How much the finished runs' FID still changed over the schedule's last interval (the
-    last two evaluation steps): per seed the relative change FID_last / FID_before − 1, its
-    mean ± std, and ``flat`` (mean |change| below :data:`FLAT_CHANGE`); None before a run is
-    finished or with fewer than two steps after step 0."""
-    before, last = (sorted(steps)[-2:] if len(steps) >= 2 else (None, None))
-    if not done or not before:
-        return None
-    change = []
-    for d in done:
-        fid = {e["step"]: e["fid"] for e in d["evals"]}
-        change.append(fid[last] / fid[before] - 1.0 if fid.get(before) and fid.get(last) is not None else None)
-    got = [x for x in change if x is not None]
-    m, sd = _mean_std(got)
-    return {"from_step": before, "to_step": last, "fid_change_per_seed": change, "fid_change_mean": m,
-            "fid_change_std": sd, "flat_below": FLAT_CHANGE, "flat": None if m is None else abs(m) < FLAT_CHANGE}
+def _intervals(runs: dict, steps: list) -> list:
+    """How much the runs' FID changed over each interval of the schedule (consecutive
+    evaluation steps after step 0), with every run that has been evaluated at both ends,
+    finished or not (``runs``: {seed: run document}): per seed the relative change
+    FID_to / FID_from − 1, its mean ± std, and ``flat`` (|mean| below :data:`FLAT_CHANGE`).
+    Only intervals that some run has reached the end of."""
+    out = []
+    after0 = sorted(s for s in steps if s > 0)
+    for before, last in zip(after0, after0[1:]):
+        fids = {seed: {e["step"]: e["fid"] for e in d["evals"]} for seed, d in runs.items()}
+        reached = {seed: f for seed, f in fids.items() if f.get(last) is not None}
+        if not reached:
+            continue
+        change = {seed: (f[last] / f[before] - 1.0 if f.get(before) else None) for seed, f in reached.items()}
+        m, sd = _mean_std(change.values())
+        out.append({"from_step": before, "to_step": last, "seeds": sorted(reached),
+                    "fid_change_per_seed": {str(k): v for k, v in sorted(change.items())}, "fid_change_mean": m,
+                    "fid_change_std": sd, "flat_below": FLAT_CHANGE,
+                    "flat": None if m is None else abs(m) < FLAT_CHANGE})
+    return out
+
+
+def _last_interval(runs: dict, steps: list) -> dict | None:
+    """The last of :func:`_intervals` (the latest interval some run has reached the end of),
+    or None before any run has two evaluations after step 0."""
+    got = _intervals(runs, steps)
+    return got[-1] if got else None
 
 
 def _welch(a: list, b: list) -> dict:

@@ -458,9 +458,10 @@ def truncation(ctx, **o):
 @click.pass_context
 def all_studies(ctx, **o):
     """All three studies, in order of value: truncation on one trained DCGAN (seed 0), the
-    DCGAN time scales (TTUR first), truncation on the other seeds (whose generators the TTUR
-    runs give), the critical batch size (a whole study in fewer core-hours), then the WGAN-GP
-    time scales (the costliest: five critic updates with gradient penalty per step).
+    DCGAN time scales (TTUR first) to their first pass (60,000 steps), truncation on the other
+    seeds (whose generators the TTUR runs give), the critical batch size (a whole study in
+    fewer core-hours), the WGAN-GP time scales (the costliest per step: five critic updates
+    with gradient penalty), then the rest of the DCGAN time scales' schedule (150,000 steps).
     Resumable: stop it at any time and start it again. Several processes may run it at once
     (one per core, each with --threads 1): each skips the runs another holds."""
     s = _study_setup(o)
@@ -468,9 +469,11 @@ def all_studies(ctx, **o):
     tr = _truncation_plan(s)
     cb = _critical_plan(s, studies.CRITICAL_BATCH_SIZES)
     dcgan = [r for r in ts.runs if r.config.arch == "dcgan"]
-    order = ([(tr, tr.runs[0])] + [(ts, r) for r in dcgan if r.group == "dcgan/ttur"]
-             + [(tr, r) for r in tr.runs[1:]] + [(ts, r) for r in dcgan if r.group != "dcgan/ttur"]
-             + [(cb, r) for r in cb.runs] + [(ts, r) for r in ts.runs if r.config.arch != "dcgan"])
+    first = [studies.up_to(r, studies.TIMESCALE_FIRST_PASS["dcgan"]) for r in dcgan]
+    order = ([(tr, tr.runs[0])] + [(ts, r) for r in first if r.group == "dcgan/ttur"]
+             + [(tr, r) for r in tr.runs[1:]] + [(ts, r) for r in first if r.group != "dcgan/ttur"]
+             + [(cb, r) for r in cb.runs] + [(ts, r) for r in ts.runs if r.config.arch != "dcgan"]
+             + [(ts, r) for r in dcgan])
     _execute(ctx, s, [ts, tr, cb], order)
 
 
