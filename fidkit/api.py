@@ -443,6 +443,8 @@ class FIDResult:
     """FID of two sources with what produced it: image counts, protocol, weights, timing."""
 
     fid: float
+    #: the protocol (the encoder's mode) of both sides; where allow_mismatch let statistics of
+    #: two protocols meet, both: ``"clean (A) vs ttur (B)"``
     protocol: str
     n_a: int | None
     n_b: int | None
@@ -693,6 +695,8 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
         scores.update({f"{key}_ci_low": ci.low, f"{key}_ci_high": ci.high, f"{key}_bootstrap_std": ci.std,
                        "bootstrap_resamples": ci.resamples})
     digest = s1.weights_digest or s2.weights_digest
+    sides = (s1.protocol or protocol, s2.protocol or protocol)  # other than protocol only by allow_mismatch
+    protocol = sides[0] if sides[0] == sides[1] else f"{sides[0]} (A) vs {sides[1]} (B)"  # what was compared
     return FIDResult(r.fid, protocol, s1.n, s2.n, digest, r, time.perf_counter() - t0,
                      str(resolve_device(kw.get("device", "auto"))), kw.get("precision", "fp32"), scores,
                      s1.extra.get("skipped", []), s2.extra.get("skipped", []), enc_name)

@@ -104,6 +104,8 @@ def compute(a, b, protocol, allow_mismatch, metrics, bootstrap, as_json, **run):
         click.echo(f"{label}: {r.fid:.6f}  (protocol {r.protocol}, {r.n_a} vs {r.n_b} images, "
                    f"{r.device} {r.network_precision}, {r.seconds:.1f} s)")
         for key, value in r.scores.items():
+            if isinstance(value, (list, tuple)):  # e.g. statistics_from_file_a: the features a file held
+                value = ", ".join(map(str, value))
             click.echo(f"{key}: {value:.6g}" if isinstance(value, float) else f"{key}: {value}")
         if r.frechet.clamping_matters():  # --json always has negative_eigenvalue_mass and clamped_sqrt
             click.echo(f"note: clamped negative eigenvalue mass {r.frechet.negative_eigenvalue_mass:.3g} "
@@ -201,8 +203,9 @@ def _fetch(names, output, as_json, other_options) -> None:
         if as_json:
             click.echo(json.dumps(rows))
         else:
+            width = max(len(r["name"]) for r in rows)
             for r in rows:
-                click.echo(f"{r['name']:44s} {r['protocol']:12s} {r['dataset']}")
+                click.echo(f"{r['name']:{width}s}  {r['protocol']:12s} {r['dataset']}")
         return
     if len(names) != 1:
         raise click.UsageError("stats fetch takes one name")

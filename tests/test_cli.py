@@ -60,7 +60,13 @@ def test_protocols_differ_and_mismatch_is_refused(tmp_path, real_a, real_b):
     assert r.stderr.strip().splitlines()[-1].startswith("fidkit: error:") and "protocol 'clean'" in r.stderr
     assert "Traceback" not in r.stderr
     r = run("compute", tmp_path / "clean.npz", tmp_path / "clean.npz", "--allow-mismatch", "--json")
-    assert json.loads(r.stdout)["fid"] == pytest.approx(0, abs=1e-6)  # the flag lets another protocol through
+    out = json.loads(r.stdout)
+    assert out["fid"] == pytest.approx(0, abs=1e-6)  # the flag lets another protocol through
+    assert out["protocol"] == "clean"  # what was compared, not the default asked for
+    run("stats", real_a, "-o", tmp_path / "ttur.npz", "--device", "cpu")
+    r = run("compute", tmp_path / "clean.npz", tmp_path / "ttur.npz", "--allow-mismatch")
+    assert "(protocol clean (A) vs ttur (B), 10 vs 10 images" in r.stdout
+    assert "statistics_from_file_a: pool3\n" in r.stdout  # a plain line, not a Python list
     r = run("compute", tmp_path / "clean.npz", real_b, "--protocol", "clean", "--json", "--device", "cpu")
     out = json.loads(r.stdout)
     assert out["protocol"] == "clean" and out["fid"] == pytest.approx(REFERENCE["clean"], rel=1e-5)

@@ -231,7 +231,9 @@ def test_offline_says_what_to_get_and_where(monkeypatch, cache):
     with pytest.raises(WeightsError) as e:
         fdino.build(**SMALL_DINO)
     msg = str(e.value)
-    assert "\n" not in msg and fdino.SOURCE.url in msg and str(cache / "encoders" / "dinov2_vitl14_pretrain.pth") in msg
+    # the file's own name in the cache, where resolve looks, not the download's temporary .part
+    assert "\n" not in msg and fdino.SOURCE.url in msg and ".part" not in msg
+    assert f"put it at {cache / 'encoders' / 'dinov2_vitl14_pretrain.pth'}," in msg
     assert "--encoder-weights" in msg
     monkeypatch.setenv("FIDKIT_NO_DOWNLOAD", "1")
     with pytest.raises(WeightsError, match=r"no clip-vitl14-336 weights in .*get https://openaipublic"):

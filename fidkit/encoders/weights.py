@@ -93,8 +93,10 @@ def expected_digest(src: WeightsSource) -> Optional[str]:
     return src.sha256 or recorded_digests().get(src.filename)
 
 
-def _download(src: WeightsSource, dest: Path, timeout: float) -> None:
-    hint = (f"get {src.url} and put it at {dest}, or give it with --encoder-weights PATH "
+def _download(src: WeightsSource, dest: Path, final: Path, timeout: float) -> None:
+    """Downloads ``src`` to ``dest`` (a temporary name); a failure names ``final``, where the
+    user may put the file by hand."""
+    hint = (f"get {src.url} and put it at {final}, or give it with --encoder-weights PATH "
             f"(or {src.env_var})")
     try:
         download(src.url, dest, timeout)
@@ -136,7 +138,7 @@ def resolve(src: WeightsSource, explicit=None, *, allow_download: bool = True, t
         remove_stale_temporaries(encoders_cache(), [src.filename, part.name])  # what a killed download left
         part.unlink(missing_ok=True)
         _say(f"downloading {src.url}")
-        _download(src, part, timeout)
+        _download(src, part, cached, timeout)
         try:
             digest = file_sha256(part)
             if expected is not None and digest != expected:
