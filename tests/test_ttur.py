@@ -8,6 +8,7 @@ shared: both architectures start from the same generator (same seed), whose FID 
 computed once. Resumption is checked with a cheap stand-in evaluator.
 """
 
+import os
 import ast
 import json
 import math
@@ -378,3 +379,14 @@ def test_ttur_uses_only_the_public_api():
                 assert all(a.name == "fidkit" or not a.name.startswith("fidkit.") for a in node.names), path
     for path in pkg.glob("*.py"):
         assert "ttur import" not in path.read_text() and "fidkit.ttur" not in path.read_text(), path
+
+
+def test_the_trainers_files_get_the_umasks_permissions(tmp_path):
+    # logs, checkpoints and study files are read by others on a shared file system, as fidkit's are
+    from fidkit.ttur.train import write_json
+    old = os.umask(0o022)
+    try:
+        write_json(tmp_path / "log.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "log.json").stat().st_mode & 0o777 == 0o644

@@ -602,3 +602,23 @@ def test_a_finished_run_whose_schedule_grew_is_continued(tmp_path, images, capsy
     assert stub.calls == calls + 1 and again["evals"][:-1] == short["evals"]  # only the new step evaluated
     assert again["config"] == full["config"] and len(again["sessions"]) == 2
     assert again["evals"][-1]["generator_sha256"] == full["evals"][-1]["generator_sha256"]
+
+
+def test_too_few_training_images_are_refused_before_any_evaluation(tmp_path, images, capsys, stub):
+    few = tmp_path / "few"
+    few.mkdir()
+    for f in sorted(images.iterdir())[:10]:
+        (few / f.name).write_bytes(f.read_bytes())
+    args = list(_quick(tmp_path, images))
+    args[args.index("--data") + 1] = few
+    calls = stub.calls
+    code, err = _run(capsys, "compare-timescales", "--archs", "dcgan", "--seeds", 1, *args)
+    assert code == 1 and stub.calls == calls  # nothing evaluated, no run file
+    assert err[-1] == (f"fidkit-ttur: error: the runs left train with batches of up to 16 images, but --data {few} "
+                       "gives 10; give more training images")
+    assert not (tmp_path / "runs" / "timescales").exists()
+    doc_settings = None
+    code, err = _run(capsys, "aggregate", "--study", "timescales", "--archs", "dcgan", "--seeds", 1, *args)
+    assert code == 0, err
+    doc_settings = json.loads((tmp_path / "res" / "ttur_timescales.json").read_text())["settings"]
+    assert doc_settings["eval_steps"] == {"dcgan": [0, 1, 2]}  # the schedule the quick runs have

@@ -37,6 +37,7 @@ import torch
 import fidkit
 
 from . import analysis, studies
+from .data import count_images
 from .models import ARCHS
 from .train import (DEFAULT_BETAS, TrainConfig, TrainError, config_from_checkpoint, have_matplotlib, resolve_device,
                     train)
@@ -349,6 +350,15 @@ def _execute(ctx, s: dict, plans: list, order: list) -> None:
     """Runs the runs of ``order`` (pairs of plan and run) that are not complete, in that
     order, aggregating a study after each of its runs; then aggregates every plan."""
     command = _command(ctx)
+    pending = [spec for _, spec in order if spec.source is None
+               and not studies.is_done(spec, studies.load_run(s["runs_dir"], spec))]
+    for data, limit in dict.fromkeys((p.config.data, p.config.data_limit) for p in pending):
+        # before any evaluation: a batch larger than the data would fail only when training begins
+        n = count_images(data, limit)
+        need = max(p.config.batch_size for p in pending if (p.config.data, p.config.data_limit) == (data, limit))
+        if need > n:
+            raise TrainError(f"the runs left train with batches of up to {need} images, but --data {data} gives "
+                             f"{n}; give more training images")
     evals = studies.Evaluations(s["eval"], s["work"], s["device"])
     done = 0
     for plan, spec in order:
@@ -386,7 +396,8 @@ def _timescale_plan(s: dict, archs) -> "studies.Plan":
     runs.sort(key=lambda r: (archs.index(r.config.arch), r.seed))
     return studies.Plan("timescales", runs, s["eval"], s["quick"],
                         {"ttur_rates": {a: studies.TTUR_RATES[a] for a in archs},
-                         "eval_steps": {a: list(studies.TIMESCALE_STEPS[a]) for a in archs}})
+                         "eval_steps": {a: list(next(r.eval_steps for r in runs if r.config.arch == a))
+                                        for a in archs if any(r.config.arch == a for r in runs)}})
 
 
 def _truncation_plan(s: dict) -> "studies.Plan":
@@ -458,10 +469,12 @@ def truncation(ctx, **o):
 @click.pass_context
 def all_studies(ctx, **o):
     """All three studies, in order of value: truncation on one trained DCGAN (seed 0), the
-    DCGAN time scales (TTUR first) to their first pass (60,000 steps), truncation on the other
-    seeds (whose generators the TTUR runs give), the critical batch size (a whole study in
-    fewer core-hours), the WGAN-GP time scales (the costliest per step: five critic updates
+    other DCGAN TTUR runs to their first pass (60,000 steps), truncation on their generators,
+    the DCGAN single time scales to their first pass, the critical batch size (a whole study
+    in fewer core-hours), the WGAN-GP time scales (the costliest per step: five critic updates
     with gradient penalty), then the rest of the DCGAN time scales' schedule (150,000 steps).
+    The default paths (reference_stats/, benchmarks/results/, runs/) are relative to the
+    current folder: run it from the repository root.
     Resumable: stop it at any time and start it again. Several processes may run it at once
     (one per core, each with --threads 1): each skips the runs another holds."""
     s = _study_setup(o)

@@ -32,6 +32,21 @@ def _resize(img: Image.Image, size: int) -> Image.Image:
     return img if img.size == (size, size) else img.resize((size, size), Image.BICUBIC)
 
 
+def count_images(source: str, limit: int | None = None) -> int:
+    """How many images :func:`load_images` would return for ``source`` and ``limit``, without
+    decoding a folder's files (a dataset's file is read). Raises :class:`DataError` as it does."""
+    if source in fidkit.DATASETS:
+        n = fidkit.dataset_images(source, limit).shape[0]
+    else:
+        if not Path(source).is_dir():
+            raise DataError(f"{source}: neither a dataset ({', '.join(fidkit.DATASETS)}) nor an image folder")
+        try:
+            n = len(fidkit.list_images(source))
+        except fidkit.FidkitError as e:
+            raise DataError(str(e)) from None
+    return n if limit is None else min(n, limit)
+
+
 def load_images(source: str, size: int = 28, channels: int = 1, limit: int | None = None) -> torch.Tensor:
     """Images of ``source`` as float32 (N, channels, size, size) with values in [-1, 1].
 

@@ -337,12 +337,17 @@ def make_evaluator(config: TrainConfig, device, seed: int) -> FIDEvaluator:
 # --------------------------------------------------------------------------- files
 
 def atomic_write_bytes(path, data: bytes) -> Path:
-    """Writes ``data`` to a temporary file beside ``path`` and renames it over ``path``."""
+    """Writes ``data`` to a temporary file beside ``path`` and renames it over ``path``, with
+    the permissions the umask gives a new file (not mkstemp's 0600: others read the logs and
+    study files on a shared file system)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
