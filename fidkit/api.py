@@ -444,7 +444,7 @@ class FIDResult:
 
     fid: float
     #: the protocol (the encoder's mode) of both sides; where allow_mismatch let statistics of
-    #: two protocols meet, both: ``"clean (A) vs ttur (B)"``
+    #: two protocols meet, both: ``"clean for A, ttur for B"`` (not a name --protocol takes)
     protocol: str
     n_a: int | None
     n_b: int | None
@@ -468,7 +468,8 @@ class FIDResult:
         """Flat dict for JSON. ``network_precision`` is the network arithmetic (fp32, tf32, bf16);
         ``precision`` appears only with precision/recall (``--metrics pr``) and is that metric.
         The Fréchet distance is under :attr:`fd_key`, its value before clamping at 0 under
-        ``<fd_key>_raw``; ``protocol`` is the encoder's mode."""
+        ``<fd_key>_raw``; ``protocol`` is the encoder's mode (both sides' modes, "X for A, Y for B",
+        where ``allow_mismatch`` let two meet)."""
         d = {self.fd_key: self.fid, "encoder": self.encoder, "protocol": self.protocol, "n_a": self.n_a, "n_b": self.n_b,
              "weights_digest": self.weights_digest, "device": self.device,
              "network_precision": self.network_precision, "seconds": round(self.seconds, 3)}
@@ -696,7 +697,7 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
                        "bootstrap_resamples": ci.resamples})
     digest = s1.weights_digest or s2.weights_digest
     sides = (s1.protocol or protocol, s2.protocol or protocol)  # other than protocol only by allow_mismatch
-    protocol = sides[0] if sides[0] == sides[1] else f"{sides[0]} (A) vs {sides[1]} (B)"  # what was compared
+    protocol = sides[0] if sides[0] == sides[1] else f"{sides[0]} for A, {sides[1]} for B"  # what was compared
     return FIDResult(r.fid, protocol, s1.n, s2.n, digest, r, time.perf_counter() - t0,
                      str(resolve_device(kw.get("device", "auto"))), kw.get("precision", "fp32"), scores,
                      s1.extra.get("skipped", []), s2.extra.get("skipped", []), enc_name)

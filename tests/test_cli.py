@@ -65,7 +65,7 @@ def test_protocols_differ_and_mismatch_is_refused(tmp_path, real_a, real_b):
     assert out["protocol"] == "clean"  # what was compared, not the default asked for
     run("stats", real_a, "-o", tmp_path / "ttur.npz", "--device", "cpu")
     r = run("compute", tmp_path / "clean.npz", tmp_path / "ttur.npz", "--allow-mismatch")
-    assert "(protocol clean (A) vs ttur (B), 10 vs 10 images" in r.stdout
+    assert "(protocol clean for A, ttur for B, 10 vs 10 images" in r.stdout
     assert "statistics_from_file_a: pool3\n" in r.stdout  # a plain line, not a Python list
     r = run("compute", tmp_path / "clean.npz", real_b, "--protocol", "clean", "--json", "--device", "cpu")
     out = json.loads(r.stdout)

@@ -201,6 +201,8 @@ def test_the_last_interval_says_whether_the_curve_is_flat():
     both = analysis._intervals(runs, [0, 10, 25, 60])
     assert [(i["from_step"], i["to_step"], i["seeds"]) for i in both] == [(10, 25, [0, 1]), (25, 60, [0])]
     assert analysis._last_interval(runs, [0, 10, 25, 60]) == both[-1]
+    # the rule waits for every planned seed: one seed past 25 decides nothing
+    assert both[-1]["flat"] is True and analysis._last_interval(runs, [0, 10, 25, 60], planned=2)["flat"] is None
 
 
 def test_remaining_work_counts_what_is_left_and_prices_it_from_the_run_files(tmp_path):
@@ -617,7 +619,9 @@ def test_too_few_training_images_are_refused_before_any_evaluation(tmp_path, ima
     assert err[-1] == (f"fidkit-ttur: error: the runs left train with batches of up to 16 images, but --data {few} "
                        "gives 10; give more training images")
     assert not (tmp_path / "runs" / "timescales").exists()
-    doc_settings = None
+    # a truncation run trains its source generator: the same check
+    code, err = _run(capsys, "truncation", *args)
+    assert code == 1 and stub.calls == calls and "gives 10; give more training images" in err[-1]
     code, err = _run(capsys, "aggregate", "--study", "timescales", "--archs", "dcgan", "--seeds", 1, *args)
     assert code == 0, err
     doc_settings = json.loads((tmp_path / "res" / "ttur_timescales.json").read_text())["settings"]

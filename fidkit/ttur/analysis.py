@@ -27,9 +27,9 @@ import numpy as np
 from .studies import CRITICAL_IMAGES, THRESHOLDS, Plan, git_commit, is_done, load_run, now
 from .train import new_figure, save_figure, write_json
 
-#: a group's FID curve counts as flat when the mean over its finished runs of each run's own
-#: relative FID change over the last interval of its schedule (a factor 2.4-2.5 in steps) is
-#: smaller than this in size; fixed in advance
+#: a group's FID curve counts as flat when the mean over its runs (every planned seed) of each
+#: run's own relative FID change over the last interval the runs have reached (a factor
+#: 2.4-2.5 in steps) is smaller than this in size; fixed in advance
 FLAT_CHANGE = 0.10
 
 
@@ -186,8 +186,8 @@ def aggregate_timescales(plan: Plan, runs_dir, results_dir, command=None, name="
                           "steps": steps, "per_step": {str(k): v for k, v in per_step.items()},
                           "final_step": max(steps), "final_fid_per_seed": finals, "final_fid_mean": fm,
                           "final_fid_std": fs, "final_kid_per_seed": final_kids, "final_kid_mean": km,
-                          "final_kid_std": ks, "intervals": _intervals(by_seed, steps),
-                          "last_interval": _last_interval(by_seed, steps)}
+                          "final_kid_std": ks, "intervals": _intervals(by_seed, steps, len(specs)),
+                          "last_interval": _last_interval(by_seed, steps, len(specs))}
     header = _header(plan, runs_dir, docs, missing, unfinished, command)
     doc = {**header,
            "question": "TTUR paper (Heusel et al., 2017): with the same step budget, does lr_D > lr_G (TTUR) reach a "
@@ -221,12 +221,13 @@ def aggregate_timescales(plan: Plan, runs_dir, results_dir, command=None, name="
     return _write(doc, fig, results_dir, name)
 
 
-def _intervals(runs: dict, steps: list) -> list:
+def _intervals(runs: dict, steps: list, planned: int | None = None) -> list:
     """How much the runs' FID changed over each interval of the schedule (consecutive
     evaluation steps after step 0), with every run that has been evaluated at both ends,
     finished or not (``runs``: {seed: run document}): per seed the relative change
-    FID_to / FID_from − 1, its mean ± std, and ``flat`` (|mean| below :data:`FLAT_CHANGE`).
-    Only intervals that some run has reached the end of."""
+    FID_to / FID_from − 1, its mean ± std, and ``flat`` (|mean| below :data:`FLAT_CHANGE`;
+    None until all ``planned`` seeds have the interval). Only intervals that some run has
+    reached the end of."""
     out = []
     after0 = sorted(s for s in steps if s > 0)
     for before, last in zip(after0, after0[1:]):
@@ -239,14 +240,15 @@ def _intervals(runs: dict, steps: list) -> list:
         out.append({"from_step": before, "to_step": last, "seeds": sorted(reached),
                     "fid_change_per_seed": {str(k): v for k, v in sorted(change.items())}, "fid_change_mean": m,
                     "fid_change_std": sd, "flat_below": FLAT_CHANGE,
-                    "flat": None if m is None else abs(m) < FLAT_CHANGE})
+                    "flat": None if m is None or (planned is not None and len(reached) < planned)
+                    else abs(m) < FLAT_CHANGE})
     return out
 
 
-def _last_interval(runs: dict, steps: list) -> dict | None:
+def _last_interval(runs: dict, steps: list, planned: int | None = None) -> dict | None:
     """The last of :func:`_intervals` (the latest interval some run has reached the end of),
     or None before any run has two evaluations after step 0."""
-    got = _intervals(runs, steps)
+    got = _intervals(runs, steps, planned)
     return got[-1] if got else None
 
 

@@ -350,8 +350,10 @@ def _execute(ctx, s: dict, plans: list, order: list) -> None:
     """Runs the runs of ``order`` (pairs of plan and run) that are not complete, in that
     order, aggregating a study after each of its runs; then aggregates every plan."""
     command = _command(ctx)
-    pending = [spec for _, spec in order if spec.source is None
-               and not studies.is_done(spec, studies.load_run(s["runs_dir"], spec))]
+    def trained(spec):  # what a run trains: a truncation run, its source up to the step it samples
+        return spec if spec.source is None else studies.up_to(spec.source, spec.at_step)
+    pending = [t for _, spec in order if not studies.is_done(spec, studies.load_run(s["runs_dir"], spec))
+               for t in [trained(spec)] if not studies.is_done(t, studies.load_run(s["runs_dir"], t))]
     for data, limit in dict.fromkeys((p.config.data, p.config.data_limit) for p in pending):
         # before any evaluation: a batch larger than the data would fail only when training begins
         n = count_images(data, limit)

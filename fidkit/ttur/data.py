@@ -34,7 +34,8 @@ def _resize(img: Image.Image, size: int) -> Image.Image:
 
 def count_images(source: str, limit: int | None = None) -> int:
     """How many images :func:`load_images` would return for ``source`` and ``limit``, without
-    decoding a folder's files (a dataset's file is read). Raises :class:`DataError` as it does."""
+    decoding a folder's files (a dataset's file is read). Raises :class:`DataError` as it does,
+    or fidkit's :class:`~fidkit.errors.SourceError` for a dataset that is not installed."""
     if source in fidkit.DATASETS:
         n = fidkit.dataset_images(source, limit).shape[0]
     else:

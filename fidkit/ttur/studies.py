@@ -477,6 +477,9 @@ def run_one(spec: RunSpec, evals: Evaluations, runs_dir, work, command=None, say
     path = run_path(runs_dir, spec)
     path.parent.mkdir(parents=True, exist_ok=True)
     with RunLock(work / spec.study / f"{spec.name}.lock"):
+        doc = load_run(runs_dir, spec)  # again, under the lock: another process may have run it meanwhile
+        if is_done(spec, doc):
+            return doc
         z_seed = derived_seeds(spec.seed)[2]
         if doc is None or not same_training(doc.get("config"), train_dict(spec.config)):
             doc = {"format": "fidkit-ttur-study-run-1", "study": spec.study, "name": spec.name,
