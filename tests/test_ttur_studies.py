@@ -626,3 +626,12 @@ def test_too_few_training_images_are_refused_before_any_evaluation(tmp_path, ima
     assert code == 0, err
     doc_settings = json.loads((tmp_path / "res" / "ttur_timescales.json").read_text())["settings"]
     assert doc_settings["eval_steps"] == {"dcgan": [0, 1, 2]}  # the schedule the quick runs have
+
+
+def test_wgan_gp_time_scales_run_one_critic_update_per_step_as_the_ttur_paper():
+    # the paper's TTUR replaces WGAN-GP's 5 critic updates by the critic's faster rate; every arm
+    # has one, so that the arms differ in their rates only; DCGAN's runs keep their settings
+    runs = studies.timescale_runs(archs=("dcgan", "wgan-gp"), seeds=(0,))
+    assert {r.config.resolved().n_critic for r in runs if r.config.arch == "wgan-gp"} == {1}
+    assert {studies.train_dict(r.config)["n_critic"] for r in runs if r.config.arch == "dcgan"} == {1}
+    assert all(r.eval_steps == studies.TIMESCALE_STEPS["wgan-gp"] for r in runs if r.config.arch == "wgan-gp")
