@@ -425,7 +425,8 @@ def _critical_plan(s: dict, batch_sizes, target_fid: float = studies.CRITICAL_FI
 @study_options(seeds=3)
 @click.pass_context
 def compare_timescales(ctx, archs, **o):
-    """TTUR (lr_D > lr_G) against one time scale (lr_D = lr_G at each of the two rates).
+    """TTUR (lr_D > lr_G) against one time scale (lr_D = lr_G at each of the two rates);
+    WGAN-GP with one critic update per step in every arm, as the TTUR paper ran its TTUR.
 
     Runs what is missing (each run's result file is written after each evaluation; finished
     runs are skipped, unfinished ones continue) and writes ttur_timescales.json|png."""
