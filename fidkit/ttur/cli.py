@@ -474,8 +474,8 @@ def all_studies(ctx, **o):
     """All three studies, in order of value: truncation on one trained DCGAN (seed 0), the
     other DCGAN TTUR runs to their first pass (60,000 steps), truncation on their generators,
     the DCGAN single time scales to their first pass, the critical batch size (a whole study
-    in fewer core-hours), the WGAN-GP time scales (the costliest per step: five critic updates
-    with gradient penalty), then the rest of the DCGAN time scales' schedule (150,000 steps).
+    in fewer core-hours), the WGAN-GP time scales (a step, one critic update with
+    gradient penalty, costs about 2.2 DCGAN steps), then the rest of the DCGAN time scales' schedule (150,000 steps).
     The default paths (reference_stats/, benchmarks/results/, runs/) are relative to the
     current folder: run it from the repository root.
     Resumable: stop it at any time and start it again. Several processes may run it at once
