@@ -5,12 +5,15 @@ Reads the run files that :mod:`.studies` writes (whatever exists: a study file s
 what each paper asks of them:
 
 - time scales: FID and KID per step (mean ± sample std over seeds, drawn as bands), each
-  group's change over its last interval (flat or not), and TTUR against each single time
-  scale (final FID, Welch's test, steps to a common level, and the same at every step);
-- critical batch: steps K and SFO b·K to the target FID per batch size and seed, and the
-  critical batch size (the SFO minimum) per seed;
+  group's change over every interval and whether the latest is flat, and TTUR against each
+  single time scale (final FID, Welch's test and the difference paired by seed, steps to a
+  common level, and the same at every step);
+- critical batch: steps K and SFO b·K to the target FID per batch size and seed (a run that
+  never reaches it censored), the critical batch size (the SFO minimum) per seed or a bound
+  where the minimum is at the grid's end, and the paper's claims checked per seed and on
+  the means;
 - truncation: FID, KID, precision, recall, density and coverage per threshold, and each
-  generator's change from its own untruncated sample.
+  generator's change from its own untruncated sample, tested against no change.
 
 Nothing here trains or evaluates; ``fidkit-ttur aggregate`` runs only this.
 """
