@@ -635,3 +635,12 @@ def test_wgan_gp_time_scales_run_one_critic_update_per_step_as_the_ttur_paper():
     assert {r.config.resolved().n_critic for r in runs if r.config.arch == "wgan-gp"} == {1}
     assert {studies.train_dict(r.config)["n_critic"] for r in runs if r.config.arch == "dcgan"} == {1}
     assert all(r.eval_steps == studies.TIMESCALE_STEPS["wgan-gp"] for r in runs if r.config.arch == "wgan-gp")
+
+
+def test_up_to_cuts_a_schedule_at_one_of_its_steps_and_refuses_any_other():
+    spec = studies.timescale_runs(archs=("dcgan",), seeds=(0,), only=("ttur",))[0]
+    cut = studies.up_to(spec, 60000)
+    assert cut.eval_steps == (0, 500, 1500, 4000, 10000, 25000, 60000) and cut.config.steps == 60000
+    assert cut.name == spec.name  # the same run, continued later by the whole spec
+    with pytest.raises(ValueError, match="50000 is not one of its evaluation steps"):
+        studies.up_to(spec, 50000)  # would have cut at 25000, below the step asked for

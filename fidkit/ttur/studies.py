@@ -174,7 +174,11 @@ def timescale_runs(archs=("dcgan", "wgan-gp"), seeds=(0, 1, 2), quick=False, dat
 
 def up_to(spec: RunSpec, step: int) -> RunSpec:
     """``spec`` with its schedule cut at ``step``: the same run (name, file, checkpoints),
-    finished once it has been evaluated there; the whole ``spec`` continues it later."""
+    finished once it has been evaluated there; the whole ``spec`` continues it later.
+    ``step`` must be one of ``spec.eval_steps``: a step between two would silently cut the run
+    at the one below it (ValueError)."""
+    if step not in spec.eval_steps:
+        raise ValueError(f"{spec.name}: step {step} is not one of its evaluation steps {spec.eval_steps}")
     steps = tuple(s for s in spec.eval_steps if s <= step)
     return dataclasses.replace(spec, eval_steps=steps, config=dataclasses.replace(spec.config, steps=max(steps)))
 
