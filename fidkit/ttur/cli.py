@@ -17,8 +17,10 @@ are aggregated from whatever runs exist and marked incomplete until all are in. 
 evaluation uses at least 2048 generated images (fewer are refused unless ``--quick``,
 the mechanics check with tiny networks whose numbers mean nothing).
 
-Errors are one line on stderr (``fidkit-ttur: error: …``): exit status 2 for bad usage
-(options), 1 for bad data or settings, 130 when interrupted; ``--debug`` shows tracebacks.
+Errors are one line on stderr (``fidkit-ttur: error: …``): exit status 2 for bad usage (an
+option's value malformed or out of range, whatever the files), 1 for inputs (a file or folder
+missing, unreadable or wrong, as ``fidkit`` itself) and for settings that cannot run together,
+130 when interrupted; ``--debug`` shows tracebacks.
 """
 
 from __future__ import annotations
@@ -69,7 +71,30 @@ def _betas(ctx, param, value):
     return b
 
 
-_POS_FLOAT = click.FloatRange(min=0, min_open=True)
+class _InputError(click.BadParameter):
+    """An option names a file or folder that is missing or wrong: exit status 1, as ``fidkit``
+    gives for a missing input, not 2 (usage)."""
+
+    exit_code = 1
+
+
+class _FiniteRange(click.FloatRange):
+    """click's FloatRange, which lets NaN through (every comparison with it is false), finite only."""
+
+    def convert(self, value, param, ctx):
+        value = super().convert(value, param, ctx)
+        if not math.isfinite(value):
+            self.fail(f"{value} is not a finite number", param, ctx)
+        return value
+
+
+_POS_FLOAT = _FiniteRange(min=0, min_open=True)
+
+
+def _size(ctx, param, value):
+    if value is not None and value % 4:
+        raise click.BadParameter(f"{value}: the image side must be a multiple of 4 (28 or 32)")
+    return value
 
 
 def _option_table(d: dict) -> list:
@@ -85,7 +110,7 @@ def _option_table(d: dict) -> list:
             help=f"Training images: a dataset ({', '.join(fidkit.DATASETS)}) or an image folder."),
         opt("--data-limit", type=click.IntRange(min=1), default=None,
             help="Use only the first N training images [default: all]."),
-        opt("--size", type=click.IntRange(min=8), default=28, show_default=True,
+        opt("--size", type=click.IntRange(min=8), callback=_size, default=28, show_default=True,
             help="Image side (a multiple of 4; 28 or 32)."),
         opt("--channels", type=click.Choice(["1", "3"]), default="1", show_default=True,
             help="1: grayscale, 3: RGB."),
@@ -104,7 +129,7 @@ def _option_table(d: dict) -> list:
                  f"{','.join(map(str, DEFAULT_BETAS['wgan-gp']))} for wgan-gp]."),
         opt("--n-critic", type=click.IntRange(min=1), default=None,
             help="Discriminator updates per generator update [default: 1 for dcgan, 5 for wgan-gp]."),
-        opt("--gp-weight", type=click.FloatRange(min=0), default=10.0, show_default=True,
+        opt("--gp-weight", type=_FiniteRange(min=0), default=10.0, show_default=True,
             help="WGAN-GP gradient-penalty weight λ."),
         opt("--seed", type=click.IntRange(min=0), default=0, show_default=True,
             help="Seed of the initialisation, the batches and the noise (a study's first seed)."),
@@ -150,7 +175,7 @@ def _resolve_reference(reference: str, data: str, size: int) -> str | None:
     if reference == "data":
         return None
     if not Path(reference).is_file():
-        raise click.BadParameter(f"{reference}: no such statistics file (or use 'auto' or 'data')",
+        raise _InputError(f"{reference}: no such statistics file (or use 'auto' or 'data')",
                                  param_hint="'--reference'")
     return reference
 
@@ -214,7 +239,8 @@ _GIVEN = (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENV
                    "--steps, --checkpoint-every, --device, --stop-fid may differ).")
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=0, show_default=True,
               help="Steps between checkpoints (0: only at the end).")
-@click.option("--stop-fid", type=float, default=None, help="Stop after the first evaluation with FID ≤ this.")
+@click.option("--stop-fid", type=_FiniteRange(min=0), default=None,
+              help="Stop after the first evaluation with FID ≤ this.")
 @click.pass_context
 def train_cmd(ctx, out, resume, checkpoint_every, stop_fid, **p):
     """Train one GAN; FID (and KID) every --eval-every steps, from step 0."""
@@ -325,17 +351,17 @@ def _study_setup(o: dict) -> dict:
         raise click.BadParameter(f"{o['real_n']} real images: a study uses at least {studies.MIN_EVAL_N}; --quick "
                                  f"for a mechanics check", param_hint="'--real-n'")
     if o["real_data"] not in fidkit.DATASETS and not Path(o["real_data"]).is_dir():
-        raise click.BadParameter(f"{o['real_data']}: neither a dataset ({', '.join(fidkit.DATASETS)}) nor an image "
+        raise _InputError(f"{o['real_data']}: neither a dataset ({', '.join(fidkit.DATASETS)}) nor an image "
                                  f"folder", param_hint="'--real-data'")
     if not Path(o["reference"]).is_file():
-        raise click.BadParameter(f"{o['reference']}: no such statistics file", param_hint="'--reference'")
+        raise _InputError(f"{o['reference']}: no such statistics file", param_hint="'--reference'")
     quick_root = Path("runs") / "ttur-quick"
     runs_dir = Path(o["runs_dir"] or (quick_root / "runs" if o["quick"] else Path("benchmarks/results/ttur_runs")))
     work = Path(o["work"] or (quick_root / "work" if o["quick"] else Path("runs/ttur")))
     results = Path(o["results"] or (quick_root if o["quick"] else Path("benchmarks/results")))
     for folder in (runs_dir, work, results):
         if folder.exists() and not folder.is_dir():
-            raise click.BadParameter(f"{folder}: not a folder")
+            raise _InputError(f"{folder}: not a folder")
     if not have_matplotlib():
         raise TrainError("the studies plot with matplotlib, which is not installed: pip install 'fidkit[plot]'")
     spec = studies.EvalSpec(n=o["eval_n"], batch_size=o["eval_batch_size"], reference=o["reference"],
