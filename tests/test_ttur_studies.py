@@ -459,11 +459,11 @@ def test_steps_to_threshold_skips_missing_fids_and_flags_the_first_bracket():
     assert not analysis.crossing_from_start(evals, analysis._steps_to(evals, 100.0)[1])
 
 
-def _fake_critical_runs(runs_dir, sfo_of, seeds=(0, 1, 2)):
+def _fake_critical_runs(runs_dir, sfo_of, seeds=(0, 1, 2), batch_sizes=(16, 32, 64, 128, 256, 512)):
     """Run files of the full critical-batch plan as the workers would leave them, for FID curves
     FID(step) = 100 (step / K)^-1/2 that cross 100 exactly at K = sfo_of(b, seed) / b (a power
     law, so the log-log interpolation is exact), evaluated where next_step says."""
-    plan = studies.Plan("critical-batch", studies.critical_batch_runs(seeds=seeds), studies.EvalSpec())
+    plan = studies.Plan("critical-batch", studies.critical_batch_runs(batch_sizes, seeds=seeds), studies.EvalSpec())
     for spec in plan.runs:
         k = sfo_of(spec.config.batch_size, spec.seed) / spec.config.batch_size
         evals = []

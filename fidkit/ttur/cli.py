@@ -4,7 +4,7 @@
 - ``compare-timescales``: TTUR (lr_D > lr_G) against one time scale (lr_D = lr_G at each
   of TTUR's two rates), DCGAN and WGAN-GP, the same step budget and seeds.
 - ``critical-batch``: steps and samples (SFO = batch × steps) to reach a target FID fixed
-  in advance, for batch sizes 16–512 with constant learning rates.
+  in advance, for batch sizes 4–512 with constant learning rates.
 - ``truncation``: FID, KID, precision, recall, density, coverage of a trained generator
   sampled with truncated z.
 - ``studies``: all three in order of value; ``aggregate``: the study files from the run

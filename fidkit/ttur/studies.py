@@ -75,11 +75,15 @@ TIMESCALE_N_CRITIC = {"dcgan": None, "wgan-gp": 1}
 TIMESCALE_FIRST_PASS = {"dcgan": 60000}
 #: the step of the time-scale study's DCGAN TTUR runs whose generators the truncation study samples
 TRUNCATION_STEP = 10000
-CRITICAL_BATCH_SIZES = (16, 32, 64, 128, 256, 512)
+#: the critical-batch study's batch sizes. Planned as 16-512; 4 and 8 were added once seed 0's
+#: first runs put the SFO minimum at the smallest, 16 (b*K about 70k images at 16, 116k at 32;
+#: batch 64 crossed between 131k and 262k), where the study could only bound the critical batch
+#: size (<= 16). Not below 4: batch norm over 2 images is hardly the same network
+CRITICAL_BATCH_SIZES = (4, 8, 16, 32, 64, 128, 256, 512)
 QUICK_BATCH_SIZES = (4, 8, 16, 32, 64)
 #: the critical-batch study's evaluation grid in images seen (batch × steps), the same for
 #: every batch size: 2^15 ... 2^21 (32,768 to 2,097,152), so steps = images / batch is exact
-#: for every batch size 16-512; step 0 (the untrained generator, shared by a seed's runs) too
+#: for every batch size 4-512; step 0 (the untrained generator, shared by a seed's runs) too
 CRITICAL_IMAGES = tuple(2 ** k for k in range(15, 22))
 QUICK_CRITICAL_IMAGES = (64, 128, 256)
 #: the critical-batch study's target FID, fixed before any of its runs: the time-scale
