@@ -32,19 +32,23 @@ def _resize(img: Image.Image, size: int) -> Image.Image:
     return img if img.size == (size, size) else img.resize((size, size), Image.BICUBIC)
 
 
+def _folder_files(source: str) -> list:
+    """The image files of a folder ``source``, as ``fidkit compute`` lists and orders them;
+    :class:`DataError` for a source that is no folder or holds no images."""
+    if not Path(source).is_dir():
+        raise DataError(f"{source}: neither a dataset ({', '.join(fidkit.DATASETS)}) nor an image folder")
+    try:
+        return fidkit.list_images(source)
+    except fidkit.FidkitError as e:
+        raise DataError(str(e)) from None
+
+
 def count_images(source: str, limit: int | None = None) -> int:
     """How many images :func:`load_images` would return for ``source`` and ``limit``, without
-    decoding a folder's files (a dataset's file is read). Raises :class:`DataError` as it does,
-    or fidkit's :class:`~fidkit.errors.SourceError` for a dataset that is not installed."""
-    if source in fidkit.DATASETS:
-        n = fidkit.dataset_images(source, limit).shape[0]
-    else:
-        if not Path(source).is_dir():
-            raise DataError(f"{source}: neither a dataset ({', '.join(fidkit.DATASETS)}) nor an image folder")
-        try:
-            n = len(fidkit.list_images(source))
-        except fidkit.FidkitError as e:
-            raise DataError(str(e)) from None
+    decoding a folder's files (a dataset's file is read: 0.7 s for Fashion-MNIST's 60,000).
+    Raises :class:`DataError` as it does, or fidkit's :class:`~fidkit.errors.SourceError`
+    for a dataset that is not installed."""
+    n = fidkit.dataset_images(source, limit).shape[0] if source in fidkit.DATASETS else len(_folder_files(source))
     return n if limit is None else min(n, limit)
 
 
@@ -67,13 +71,7 @@ def load_images(source: str, size: int = 28, channels: int = 1, limit: int | Non
             return _to_float(x.transpose(0, 3, 1, 2))
         pils = [Image.fromarray(a) for a in rgb]
     else:
-        folder = Path(source)
-        if not folder.is_dir():
-            raise DataError(f"{source}: neither a dataset ({', '.join(fidkit.DATASETS)}) nor an image folder")
-        try:
-            files = fidkit.list_images(folder)  # the files `fidkit compute` reads there, in its order
-        except fidkit.FidkitError as e:
-            raise DataError(str(e)) from None
+        files = _folder_files(source)
         if limit is not None:
             files = files[:limit]
         pils = []
