@@ -680,7 +680,7 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
         inf = _distances.fd_infinity(ex1.features if ex1.features is not None else (s1.mu, s1.sigma),
                                      ex2.features, seed=seed)
         scores.update({key: inf.value, f"{key}_slope": inf.slope, f"{key}_sizes": [int(n) for n in inf.sizes],
-                       f"{key}_values": [float(v) for v in inf.fd]})
+                       f"{key}_values": [float(v) for v in inf.fd], f"{key}_seed": inf.seed})
     for label, ex in (("a", ex1), ("b", ex2)):
         if ex.stats_from_file:
             scores[f"statistics_from_file_{label}"] = list(ex.stats_from_file)

@@ -21,6 +21,7 @@ import numpy as np
 
 from .errors import FidkitWarning, StatsError
 from .frechet import frechet_distance
+from .scores import DEFAULT_SEED
 
 CMMD_SIGMA = 10.0
 CMMD_SCALE = 1000.0
@@ -108,7 +109,7 @@ def _mean_cov(f: np.ndarray):
 MIN_SUBSET = 3
 
 
-def fd_infinity(reference, features, num_points: int = 15, seed: int = 0) -> FDInfinity:
+def fd_infinity(reference, features, num_points: int = 15, seed: int = DEFAULT_SEED) -> FDInfinity:
     """FD∞ of ``features`` (the generated set, N × d) against ``reference``: its features
     (M × d), or its ``(mu, sigma)`` (float64 (d,), (d, d); e.g. a statistics file's).
 
