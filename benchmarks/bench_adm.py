@@ -3,7 +3,8 @@
     python benchmarks/bench_adm.py sfid-overhead [--n 128] [--repeats 3]
     python benchmarks/bench_adm.py sfid-overhead-paired [--rounds 12]
     python benchmarks/bench_adm.py pr-memory [--n-ref 10000] [--n-sample 50000]
-    python benchmarks/bench_adm.py fp16-membership [--n-ref 5000] [--n-sample 5000]
+    python benchmarks/bench_adm.py fp16-membership [--n-ref 5000] [--n-sample 5000] [--seeds 1,2,3]
+    python benchmarks/bench_adm.py fp16-membership --features FEATURES.npy --out FILE.json
 
 ``sfid-overhead``: wall time of one pass (real weights, CPU, protocol ttur, uint8 64×64 images
 in memory, batch 16) with pool3 statistics alone and with the sFID statistics added, alternated,
@@ -13,7 +14,8 @@ that a busy machine's load falls on both alike. ``pr-memory``: time and peak res
 includes the features themselves) of :func:`fidkit.scores.adm_precision_recall` on synthetic
 2048-d features. ``fp16-membership``: how many memberships (sample inside some reference ball,
 reference inside some sample ball) change between float64, float32 and the float16 emulation,
-on synthetic Inception-like features (≥ 0, squared norms of a few hundred). Each writes
+on synthetic Inception-like features (≥ 0, squared norms of a few hundred), and in which direction
+(``*_gained``: inside some ball with the first arithmetic, outside every ball with the second). Each writes
 ``benchmarks/results/adm_<name>.json`` with its command line.
 """
 import argparse
@@ -117,12 +119,9 @@ def pr_memory(args) -> dict:
             "under_2gb": peak < 2048, "torch_threads": torch.get_num_threads()}
 
 
-def fp16_membership(args) -> dict:
+def _memberships(ref, smp, seed_label=None) -> dict:
     from fidkit.scores import adm_radii, _sq_distances, _adm_norms, _chunks
 
-    rng = np.random.default_rng(1)
-    ref = torch.from_numpy(features(rng, args.n_ref))
-    smp = torch.from_numpy(features(rng, args.n_sample))
     status = {}
     for mode in ("float64", "float32", "float16"):
         r_ref, r_smp = adm_radii(ref, distances=mode), adm_radii(smp, distances=mode)
@@ -136,16 +135,38 @@ def fp16_membership(args) -> dict:
                 ref_in[r0:r1] |= (d <= r_smp[None, c0:c1]).any(1)
                 smp_in[c0:c1] |= (d <= r_ref[r0:r1, None]).any(0)
         status[mode] = (smp_in, ref_in, r_ref, r_smp)
-    out = {"n_ref": args.n_ref, "n_sample": args.n_sample,
-           "precision": {m: status[m][0].double().mean().item() for m in status},
+    out = {"precision": {m: status[m][0].double().mean().item() for m in status},
            "recall": {m: status[m][1].double().mean().item() for m in status}}
     for a, b in (("float32", "float64"), ("float16", "float64"), ("float16", "float32")):
+        sa, sb, ra, rb = status[a][0], status[b][0], status[a][1], status[b][1]
         out[f"{a}_vs_{b}"] = {
-            "samples_changed": int((status[a][0] != status[b][0]).sum()),
-            "references_changed": int((status[a][1] != status[b][1]).sum()),
+            "samples_changed": int((sa != sb).sum()),
+            "samples_gained": int((sa & ~sb).sum()),  # inside some ball with a, outside every ball with b
+            "references_changed": int((ra != rb).sum()),
+            "references_gained": int((ra & ~rb).sum()),
             "ref_radii_max_rel_diff": float(((status[a][2] - status[b][2]).abs() / status[b][2]).max()),
         }
     return out
+
+
+def fp16_membership(args) -> dict:
+    """Per seed (``--seeds``), synthetic features from ``default_rng(seed)``; whether the float16
+    step moves memberships one way (ties under ``<=``) or both."""
+    if args.features:  # real features: the first half as references, the second as samples
+        f = torch.from_numpy(np.load(args.features).astype(np.float32))
+        h = len(f) // 2
+        out = _memberships(f[:h], f[h:2 * h])
+        return {"features": args.features, "n_ref": h, "n_sample": h, **out}
+    per_seed = {}
+    for seed in args.seeds:
+        rng = np.random.default_rng(seed)
+        ref = torch.from_numpy(features(rng, args.n_ref))
+        smp = torch.from_numpy(features(rng, args.n_sample))
+        per_seed[str(seed)] = _memberships(ref, smp)
+    shifts = {k: [r[k]["float16"] - r[k]["float64"] for r in per_seed.values()] for k in ("precision", "recall")}
+    return {"n_ref": args.n_ref, "n_sample": args.n_sample, "seeds": args.seeds, "per_seed": per_seed,
+            "float16_minus_float64": {k: {"values": v, "mean": float(np.mean(v)), "min": float(np.min(v)),
+                                          "max": float(np.max(v))} for k, v in shifts.items()}}
 
 
 def main() -> None:
@@ -157,6 +178,10 @@ def main() -> None:
     ap.add_argument("--n-ref", type=int, default=None)
     ap.add_argument("--n-sample", type=int, default=None)
     ap.add_argument("--distances", default="float32")
+    ap.add_argument("--seeds", type=lambda v: [int(x) for x in v.split(",")], default=[1],
+                    help="fp16-membership: comma-separated seeds of the synthetic features")
+    ap.add_argument("--features", default=None,
+                    help="fp16-membership: an .npy of real (N, 2048) features instead (halves: references, samples)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     default_n = {"pr-memory": (10_000, 50_000), "fp16-membership": (5000, 5000)}.get(args.what, (0, 0))

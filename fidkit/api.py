@@ -593,7 +593,8 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     computes them) and ``is-adm`` (its Inception Score: chunks of 5000, no shuffle, mean).
     They land in ``result.scores`` with keys ``kid_mean``, ``kid_std``, ``precision``,
     ``recall``, ``density``, ``coverage``, ``isc_mean``, ``isc_std``, ``sfid``,
-    ``adm_precision``, ``adm_recall``, ``adm_inception_score``; ``seed`` seeds KID's subsets
+    ``adm_precision``, ``adm_recall`` (with ``adm_pr_distances``, their arithmetic: ``adm_distances=``,
+    default float16 as in ADM), ``adm_inception_score``; ``seed`` seeds KID's subsets
     and the IS shuffle (torch-fidelity's default 2020). Statistics files serve ``fid`` and
     ``sfid`` (when they hold ``mu_s``/``sigma_s``); the per-image metrics need images (an
     ADM reference batch holds both: its statistics are used, its images feed the rest).
@@ -608,7 +609,7 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     enc_name = enc.name if isinstance(enc, Encoder) else get_info(enc).name
     check_metrics(wanted, enc)
     protocol = mode_of(enc, protocol)
-    adm_distances = kw.pop("adm_distances", "float32")
+    adm_distances = kw.pop("adm_distances", _scores.ADM_DEFAULT_DISTANCES)
     per_image = any(m in wanted for m in _PER_IMAGE)
     # per-image features of each side: every metric of _PER_IMAGE needs both; FD∞ needs B's
     # (A may be a statistics file, whose mean and covariance it then uses); the bootstrap
@@ -667,7 +668,8 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     if "pr" in wanted:
         scores.update(_scores.precision_recall(ex1.features, ex2.features))
     if "adm-pr" in wanted:
-        scores.update(_scores.adm_precision_recall(ex1.features, ex2.features, distances=adm_distances))
+        scores.update(_scores.adm_precision_recall(ex1.features, ex2.features, distances=adm_distances),
+                      adm_pr_distances=adm_distances)
     if "is" in wanted:
         i = _scores.inception_score(ex2.logits, seed=seed)
         scores.update(isc_mean=i.mean, isc_std=i.std)
@@ -726,7 +728,7 @@ class ADMResult:
     ref_statistics: dict
     sample_statistics: dict
     seconds: float
-    distances: str = "float32"
+    distances: str = _scores.ADM_DEFAULT_DISTANCES
 
     def as_dict(self) -> dict:
         return {"inception_score": self.inception_score, "fid": self.fid, "sfid": self.sfid,
@@ -736,7 +738,8 @@ class ADMResult:
                 "seconds": round(self.seconds, 3)}
 
 
-def adm_evaluate(ref, sample, *, distances: str = "float32", allow_mismatch: bool = False, **kw) -> ADMResult:
+def adm_evaluate(ref, sample, *, distances: str = _scores.ADM_DEFAULT_DISTANCES, allow_mismatch: bool = False,
+                 **kw) -> ADMResult:
     """What ``python evaluations/evaluator.py REF SAMPLE`` of guided-diffusion prints, without TensorFlow.
 
     ``ref`` and ``sample``: sample/reference batches (``.npz`` with ``arr_0``, or ``.npy``),

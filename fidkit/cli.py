@@ -17,7 +17,7 @@ import click
 from . import __version__
 from .api import _is_stats_path, adm_evaluate, check_metrics, compare, compute_stats, inception_score, load_weights
 from .encoders import ENCODERS
-from .scores import ADM_DISTANCES
+from .scores import ADM_DEFAULT_DISTANCES, ADM_DISTANCES
 from .errors import FidkitError
 from .pipeline import BATCH_SIZE_CPU, BATCH_SIZE_CUDA, MAX_DEFAULT_WORKERS, PRECISIONS
 from .preprocess import PROTOCOLS
@@ -233,8 +233,10 @@ def _fetch(names, output, as_json, other_options) -> None:
 @click.option("--precision", type=click.Choice(list(PRECISIONS)), default=PRECISIONS[0], show_default=True,
               help="Network arithmetic: strict fp32, or on CUDA tf32x3 (split TF32, fp32-grade: FID within "
                    "1e-6 when emulated) or the faster tf32 / bf16 (scores shift).")
-@click.option("--pr-distances", type=click.Choice(list(ADM_DISTANCES)), default="float32", show_default=True,
-              help="Arithmetic of precision/recall's squared distances; float16 emulates ADM's GPU step.")
+@click.option("--pr-distances", type=click.Choice(list(ADM_DISTANCES)), default=ADM_DEFAULT_DISTANCES,
+              show_default=True,
+              help="Arithmetic of precision/recall's squared distances: float16 emulates ADM's GPU step (its "
+                   "ties raise both scores, as in the original); float32 gives the exact memberships.")
 @click.option("--allow-mismatch", is_flag=True, help="Use statistics files made with other weights.")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar on stderr [default: when stderr is a terminal].")

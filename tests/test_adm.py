@@ -287,6 +287,8 @@ def test_fidkit_adm_on_batches_equals_compute_on_folders(batches, real_weights):
     assert adm["fid"] == pytest.approx(folder["fid"], rel=1e-9)
     assert adm["sfid"] == pytest.approx(folder["sfid"], rel=1e-9)
     assert (adm["precision"], adm["recall"]) == (folder["adm_precision"], folder["adm_recall"])
+    # both in ADM's own arithmetic by default (its float16 step), and both say so
+    assert adm["pr_distances"] == folder["adm_pr_distances"] == "float16"
     assert adm["n_ref"] == adm["n_sample"] == 10 and adm["weights_digest"] == real_weights.digest
     if not real_weights.has_classifier:  # features-only weights: IS null, one warning line says why
         assert adm["inception_score"] is None
