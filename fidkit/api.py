@@ -587,7 +587,8 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     ``metrics`` (names or ``"fid,kid,pr"``) adds scores read from the same single pass over
     each source (FID is always computed): ``kid`` (KID of a vs b), ``pr`` (precision,
     recall, density, coverage with ``a`` the real set and ``b`` the generated one,
-    torch-fidelity's), ``is`` (Inception Score of ``b``, the generated set; needs weights
+    torch-fidelity's, with ``pr_k`` nearest neighbours: 3 by default as there, 5 as dgm-eval;
+    recorded as ``pr_k``), ``is`` (Inception Score of ``b``, the generated set; needs weights
     with the classifier), ``sfid`` (the Fréchet distance of the spatial feature, as
     guided-diffusion's evaluator), ``adm-pr`` (precision and recall as that evaluator
     computes them) and ``is-adm`` (its Inception Score: chunks of 5000, no shuffle, mean).
@@ -610,6 +611,9 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     check_metrics(wanted, enc)
     protocol = mode_of(enc, protocol)
     adm_distances = kw.pop("adm_distances", _scores.ADM_DEFAULT_DISTANCES)
+    pr_k = kw.pop("pr_k", 3)
+    if isinstance(pr_k, bool) or not isinstance(pr_k, (int, np.integer)) or pr_k < 1:
+        raise FidkitError(f"pr_k must be a positive integer (torch-fidelity's 3, dgm-eval's 5), got {pr_k!r}")
     per_image = any(m in wanted for m in _PER_IMAGE)
     # per-image features of each side: every metric of _PER_IMAGE needs both; FD∞ needs B's
     # (A may be a statistics file, whose mean and covariance it then uses); the bootstrap
@@ -666,7 +670,7 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
         k = _scores.kid(ex1.features, ex2.features, seed=seed)
         scores.update(kid_mean=k.mean, kid_std=k.std)
     if "pr" in wanted:
-        scores.update(_scores.precision_recall(ex1.features, ex2.features))
+        scores.update(_scores.precision_recall(ex1.features, ex2.features, k=int(pr_k)), pr_k=int(pr_k))
     if "adm-pr" in wanted:
         scores.update(_scores.adm_precision_recall(ex1.features, ex2.features, distances=adm_distances),
                       adm_pr_distances=adm_distances)

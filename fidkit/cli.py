@@ -90,13 +90,16 @@ def cli(debug):
                    "is (Inception Score of B, the generated set), guided-diffusion's (ADM's) sfid, adm-pr "
                    "(its precision/recall) and is-adm (its Inception Score): Inception only; cmmd: CLIP only. "
                    "One pass over each source serves them all.")
+@click.option("--pr-k", type=click.IntRange(min=1), default=3, show_default=True, metavar="K",
+              help="Nearest neighbours of pr's balls: 3 as torch-fidelity, 5 as dgm-eval's prdc.")
 @click.option("--bootstrap", type=click.IntRange(min=0), default=0, metavar="B",
               help="Add a 95% confidence interval of the FID from B resamples of the images' features.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
-def compute(a, b, protocol, allow_mismatch, metrics, bootstrap, as_json, **run):
+def compute(a, b, protocol, allow_mismatch, metrics, pr_k, bootstrap, as_json, **run):
     """FID (and --metrics) between A and B: image folders, archives (.zip, .tar, .tar.gz, 'shards/*.tar'),
     sample batches (.npz with arr_0, .npy) or statistics files (.npz with mu/sigma, EDM2 .pkl; FID and sFID only)."""
-    r = compare(a, b, protocol, allow_mismatch=allow_mismatch, metrics=metrics, bootstrap=bootstrap, **run)
+    r = compare(a, b, protocol, allow_mismatch=allow_mismatch, metrics=metrics, bootstrap=bootstrap, pr_k=pr_k,
+                **run)
     if as_json:
         click.echo(json.dumps(r.as_dict()))
     else:

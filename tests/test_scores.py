@@ -217,18 +217,27 @@ def test_compare_runs_one_pass_per_source(real_a, real_b, monkeypatch):
     monkeypatch.setattr(api, "extract", counting)
     r = fidkit.compare(real_a, real_b, metrics=("fid", "kid", "pr"), device="cpu", workers=0)
     assert calls == [str(real_a), str(real_b)]
-    assert set(r.scores) == {"kid_mean", "kid_std", "precision", "recall", "density", "coverage"}
-    assert r.fid > 0 and r.n_a == r.n_b == 10
+    assert set(r.scores) == {"kid_mean", "kid_std", "precision", "recall", "density", "coverage", "pr_k"}
+    assert r.fid > 0 and r.n_a == r.n_b == 10 and r.scores["pr_k"] == 3  # torch-fidelity's k
     d = r.as_dict()
     assert d["precision"] == r.scores["precision"] and d["network_precision"] == "fp32"
+    # dgm-eval's k = 5: the same definitions with five neighbours
+    calls.clear()
+    r5 = fidkit.compare(real_a, real_b, metrics="pr", pr_k=5, device="cpu", workers=0)
+    fa, fb = (fidkit.features(s, device="cpu", workers=0) for s in (real_a, real_b))
+    assert {k: r5.scores[k] for k in ("precision", "recall", "density", "coverage")} == \
+        pytest.approx(S.precision_recall(fa, fb, k=5), abs=0) and r5.scores["pr_k"] == 5
+    with pytest.raises(fidkit.FidkitError, match="pr_k must be a positive integer"):
+        fidkit.compare(real_a, real_b, metrics="pr", pr_k=0, device="cpu", workers=0)
 
 
 def test_cli_metrics_and_is(real_a, real_b, real_weights):
     cmd = [sys.executable, "-m", "fidkit"]
     r = subprocess.run(cmd + ["compute", str(real_a), str(real_b), "--metrics", "fid,kid,pr", "--json",
-                              "--device", "cpu", "--workers", "1"], capture_output=True, text=True)
+                              "--device", "cpu", "--workers", "1", "--pr-k", "5"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
+    assert out["pr_k"] == 5
     for key in ("fid", "kid_mean", "kid_std", "precision", "recall", "density", "coverage"):
         assert isinstance(out[key], float), key
     assert 0 <= out["precision"] <= 1 and 0 <= out["coverage"] <= 1
