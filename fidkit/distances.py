@@ -21,7 +21,6 @@ import numpy as np
 
 from .errors import FidkitWarning, StatsError
 from .frechet import frechet_distance
-from .scores import DEFAULT_SEED
 
 CMMD_SIGMA = 10.0
 CMMD_SCALE = 1000.0
@@ -107,6 +106,11 @@ def _mean_cov(f: np.ndarray):
 
 
 MIN_SUBSET = 3
+
+
+#: the seed of FD∞'s subsets: fidkit.scores.DEFAULT_SEED (torch-fidelity's 2020), which compare
+#: and the CLI pass to every seeded metric (this stage may not import its sibling)
+DEFAULT_SEED = 2020
 
 
 def fd_infinity(reference, features, num_points: int = 15, seed: int = DEFAULT_SEED) -> FDInfinity:

@@ -106,3 +106,8 @@ def test_fd_infinity_refuses_too_few_and_warns_singular():
         fd_infinity(rng.normal(size=(50, 2)), rng.normal(size=(20, 2)))
     with pytest.warns(FidkitWarning, match="smallest subset .* not larger than the 64 feature dimensions"):
         fd_infinity(rng.normal(size=(200, 64)), rng.normal(size=(300, 64)))
+
+
+def test_fd_infinity_default_seed_is_the_seed_of_every_other_seeded_metric():
+    from fidkit import distances, scores
+    assert distances.DEFAULT_SEED == scores.DEFAULT_SEED
