@@ -119,7 +119,7 @@ def pr_memory(args) -> dict:
             "under_2gb": peak < 2048, "torch_threads": torch.get_num_threads()}
 
 
-def _memberships(ref, smp, seed_label=None) -> dict:
+def _memberships(ref, smp) -> dict:
     from fidkit.scores import adm_radii, _sq_distances, _adm_norms, _chunks
 
     status = {}

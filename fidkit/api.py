@@ -611,6 +611,8 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     check_metrics(wanted, enc)
     protocol = mode_of(enc, protocol)
     adm_distances = kw.pop("adm_distances", _scores.ADM_DEFAULT_DISTANCES)
+    if adm_distances not in _scores.ADM_DISTANCES:  # before any pass, not after both
+        raise FidkitError(f"adm_distances must be one of {', '.join(_scores.ADM_DISTANCES)}, got {adm_distances!r}")
     pr_k = kw.pop("pr_k", 3)
     if isinstance(pr_k, bool) or not isinstance(pr_k, (int, np.integer)) or pr_k < 1:
         raise FidkitError(f"pr_k must be a positive integer (torch-fidelity's 3, dgm-eval's 5), got {pr_k!r}")
@@ -686,7 +688,7 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
         inf = _distances.fd_infinity(ex1.features if ex1.features is not None else (s1.mu, s1.sigma),
                                      ex2.features, seed=seed)
         scores.update({key: inf.value, f"{key}_slope": inf.slope, f"{key}_sizes": [int(n) for n in inf.sizes],
-                       f"{key}_values": [float(v) for v in inf.fd], f"{key}_seed": inf.seed})
+                       f"{key}_values": [float(v) for v in inf.fd], f"{key}_seed": int(inf.seed)})
     for label, ex in (("a", ex1), ("b", ex2)):
         if ex.stats_from_file:
             scores[f"statistics_from_file_{label}"] = list(ex.stats_from_file)

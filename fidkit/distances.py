@@ -92,7 +92,7 @@ class FDInfinity:
     def as_dict(self) -> dict:
         return {"fd_infinity": self.value, "fd_infinity_slope": self.slope,
                 "fd_infinity_sizes": [int(n) for n in self.sizes], "fd_infinity_points": [float(v) for v in self.fd],
-                "fd_infinity_seed": self.seed}
+                "fd_infinity_seed": int(self.seed)}
 
 
 def fd_infinity_sizes(n: int, num_points: int = 15) -> np.ndarray:

@@ -201,6 +201,8 @@ class FID:
         On the CPU, one call with many images (split into ``batch_size`` batches inside) is
         faster than one call per batch, with the same result: freed activations are reused
         across the batches of one call (:func:`evaluate_generator` does this for its draw).
+        Float images are mapped to uint8 all at once first, so pass uint8 (or a few
+        thousand float images per call) when memory is short.
         """
         x = _as_uint8_nchw(images, input_range)
         if x.shape[0] == 0:
@@ -278,7 +280,9 @@ def evaluate_generator(sample_fn, n: int, batch_size: int, reference=None, *, in
     ``metric``, which is reset first and keeps its reference, to avoid recomputing it).
     Under torch.distributed, ``n`` is the total: each rank draws its share and the
     statistics are gathered. ``encoder``/``encoder_weights`` choose the feature space as for
-    :class:`FID` (``result.fid`` is then e.g. FD_DINOv2).
+    :class:`FID` (``result.fid`` is then e.g. FD_DINOv2). On the CPU with glibc the whole draw,
+    ``sample_fn`` included, runs inside one :func:`~fidkit.pipeline.reuse_freed_memory` span:
+    freed memory stays in the process's heap until the draw ends (then it is trimmed).
     """
     t0 = time.perf_counter()
     if n < 2 or batch_size < 1:

@@ -290,9 +290,10 @@ def adm_inception_score(logits, chunk: int = ADM_IS_CHUNK) -> float:
 #: how :func:`adm_precision_recall` computes squared distances
 ADM_DISTANCES = ("float16", "float32", "float64")
 #: the default: the emulation of ADM's float16 step. Its rounding turns near misses into ties,
-#: which ``<=`` counts as hits, so the original's precision and recall sit above the exact
-#: ones, on every seed measured (benchmarks/bench_adm.py fp16-membership: +0.005 to +0.007 on
-#: synthetic features, +0.001 and +0.003 on Fashion-MNIST's); float32 would be systematically low
+#: which ``<=`` counts as hits, so the emulation's precision and recall sit above the exact
+#: ones on every seed measured (benchmarks/bench_adm.py fp16-membership: +0.005 to +0.007 on
+#: synthetic features, +0.001 and +0.003 on Fashion-MNIST's), and so, presumably, do the
+#: original's (not measured: no GPU run of it); float32 would be systematically low
 ADM_DEFAULT_DISTANCES = "float16"
 
 

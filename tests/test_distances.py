@@ -111,3 +111,10 @@ def test_fd_infinity_refuses_too_few_and_warns_singular():
 def test_fd_infinity_default_seed_is_the_seed_of_every_other_seeded_metric():
     from fidkit import distances, scores
     assert distances.DEFAULT_SEED == scores.DEFAULT_SEED
+
+
+def test_fd_infinity_record_is_json_whatever_the_seed_type():
+    import json
+    rng = np.random.default_rng(0)
+    r = fd_infinity(rng.normal(size=(200, 2)), rng.normal(size=(300, 2)), seed=np.int64(1))
+    assert json.loads(json.dumps(r.as_dict()))["fd_infinity_seed"] == 1

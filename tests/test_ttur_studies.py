@@ -539,8 +539,8 @@ def test_a_longer_schedule_extends_a_finished_run(tmp_path, images, stub):
     assert doc["complete"] and [e["step"] for e in doc["evals"]] == [0, 1, 2] and stub.calls - calls == 1
 
 
-def test_studies_take_dcgan_to_its_first_pass_before_the_other_plans(tmp_path, images, capsys, stub, monkeypatch):
-    monkeypatch.setitem(studies.TIMESCALE_FIRST_PASS, "dcgan", 1)  # the quick schedule is 0, 1, 2
+def test_studies_take_dcgan_to_its_first_pass_before_the_other_plans(tmp_path, images, capsys, stub):
+    # --quick as it is: its schedule is 0, 1, 2 and its first pass step 1 (QUICK_FIRST_PASS)
     code, err = _run(capsys, "studies", "--seeds", 1, *_quick(tmp_path, images))
     assert code == 0, err
     started = [line.split(": run ")[1] for line in err if ": run " in line]
@@ -644,3 +644,9 @@ def test_up_to_cuts_a_schedule_at_one_of_its_steps_and_refuses_any_other():
     assert cut.name == spec.name  # the same run, continued later by the whole spec
     with pytest.raises(ValueError, match="50000 is not one of its evaluation steps"):
         studies.up_to(spec, 50000)  # would have cut at 25000, below the step asked for
+
+
+def test_first_pass_steps_lie_on_their_schedules():
+    assert studies.TIMESCALE_FIRST_PASS["dcgan"] in studies.TIMESCALE_STEPS["dcgan"]
+    quick = studies.timescale_runs(archs=("dcgan",), seeds=(0,), quick=True, only=("ttur",))[0]
+    assert studies.QUICK_FIRST_PASS["dcgan"] in quick.eval_steps

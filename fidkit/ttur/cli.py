@@ -511,7 +511,8 @@ def all_studies(ctx, **o):
     tr = _truncation_plan(s)
     cb = _critical_plan(s, studies.CRITICAL_BATCH_SIZES)
     dcgan = [r for r in ts.runs if r.config.arch == "dcgan"]
-    first = [studies.up_to(r, studies.TIMESCALE_FIRST_PASS["dcgan"]) for r in dcgan]
+    first_pass = (studies.QUICK_FIRST_PASS if s["quick"] else studies.TIMESCALE_FIRST_PASS)["dcgan"]
+    first = [studies.up_to(r, first_pass) for r in dcgan]
     order = ([(tr, tr.runs[0])] + [(ts, r) for r in first if r.group == "dcgan/ttur"]
              + [(tr, r) for r in tr.runs[1:]] + [(ts, r) for r in first if r.group != "dcgan/ttur"]
              + [(cb, r) for r in cb.runs] + [(ts, r) for r in ts.runs if r.config.arch != "dcgan"]

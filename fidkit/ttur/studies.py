@@ -73,6 +73,8 @@ TIMESCALE_N_CRITIC = {"dcgan": None, "wgan-gp": 1}
 #: other plans; the rest of their schedule (DCGAN's 150,000, about 20 core-hours for its nine
 #: runs) comes after every other plan
 TIMESCALE_FIRST_PASS = {"dcgan": 60000}
+#: the same for --quick, whose schedule is (0, 1, 2)
+QUICK_FIRST_PASS = {"dcgan": 1}
 #: the step of the time-scale study's DCGAN TTUR runs whose generators the truncation study samples
 TRUNCATION_STEP = 10000
 #: the critical-batch study's batch sizes. Planned as 16-512; 4 and 8 were added once seed 0's

@@ -277,11 +277,13 @@ class FIDEvaluator:
     def _evaluate(self, generator: torch.nn.Module) -> dict:
         self.metric.reset()
         x = sample(generator, self.n, seed=self.seed, batch_size=self.batch_size, output="float")
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
+        # uint8 first (n × C × H × W bytes; as update would map them), gray replicated as a view
+        u = fidkit.to_uint8(x, (-1, 1))
+        if u.shape[1] == 1:
+            u = u.expand(-1, 3, -1, -1)
         # one call: the metric splits it into the same batches, and on the CPU reuses freed
         # activations across them (one call per batch is about 10% slower, the same FID)
-        self.metric.update(x, input_range=(-1, 1))
+        self.metric.update(u)
         result = {"fid": self.metric.compute(), "n": self.metric.n}
         if self.kid_features is not None:
             k = fidkit.kid(self.kid_features, self.metric.features(), subsets=self.kid_subsets,
