@@ -15,10 +15,11 @@ import warnings
 import click
 
 from . import __version__
-from .api import _is_stats_path, adm_evaluate, check_metrics, compare, compute_stats, inception_score, load_weights
+from .api import (_is_stats_path, adm_evaluate, check_metrics, compare, compute_stats, inception_score, load_weights,
+                  parse_metrics)
 from .encoders import ENCODERS
 from .scores import ADM_DEFAULT_DISTANCES, ADM_DISTANCES
-from .errors import FidkitError
+from .errors import FidkitError, FidkitWarning
 from .pipeline import BATCH_SIZE_CPU, BATCH_SIZE_CUDA, MAX_DEFAULT_WORKERS, PRECISIONS
 from .preprocess import PROTOCOLS
 from .sources import DATASETS, DatasetImages, is_archive_source, shardable
@@ -92,14 +93,22 @@ def cli(debug):
                    "One pass over each source serves them all.")
 @click.option("--pr-k", type=click.IntRange(min=1), default=3, show_default=True, metavar="K",
               help="Nearest neighbours of pr's balls: 3 as torch-fidelity, 5 as dgm-eval's prdc.")
+@click.option("--pr-distances", type=click.Choice(list(ADM_DISTANCES)), default=ADM_DEFAULT_DISTANCES,
+              show_default=True, help="adm-pr's arithmetic, as for `fidkit adm`.")
 @click.option("--bootstrap", type=click.IntRange(min=0), default=0, metavar="B",
               help="Add a 95% confidence interval of the FID from B resamples of the images' features.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
-def compute(a, b, protocol, allow_mismatch, metrics, pr_k, bootstrap, as_json, **run):
+def compute(a, b, protocol, allow_mismatch, metrics, pr_k, pr_distances, bootstrap, as_json, **run):
     """FID (and --metrics) between A and B: image folders, archives (.zip, .tar, .tar.gz, 'shards/*.tar'),
     sample batches (.npz with arr_0, .npy) or statistics files (.npz with mu/sigma, EDM2 .pkl; FID and sFID only)."""
+    ctx = click.get_current_context()
+    wanted = parse_metrics(metrics)
+    for option, name, metric in (("--pr-k", "pr_k", "pr"), ("--pr-distances", "pr_distances", "adm-pr")):
+        if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE and metric not in wanted:
+            warnings.warn(f"{option} applies to --metrics {metric}, which was not asked for: it changes nothing",
+                          FidkitWarning)
     r = compare(a, b, protocol, allow_mismatch=allow_mismatch, metrics=metrics, bootstrap=bootstrap, pr_k=pr_k,
-                **run)
+                adm_distances=pr_distances, **run)
     if as_json:
         click.echo(json.dumps(r.as_dict()))
     else:

@@ -1,5 +1,6 @@
 """The command line end to end with the real weights on a small set of real images."""
 import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -166,3 +167,13 @@ def test_help_defaults_come_from_the_code_constants():
     assert f"default: {pipeline.BATCH_SIZE_CPU} on the CPU, {pipeline.BATCH_SIZE_CUDA} on CUDA" in text
     assert f"from 1 to {pipeline.MAX_DEFAULT_WORKERS}" in text
     assert f"default: {pipeline.PRECISIONS[0]}" in text
+
+
+def test_a_pr_option_without_its_metric_is_a_warning():
+    # two statistics files: FID only, no image read; --pr-k / --pr-distances would change nothing
+    ref = str(pathlib.Path(__file__).resolve().parents[1] / "reference_stats" / "fashion-mnist-test.npz")
+    r = run("compute", ref, ref, "--pr-k", "5", "--pr-distances", "float32", "--json")
+    assert json.loads(r.stdout)["fid"] == pytest.approx(0, abs=1e-6)
+    warned = [line for line in r.stderr.splitlines() if line.startswith("fidkit: warning:")]
+    assert any("--pr-k applies to --metrics pr" in w for w in warned), r.stderr
+    assert any("--pr-distances applies to --metrics adm-pr" in w for w in warned), r.stderr
