@@ -142,20 +142,39 @@ def test_adm_precision_recall_memory_stays_blocked():
         scores.adm_precision_recall(ref[:3], smp)
 
 
-def test_adm_inception_score_chunks_match_numpy():
-    rng = np.random.default_rng(4)
-    logits = (rng.normal(size=(12345, 1008)) * 2).astype(np.float32)  # last chunk: 2,345 rows
+def _adm_is(logits, dtype):
+    """ADM's compute_inception_score: softmax (here numpy's, for TensorFlow's), then its numpy code."""
+    x = logits.astype(dtype)
+    e = np.exp(x - x.max(1, keepdims=True))
+    preds = e / e.sum(1, keepdims=True)
     vals = []
-    for lo in range(0, len(logits), 5000):
-        x = logits[lo:lo + 5000].astype(np.float64)
-        e = np.exp(x - x.max(1, keepdims=True))
-        p = e / e.sum(1, keepdims=True)
-        kl = p * (np.log(p) - np.log(p.mean(0, keepdims=True)))
-        vals.append(np.exp(kl.sum(1).mean()))
+    for lo in range(0, len(preds), 5000):
+        part = preds[lo:lo + 5000]
+        kl = part * (np.log(part) - np.log(np.expand_dims(np.mean(part, 0), 0)))
+        vals.append(np.exp(np.mean(np.sum(kl, 1))))
     assert len(vals) == 3
-    assert scores.adm_inception_score(logits) == pytest.approx(float(np.mean(vals)), rel=1e-12)
+    return float(np.mean(vals))
+
+
+def test_adm_inception_score_chunks_match_adms_numpy_in_float32():
+    rng = np.random.default_rng(4)
+    logits = (rng.normal(size=(12345, 1008)) * 4).astype(np.float32)  # last chunk: 2,345 rows
+    got = scores.adm_inception_score(logits)
+    # ADM's arithmetic: the softmaxes differ in last bits (numpy's and torch's: 3.3e-7 relative
+    # in the score here), the rest is the same float32 numpy
+    assert got == pytest.approx(_adm_is(logits, np.float32), rel=1e-6)
+    # float64 throughout is another number, ~4e-6 away (benchmarks/adm_is_float32.py)
+    assert got != pytest.approx(_adm_is(logits, np.float64), rel=1e-6)
+    assert got == pytest.approx(_adm_is(logits, np.float64), rel=1e-5)
     # no shuffle: the same rows in another order give another score
-    assert scores.adm_inception_score(logits[::-1].copy()) != pytest.approx(float(np.mean(vals)), rel=1e-9)
+    assert scores.adm_inception_score(logits[::-1].copy()) != pytest.approx(got, rel=1e-9)
+
+
+def test_adm_inception_score_refuses_an_underflowed_probability():
+    logits = np.zeros((4, 1008), np.float32)
+    logits[:, 0] = 200.0  # every other class's float32 probability is exactly 0: ADM would print nan
+    with pytest.raises(StatsError, match="underflowed"):
+        scores.adm_inception_score(logits)
 
 
 # ------------------------------------------------------------------ sample batches as sources
