@@ -130,8 +130,7 @@ def _memberships(ref, smp) -> dict:
         ref_in = torch.zeros(len(ref), dtype=torch.bool)
         for r0, r1 in _chunks(len(ref), 2000):
             for c0, c1 in _chunks(len(smp), 10000):
-                d = _sq_distances(ref[r0:r1], smp[c0:c1], nr[r0:r1] if nr.numel() else None,
-                                  ns[c0:c1] if ns.numel() else None, mode).double()
+                d = _sq_distances(ref[r0:r1], smp[c0:c1], nr[r0:r1], ns[c0:c1], mode).double()
                 ref_in[r0:r1] |= (d <= r_smp[None, c0:c1]).any(1)
                 smp_in[c0:c1] |= (d <= r_ref[r0:r1, None]).any(0)
         status[mode] = (smp_in, ref_in, r_ref, r_smp)

@@ -308,22 +308,27 @@ ADM_DEFAULT_DISTANCES = "float16"
 
 
 def _sq_distances(u, v, nu, nv, mode: str) -> torch.Tensor:
-    """Squared distances ‖u‖² − 2u·v + ‖v‖², clamped at 0, of row blocks u (b, D) and v (c, D).
+    """Squared distances ‖u‖² − 2u·v + ‖v‖², clamped at 0, of row blocks u (b, D) and v (c, D),
+    with the rows' squared norms ``nu`` (b,) and ``nv`` (c,) from :func:`_adm_norms`.
 
     float32: the product in float32, norms (float64) and sum in float64; float64: all in
     float64; float16: emulates ADM's GPU step (operands rounded to float16, products summed
     in float32, norms, product and sum each rounded to float16; a block that is not finite
-    is redone in float32, as ADM does).
+    is redone in float32, as ADM does) and returns float32 holding float16 values.
     """
     if mode in ("float64", "float32"):  # in place: (−2·u·v + ‖u‖²) + ‖v‖², the same values as ADM's order
         d = u.double() @ v.double().T if mode == "float64" else (u @ v.T).double()
         return d.mul_(-2).add_(nu[:, None]).add_(nv[None, :]).clamp_min_(0)
+    # float16, in place on one float32 block and one float16 buffer: each step is a float32
+    # operation on float16 values followed by rounding to float16 (a copy through the buffer),
+    # the same values as rounding each intermediate tensor; (−2·dot) + ‖u‖² = ‖u‖² − 2·dot exactly
     h = torch.float16
-    u16, v16 = u.to(h).float(), v.to(h).float()
-    nu16 = (u16 * u16).to(h).float().sum(1).to(h).float()
-    nv16 = (v16 * v16).to(h).float().sum(1).to(h).float()
-    dot = (u16 @ v16.T).to(h).float()
-    d = ((nu16[:, None] - (2 * dot).to(h).float()).to(h).float() + nv16[None, :]).to(h).float().clamp_min_(0)
+    d = u.to(h).float() @ v.to(h).float().T
+    buf = torch.empty(d.shape, dtype=h)
+    d.copy_(buf.copy_(d)).mul_(-2)  # the product, rounded, doubled (ADM's 2·matmul: inf past 65504)
+    d.copy_(buf.copy_(d)).add_(nu[:, None])
+    d.copy_(buf.copy_(d)).add_(nv[None, :])
+    d.copy_(buf.copy_(d)).clamp_min_(0)
     if not torch.isfinite(d).all():
         u32, v32 = u.float(), v.float()
         d = ((u32 * u32).sum(1)[:, None] - 2 * (u32 @ v32.T) + (v32 * v32).sum(1)[None, :]).clamp_min_(0)
@@ -331,13 +336,19 @@ def _sq_distances(u, v, nu, nv, mode: str) -> torch.Tensor:
 
 
 def _adm_norms(x: torch.Tensor, mode: str, rows: int = 4096) -> torch.Tensor:
-    """Squared norms in float64, a slice of rows at a time (a float64 copy of 50k × 2048 features
-    would take 800 MB); none for the float16 emulation, which makes its own."""
-    if mode == "float16":
-        return torch.empty(0)
-    out = torch.empty(x.shape[0], dtype=torch.float64)
+    """Squared norms of the rows, a slice of rows at a time (a float64 copy of 50k × 2048
+    features would take 800 MB): float64 for ``float32``/``float64``; for ``float16`` as ADM's
+    step makes them (squares of the float16-rounded features rounded to float16, summed in
+    float32, the sum rounded to float16), as float32."""
+    h = torch.float16
+    out = torch.empty(x.shape[0], dtype=torch.float32 if mode == "float16" else torch.float64)
     for lo in range(0, x.shape[0], rows):
-        out[lo:lo + rows] = x[lo:lo + rows].double().square().sum(1)
+        part = x[lo:lo + rows]
+        if mode == "float16":
+            x16 = part.to(h).float()
+            out[lo:lo + rows] = (x16 * x16).to(h).float().sum(1).to(h).float()
+        else:
+            out[lo:lo + rows] = part.double().square().sum(1)
     return out
 
 
@@ -354,9 +365,9 @@ def adm_radii(features, k: int = 3, block: int = 2000, chunk: int = 10000,
     for r0, r1 in _chunks(n, block):
         best = None
         for c0, c1 in _chunks(n, chunk):
-            d = _sq_distances(x[r0:r1], x[c0:c1], norms[r0:r1] if norms.numel() else None,
-                              norms[c0:c1] if norms.numel() else None, distances)
-            near = torch.topk(d.double(), min(k + 1, d.shape[1]), dim=1, largest=False).values
+            d = _sq_distances(x[r0:r1], x[c0:c1], norms[r0:r1], norms[c0:c1], distances)
+            # float16's values are exact in float32: the same k + 1 nearest without a float64 copy
+            near = torch.topk(d, min(k + 1, d.shape[1]), dim=1, largest=False).values.double()
             cand = near if best is None else torch.cat([best, near], dim=1)
             best = torch.topk(cand, min(k + 1, cand.shape[1]), dim=1, largest=False).values
         out[r0:r1] = best[:, k]
@@ -393,8 +404,8 @@ def adm_precision_recall(features_ref, features_sample, k: int = 3, block: int =
     smp_in = torch.zeros(m, dtype=torch.bool)  # precision: sample inside some reference ball
     for r0, r1 in _chunks(n, block):
         for c0, c1 in _chunks(m, chunk):
-            d = _sq_distances(ref[r0:r1], smp[c0:c1], n_ref[r0:r1] if n_ref.numel() else None,
-                              n_smp[c0:c1] if n_smp.numel() else None, distances).double()
-            ref_in[r0:r1] |= (d <= r_smp[None, c0:c1]).any(dim=1)
-            smp_in[c0:c1] |= (d <= r_ref[r0:r1, None]).any(dim=0)
+            d = _sq_distances(ref[r0:r1], smp[c0:c1], n_ref[r0:r1], n_smp[c0:c1], distances)
+            # radii of float16 distances are float32 values (exact in d's dtype): compare there
+            ref_in[r0:r1] |= (d <= r_smp[None, c0:c1].to(d.dtype)).any(dim=1)
+            smp_in[c0:c1] |= (d <= r_ref[r0:r1, None].to(d.dtype)).any(dim=0)
     return {"adm_precision": smp_in.double().mean().item(), "adm_recall": ref_in.double().mean().item()}
