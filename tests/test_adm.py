@@ -103,6 +103,30 @@ def _np_adm_pr(ref, smp, k=3):
     return precision.sum(), recall.sum(), d, r_ref, r_smp
 
 
+def _fp16_step(u, v):
+    """ADM's float16 step written out, one rounded tensor per TensorFlow op (what fidkit's
+    in-place emulation must equal bit for bit), with its float32 redo of a non-finite block."""
+    h = torch.float16
+    u16, v16 = u.to(h).float(), v.to(h).float()
+    nu = (u16 * u16).to(h).float().sum(1).to(h).float()
+    nv = (v16 * v16).to(h).float().sum(1).to(h).float()
+    dot = (u16 @ v16.T).to(h).float()
+    d = ((nu[:, None] - (2 * dot).to(h).float()).to(h).float() + nv[None, :]).to(h).float().clamp_min_(0)
+    if not torch.isfinite(d).all():
+        u32, v32 = u.float(), v.float()
+        d = ((u32 * u32).sum(1)[:, None] - 2 * (u32 @ v32.T) + (v32 * v32).sum(1)[None, :]).clamp_min_(0)
+    return d
+
+
+@pytest.mark.parametrize("scale", [0.54, 6.0, 9.0])  # 9: squared norms past float16's 65504, the redo
+def test_float16_emulation_equals_one_rounding_per_op(scale):
+    rng = np.random.default_rng(3)
+    u = torch.from_numpy(np.maximum(rng.standard_normal((70, 2048)) * scale, 0).astype(np.float32))
+    v = torch.from_numpy(np.maximum(rng.standard_normal((90, 2048)) * scale, 0).astype(np.float32))
+    got = scores._sq_distances(u, v, scores._adm_norms(u, "float16"), scores._adm_norms(v, "float16"), "float16")
+    assert torch.equal(got, _fp16_step(u, v))
+
+
 @pytest.mark.parametrize("distances", ["float32", "float64", "float16"])
 def test_adm_precision_recall_counts_match_numpy_on_exact_ties(distances):
     rng = np.random.default_rng(1)
