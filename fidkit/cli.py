@@ -248,7 +248,7 @@ def _fetch(names, output, as_json, other_options) -> None:
 @click.option("--pr-distances", type=click.Choice(list(ADM_DISTANCES)), default=ADM_DEFAULT_DISTANCES,
               show_default=True,
               help="Arithmetic of precision/recall's squared distances: float16 emulates ADM's GPU step (its "
-                   "ties raise both scores, as in the original); float32 gives the exact memberships.")
+                   "rounding ties raise both scores a little); float32 gives the exact memberships.")
 @click.option("--allow-mismatch", is_flag=True, help="Use statistics files made with other weights.")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar on stderr [default: when stderr is a terminal].")
