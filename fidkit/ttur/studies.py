@@ -80,7 +80,8 @@ TRUNCATION_STEP = 10000
 #: the critical-batch study's batch sizes. Planned as 16-512; 4 and 8 were added once seed 0's
 #: first runs put the SFO minimum at the smallest, 16 (b*K about 70k images at 16, 116k at 32;
 #: batch 64 crossed between 131k and 262k), where the study could only bound the critical batch
-#: size (<= 16). Not below 4: batch norm over 2 images is hardly the same network
+#: size (<= 16). Not below 4: the generator's first batch norm (1-d, after its linear layer)
+#: normalises each feature over the batch alone, and over 2 images leaves each at ±1
 CRITICAL_BATCH_SIZES = (4, 8, 16, 32, 64, 128, 256, 512)
 QUICK_BATCH_SIZES = (4, 8, 16, 32, 64)
 #: the critical-batch study's evaluation grid in images seen (batch × steps), the same for
