@@ -91,7 +91,7 @@ CRITICAL_IMAGES = tuple(2 ** k for k in range(15, 22))
 QUICK_CRITICAL_IMAGES = (64, 128, 256)
 #: the critical-batch study's target FID, fixed before any of its runs: the time-scale
 #: study's DCGAN TTUR runs at batch 64 (the same configuration as this study's batch 64)
-#: gave FID 170-183 at step 1500 (96k images) and 74-80 at step 4000 (256k images), so
+#: gave FID 170-183 at step 1500 (96k images) and 75-80 at step 4000 (256k images), so
 #: 100 lies on the steep part of the curve, reached at about 200k images at batch 64,
 #: within the grid's 2M images for batch sizes far from 64 unless they are 10x less
 #: sample-efficient. A run stops at the grid point where it first reaches it.
