@@ -120,17 +120,17 @@ def pr_memory(args) -> dict:
 
 
 def _memberships(ref, smp) -> dict:
-    from fidkit.scores import adm_radii, _sq_distances, _adm_norms, _chunks
+    from fidkit.scores import adm_radii, _Distances, _adm_norms, _chunks
 
     status = {}
     for mode in ("float64", "float32", "float16"):
         r_ref, r_smp = adm_radii(ref, distances=mode), adm_radii(smp, distances=mode)
-        nr, ns = _adm_norms(ref, mode), _adm_norms(smp, mode)
+        dist = _Distances(ref, smp, _adm_norms(ref, mode), _adm_norms(smp, mode), mode, 2000, 10000)
         smp_in = torch.zeros(len(smp), dtype=torch.bool)
         ref_in = torch.zeros(len(ref), dtype=torch.bool)
         for r0, r1 in _chunks(len(ref), 2000):
             for c0, c1 in _chunks(len(smp), 10000):
-                d = _sq_distances(ref[r0:r1], smp[c0:c1], nr[r0:r1], ns[c0:c1], mode).double()
+                d = dist(r0, r1, c0, c1).double()
                 ref_in[r0:r1] |= (d <= r_smp[None, c0:c1]).any(1)
                 smp_in[c0:c1] |= (d <= r_ref[r0:r1, None]).any(0)
         status[mode] = (smp_in, ref_in, r_ref, r_smp)

@@ -307,32 +307,99 @@ ADM_DISTANCES = ("float16", "float32", "float64")
 ADM_DEFAULT_DISTANCES = "float16"
 
 
-def _sq_distances(u, v, nu, nv, mode: str) -> torch.Tensor:
-    """Squared distances ‖u‖² − 2u·v + ‖v‖², clamped at 0, of row blocks u (b, D) and v (c, D),
-    with the rows' squared norms ``nu`` (b,) and ``nv`` (c,) from :func:`_adm_norms`.
+#: ADM's ManifoldEstimator's row and column batch sizes: its float16 step makes and checks
+#: the distances 10,000 × 10,000 at a time, redoing a block with any non-finite value in float32
+ADM_BLOCK = 10000
+_FLOAT16_MAX = 65504.0
 
-    float32: the product in float32, norms (float64) and sum in float64; float64: all in
-    float64; float16: emulates ADM's GPU step (operands rounded to float16, products summed
-    in float32, norms, product and sum each rounded to float16; a block that is not finite
-    is redone in float32, as ADM does) and returns float32 holding float16 values.
-    """
-    if mode in ("float64", "float32"):  # in place: (−2·u·v + ‖u‖²) + ‖v‖², the same values as ADM's order
-        d = u.double() @ v.double().T if mode == "float64" else (u @ v.T).double()
-        return d.mul_(-2).add_(nu[:, None]).add_(nv[None, :]).clamp_min_(0)
-    # float16, in place on one float32 block and one float16 buffer: each step is a float32
-    # operation on float16 values followed by rounding to float16 (a copy through the buffer),
-    # the same values as rounding each intermediate tensor; (−2·dot) + ‖u‖² = ‖u‖² − 2·dot exactly
+
+def _fp16_step(u, v, nu, nv) -> torch.Tensor:
+    """ADM's float16 step for rows u (b, D) and v (c, D) with norms from :func:`_adm_norms`:
+    operands rounded to float16, products summed in float32, then the rounded product,
+    doubled, norms and sums, each rounded to float16. Float32 holding float16 values; inf
+    or NaN where float16 overflows (no redo here).
+
+    In place on one float32 block and one float16 buffer: each step is a float32 operation
+    on float16 values followed by rounding to float16 (a copy through the buffer), the same
+    values as rounding each intermediate tensor; (−2·dot) + ‖u‖² = ‖u‖² − 2·dot exactly."""
     h = torch.float16
     d = u.to(h).float() @ v.to(h).float().T
     buf = torch.empty(d.shape, dtype=h)
     d.copy_(buf.copy_(d)).mul_(-2)  # the product, rounded, doubled (ADM's 2·matmul: inf past 65504)
     d.copy_(buf.copy_(d)).add_(nu[:, None])
     d.copy_(buf.copy_(d)).add_(nv[None, :])
-    d.copy_(buf.copy_(d)).clamp_min_(0)
-    if not torch.isfinite(d).all():
-        u32, v32 = u.float(), v.float()
-        d = ((u32 * u32).sum(1)[:, None] - 2 * (u32 @ v32.T) + (v32 * v32).sum(1)[None, :]).clamp_min_(0)
-    return d
+    return d.copy_(buf.copy_(d)).clamp_min_(0)
+
+
+def _fp32_redo(u, v) -> torch.Tensor:
+    """ADM's float32 distances, made where its float16 block is not finite."""
+    u32, v32 = u.float(), v.float()
+    return ((u32 * u32).sum(1)[:, None] - 2 * (u32 @ v32.T) + (v32 * v32).sum(1)[None, :]).clamp_min_(0)
+
+
+def _sq_distances(u, v, nu, nv, mode: str) -> torch.Tensor:
+    """Squared distances ‖u‖² − 2u·v + ‖v‖², clamped at 0, of row blocks u (b, D) and v (c, D),
+    with the rows' squared norms ``nu`` (b,) and ``nv`` (c,) from :func:`_adm_norms`.
+
+    float32: the product in float32, norms (float64) and sum in float64; float64: all in
+    float64; float16: ADM's step (:func:`_fp16_step`) on this block, redone in float32 when
+    any value is not finite, as ADM does for each of its blocks (so this is ADM's arithmetic
+    when u and v are one of its 10,000 × 10,000 blocks; :class:`_Distances` keeps ADM's blocks
+    for any other slicing). float16 returns float32 holding float16 values.
+    """
+    if mode in ("float64", "float32"):  # in place: (−2·u·v + ‖u‖²) + ‖v‖², the same values as ADM's order
+        d = u.double() @ v.double().T if mode == "float64" else (u @ v.T).double()
+        return d.mul_(-2).add_(nu[:, None]).add_(nv[None, :]).clamp_min_(0)
+    d = _fp16_step(u, v, nu, nv)
+    return d if torch.isfinite(d).all() else _fp32_redo(u, v)
+
+
+class _Distances:
+    """Squared distances between rows of ``x`` and rows of ``y`` (with their norms), served a
+    slice at a time. For float16, which of ADM's 10,000 × 10,000 blocks ADM would redo in
+    float32 is decided per ADM block, not per slice, so any ``block`` × ``chunk`` slicing gives
+    ADM's values. Most blocks need no look: when (√max‖u‖² + √max‖v‖²)², with 1% to spare,
+    stays below float16's largest value, no step of the block can overflow (Inception's pool3
+    features have squared norms of a few hundred); otherwise the block's float16 distances are
+    made once, a slice at a time, to see."""
+
+    def __init__(self, x, y, nx, ny, mode: str, block: int, chunk: int):
+        self.x, self.y, self.nx, self.ny, self.mode = x, y, nx, ny, mode
+        self.redo = None
+        if mode != "float16":
+            return
+        gx, gy = -(-len(x) // ADM_BLOCK), -(-len(y) // ADM_BLOCK)
+        self.redo = torch.zeros(gx, gy, dtype=torch.bool)
+        for i in range(gx):
+            x0, x1 = i * ADM_BLOCK, min((i + 1) * ADM_BLOCK, len(x))
+            mx = float(nx[x0:x1].max())
+            for j in range(gy):
+                y0, y1 = j * ADM_BLOCK, min((j + 1) * ADM_BLOCK, len(y))
+                my = float(ny[y0:y1].max())
+                if math.isfinite(mx) and math.isfinite(my) and (math.sqrt(mx) + math.sqrt(my)) ** 2 * 1.01 < _FLOAT16_MAX:
+                    continue
+                self.redo[i, j] = not all(
+                    bool(torch.isfinite(_fp16_step(x[r0:r1], y[c0:c1], nx[r0:r1], ny[c0:c1])).all())
+                    for r0, r1 in _chunks_in(x0, x1, block) for c0, c1 in _chunks_in(y0, y1, chunk))
+
+    def __call__(self, r0: int, r1: int, c0: int, c1: int) -> torch.Tensor:
+        u, v, nu, nv = self.x[r0:r1], self.y[c0:c1], self.nx[r0:r1], self.ny[c0:c1]
+        if self.redo is None:
+            return _sq_distances(u, v, nu, nv, self.mode)
+        redo = self.redo[r0 // ADM_BLOCK:(r1 - 1) // ADM_BLOCK + 1, c0 // ADM_BLOCK:(c1 - 1) // ADM_BLOCK + 1]
+        if not redo.any():
+            return _fp16_step(u, v, nu, nv)
+        if redo.all():
+            return _fp32_redo(u, v)
+        # the slice straddles ADM blocks that differ: each value from its own block's arithmetic
+        rows = torch.arange(r0, r1) // ADM_BLOCK
+        cols = torch.arange(c0, c1) // ADM_BLOCK
+        return torch.where(self.redo[rows][:, cols], _fp32_redo(u, v), _fp16_step(u, v, nu, nv))
+
+
+def _chunks_in(lo: int, hi: int, size: int):
+    for a in range(lo, hi, size):
+        yield a, min(a + size, hi)
 
 
 def _adm_norms(x: torch.Tensor, mode: str, rows: int = 4096) -> torch.Tensor:
@@ -361,11 +428,12 @@ def adm_radii(features, k: int = 3, block: int = 2000, chunk: int = 10000,
     x = features
     n = x.shape[0]
     norms = _adm_norms(x, distances)
+    dist = _Distances(x, x, norms, norms, distances, block, chunk)
     out = torch.empty(n, dtype=torch.float64)
     for r0, r1 in _chunks(n, block):
         best = None
         for c0, c1 in _chunks(n, chunk):
-            d = _sq_distances(x[r0:r1], x[c0:c1], norms[r0:r1], norms[c0:c1], distances)
+            d = dist(r0, r1, c0, c1)
             # float16's values are exact in float32: the same k + 1 nearest without a float64 copy
             near = torch.topk(d, min(k + 1, d.shape[1]), dim=1, largest=False).values.double()
             cand = near if best is None else torch.cat([best, near], dim=1)
@@ -400,11 +468,12 @@ def adm_precision_recall(features_ref, features_sample, k: int = 3, block: int =
     r_ref = adm_radii(ref, k, block, chunk, distances)
     r_smp = adm_radii(smp, k, block, chunk, distances)
     n_ref, n_smp = _adm_norms(ref, distances), _adm_norms(smp, distances)
+    dist = _Distances(ref, smp, n_ref, n_smp, distances, block, chunk)
     ref_in = torch.zeros(n, dtype=torch.bool)  # recall: reference point inside some sample ball
     smp_in = torch.zeros(m, dtype=torch.bool)  # precision: sample inside some reference ball
     for r0, r1 in _chunks(n, block):
         for c0, c1 in _chunks(m, chunk):
-            d = _sq_distances(ref[r0:r1], smp[c0:c1], n_ref[r0:r1], n_smp[c0:c1], distances)
+            d = dist(r0, r1, c0, c1)
             # radii of float16 distances are float32 values (exact in d's dtype): compare there
             ref_in[r0:r1] |= (d <= r_smp[None, c0:c1].to(d.dtype)).any(dim=1)
             smp_in[c0:c1] |= (d <= r_ref[r0:r1, None].to(d.dtype)).any(dim=0)

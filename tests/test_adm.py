@@ -127,6 +127,41 @@ def test_float16_emulation_equals_one_rounding_per_op(scale):
     assert torch.equal(got, _fp16_step(u, v))
 
 
+def _adm_blockwise(x, y, block):
+    """The whole distance matrix as ADM makes it in float16: ``block`` × ``block`` at a time,
+    each block redone in float32 if any of its values is not finite."""
+    nx, ny = scores._adm_norms(x, "float16"), scores._adm_norms(y, "float16")
+    d = torch.empty(len(x), len(y))
+    for r0 in range(0, len(x), block):
+        for c0 in range(0, len(y), block):
+            r1, c1 = min(r0 + block, len(x)), min(c0 + block, len(y))
+            d[r0:r1, c0:c1] = scores._sq_distances(x[r0:r1], y[c0:c1], nx[r0:r1], ny[c0:c1], "float16")
+    return d
+
+
+@pytest.mark.parametrize("adm_block", [10000, 100])  # one ADM block; several, which slices straddle
+def test_float16_redo_is_decided_per_adm_block_whatever_the_slicing(monkeypatch, adm_block):
+    monkeypatch.setattr(scores, "ADM_BLOCK", adm_block)
+    rng = np.random.default_rng(5)
+    ref = np.maximum(rng.standard_normal((260, 2048)) * 0.54, 0).astype(np.float32)
+    smp = np.maximum(rng.standard_normal((230, 2048)) * 0.54, 0).astype(np.float32)
+    ref[7] *= 16  # a squared norm past float16's 65504: its ADM block is redone in float32
+    r, s_ = torch.from_numpy(ref), torch.from_numpy(smp)
+    want_ref = _adm_blockwise(r, r, adm_block).double()
+    want_d = _adm_blockwise(r, s_, adm_block).double()
+    radii = scores.adm_radii(r, block=37, chunk=90, distances="float16")
+    assert torch.equal(radii, torch.sort(want_ref, dim=1).values[:, 3])
+    out = scores.adm_precision_recall(ref, smp, block=37, chunk=90, distances="float16")
+    r_smp = torch.sort(_adm_blockwise(s_, s_, adm_block).double(), dim=1).values[:, 3]
+    assert out["adm_precision"] == (want_d <= radii[:, None]).any(0).double().mean().item()
+    assert out["adm_recall"] == (want_d <= r_smp[None, :]).any(1).double().mean().item()
+    # a slice away from row 7 is finite in float16 on its own, yet its values come from the
+    # float32 redo of its ADM block (what deciding per slice got wrong)
+    alone = scores._fp16_step(r[37:74], r[100:190], scores._adm_norms(r[37:74], "float16"),
+                              scores._adm_norms(r[100:190], "float16"))  # rows 0-99 hold row 7
+    assert torch.isfinite(alone).all() and not torch.equal(alone.double(), want_ref[37:74, 100:190])
+
+
 @pytest.mark.parametrize("distances", ["float32", "float64", "float16"])
 def test_adm_precision_recall_counts_match_numpy_on_exact_ties(distances):
     rng = np.random.default_rng(1)
