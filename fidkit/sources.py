@@ -358,7 +358,8 @@ def _check_batch_array(path, shape, dtype, sample) -> None:
             x = sample()
             what += f" with values in [{x.min():.4g}, {x.max():.4g}]" + (" (first 1000 images)"
                                                                            if shape[0] > 1000 else "")
-        raise SourceError(f"{what}; sample batches hold uint8 images 0..255 as ADM's evaluator reads them: "
+        raise SourceError(f"{what}; fidkit reads sample batches as uint8 images 0..255, as guided-diffusion's "
+                          f"samplers save them (its evaluator would cast another dtype to float32 unchecked): "
                           f"save np.clip(np.rint(x * 255), 0, 255).astype(np.uint8) for images in [0, 1] (or the "
                           f"matching mapping for [-1, 1])")
     if len(shape) != 4:
