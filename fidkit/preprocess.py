@@ -10,6 +10,9 @@ protocol                  resize to 299×299                        scaling
 ``ttur`` (default)        TF1 legacy bilinear on 0..255 floats     (x − 128) / 128
 ``pytorch-fid``           torch bilinear, half-pixel, no antialias 2·(x/255) − 1
 ``clean``                 PIL bicubic per channel in mode "F"      (x − 128) / 128
+``nvidia``                ``grid_sample`` bilinear, border, as     (x − 128) / 128
+                          NVIDIA's TorchScript Inception (EDM,
+                          EDM2, StyleGAN2-ADA/3), even at 299
 ========================  =======================================  ==================
 
 Each protocol works in two steps so that decoding workers and the device share the work:
@@ -124,11 +127,32 @@ class Clean(Protocol):
         return (batch.float() - 128) / 128
 
 
-PROTOCOLS = {p.name: p for p in (TTUR(), PytorchFID(), Clean())}
+class NVIDIA(Protocol):
+    """The resize inside NVIDIA's TorchScript Inception (``inception-2015-12-05.pkl``), which
+    StyleGAN2-ADA, StyleGAN3, EDM and EDM2 compute FID with: float32 images 0..255, an
+    identity ``affine_grid`` (align_corners=False) shifted by 1/W − 1/299 and 1/H − 1/299,
+    ``grid_sample`` bilinear with border padding, then (x − 128)/128. The same source
+    coordinates as ``ttur`` in exact arithmetic, other float32 roundings, and applied at
+    299×299 too (where ``ttur`` leaves the image as it is)."""
+
+    name = "nvidia"
+
+    def to_network(self, batch):
+        x = batch.float()
+        n, _, h, w = x.shape
+        theta = torch.eye(2, 3, device=x.device)
+        theta[0, 2] += theta[0, 0] / w - theta[0, 0] / SIZE  # in float32, as the TorchScript's add_
+        theta[1, 2] += theta[1, 1] / h - theta[1, 1] / SIZE
+        grid = F.affine_grid(theta.unsqueeze(0).repeat(n, 1, 1), [n, 3, SIZE, SIZE], align_corners=False)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        return (x - 128) / 128
+
+
+PROTOCOLS = {p.name: p for p in (TTUR(), PytorchFID(), Clean(), NVIDIA())}
 
 
 def get_protocol(name: str) -> Protocol:
-    """The protocol called ``name`` (``ttur``, ``pytorch-fid`` or ``clean``)."""
+    """The protocol called ``name`` (``ttur``, ``pytorch-fid``, ``clean`` or ``nvidia``)."""
     if isinstance(name, Protocol):
         return name
     try:

@@ -177,3 +177,16 @@ def test_a_pr_option_without_its_metric_is_a_warning():
     warned = [line for line in r.stderr.splitlines() if line.startswith("fidkit: warning:")]
     assert any("--pr-k applies to --metrics pr" in w for w in warned), r.stderr
     assert any("--pr-distances applies to --metrics adm-pr" in w for w in warned), r.stderr
+
+
+def test_nvidia_protocol_end_to_end(tmp_path, real_a, real_b, folder_result):
+    run("stats", real_a, "-o", tmp_path / "a.npz", "--protocol", "nvidia", "--device", "cpu", "--workers", "0")
+    assert fidkit.Statistics.load(tmp_path / "a.npz").protocol == "nvidia"
+    r = run("compute", tmp_path / "a.npz", real_b, "--protocol", "nvidia", "--json", "--device", "cpu",
+            "--workers", "0")
+    out = json.loads(r.stdout)
+    assert out["protocol"] == "nvidia"
+    # NVIDIA's resize moves the last digits only (tests/data: 32x32 images)
+    assert out["fid"] == pytest.approx(folder_result[0]["fid"], rel=1e-4) and out["fid"] != folder_result[0]["fid"]
+    r = run("compute", tmp_path / "a.npz", real_b, "--device", "cpu", "--workers", "0", check=False)
+    assert r.returncode == 1 and "protocol 'nvidia'" in r.stderr

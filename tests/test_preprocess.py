@@ -123,3 +123,28 @@ def test_ttur_resize_is_bit_identical_to_the_corner_gather_formula(shape):
     before = u.clone()
     out = get_protocol("ttur").to_network(u)
     assert torch.equal(u, before) and torch.equal(out, (_corner_gather_resize(u.float()) - 128) / 128)
+
+
+def _nvidia_torchscript_resize(img):
+    """The first steps of NVIDIA's TorchScript Inception forward (inception-2015-12-05.pkl), as
+    its code reads, op by op: theta's translations updated in place with add_."""
+    x = img.to(torch.float32)
+    batch_size, channels, height, width = x.shape
+    theta = torch.eye(2, 3)
+    theta[0][2].add_(torch.sub(torch.div(theta[0][0], width), torch.div(theta[0][0], 299)))
+    theta[1][2].add_(torch.sub(torch.div(theta[1][1], height), torch.div(theta[1][1], 299)))
+    theta0 = torch.unsqueeze(theta.to(x.dtype), 0).repeat([batch_size, 1, 1])
+    grid = torch.nn.functional.affine_grid(theta0, [batch_size, channels, 299, 299], False)
+    x0 = torch.nn.functional.grid_sample(x, grid, "bilinear", "border", False)
+    return torch.div(torch.sub(x0, 128), 128)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 32, 32), (1, 3, 64, 48), (1, 3, 299, 299), (1, 3, 512, 512)])
+def test_nvidia_protocol_is_the_torchscript_inceptions_own_resize(shape):
+    img = torch.from_numpy(np.random.default_rng(sum(shape)).integers(0, 256, size=shape, dtype=np.uint8))
+    got = get_protocol("nvidia").to_network(img)
+    assert got.dtype == torch.float32 and got.shape == (shape[0], 3, SIZE, SIZE)
+    assert torch.equal(got, _nvidia_torchscript_resize(img))
+    # the same sampling positions as ttur's TF resize, other float32 roundings; at 299 not the identity
+    ttur = get_protocol("ttur").to_network(img)
+    assert 0 < (got - ttur).abs().max().item() * 128 < 0.02

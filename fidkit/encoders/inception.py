@@ -26,7 +26,7 @@ NAME = "inception"
 
 class InceptionEncoder(Encoder):
     """``inception``: outputs ``pool3``, ``spatial``, ``logits``; modes ``ttur`` (default),
-    ``pytorch-fid``, ``clean``. Wraps a built :class:`FIDInception` and its :class:`Weights`."""
+    ``pytorch-fid``, ``clean``, ``nvidia``. Wraps a built :class:`FIDInception` and its :class:`Weights`."""
 
     name = NAME
     outputs = dict(FEATURES)
