@@ -602,7 +602,10 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     ``bootstrap`` = B > 0 adds a 95% percentile interval of the FID from B resamples of the
     features (``fid_ci_low``, ``fid_ci_high``, ``fid_bootstrap_std``,
     ``bootstrap_resamples``; ``fd_dinov2_ci_low`` etc. with another encoder); a statistics
-    file among the sources stays fixed.
+    file among the sources stays fixed. ``biased_covariance=True`` normalises both covariances
+    by 1/N for the Fréchet distance, as StyleGAN2-ADA/StyleGAN3's metrics do (fidkit, TTUR and
+    EDM use 1/(N−1)); it is recorded as ``scores["covariance"] = "1/N"``, needs both image
+    counts, and with ``protocol="nvidia"`` gives StyleGAN's FID.
     """
     t0 = time.perf_counter()
     wanted = parse_metrics(metrics)
@@ -613,6 +616,12 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     adm_distances = kw.pop("adm_distances", _scores.ADM_DEFAULT_DISTANCES)
     if adm_distances not in _scores.ADM_DISTANCES:  # before any pass, not after both
         raise FidkitError(f"adm_distances must be one of {', '.join(_scores.ADM_DISTANCES)}, got {adm_distances!r}")
+    biased = kw.pop("biased_covariance", False)
+    if not isinstance(biased, bool):
+        raise FidkitError(f"biased_covariance must be True or False, got {biased!r}")
+    if biased and (bootstrap > 0 or "fd-inf" in wanted or "sfid" in wanted):
+        raise FidkitError("a 1/N covariance (biased_covariance, StyleGAN's) applies to the Fréchet distance alone; "
+                          "leave out sfid, fd-inf and the bootstrap, which no evaluator computes that way")
     pr_k = kw.pop("pr_k", 3)
     if isinstance(pr_k, bool) or not isinstance(pr_k, (int, np.integer)) or pr_k < 1:
         raise FidkitError(f"pr_k must be a positive integer (torch-fidelity's 3, dgm-eval's 5), got {pr_k!r}")
@@ -662,8 +671,17 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
         check_provenance(s1, None, digest_in_use(), allow_mismatch)
     ex2 = _one_pass(b, protocol, keep_b, logits, spatial, {"label": _side_label("B", b), **kw}, allow_mismatch)
     s2 = ex2.stats
-    r = frechet_distance(s1, s2, allow_mismatch=allow_mismatch)
     scores: dict = {}
+    if biased:  # StyleGAN2-ADA/StyleGAN3: cov = E[xxᵀ] − μμᵀ, i.e. 1/N, from the unbiased 1/(N−1)
+        for label, s in (("A", s1), ("B", s2)):
+            if s.n is None or s.n < 2:
+                raise StatsError(f"{label}: its statistics do not record an image count, which a 1/N covariance "
+                                 f"needs; compute them with fidkit (fidkit stats) or leave out the 1/N covariance")
+        r = frechet_distance(*(dataclasses.replace(s, sigma=s.sigma * ((s.n - 1) / s.n)) for s in (s1, s2)),
+                             allow_mismatch=allow_mismatch)
+        scores["covariance"] = "1/N"
+    else:
+        r = frechet_distance(s1, s2, allow_mismatch=allow_mismatch)
     if spatial:
         with _small_n_warned():
             scores["sfid"] = frechet_distance(s1.feature("spatial"), s2.feature("spatial"),

@@ -91,6 +91,9 @@ def cli(debug):
                    "is (Inception Score of B, the generated set), guided-diffusion's (ADM's) sfid, adm-pr "
                    "(its precision/recall) and is-adm (its Inception Score): Inception only; cmmd: CLIP only. "
                    "One pass over each source serves them all.")
+@click.option("--biased-covariance", is_flag=True,
+              help="Normalise both covariances by 1/N, as StyleGAN2-ADA/StyleGAN3 do (with --protocol nvidia: "
+                   "their FID); the default is 1/(N-1), as TTUR, pytorch-fid and EDM.")
 @click.option("--pr-k", type=click.IntRange(min=1), default=3, show_default=True, metavar="K",
               help="Nearest neighbours of pr's balls: 3 as torch-fidelity, 5 as dgm-eval's prdc.")
 @click.option("--pr-distances", type=click.Choice(list(ADM_DISTANCES)), default=ADM_DEFAULT_DISTANCES,
@@ -98,7 +101,8 @@ def cli(debug):
 @click.option("--bootstrap", type=click.IntRange(min=0), default=0, metavar="B",
               help="Add a 95% confidence interval of the FID from B resamples of the images' features.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
-def compute(a, b, protocol, allow_mismatch, metrics, pr_k, pr_distances, bootstrap, as_json, **run):
+def compute(a, b, protocol, allow_mismatch, metrics, biased_covariance, pr_k, pr_distances, bootstrap, as_json,
+            **run):
     """FID (and --metrics) between A and B: image folders, archives (.zip, .tar, .tar.gz, 'shards/*.tar'),
     sample batches (.npz with arr_0, .npy) or statistics files (.npz with mu/sigma, EDM2 .pkl; FID and sFID only)."""
     ctx = click.get_current_context()
@@ -108,7 +112,7 @@ def compute(a, b, protocol, allow_mismatch, metrics, pr_k, pr_distances, bootstr
             warnings.warn(f"{option} applies to --metrics {metric}, which was not asked for: it changes nothing",
                           FidkitWarning)
     r = compare(a, b, protocol, allow_mismatch=allow_mismatch, metrics=metrics, bootstrap=bootstrap, pr_k=pr_k,
-                adm_distances=pr_distances, **run)
+                adm_distances=pr_distances, biased_covariance=biased_covariance, **run)
     if as_json:
         click.echo(json.dumps(r.as_dict()))
     else:

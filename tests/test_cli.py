@@ -190,3 +190,18 @@ def test_nvidia_protocol_end_to_end(tmp_path, real_a, real_b, folder_result):
     assert out["fid"] == pytest.approx(folder_result[0]["fid"], rel=1e-4) and out["fid"] != folder_result[0]["fid"]
     r = run("compute", tmp_path / "a.npz", real_b, "--device", "cpu", "--workers", "0", check=False)
     assert r.returncode == 1 and "protocol 'nvidia'" in r.stderr
+
+
+def test_biased_covariance_is_stylegans_fid():
+    # StyleGAN2-ADA/StyleGAN3: cov = E[x xᵀ] − μμᵀ (1/N); fidkit's files hold 1/(N−1) and N
+    ref = pathlib.Path(__file__).resolve().parents[1] / "reference_stats"
+    a, b = str(ref / "fashion-mnist-test.npz"), str(ref / "fashion-mnist-train.npz")
+    out = json.loads(run("compute", a, b, "--biased-covariance", "--json").stdout)
+    sa, sb = fidkit.Statistics.load(a), fidkit.Statistics.load(b)
+    want = fidkit.frechet_distance((sa.mu, sa.sigma * (sa.n - 1) / sa.n), (sb.mu, sb.sigma * (sb.n - 1) / sb.n))
+    assert out["fid"] == pytest.approx(float(want), rel=1e-9) and out["covariance"] == "1/N"
+    plain = json.loads(run("compute", a, b, "--json").stdout)
+    assert "covariance" not in plain and plain["fid"] != out["fid"]
+    # only the Fréchet distance: refused with what no evaluator computes that way
+    r = run("compute", a, b, "--biased-covariance", "--metrics", "sfid", check=False)
+    assert r.returncode == 1 and "applies to the Fréchet distance alone" in r.stderr
