@@ -566,6 +566,14 @@ def _one_pass(source, protocol: str, keep: bool, logits: bool, spatial: bool, kw
     return Extraction(st, ex.features, ex.logits, from_file)
 
 
+def _check_biased_n(label: str, n) -> None:
+    if n is None:
+        raise StatsError(f"{label}: its statistics do not record an image count, which a 1/N covariance needs; "
+                         f"compute them with fidkit (fidkit stats) or leave out the 1/N covariance")
+    if n < 2:
+        raise StatsError(f"{label}: {n} image; a 1/N covariance (as any) needs at least 2")
+
+
 def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, metrics=("fid",),
             seed: int = _scores.DEFAULT_SEED, bootstrap: int = 0, **kw) -> FIDResult:
     """FID between sources ``a`` and ``b`` with details; ``kw`` as for :func:`compute_stats`.
@@ -652,6 +660,12 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
                 with warnings.catch_warnings():  # loaded again below, where its warnings are shown
                     warnings.simplefilter("ignore")
                     compute_stats(src, protocol, allow_mismatch=True, spatial=True, encoder=enc)
+    if biased:  # a statistics file without an image count: refused before any image is read
+        for label, src in (("A", a), ("B", b)):
+            if _is_stats(src):
+                with warnings.catch_warnings():  # loaded again below, where its warnings are shown
+                    warnings.simplefilter("ignore")
+                    _check_biased_n(label, compute_stats(src, protocol, allow_mismatch=True, encoder=enc).n)
     for source in (a, b):  # after the checks of the arguments, before any source is read: a missing B
         check_exists(source)  # is named before A's images go through the network
 
@@ -674,9 +688,7 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     scores: dict = {}
     if biased:  # StyleGAN2-ADA/StyleGAN3: cov = E[xxᵀ] − μμᵀ, i.e. 1/N, from the unbiased 1/(N−1)
         for label, s in (("A", s1), ("B", s2)):
-            if s.n is None or s.n < 2:
-                raise StatsError(f"{label}: its statistics do not record an image count, which a 1/N covariance "
-                                 f"needs; compute them with fidkit (fidkit stats) or leave out the 1/N covariance")
+            _check_biased_n(label, s.n)
         r = frechet_distance(*(dataclasses.replace(s, sigma=s.sigma * ((s.n - 1) / s.n)) for s in (s1, s2)),
                              allow_mismatch=allow_mismatch)
         scores["covariance"] = "1/N"

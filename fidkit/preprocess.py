@@ -140,11 +140,19 @@ class NVIDIA(Protocol):
     def to_network(self, batch):
         x = batch.float()
         n, _, h, w = x.shape
-        theta = torch.eye(2, 3, device=x.device)
+        theta = torch.eye(2, 3, dtype=torch.float32, device=x.device)
         theta[0, 2] += theta[0, 0] / w - theta[0, 0] / SIZE  # in float32, as the TorchScript's add_
         theta[1, 2] += theta[1, 1] / h - theta[1, 1] / SIZE
-        grid = F.affine_grid(theta.unsqueeze(0).repeat(n, 1, 1), [n, 3, SIZE, SIZE], align_corners=False)
-        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        # in float32 whatever the network's arithmetic: affine_grid is a batched matmul, which
+        # autocast (bf16) or TF32 would round, moving the sampling positions
+        saved = torch.backends.cuda.matmul.allow_tf32
+        try:
+            torch.backends.cuda.matmul.allow_tf32 = False
+            with torch.autocast(x.device.type, enabled=False):
+                grid = F.affine_grid(theta.unsqueeze(0).repeat(n, 1, 1), [n, 3, SIZE, SIZE], align_corners=False)
+                x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = saved
         return (x - 128) / 128
 
 

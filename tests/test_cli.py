@@ -205,3 +205,10 @@ def test_biased_covariance_is_stylegans_fid():
     # only the Fréchet distance: refused with what no evaluator computes that way
     r = run("compute", a, b, "--biased-covariance", "--metrics", "sfid", check=False)
     assert r.returncode == 1 and "applies to the Fréchet distance alone" in r.stderr
+
+
+def test_biased_covariance_refuses_a_file_without_an_image_count_before_reading_images(tmp_path, real_b):
+    np.savez(tmp_path / "plain.npz", mu=np.zeros(2048), sigma=np.eye(2048))  # as EDM's and pytorch-fid's files
+    r = run("compute", tmp_path / "plain.npz", real_b, "--biased-covariance", "--progress", check=False)
+    assert r.returncode == 1 and "do not record an image count" in r.stderr
+    assert "B " not in r.stderr.split("error:")[0]  # no progress of B's images before the error

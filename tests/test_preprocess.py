@@ -148,3 +148,12 @@ def test_nvidia_protocol_is_the_torchscript_inceptions_own_resize(shape):
     # the same sampling positions as ttur's TF resize, other float32 roundings; at 299 not the identity
     ttur = get_protocol("ttur").to_network(img)
     assert 0 < (got - ttur).abs().max().item() * 128 < 0.02
+
+
+def test_nvidia_resize_stays_float32_under_the_networks_reduced_precision():
+    # the network may run under bf16 autocast; the resize's sampling grid (a matmul) must not
+    img = torch.from_numpy(np.random.default_rng(7).integers(0, 256, size=(2, 3, 256, 256), dtype=np.uint8))
+    want = get_protocol("nvidia").to_network(img)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = get_protocol("nvidia").to_network(img)
+    assert got.dtype == torch.float32 and torch.equal(got, want)
