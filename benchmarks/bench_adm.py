@@ -120,12 +120,13 @@ def pr_memory(args) -> dict:
 
 
 def _memberships(ref, smp) -> dict:
-    from fidkit.scores import adm_radii, _Distances, _adm_norms, _chunks
+    from fidkit.scores import _Distances, _adm_norms, _chunks, _radii
 
     status = {}
     for mode in ("float64", "float32", "float16"):
-        r_ref, r_smp = adm_radii(ref, distances=mode), adm_radii(smp, distances=mode)
-        dist = _Distances(ref, smp, _adm_norms(ref, mode), _adm_norms(smp, mode), mode, 2000, 10000)
+        nr, ns = _adm_norms(ref, mode), _adm_norms(smp, mode)
+        r_ref, r_smp = _radii(ref, nr, 3, 2000, 10000, mode), _radii(smp, ns, 3, 2000, 10000, mode)
+        dist = _Distances(ref, smp, nr, ns, mode, 2000, 10000)
         smp_in = torch.zeros(len(smp), dtype=torch.bool)
         ref_in = torch.zeros(len(ref), dtype=torch.bool)
         for r0, r1 in _chunks(len(ref), 2000):

@@ -131,8 +131,9 @@ def kid(features_a, features_b, subsets: int = 100, subset_size: int = 1000, deg
     return MeanStd(float(np.mean(mmds)), float(np.std(mmds)))
 
 
-def _chunks(n: int, size: int):
-    for lo in range(0, n, size):
+def _chunks(n: int, size: int, start: int = 0):
+    """(lo, hi) slices of ``size`` covering start..n."""
+    for lo in range(start, n, size):
         yield lo, min(lo + size, n)
 
 
@@ -380,7 +381,7 @@ class _Distances:
                     continue
                 self.redo[i, j] = not all(
                     bool(torch.isfinite(_fp16_step(x[r0:r1], y[c0:c1], nx[r0:r1], ny[c0:c1])).all())
-                    for r0, r1 in _chunks_in(x0, x1, block) for c0, c1 in _chunks_in(y0, y1, chunk))
+                    for r0, r1 in _chunks(x1, block, x0) for c0, c1 in _chunks(y1, chunk, y0))
 
     def __call__(self, r0: int, r1: int, c0: int, c1: int) -> torch.Tensor:
         u, v, nu, nv = self.x[r0:r1], self.y[c0:c1], self.nx[r0:r1], self.ny[c0:c1]
@@ -395,11 +396,6 @@ class _Distances:
         rows = torch.arange(r0, r1) // ADM_BLOCK
         cols = torch.arange(c0, c1) // ADM_BLOCK
         return torch.where(self.redo[rows][:, cols], _fp32_redo(u, v), _fp16_step(u, v, nu, nv))
-
-
-def _chunks_in(lo: int, hi: int, size: int):
-    for a in range(lo, hi, size):
-        yield a, min(a + size, hi)
 
 
 def _adm_norms(x: torch.Tensor, mode: str, rows: int = 4096) -> torch.Tensor:
@@ -425,9 +421,12 @@ def adm_radii(features, k: int = 3, block: int = 2000, chunk: int = 10000,
     counted: the (k+1)-th smallest of its squared distances to all rows, itself included (ADM's
     ``np.partition(..., kth=range(k+1))[:, k]``). (N,) float64 (float32 values for ``float16``).
     Memory O(block × chunk)."""
-    x = features
+    return _radii(features, _adm_norms(features, distances), k, block, chunk, distances)
+
+
+def _radii(x, norms, k: int, block: int, chunk: int, distances: str) -> torch.Tensor:
+    """:func:`adm_radii` with the rows' norms from :func:`_adm_norms` given."""
     n = x.shape[0]
-    norms = _adm_norms(x, distances)
     dist = _Distances(x, x, norms, norms, distances, block, chunk)
     out = torch.empty(n, dtype=torch.float64)
     for r0, r1 in _chunks(n, block):
@@ -465,9 +464,9 @@ def adm_precision_recall(features_ref, features_sample, k: int = 3, block: int =
     ref, smp = _knn_sets(features_ref, "features_ref", features_sample, "features_sample", k,
                          "ADM precision/recall")
     n, m = ref.shape[0], smp.shape[0]
-    r_ref = adm_radii(ref, k, block, chunk, distances)
-    r_smp = adm_radii(smp, k, block, chunk, distances)
-    n_ref, n_smp = _adm_norms(ref, distances), _adm_norms(smp, distances)
+    n_ref, n_smp = _adm_norms(ref, distances), _adm_norms(smp, distances)  # once per set, for radii and both
+    r_ref = _radii(ref, n_ref, k, block, chunk, distances)
+    r_smp = _radii(smp, n_smp, k, block, chunk, distances)
     dist = _Distances(ref, smp, n_ref, n_smp, distances, block, chunk)
     ref_in = torch.zeros(n, dtype=torch.bool)  # recall: reference point inside some sample ball
     smp_in = torch.zeros(m, dtype=torch.bool)  # precision: sample inside some reference ball

@@ -176,7 +176,7 @@ def _resolve_reference(reference: str, data: str, size: int) -> str | None:
         return None
     if not Path(reference).is_file():
         raise _InputError(f"{reference}: no such statistics file (or use 'auto' or 'data')",
-                                 param_hint="'--reference'")
+                          param_hint="'--reference'")
     return reference
 
 
@@ -352,7 +352,7 @@ def _study_setup(o: dict) -> dict:
                                  f"for a mechanics check", param_hint="'--real-n'")
     if o["real_data"] not in fidkit.DATASETS and not Path(o["real_data"]).is_dir():
         raise _InputError(f"{o['real_data']}: neither a dataset ({', '.join(fidkit.DATASETS)}) nor an image "
-                                 f"folder", param_hint="'--real-data'")
+                          f"folder", param_hint="'--real-data'")
     if not Path(o["reference"]).is_file():
         raise _InputError(f"{o['reference']}: no such statistics file", param_hint="'--reference'")
     quick_root = Path("runs") / "ttur-quick"
