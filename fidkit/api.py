@@ -35,7 +35,7 @@ from .frechet import FrechetResult, real_array
 from .inception import TF32X3, Split
 from .frechet import frechet_distance as _frechet_arrays
 from .preprocess import get_protocol
-from .sources import BATCH_KEY, BatchImages, as_images, check_exists, npz_kind, npz_members
+from .sources import BATCH_KEY, BatchImages, as_images, check_exists, npz_kind, npz_members, seeded_subset
 from .stats import Accumulator, Statistics
 from .weights import PTFID_URL, Weights, build_network, load_file, resolve
 
@@ -613,7 +613,12 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     file among the sources stays fixed. ``biased_covariance=True`` normalises both covariances
     by 1/N for the Fréchet distance, as StyleGAN2-ADA/StyleGAN3's metrics do (fidkit, TTUR and
     EDM use 1/(N−1)); it is recorded as ``scores["covariance"] = "1/N"``, needs both image
-    counts, and with ``protocol="nvidia"`` gives StyleGAN's FID.
+    counts, and with ``protocol="nvidia"`` gives StyleGAN's FID. ``subset=N`` scores, of each
+    image source holding more than N images, the N that EDM's and EDM2's metric scripts
+    (``--num N --seed S``) would pick with ``subset_seed=S`` (:func:`fidkit.sources.seeded_subset`;
+    a source with fewer is refused before any pass; statistics files, ADM reference batches
+    included, are used whole); recorded as ``subset_n``, ``subset_seed`` and
+    ``subset_from_a``/``_b``, the images each source held.
     """
     t0 = time.perf_counter()
     wanted = parse_metrics(metrics)
@@ -633,6 +638,12 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     pr_k = kw.pop("pr_k", 3)
     if isinstance(pr_k, bool) or not isinstance(pr_k, (int, np.integer)) or pr_k < 1:
         raise FidkitError(f"pr_k must be a positive integer (torch-fidelity's 3, dgm-eval's 5), got {pr_k!r}")
+    subset, subset_seed = kw.pop("subset", None), kw.pop("subset_seed", 0)
+    if subset is not None and (isinstance(subset, bool) or not isinstance(subset, (int, np.integer)) or subset < 2):
+        raise FidkitError(f"subset must be an image count of at least 2 (EDM's and EDM2's --num: 50000), "
+                          f"got {subset!r}")
+    if isinstance(subset_seed, bool) or not isinstance(subset_seed, (int, np.integer)):
+        raise FidkitError(f"subset_seed must be an integer (EDM's and EDM2's --seed: 0), got {subset_seed!r}")
     per_image = any(m in wanted for m in _PER_IMAGE)
     # per-image features of each side: every metric of _PER_IMAGE needs both; FD∞ needs B's
     # (A may be a statistics file, whose mean and covariance it then uses); the bootstrap
@@ -668,6 +679,17 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
                     _check_biased_n(label, compute_stats(src, protocol, allow_mismatch=True, encoder=enc).n)
     for source in (a, b):  # after the checks of the arguments, before any source is read: a missing B
         check_exists(source)  # is named before A's images go through the network
+    label_a, label_b = _side_label("A", a), _side_label("B", b)
+    subset_info: dict = {}
+    if subset is not None:  # each image source listed once, and one short of images refused, before any pass
+        subset_info.update(subset_n=int(subset), subset_seed=int(subset_seed))
+        picked = {}
+        for side, src in (("a", a), ("b", b)):
+            if not _is_stats(src):
+                images = as_images(src)
+                subset_info[f"subset_from_{side}"] = len(images)
+                picked[side] = seeded_subset(images, int(subset), int(subset_seed))
+        a, b = picked.get("a", a), picked.get("b", b)
 
     def digest_in_use() -> str | None:
         return encoder_for(enc, protocol, weights=kw.get("weights"), encoder_weights=kw.get("encoder_weights"),
@@ -679,11 +701,11 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
             early = compute_stats(b, protocol, allow_mismatch=allow_mismatch, encoder=enc)
         if early.weights_digest and not allow_mismatch:
             check_provenance(early, None, digest_in_use(), allow_mismatch)
-    ex1 = _one_pass(a, protocol, keep_a, False, spatial, {"label": _side_label("A", a), **kw}, allow_mismatch)
+    ex1 = _one_pass(a, protocol, keep_a, False, spatial, {"label": label_a, **kw}, allow_mismatch)
     s1 = ex1.stats
     if s1.weights_digest and not _is_stats(b):  # refuse other weights before spending time on b
         check_provenance(s1, None, digest_in_use(), allow_mismatch)
-    ex2 = _one_pass(b, protocol, keep_b, logits, spatial, {"label": _side_label("B", b), **kw}, allow_mismatch)
+    ex2 = _one_pass(b, protocol, keep_b, logits, spatial, {"label": label_b, **kw}, allow_mismatch)
     s2 = ex2.stats
     scores: dict = {}
     if biased:  # StyleGAN2-ADA/StyleGAN3: cov = E[xxᵀ] − μμᵀ, i.e. 1/N, from the unbiased 1/(N−1)
@@ -719,6 +741,7 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
                                      ex2.features, seed=seed)
         scores.update({key: inf.value, f"{key}_slope": inf.slope, f"{key}_sizes": [int(n) for n in inf.sizes],
                        f"{key}_values": [float(v) for v in inf.fd], f"{key}_seed": int(inf.seed)})
+    scores.update(subset_info)
     for label, ex in (("a", ex1), ("b", ex2)):
         if ex.stats_from_file:
             scores[f"statistics_from_file_{label}"] = list(ex.stats_from_file)

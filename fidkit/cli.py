@@ -100,9 +100,14 @@ def cli(debug):
               show_default=True, help="adm-pr's arithmetic, as for `fidkit adm`.")
 @click.option("--bootstrap", type=click.IntRange(min=0), default=0, metavar="B",
               help="Add a 95% confidence interval of the FID from B resamples of the images' features.")
+@click.option("--subset", type=click.IntRange(min=2), default=None, metavar="N",
+              help="Score N images of each image source that holds more, chosen as EDM's and EDM2's "
+                   "--num N --seed S choose them (a source with fewer is refused).")
+@click.option("--subset-seed", type=int, default=0, show_default=True, metavar="S",
+              help="The seed of --subset's choice (EDM's and EDM2's --seed).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
-def compute(a, b, protocol, allow_mismatch, metrics, biased_covariance, pr_k, pr_distances, bootstrap, as_json,
-            **run):
+def compute(a, b, protocol, allow_mismatch, metrics, biased_covariance, pr_k, pr_distances, bootstrap, subset,
+            subset_seed, as_json, **run):
     """FID (and --metrics) between A and B: image folders, archives (.zip, .tar, .tar.gz, 'shards/*.tar'),
     sample batches (.npz with arr_0, .npy) or statistics files (.npz with mu/sigma, EDM2 .pkl; FID and sFID only)."""
     ctx = click.get_current_context()
@@ -111,8 +116,11 @@ def compute(a, b, protocol, allow_mismatch, metrics, biased_covariance, pr_k, pr
         if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE and metric not in wanted:
             warnings.warn(f"{option} applies to --metrics {metric}, which was not asked for: it changes nothing",
                           FidkitWarning)
+    if ctx.get_parameter_source("subset_seed") == click.core.ParameterSource.COMMANDLINE and subset is None:
+        warnings.warn("--subset-seed applies to --subset, which was not given: it changes nothing", FidkitWarning)
     r = compare(a, b, protocol, allow_mismatch=allow_mismatch, metrics=metrics, bootstrap=bootstrap, pr_k=pr_k,
-                adm_distances=pr_distances, biased_covariance=biased_covariance, **run)
+                adm_distances=pr_distances, biased_covariance=biased_covariance, subset=subset,
+                subset_seed=subset_seed, **run)
     if as_json:
         click.echo(json.dumps(r.as_dict()))
     else:

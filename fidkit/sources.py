@@ -295,6 +295,55 @@ def share_of(images: Images, lo: int, hi: int, name: str | None = None) -> Image
     return Share(images, lo, hi, name)
 
 
+class Picked(Images):
+    """Items ``indices`` (increasing int64) of another :class:`Images`.
+
+    ``picked[i]`` is ``base[indices[i]]``, a uint8 (H, W, 3) array; labels, ``sequential`` and
+    ``in_workers`` are the base's (increasing indices keep a sequential archive sequential).
+    """
+
+    def __init__(self, base: Images, indices: np.ndarray, name: str | None = None):
+        self.base, self.indices = base, np.asarray(indices, dtype=np.int64)
+        self.name = name or base.name
+        self.sequential, self.in_workers = base.sequential, base.in_workers
+
+    def __len__(self) -> int:
+        return int(self.indices.size)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.base[int(self.indices[i])]
+
+    def label(self, i: int) -> str:
+        return self.base.label(int(self.indices[i]))
+
+
+def subset_indices(total: int, n: int, seed: int = 0) -> np.ndarray:
+    """NVIDIA's seeded subset (EDM's and EDM2's ``--num N --seed S``, StyleGAN2-ADA's dataset
+    ``max_size``): the indices, int64 (n,), increasing, of ``n`` of ``total`` items in their
+    reading order. All of them when ``total`` <= ``n``; otherwise
+    ``np.random.RandomState(seed % 2**31)`` shuffles ``arange(total)``, the first ``n`` are
+    kept and sorted."""
+    idx = np.arange(total, dtype=np.int64)
+    if total > n:
+        np.random.RandomState(seed % (1 << 31)).shuffle(idx)
+        idx = np.sort(idx[:n])
+    return idx
+
+
+def seeded_subset(images: Images, n: int, seed: int = 0) -> Images:
+    """``n`` images of ``images`` chosen as EDM's and EDM2's metric scripts choose them from a
+    folder (:func:`subset_indices` over the files sorted by relative path, which is how
+    fidkit and they both order a folder). ``images`` itself when it holds exactly ``n``;
+    :class:`SourceError` when it holds fewer (as those scripts refuse)."""
+    total = len(images)
+    if total < n:
+        raise SourceError(f"{images.name}: {total} images, fewer than the subset of {n} asked for; give a "
+                          f"source with at least {n} images or a smaller subset")
+    if total == n:
+        return images
+    return Picked(images, subset_indices(total, n, seed), f"{images.name} ({n} of {total}, seed {seed})")
+
+
 class DatasetImages(ArrayImages):
     """A named dataset (:data:`DATASETS`) as :class:`ArrayImages` (NHWC, as
     :func:`dataset_images` gives it), pickled as its name and ``n`` only: a process that

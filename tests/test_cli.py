@@ -212,3 +212,36 @@ def test_biased_covariance_refuses_a_file_without_an_image_count_before_reading_
     r = run("compute", tmp_path / "plain.npz", real_b, "--biased-covariance", "--progress", check=False)
     assert r.returncode == 1 and "do not record an image count" in r.stderr
     assert "B " not in r.stderr.split("error:")[0]  # no progress of B's images before the error
+
+
+def test_subset_indices_are_nvidias_dataset_max_size():
+    from fidkit.sources import subset_indices
+    # EDM/EDM2 training/dataset.py: RandomState(seed % (1 << 31)).shuffle(arange), then
+    # sort(idx[:max_size]); numpy's RandomState stream is frozen (NEP 19), so these stay. Against
+    # EDM's and EDM2's own dataset class: python benchmarks/edm_subset_check.py CHECKOUT
+    assert subset_indices(10, 4, 0).tolist() == [2, 4, 8, 9]
+    assert subset_indices(10, 4, 1).tolist() == [2, 4, 6, 9]
+    assert subset_indices(10, 4, (1 << 31) + 1).tolist() == [2, 4, 6, 9]  # the seed taken modulo 2**31
+    assert subset_indices(10, 10, 3).tolist() == list(range(10))  # all, unshuffled, when none are left out
+    big = subset_indices(100_000, 50_000, 7)
+    assert big.dtype == np.int64 and big.size == 50_000 and np.all(np.diff(big) > 0)
+
+
+def test_subset_scores_the_picked_files_and_refuses_a_short_source(real_a, real_b):
+    from fidkit.sources import list_images, subset_indices
+    out = json.loads(run("compute", real_a, real_b, "--subset", "6", "--subset-seed", "3", "--json",
+                         "--device", "cpu", "--workers", "0").stdout)
+    picked = [[f[i] for i in subset_indices(len(f), 6, 3)] for f in map(list_images, (real_a, real_b))]
+    want = fidkit.compare(*picked, device="cpu", workers=0)
+    assert out["n_a"] == 6 and out["n_b"] == 6 and out["fid"] == pytest.approx(want.fid, rel=1e-9)
+    assert (out["subset_n"], out["subset_seed"], out["subset_from_a"], out["subset_from_b"]) == (6, 3, 10, 10)
+    # real_b holds 10: a subset of 11 is refused in one line before A's images are read
+    r = run("compute", real_a, real_b, "--subset", "11", "--progress", check=False)
+    assert r.returncode == 1 and "fewer than the subset of 11" in r.stderr and "A " not in r.stderr.split("error:")[0]
+    # a statistics file is used whole and gets no subset_from_ key
+    r = run("compute", pathlib.Path(__file__).resolve().parents[1] / "reference_stats" / "fashion-mnist-test.npz",
+            real_b, "--subset", "10", "--json", "--device", "cpu", "--workers", "0")
+    out = json.loads(r.stdout)
+    assert out["n_b"] == 10 and out["subset_from_b"] == 10 and "subset_from_a" not in out
+    r = run("compute", real_a, real_b, "--subset-seed", "1", "--device", "cpu", "--workers", "0")
+    assert "--subset-seed applies to --subset" in r.stderr

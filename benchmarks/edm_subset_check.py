@@ -1,0 +1,66 @@
+"""Whether ``fidkit compute --subset N --subset-seed S`` picks the files that EDM's or EDM2's
+metric scripts (``--num N --seed S``) pick, by running their own dataset class.
+
+    python benchmarks/edm_subset_check.py EDM_OR_EDM2_CHECKOUT [--files 40] [--n 17] [--seeds 0,1,5,2147483649]
+
+Writes ``--files`` small PNGs in nested folders (names chosen so that sorting by path and by
+folder walk differ), then for each seed compares the relative paths that the checkout's
+``training.dataset.ImageFolderDataset(path, max_size=n, random_seed=seed)`` keeps with those of
+:func:`fidkit.sources.seeded_subset` over :func:`fidkit.sources.list_images`. The checkout is
+imported as it is (its ``dnnlib`` imports ``requests`` at module level; a stub stands in for it
+when it is not installed, as nothing here downloads). Prints one line per seed and exits 1 on a
+difference.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import types
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> int:
+    from PIL import Image
+
+    from fidkit.sources import as_images, seeded_subset
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("checkout", type=Path, help="a clone of NVlabs/edm or NVlabs/edm2")
+    ap.add_argument("--files", type=int, default=40)
+    ap.add_argument("--n", type=int, default=17)
+    ap.add_argument("--seeds", default="0,1,5,2147483649")
+    args = ap.parse_args()
+    sys.path.insert(0, str(args.checkout.resolve()))
+    try:
+        import requests  # noqa: F401
+    except ImportError:
+        sys.modules["requests"] = types.ModuleType("requests")
+    from training.dataset import ImageFolderDataset
+
+    ok = True
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for i in range(args.files):  # 'a/…', 'a-b/…', 'a_…' and top-level files interleave differently
+            sub = ("a", "a-b", "", "z")[i % 4]
+            (root / sub).mkdir(exist_ok=True)
+            Image.fromarray(np.full((8, 8, 3), i, np.uint8)).save(root / sub / f"a_{i:03d}.png")
+        for seed in (int(s) for s in args.seeds.split(",")):
+            ref = ImageFolderDataset(str(root), max_size=args.n, random_seed=seed)
+            theirs = [ref._image_fnames[i] for i in ref._raw_idx]
+            picked = seeded_subset(as_images(str(root)), args.n, seed)
+            ours = [Path(picked.label(i)).relative_to(root).as_posix() for i in range(len(picked))]
+            same = theirs == ours
+            ok &= same
+            print(f"seed {seed}: {len(ours)} of {args.files} files, {'same' if same else 'DIFFERENT'} "
+                  f"(first: {ours[:3]})")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
