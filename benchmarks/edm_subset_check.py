@@ -37,9 +37,8 @@ def main() -> int:
     ap.add_argument("--seeds", default="0,1,5,2147483649")
     args = ap.parse_args()
     sys.path.insert(0, str(args.checkout.resolve()))
-    try:
-        import requests  # noqa: F401
-    except ImportError:
+    import importlib.util
+    if importlib.util.find_spec("requests") is None:
         sys.modules["requests"] = types.ModuleType("requests")
     from training.dataset import ImageFolderDataset
 
