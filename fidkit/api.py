@@ -805,8 +805,9 @@ def adm_evaluate(ref, sample, *, distances: str = _scores.ADM_DEFAULT_DISTANCES,
     image folders, uint8 images (numpy (N, H, W, 3) or torch (N, 3, H, W), values 0..255), or statistics files. Warns (:class:`FidkitWarning`)
     for each number that comes out None. As in ADM's evaluator, a reference
     batch's ``mu``/``sigma``/``mu_s``/``sigma_s`` are used for FID and sFID while its
-    ``arr_0`` still feeds precision/recall; plain ``mu``/``sigma`` files (EDM's) and EDM2's
-    ``.pkl`` are read as ``ttur`` statistics of unknown weights. Protocol ``ttur`` (the TF
+    ``arr_0`` still feeds precision/recall; plain ``mu``/``sigma`` files (EDM's) are read as
+    ``ttur`` statistics of unknown weights; EDM2's ``.pkl`` (protocol ``nvidia``) and other
+    files that record another protocol are refused unless ``allow_mismatch``. Protocol ``ttur`` (the TF
     graph's own resize). One pass per source serves all five numbers. ``distances`` as for
     :func:`fidkit.scores.adm_precision_recall`; ``kw`` as for :func:`extract` (weights,
     device, batch_size, workers, progress, precision).
@@ -829,6 +830,10 @@ def adm_evaluate(ref, sample, *, distances: str = _scores.ADM_DEFAULT_DISTANCES,
     st_s, img_s = plan(sample)
     for st in (st_r, st_s):
         if st is not None:
+            if st.protocol not in (None, "ttur") and not allow_mismatch and st.encoder == DEFAULT_ENCODER:
+                raise StatsError(f"{st.source or 'the statistics'} was made with protocol {st.protocol!r}; ADM's "
+                                 f"evaluator computes with TF's resize (protocol ttur): score it with `fidkit "
+                                 f"compute --protocol {st.protocol}`, or pass --allow-mismatch")
             check_provenance(st, "ttur", w.digest, allow_mismatch, encoder=DEFAULT_ENCODER)
     if not w.has_classifier:
         warnings.warn(f"Inception Score: null, these weights ({w.origin}) have no 1008-way classifier; give "

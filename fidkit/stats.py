@@ -393,13 +393,14 @@ def load_data_pickle(path):
 
 
 #: EDM2's detector keys -> (fidkit encoder, the preprocessing mode EDM2 computes them with)
-EDM2_DETECTORS = {"fid": (DEFAULT_ENCODER, "ttur"), "fd_dinov2": ("dinov2-vitl14", "edm2")}
+EDM2_DETECTORS = {"fid": (DEFAULT_ENCODER, "nvidia"), "fd_dinov2": ("dinov2-vitl14", "edm2")}
 
 
 def _load_edm2_pickle(path, encoder: str | None = None) -> Statistics:
     """EDM2's reference statistics: ``{'fid': {'mu', 'sigma'}, 'fd_dinov2': {...}, 'num_images'}``.
     ``encoder`` (None: Inception) picks the detector: ``fid`` is Inception's pool3 (protocol
-    ``ttur``: NVIDIA's TorchScript of the TF graph on uint8 at native size), ``fd_dinov2`` is
+    ``nvidia``: NVIDIA's TorchScript of the TF graph, with its own resize, on uint8 at native
+    size), ``fd_dinov2`` is
     DINOv2 ViT-L/14's CLS token (mode ``edm2``: torch bicubic with antialias to 224). The weights
     are recorded as unknown (EDM2 uses the official files but stores no digest)."""
     obj = load_data_pickle(path)

@@ -308,7 +308,8 @@ def test_edm2_pickle_is_read_and_a_hostile_one_refused_without_running(tmp_path,
             "fd_dinov2": {"mu": np.zeros(3), "sigma": np.eye(3)}}
     (tmp_path / "ref.pkl").write_bytes(pickle.dumps(good))
     st = Statistics.load(tmp_path / "ref.pkl")
-    assert st.protocol == "ttur" and st.weights_digest is None and st.n == 50
+    # EDM2 made its fid statistics with NVIDIA's TorchScript, whose resize is protocol nvidia's
+    assert st.protocol == "nvidia" and st.weights_digest is None and st.n == 50
     assert np.array_equal(st.mu, x.mean(0))
     marker = tmp_path / "executed"
     monkeypatch.setenv("FIDKIT_TEST_MARKER", str(marker))
@@ -319,6 +320,24 @@ def test_edm2_pickle_is_read_and_a_hostile_one_refused_without_running(tmp_path,
     r = run("compute", tmp_path / "bad.pkl", tmp_path / "ref.pkl", check=False)
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "system" in r.stderr, r.stderr
     assert not marker.exists()  # nothing executed
+
+
+def test_edm2_fid_statistics_ask_for_protocol_nvidia(tmp_path, real_b):
+    """EDM2's fid statistics come from NVIDIA's TorchScript: `compute` against them under the
+    default protocol is refused in one line naming --protocol nvidia, which then scores them;
+    `adm` (TF's resize, no --protocol) says to use `compute`. Both before any image is read."""
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(30, 2048))
+    (tmp_path / "ref.pkl").write_bytes(pickle.dumps({"num_images": 30, "fid": {"mu": x.mean(0),
+                                                                                 "sigma": np.cov(x, rowvar=False)}}))
+    r = run("compute", tmp_path / "ref.pkl", real_b, "--progress", check=False)
+    assert r.returncode == 1 and "protocol 'nvidia', not 'ttur'; use --protocol nvidia" in r.stderr, r.stderr
+    assert "B " not in r.stderr.split("error:")[0]
+    out = json.loads(run("compute", tmp_path / "ref.pkl", real_b, "--protocol", "nvidia", "--json", "--device",
+                         "cpu", "--workers", "0").stdout)
+    assert out["protocol"] == "nvidia" and out["n_a"] == 30 and out["n_b"] == 10 and np.isfinite(out["fid"])
+    r = run("adm", tmp_path / "ref.pkl", real_b, "--progress", check=False)
+    assert r.returncode == 1 and "fidkit compute --protocol nvidia" in r.stderr and "SAMPLE" not in r.stderr
 
 
 def test_adm_reference_batch_and_edm_npz_are_ttur_statistics_of_unknown_weights(tmp_path):
