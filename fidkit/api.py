@@ -566,6 +566,28 @@ def _one_pass(source, protocol: str, keep: bool, logits: bool, spatial: bool, kw
     return Extraction(st, ex.features, ex.logits, from_file)
 
 
+def _check_counts(wanted, pr_k: int, counts: dict) -> None:
+    """Refuses, in one line and before any pass, an image source too small for a metric asked
+    for. ``counts``: ``"a"``/``"b"`` -> the images that side will read (a statistics file has
+    none). The metrics check their features again (files skipped with ``skip_bad``)."""
+    needs = {"kid": ("ab", 2, "KID needs at least 2 images in each set"),
+             "pr": ("ab", pr_k + 1, f"pr with k = {pr_k} (--pr-k) needs more than {pr_k} images in each set"),
+             "adm-pr": ("ab", _scores.ADM_K + 1, f"adm-pr (k = {_scores.ADM_K}) needs more than {_scores.ADM_K} "
+                                                f"images in each set"),
+             "is": ("b", _scores.IS_SPLITS, f"the Inception Score needs at least {_scores.IS_SPLITS} images "
+                                            f"(its splits) in B")}
+    for m in wanted:
+        if m in needs:
+            sides, least, why = needs[m]
+            for side in sides:
+                if side in counts and counts[side] < least:
+                    raise StatsError(f"{side.upper()} holds {counts[side]} image(s): {why}")
+    if "fd-inf" in wanted and "b" in counts:
+        problem = _distances.fd_infinity_refusal(counts["b"])
+        if problem:
+            raise StatsError(problem)
+
+
 def _check_biased_n(label: str, n) -> None:
     if n is None:
         raise StatsError(f"{label}: its statistics do not record an image count, which a 1/N covariance needs; "
@@ -681,15 +703,21 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
         check_exists(source)  # is named before A's images go through the network
     label_a, label_b = _side_label("A", a), _side_label("B", b)
     subset_info: dict = {}
-    if subset is not None:  # each image source listed once, and one short of images refused, before any pass
-        subset_info.update(subset_n=int(subset), subset_seed=int(subset_seed))
-        picked = {}
+    if subset is not None or per_image or logits or "fd-inf" in wanted:
+        # each image source listed once, before any pass, and handed on listed: a source short of
+        # the subset or of what a metric needs is refused before any image goes through the network
+        images = {side: as_images(src) for side, src in (("a", a), ("b", b)) if not _is_stats(src)}
+        if subset is not None:
+            subset_info.update(subset_n=int(subset), subset_seed=int(subset_seed))
+            for side in images:
+                subset_info[f"subset_from_{side}"] = len(images[side])
+                images[side] = seeded_subset(images[side], int(subset), int(subset_seed))
+        counts = {side: len(im) for side, im in images.items()}
         for side, src in (("a", a), ("b", b)):
-            if not _is_stats(src):
-                images = as_images(src)
-                subset_info[f"subset_from_{side}"] = len(images)
-                picked[side] = seeded_subset(images, int(subset), int(subset_seed))
-        a, b = picked.get("a", a), picked.get("b", b)
+            if side not in counts and _holds_images(src):  # an ADM reference batch: its images feed the metrics
+                counts[side] = len(BatchImages(src))
+        _check_counts(wanted, pr_k, counts)
+        a, b = images.get("a", a), images.get("b", b)
 
     def digest_in_use() -> str | None:
         return encoder_for(enc, protocol, weights=kw.get("weights"), encoder_weights=kw.get("encoder_weights"),

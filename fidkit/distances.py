@@ -101,11 +101,24 @@ def fd_infinity_sizes(n: int, num_points: int = 15) -> np.ndarray:
     return np.linspace(min(5000, max(n // 10, 2)), n, num_points).astype("int32")
 
 
+MIN_SUBSET = 3
+
+
+def fd_infinity_refusal(n: int, num_points: int = 15) -> str | None:
+    """Why ``n`` generated images are too few for FD∞ (one line), or None when they suffice:
+    the smallest of :func:`fd_infinity_sizes` must hold at least :data:`MIN_SUBSET` images and
+    the sizes must give 3 distinct points. Asked before any image is read, and by
+    :func:`fd_infinity`."""
+    sizes = fd_infinity_sizes(n, num_points)
+    if sizes[0] < MIN_SUBSET or len(np.unique(sizes)) < 3:
+        return (f"{n} generated images are too few for FD∞: its {num_points} subset sizes "
+                f"({sizes[0]}..{sizes[-1]}) need at least {MIN_SUBSET} images each and 3 distinct sizes; "
+                f"FD∞ is meant for thousands of images (dgm-eval starts at min(5000, N/10))")
+    return None
+
+
 def _mean_cov(f: np.ndarray):
     return f.mean(axis=0), np.atleast_2d(np.cov(f, rowvar=False))
-
-
-MIN_SUBSET = 3
 
 
 #: the seed of FD∞'s subsets: fidkit.scores.DEFAULT_SEED (torch-fidelity's 2020), which compare
@@ -144,10 +157,9 @@ def fd_infinity(reference, features, num_points: int = 15, seed: int = DEFAULT_S
         raise StatsError(f"feature dimensions differ: {dim} and {gen.shape[1]}")
     n = gen.shape[0]
     sizes = fd_infinity_sizes(n, num_points)
-    if sizes[0] < MIN_SUBSET or len(np.unique(sizes)) < 3:
-        raise StatsError(f"{n} generated images are too few for FD∞: its {num_points} subset sizes "
-                         f"({sizes[0]}..{sizes[-1]}) need at least {MIN_SUBSET} images each and 3 distinct sizes; "
-                         f"FD∞ is meant for thousands of images (dgm-eval starts at min(5000, N/10))")
+    problem = fd_infinity_refusal(n, num_points)
+    if problem:
+        raise StatsError(problem)
     if sizes[0] <= gen.shape[1]:
         warnings.warn(f"FD∞: the smallest subset ({sizes[0]} images) is not larger than the {gen.shape[1]} feature "
                       f"dimensions; its covariance is singular and the fit in 1/N is unreliable", FidkitWarning,

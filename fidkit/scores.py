@@ -51,7 +51,11 @@ def _as_2d(x, name: str, dtype) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=dtype)
 
 
-def inception_score(logits, splits: int = 10, seed: int | None = DEFAULT_SEED) -> MeanStd:
+#: the Inception Score's splits (torch-fidelity's and TTUR's 10)
+IS_SPLITS = 10
+
+
+def inception_score(logits, splits: int = IS_SPLITS, seed: int | None = DEFAULT_SEED) -> MeanStd:
     """Inception Score of ``logits`` as torch-fidelity 0.4.0 computes it.
 
     ``logits``: (N, C) float array or tensor (C = 1008 for the FID Inception network: pool3
@@ -441,7 +445,11 @@ def _radii(x, norms, k: int, block: int, chunk: int, distances: str) -> torch.Te
     return out
 
 
-def adm_precision_recall(features_ref, features_sample, k: int = 3, block: int = 2000, chunk: int = 10000,
+#: the nearest neighbour that sets ADM's radii
+ADM_K = 3
+
+
+def adm_precision_recall(features_ref, features_sample, k: int = ADM_K, block: int = 2000, chunk: int = 10000,
                          distances: str = ADM_DEFAULT_DISTANCES) -> dict:
     """Precision and recall as guided-diffusion's evaluator computes them (``ManifoldEstimator``).
 

@@ -245,3 +245,14 @@ def test_subset_scores_the_picked_files_and_refuses_a_short_source(real_a, real_
     assert out["n_b"] == 10 and out["subset_from_b"] == 10 and "subset_from_a" not in out
     r = run("compute", real_a, real_b, "--subset-seed", "1", "--device", "cpu", "--workers", "0")
     assert "--subset-seed applies to --subset" in r.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--metrics", "pr", "--pr-k", "10"), "A holds 10 image(s): pr with k = 10 (--pr-k) needs more than 10"),
+    (("--metrics", "adm-pr", "--subset", "3"), "A holds 3 image(s): adm-pr (k = 3) needs more than 3"),
+    (("--metrics", "kid,fd-inf"), "10 generated images are too few for FD∞"),
+])
+def test_a_source_too_small_for_a_metric_is_refused_before_any_pass(real_a, real_b, args, message):
+    r = run("compute", real_a, real_b, *args, "--progress", check=False)
+    assert r.returncode == 1 and message in r.stderr, r.stderr
+    assert "A " not in r.stderr.split("error:")[0]  # A's images were not read

@@ -210,8 +210,8 @@ def test_compare_runs_one_pass_per_source(real_a, real_b, monkeypatch):
     calls = []
     real_extract = api.extract
 
-    def counting(source, *a, **kw):
-        calls.append(str(source))
+    def counting(source, *a, **kw):  # a folder arrives listed (fidkit.sources.Images, named by its path)
+        calls.append(getattr(source, "name", str(source)))
         return real_extract(source, *a, **kw)
 
     monkeypatch.setattr(api, "extract", counting)
