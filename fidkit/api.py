@@ -566,6 +566,24 @@ def _one_pass(source, protocol: str, keep: bool, logits: bool, spatial: bool, kw
     return Extraction(st, ex.features, ex.logits, from_file)
 
 
+def _load_files(sources: dict, protocol: str, enc, allow_mismatch: bool, spatial: bool, biased: bool) -> dict:
+    """Each statistics file among ``sources`` (``"a"``/``"b"`` -> source) loaded once, before any
+    pass, its warnings shown once: its encoder checked, and its protocol unless
+    ``allow_mismatch``; refused in one line when it lacks what was asked for: spatial
+    statistics (sFID) with no images to compute them from, an image count for a 1/N
+    covariance (``biased``). Returns side -> :class:`Statistics`."""
+    out = {}
+    for side, src in sources.items():
+        if _is_stats(src):
+            st = compute_stats(src, protocol, allow_mismatch=allow_mismatch, encoder=enc)
+            if spatial and not _holds_images(src):
+                st.feature("spatial")  # one line: how to make a file with spatial statistics
+            if biased:
+                _check_biased_n(side.upper(), st.n)
+            out[side] = st
+    return out
+
+
 def _check_counts(wanted, pr_k: int, counts: dict) -> None:
     """Refuses, in one line and before any pass, an image source too small for a metric asked
     for. ``counts``: ``"a"``/``"b"`` -> the images that side will read (a statistics file has
@@ -687,21 +705,10 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
         if m in wanted:
             _refuse_stats_file(b, m)
             _require_classifier(load_weights(kw.get("weights")))  # before spending time on a
-    if spatial:  # a statistics file without spatial statistics and without images: refused before any pass
-        for src in (a, b):
-            if _is_stats(src) and not _holds_images(src):
-                with warnings.catch_warnings():  # loaded again below, where its warnings are shown
-                    warnings.simplefilter("ignore")
-                    compute_stats(src, protocol, allow_mismatch=True, spatial=True, encoder=enc)
-    if biased:  # a statistics file without an image count: refused before any image is read
-        for label, src in (("A", a), ("B", b)):
-            if _is_stats(src):
-                with warnings.catch_warnings():  # loaded again below, where its warnings are shown
-                    warnings.simplefilter("ignore")
-                    _check_biased_n(label, compute_stats(src, protocol, allow_mismatch=True, encoder=enc).n)
     for source in (a, b):  # after the checks of the arguments, before any source is read: a missing B
         check_exists(source)  # is named before A's images go through the network
     label_a, label_b = _side_label("A", a), _side_label("B", b)
+    files = _load_files({"a": a, "b": b}, protocol, enc, allow_mismatch, spatial, biased)
     subset_info: dict = {}
     if subset is not None or per_image or logits or "fd-inf" in wanted:
         # each image source listed once, before any pass, and handed on listed: a source short of
@@ -723,17 +730,13 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
         return encoder_for(enc, protocol, weights=kw.get("weights"), encoder_weights=kw.get("encoder_weights"),
                            device=kw.get("device", "auto"), precision=kw.get("precision", "fp32")).weights_digest
 
-    if _is_stats(b) and not _is_stats(a):  # a statistics file B of other weights: refused before reading A
-        with warnings.catch_warnings():  # loaded again below, where its warnings are shown
-            warnings.simplefilter("ignore")
-            early = compute_stats(b, protocol, allow_mismatch=allow_mismatch, encoder=enc)
-        if early.weights_digest and not allow_mismatch:
-            check_provenance(early, None, digest_in_use(), allow_mismatch)
-    ex1 = _one_pass(a, protocol, keep_a, False, spatial, {"label": label_a, **kw}, allow_mismatch)
+    if "b" in files and "a" not in files and files["b"].weights_digest and not allow_mismatch:
+        check_provenance(files["b"], None, digest_in_use(), allow_mismatch)  # other weights: refused before A
+    ex1 = _one_pass(a, protocol, keep_a, False, spatial, {"label": label_a, **kw}, allow_mismatch, files.get("a"))
     s1 = ex1.stats
-    if s1.weights_digest and not _is_stats(b):  # refuse other weights before spending time on b
+    if s1.weights_digest and "b" not in files:  # refuse other weights before spending time on b
         check_provenance(s1, None, digest_in_use(), allow_mismatch)
-    ex2 = _one_pass(b, protocol, keep_b, logits, spatial, {"label": label_b, **kw}, allow_mismatch)
+    ex2 = _one_pass(b, protocol, keep_b, logits, spatial, {"label": label_b, **kw}, allow_mismatch, files.get("b"))
     s2 = ex2.stats
     scores: dict = {}
     if biased:  # StyleGAN2-ADA/StyleGAN3: cov = E[xxᵀ] − μμᵀ, i.e. 1/N, from the unbiased 1/(N−1)
