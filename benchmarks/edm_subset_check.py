@@ -4,7 +4,7 @@ metric scripts (``--num N --seed S``) pick, by running their own dataset class.
     python benchmarks/edm_subset_check.py EDM_OR_EDM2_CHECKOUT [--files 40] [--n 17] [--seeds 0,1,5,2147483649]
 
 Writes ``--files`` small PNGs in nested folders (names chosen so that sorting by path and by
-folder walk differ), then for each seed compares the relative paths that the checkout's
+folder walk differ), and the same files in a zip, then for each source and seed compares the relative paths that the checkout's
 ``training.dataset.ImageFolderDataset(path, max_size=n, random_seed=seed)`` keeps with those of
 :func:`fidkit.sources.seeded_subset` over :func:`fidkit.sources.list_images`. The checkout is
 imported as it is (its ``dnnlib`` imports ``requests`` at module level; a stub stands in for it
@@ -14,15 +14,23 @@ difference.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import types
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+
+def _relative(label: str, root: Path) -> str:
+    """A folder image's path, or an archive member's label (``ARCHIVE:MEMBER``), relative to the root."""
+    prefix = f"{root}:"
+    return label[len(prefix):] if label.startswith(prefix) else Path(label).relative_to(root).as_posix()
 
 
 def main() -> int:
@@ -49,15 +57,24 @@ def main() -> int:
             sub = ("a", "a-b", "", "z")[i % 4]
             (root / sub).mkdir(exist_ok=True)
             Image.fromarray(np.full((8, 8, 3), i, np.uint8)).save(root / sub / f"a_{i:03d}.png")
-        for seed in (int(s) for s in args.seeds.split(",")):
-            ref = ImageFolderDataset(str(root), max_size=args.n, random_seed=seed)
-            theirs = [ref._image_fnames[i] for i in ref._raw_idx]
-            picked = seeded_subset(as_images(str(root)), args.n, seed)
-            ours = [Path(picked.label(i)).relative_to(root).as_posix() for i in range(len(picked))]
-            same = theirs == ours
-            ok &= same
-            print(f"seed {seed}: {len(ours)} of {args.files} files, {'same' if same else 'DIFFERENT'} "
-                  f"(first: {ours[:3]})")
+        archive = Path(tmp + ".zip")  # the same files in a zip, members in walk order (not sorted)
+        with zipfile.ZipFile(archive, "w") as z:
+            for dirpath, _, names in os.walk(root):
+                for name in names:
+                    z.write(Path(dirpath) / name, (Path(dirpath) / name).relative_to(root).as_posix())
+        try:
+            for kind, path in (("folder", root), ("zip", archive)):
+                for seed in (int(s) for s in args.seeds.split(",")):
+                    ref = ImageFolderDataset(str(path), max_size=args.n, random_seed=seed)
+                    theirs = [ref._image_fnames[i] for i in ref._raw_idx]
+                    picked = seeded_subset(as_images(str(path)), args.n, seed)
+                    ours = [_relative(picked.label(i), path) for i in range(len(picked))]
+                    same = theirs == ours
+                    ok &= same
+                    print(f"{kind}, seed {seed}: {len(ours)} of {args.files} files, "
+                          f"{'same' if same else 'DIFFERENT'} (first: {ours[:3]})")
+        finally:
+            archive.unlink()
     return 0 if ok else 1
 
 
