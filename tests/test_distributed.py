@@ -105,14 +105,15 @@ def test_stats_equal_one_process_and_skipped_files_are_merged(tmp_path, with_bad
     assert out[1] == ("", "")
 
 
-def test_compute_json_equals_one_process(tmp_path, real_a, b6, real_weights):
+@pytest.mark.parametrize("subset", [(), ("--subset", "6")], ids=["all", "subset"])
+def test_compute_json_equals_one_process(tmp_path, real_a, b6, real_weights, subset):
     args = ("compute", real_a, b6, "--json", "--metrics", "fid,kid,pr", "--batch-size", "3", "--workers", "0",
-            "--device", "cpu")
+            "--device", "cpu", *subset)
     code, out, _ = torchrun(tmp_path / "logs", *args)
     assert code == 0, out
     one = run_fidkit(*args, env=ENV)
     two, one_out = json.loads(out[0][0]), json.loads(one.stdout)
-    assert (two["n_a"], two["n_b"]) == (10, 6)
+    assert (two["n_a"], two["n_b"]) == ((6, 6) if subset else (10, 6))  # the ranks share the picked images
     assert set(two) == set(one_out)
     for key in two:
         if isinstance(two[key], float) and key != "seconds":
