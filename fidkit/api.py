@@ -481,19 +481,22 @@ class FIDResult:
         return d
 
 
-METRICS = ("fid", "is", "kid", "pr", "sfid", "adm-pr", "is-adm", "fd-inf", "cmmd")
-_METRIC_ALIASES = {"isc": "is", "prc": "pr", "prdc": "pr", "adm_pr": "adm-pr", "is_adm": "is-adm", "fd": "fid",
+METRICS = ("fid", "is", "kid", "pr", "sfid", "adm-pr", "is-adm", "is-stylegan", "fd-inf", "cmmd")
+_METRIC_ALIASES = {"isc": "is", "prc": "pr", "prdc": "pr", "adm_pr": "adm-pr", "is_adm": "is-adm",
+                   "is_stylegan": "is-stylegan", "fd": "fid",
                    "fd-inf": "fd-inf", "fd_inf": "fd-inf", "fid-inf": "fd-inf", "fid_inf": "fd-inf",
                    "fd-infinity": "fd-inf"}
 _METRIC_NAMES = {"is": "the Inception Score", "kid": "KID", "pr": "precision/recall",
-                 "adm-pr": "ADM precision/recall", "is-adm": "the Inception Score (ADM)", "sfid": "sFID",
+                 "adm-pr": "ADM precision/recall", "is-adm": "the Inception Score (ADM)",
+                 "is-stylegan": "the Inception Score (StyleGAN)", "sfid": "sFID",
                  "fd-inf": "FD∞", "cmmd": "CMMD"}
 _PER_IMAGE = ("kid", "pr", "adm-pr", "cmmd")  # metrics that read every image's features, of both sets
-_LOGITS = ("is", "is-adm")  # metrics that read every generated image's logits
+_LOGITS = ("is", "is-adm", "is-stylegan")  # metrics that read every generated image's logits
 #: the named feature a metric reads, where it is not the encoder's default feature (any encoder's
 #: FD, KID, precision/recall, FD∞ and bootstrap read that one). Which encoders can give a metric
 #: follows from their outputs; metric code never names an encoder.
-METRIC_FEATURES = {"sfid": "spatial", "is": "logits", "is-adm": "logits", "adm-pr": "pool3", "cmmd": "embedding"}
+METRIC_FEATURES = {"sfid": "spatial", "is": "logits", "is-adm": "logits", "is-stylegan": "logits", "adm-pr": "pool3",
+                   "cmmd": "embedding"}
 
 
 def check_metrics(wanted, encoder=None) -> None:
@@ -508,7 +511,7 @@ def check_metrics(wanted, encoder=None) -> None:
 
 def parse_metrics(metrics) -> tuple:
     """Metric names from ``"fid,kid,pr"`` or an iterable: a tuple of fid (alias fd), is, kid, pr, sfid,
-    adm-pr, is-adm, fd-inf, cmmd (fid first: the Fréchet distance in the encoder's space)."""
+    adm-pr, is-adm, is-stylegan, fd-inf, cmmd (fid first: the Fréchet distance in the encoder's space)."""
     items = metrics.split(",") if isinstance(metrics, str) else list(metrics)
     out = ["fid"]
     for m in items:
@@ -593,7 +596,9 @@ def _check_counts(wanted, pr_k: int, counts: dict) -> None:
              "adm-pr": ("ab", _scores.ADM_K + 1, f"adm-pr (k = {_scores.ADM_K}) needs more than {_scores.ADM_K} "
                                                 f"images in each set"),
              "is": ("b", _scores.IS_SPLITS, f"the Inception Score needs at least {_scores.IS_SPLITS} images "
-                                            f"(its splits) in B")}
+                                            f"(its splits) in B"),
+             "is-stylegan": ("b", _scores.IS_SPLITS, f"StyleGAN's Inception Score needs at least "
+                                                     f"{_scores.IS_SPLITS} images (its splits) in B")}
     for m in wanted:
         if m in needs:
             sides, least, why = needs[m]
@@ -625,7 +630,7 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
 
     ``encoder`` (in ``kw``; default Inception) names the feature space: every metric below reads
     that encoder's default feature, except those that need a named one (:data:`METRIC_FEATURES`:
-    ``sfid``, ``is``, ``is-adm``, ``adm-pr`` Inception's, ``cmmd`` CLIP's ``embedding``), which are
+    ``sfid``, ``is``, ``is-adm``, ``is-stylegan``, ``adm-pr`` Inception's, ``cmmd`` CLIP's ``embedding``), which are
     refused in one line for an encoder that lacks it. ``protocol`` is the encoder's
     preprocessing mode (None: its default). With ``encoder="dinov2-vitl14"`` ``result.fid`` is
     FD_DINOv2 (JSON key ``fd_dinov2``). ``fd-inf`` adds FD∞ of ``b`` against ``a``
@@ -639,7 +644,9 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     recorded as ``pr_k``), ``is`` (Inception Score of ``b``, the generated set; needs weights
     with the classifier), ``sfid`` (the Fréchet distance of the spatial feature, as
     guided-diffusion's evaluator), ``adm-pr`` (precision and recall as that evaluator
-    computes them) and ``is-adm`` (its Inception Score: chunks of 5000, no shuffle, mean).
+    computes them), ``is-adm`` (its Inception Score: chunks of 5000, no shuffle, mean) and
+    ``is-stylegan`` (StyleGAN2-ADA's/StyleGAN3's ``is50k``: 10 consecutive splits, mean and
+    population std, keys ``stylegan_is_mean``, ``stylegan_is_std``; with ``protocol="nvidia"``).
     They land in ``result.scores`` with keys ``kid_mean``, ``kid_std``, ``precision``,
     ``recall``, ``density``, ``coverage``, ``isc_mean``, ``isc_std``, ``sfid``,
     ``adm_precision``, ``adm_recall`` (with ``adm_pr_distances``, their arithmetic: ``adm_distances=``,
@@ -764,6 +771,9 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
         scores.update(isc_mean=i.mean, isc_std=i.std)
     if "is-adm" in wanted:
         scores["adm_inception_score"] = _scores.adm_inception_score(ex2.logits)
+    if "is-stylegan" in wanted:
+        i = _scores.stylegan_inception_score(ex2.logits)
+        scores.update(stylegan_is_mean=i.mean, stylegan_is_std=i.std)
     if "cmmd" in wanted:
         scores["cmmd"] = _distances.cmmd(ex1.features, ex2.features)
     if "fd-inf" in wanted:

@@ -16,6 +16,8 @@ reproduce the arithmetic of the reference implementations:
   evaluator (``evaluations/evaluator.py``): IS over consecutive chunks of 5000, mean only;
   precision/recall with squared distances, radii within each set with the point itself not
   counted, ``<=``, every point, blocked likewise (see the README on its float16 step).
+- :func:`stylegan_inception_score` follows StyleGAN2-ADA's and StyleGAN3's ``is50k``: 10
+  consecutive splits, mean and population std, in ADM's float32 arithmetic.
 """
 
 from __future__ import annotations
@@ -269,6 +271,26 @@ def fid_bootstrap(features_a, features_b, resamples: int = 100, seed: int = DEFA
 ADM_IS_CHUNK = 5000
 
 
+def _split_is(logits, bounds, who: str) -> list:
+    """exp(mean KL(p(y|x) ‖ p(y))) of each part ``[lo, hi)`` of ``bounds``, in ADM's and
+    StyleGAN's arithmetic: the softmax in float32, then their numpy expressions on float32,
+    ``part * (log(part) − log(mean(part, 0)))`` summed over classes and averaged over rows.
+    A probability that underflows to 0 makes the originals' score NaN; here it is a
+    :class:`StatsError` naming ``who``."""
+    preds = torch.from_numpy(logits).softmax(dim=1).numpy()  # float32, as their detectors give them
+    scores = []
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for lo, hi in bounds:
+            part = preds[lo:hi]
+            kl = part * (np.log(part) - np.log(np.mean(part, axis=0, keepdims=True)))
+            kl = np.mean(np.sum(kl, axis=1))
+            scores.append(np.exp(kl))
+    if not all(math.isfinite(float(v)) for v in scores):
+        raise StatsError(f"the {who} Inception Score is not finite: a class probability underflowed to 0 in "
+                         f"float32 (the original would print nan); check the logits")
+    return scores
+
+
 def adm_inception_score(logits, chunk: int = ADM_IS_CHUNK) -> float:
     """The Inception Score as guided-diffusion's ``evaluations/evaluator.py`` reports it.
 
@@ -287,19 +309,28 @@ def adm_inception_score(logits, chunk: int = ADM_IS_CHUNK) -> float:
         raise StatsError(f"chunk must be at least 1, got {chunk}")
     if x.shape[0] < 1:
         raise StatsError("the Inception Score needs at least one image")
-    preds = torch.from_numpy(x).softmax(dim=1).numpy()  # float32, as the evaluator's graph gives them
-    scores = []
-    with np.errstate(divide="ignore", invalid="ignore"):
-        for lo in range(0, preds.shape[0], chunk):
-            part = preds[lo:lo + chunk]
-            kl = part * (np.log(part) - np.log(np.expand_dims(np.mean(part, 0), 0)))
-            kl = np.mean(np.sum(kl, 1))
-            scores.append(np.exp(kl))
-    out = float(np.mean(scores))
-    if not math.isfinite(out):
-        raise StatsError("the ADM Inception Score is not finite: a class probability underflowed to 0 in "
-                         "float32 (the original would print nan); check the logits")
-    return out
+    n = x.shape[0]
+    return float(np.mean(_split_is(x, [(lo, min(lo + chunk, n)) for lo in range(0, n, chunk)], "ADM")))
+
+
+def stylegan_inception_score(logits, splits: int = IS_SPLITS) -> MeanStd:
+    """The Inception Score as StyleGAN2-ADA's and StyleGAN3's metrics compute it (``is50k``).
+
+    ``logits``: (N, 1008) as for :func:`adm_inception_score` (their detector is called with
+    ``no_output_bias=True``). ``splits`` parts of rows ``[i·N // splits, (i+1)·N // splits)``
+    in the given order (no shuffle), per part exp(mean KL) in the arithmetic of
+    :func:`adm_inception_score` (float32 softmax, then their numpy on float32); returns the
+    mean and the population standard deviation (``np.std``, ddof 0) over the parts. With
+    N = 50,000 the parts are ADM's chunks of 5000, so the mean equals ADM's score.
+    """
+    x = _as_2d(logits, "logits", np.float32)
+    if splits < 1:
+        raise StatsError(f"splits must be at least 1, got {splits}")
+    n = x.shape[0]
+    if n < splits:
+        raise StatsError(f"the Inception Score needs at least as many images as splits ({splits}), got {n}")
+    scores = _split_is(x, [(i * n // splits, (i + 1) * n // splits) for i in range(splits)], "StyleGAN")
+    return MeanStd(float(np.mean(scores)), float(np.std(scores)))
 
 
 #: how :func:`adm_precision_recall` computes squared distances

@@ -236,6 +236,37 @@ def test_adm_inception_score_refuses_an_underflowed_probability():
         scores.adm_inception_score(logits)
 
 
+def _stylegan_is(logits, splits):
+    """StyleGAN3's metrics/inception_score.py compute_is after its detector: the TorchScript's
+    softmax (torch's, on float32), then its numpy code on the float32 probabilities."""
+    gen_probs = torch.from_numpy(logits).softmax(dim=1).numpy()
+    num_gen = len(gen_probs)
+    out = []
+    for i in range(splits):
+        part = gen_probs[i * num_gen // splits: (i + 1) * num_gen // splits]
+        kl = part * (np.log(part) - np.log(np.mean(part, axis=0, keepdims=True)))
+        kl = np.mean(np.sum(kl, axis=1))
+        out.append(np.exp(kl))
+    return float(np.mean(out)), float(np.std(out))
+
+
+def test_stylegan_inception_score_is_stylegans_numpy_and_adms_chunks_at_its_size():
+    rng = np.random.default_rng(9)
+    logits = (rng.normal(size=(2347, 1008)) * 4).astype(np.float32)  # splits of 234 and 235 rows
+    got = scores.stylegan_inception_score(logits)
+    assert tuple(got) == _stylegan_is(logits, 10)  # bit for bit
+    assert scores.stylegan_inception_score(logits[::-1].copy()).mean != got.mean  # no shuffle
+    # N = 10 × chunk: StyleGAN's parts are ADM's chunks, so the means agree bit for bit (as at 50,000)
+    even = logits[:2340]
+    assert scores.stylegan_inception_score(even).mean == scores.adm_inception_score(even, chunk=234)
+    with pytest.raises(StatsError, match="at least as many images as splits"):
+        scores.stylegan_inception_score(logits[:9])
+    bad = np.zeros((20, 1008), np.float32)
+    bad[:, 0] = 200.0
+    with pytest.raises(StatsError, match="StyleGAN Inception Score is not finite"):
+        scores.stylegan_inception_score(bad)
+
+
 # ------------------------------------------------------------------ sample batches as sources
 
 

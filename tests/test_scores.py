@@ -174,6 +174,18 @@ def test_inception_score_end_to_end_with_a_seeded_classifier(real_a, seeded_clas
     assert fidkit.inception_score(ex.logits, splits=2) == got  # logits given directly: the same score
 
 
+def test_stylegan_inception_score_end_to_end(real_a, seeded_classifier_weights):
+    """compare(metrics="is-stylegan") scores B's logits as StyleGAN's is50k does, from the same pass."""
+    w = seeded_classifier_weights
+    b = np.random.default_rng(11).integers(0, 256, size=(30, 32, 32, 3), dtype=np.uint8)
+    r = fidkit.compare(real_a, b, "nvidia", metrics="is-stylegan", weights=w, device="cpu", workers=0)
+    logits = extract(b, "nvidia", logits=True, weights=w, device="cpu", workers=0).logits
+    want = S.stylegan_inception_score(logits)
+    assert (r.scores["stylegan_is_mean"], r.scores["stylegan_is_std"]) == tuple(want) and want.mean > 1.0
+    with pytest.raises(StatsError, match="StyleGAN's Inception Score needs at least 10 images"):
+        fidkit.compare(real_a, b[:9], "nvidia", metrics="is-stylegan", weights=w, device="cpu", workers=0)
+
+
 def test_inception_score_needs_the_classifier(real_a, real_weights):
     if real_weights.has_classifier:
         pytest.skip("the installed weights carry a classifier")
