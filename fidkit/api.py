@@ -35,7 +35,8 @@ from .frechet import FrechetResult, real_array
 from .inception import TF32X3, Split
 from .frechet import frechet_distance as _frechet_arrays
 from .preprocess import get_protocol
-from .sources import BATCH_KEY, BatchImages, as_images, check_exists, npz_kind, npz_members, seeded_subset
+from .sources import (BATCH_KEY, BatchImages, as_images, check_exists, npz_kind, npz_members, nvidia_listing_note,
+                      seeded_subset)
 from .stats import Accumulator, Statistics
 from .weights import PTFID_URL, Weights, build_network, load_file, resolve
 
@@ -587,12 +588,14 @@ def _load_files(sources: dict, protocol: str, enc, allow_mismatch: bool, spatial
     return out
 
 
-def _check_counts(wanted, pr_k: int, counts: dict) -> None:
-    """Refuses, in one line and before any pass, an image source too small for a metric asked
-    for. ``counts``: ``"a"``/``"b"`` -> the images that side will read (a statistics file has
-    none). The metrics check their features again (files skipped with ``skip_bad``)."""
-    needs = {"kid": ("ab", 2, "KID needs at least 2 images in each set"),
-             "pr": ("ab", pr_k + 1, f"pr with k = {pr_k} (--pr-k) needs more than {pr_k} images in each set"),
+def _check_counts(wanted, pr_k: int, counts: dict, subset_side: str | None = None) -> None:
+    """Refuses, in one line and before any pass, an image source too small for the Fréchet
+    distance or a metric asked for. ``counts``: ``"a"``/``"b"`` -> the images that side will
+    read (a statistics file has none); ``subset_side``: the side that ``subset`` cut. The
+    metrics check their features again (files skipped with ``skip_bad``)."""
+    needs = {"fid": ("ab", 2, "a covariance needs at least 2 (a meaningful FID thousands)"),
+             "kid": ("ab", 2, "KID needs at least 2 images in each set"),
+             "pr": ("ab", pr_k + 1, f"pr with k = {pr_k} (--pr-k, pr_k=) needs more than {pr_k} images in each set"),
              "adm-pr": ("ab", _scores.ADM_K + 1, f"adm-pr (k = {_scores.ADM_K}) needs more than {_scores.ADM_K} "
                                                 f"images in each set"),
              "is": ("b", _scores.IS_SPLITS, f"the Inception Score needs at least {_scores.IS_SPLITS} images "
@@ -604,7 +607,8 @@ def _check_counts(wanted, pr_k: int, counts: dict) -> None:
             sides, least, why = needs[m]
             for side in sides:
                 if side in counts and counts[side] < least:
-                    raise StatsError(f"{side.upper()} holds {counts[side]} image(s): {why}")
+                    held = "'s subset holds" if side == subset_side else " holds"
+                    raise StatsError(f"{side.upper()}{held} {counts[side]} image(s): {why}")
     if "fd-inf" in wanted and "b" in counts:
         problem = _distances.fd_infinity_refusal(counts["b"])
         if problem:
@@ -660,12 +664,13 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     file among the sources stays fixed. ``biased_covariance=True`` normalises both covariances
     by 1/N for the Fréchet distance, as StyleGAN2-ADA/StyleGAN3's metrics do (fidkit, TTUR and
     EDM use 1/(N−1)); it is recorded as ``scores["covariance"] = "1/N"``, needs both image
-    counts, and with ``protocol="nvidia"`` gives StyleGAN's FID. ``subset=N`` scores, of each
-    image source holding more than N images, the N that EDM's and EDM2's metric scripts
-    (``--num N --seed S``) would pick with ``subset_seed=S`` (:func:`fidkit.sources.seeded_subset`;
-    a source with fewer is refused before any pass; statistics files, ADM reference batches
-    included, are used whole); recorded as ``subset_n``, ``subset_seed`` and
-    ``subset_from_a``/``_b``, the images each source held.
+    counts, and with ``protocol="nvidia"`` gives StyleGAN's FID. ``subset=N`` scores, of B's
+    images (the generated set; B may not be a statistics file), the N that EDM's and EDM2's
+    metric scripts (``--num N --seed S``, which pick generated images only) would pick with
+    ``subset_seed=S`` (:func:`fidkit.sources.seeded_subset`); B with fewer is refused before
+    any pass, and a warning says when they would number B's folder or zip differently
+    (:func:`fidkit.sources.nvidia_listing_note`); recorded as ``subset_n``, ``subset_seed`` and
+    ``subset_from``, the images B held.
     """
     t0 = time.perf_counter()
     wanted = parse_metrics(metrics)
@@ -717,21 +722,24 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     label_a, label_b = _side_label("A", a), _side_label("B", b)
     files = _load_files({"a": a, "b": b}, protocol, enc, allow_mismatch, spatial, biased)
     subset_info: dict = {}
-    if subset is not None or per_image or logits or "fd-inf" in wanted:
-        # each image source listed once, before any pass, and handed on listed: a source short of
-        # the subset or of what a metric needs is refused before any image goes through the network
-        images = {side: as_images(src) for side, src in (("a", a), ("b", b)) if not _is_stats(src)}
-        if subset is not None:
-            subset_info.update(subset_n=int(subset), subset_seed=int(subset_seed))
-            for side in images:
-                subset_info[f"subset_from_{side}"] = len(images[side])
-                images[side] = seeded_subset(images[side], int(subset), int(subset_seed))
-        counts = {side: len(im) for side, im in images.items()}
-        for side, src in (("a", a), ("b", b)):
-            if side not in counts and _holds_images(src):  # an ADM reference batch: its images feed the metrics
-                counts[side] = len(BatchImages(src))
-        _check_counts(wanted, pr_k, counts)
-        a, b = images.get("a", a), images.get("b", b)
+    if subset is not None and _is_stats(b):
+        raise StatsError(f"--subset (subset=) picks images of B, the generated set, but {label_b[2:] or 'B'} is a "
+                         f"statistics file; give B's images, or leave out the subset")
+    # each image source listed once, before any pass, and handed on listed: a source short of the
+    # subset or of what a metric needs is refused before any image goes through the network
+    images = {side: as_images(src) for side, src in (("a", a), ("b", b)) if not _is_stats(src)}
+    if subset is not None:  # B only, as EDM's and EDM2's --num picks generated images only
+        subset_info.update(subset_n=int(subset), subset_seed=int(subset_seed), subset_from=len(images["b"]))
+        note = nvidia_listing_note(b, images["b"]) if len(images["b"]) > subset else None
+        if note:
+            warnings.warn(note, FidkitWarning, stacklevel=2)
+        images["b"] = seeded_subset(images["b"], int(subset), int(subset_seed), label_b)
+    counts = {side: len(im) for side, im in images.items()}
+    for side, src, needed in (("a", a, keep_a), ("b", b, keep_b or logits)):
+        if side not in counts and needed and _holds_images(src):  # an ADM reference batch whose images are read
+            counts[side] = len(BatchImages(src))
+    _check_counts(wanted, pr_k, counts, "b" if subset is not None else None)
+    a, b = images.get("a", a), images.get("b", b)
 
     def digest_in_use() -> str | None:
         return encoder_for(enc, protocol, weights=kw.get("weights"), encoder_weights=kw.get("encoder_weights"),
@@ -874,7 +882,7 @@ def adm_evaluate(ref, sample, *, distances: str = _scores.ADM_DEFAULT_DISTANCES,
             if st.protocol not in (None, "ttur") and not allow_mismatch and st.encoder == DEFAULT_ENCODER:
                 raise StatsError(f"{st.source or 'the statistics'} was made with protocol {st.protocol!r}; ADM's "
                                  f"evaluator computes with TF's resize (protocol ttur): score it with `fidkit "
-                                 f"compute --protocol {st.protocol}`, or pass --allow-mismatch")
+                                 f"compute --protocol {st.protocol}`, or pass --allow-mismatch (allow_mismatch=True)")
             check_provenance(st, "ttur", w.digest, allow_mismatch, encoder=DEFAULT_ENCODER)
     if not w.has_classifier:
         warnings.warn(f"Inception Score: null, these weights ({w.origin}) have no 1008-way classifier; give "

@@ -330,18 +330,65 @@ def subset_indices(total: int, n: int, seed: int = 0) -> np.ndarray:
     return idx
 
 
-def seeded_subset(images: Images, n: int, seed: int = 0) -> Images:
+def seeded_subset(images: Images, n: int, seed: int = 0, label: str | None = None) -> Images:
     """``n`` images of ``images`` chosen as EDM's and EDM2's metric scripts choose them from a
     folder (:func:`subset_indices` over the files sorted by relative path, which is how
-    fidkit and they both order a folder). ``images`` itself when it holds exactly ``n``;
-    :class:`SourceError` when it holds fewer (as those scripts refuse)."""
+    fidkit and they both order a folder; :func:`nvidia_listing_note` says when they list one
+    differently). ``images`` itself when it holds exactly ``n``; :class:`SourceError`, naming
+    ``label`` (default: the set's name), when it holds fewer (as those scripts refuse). A
+    file list gives a file list of the picked files (what a torchrun rank is sent), any other
+    set a :class:`Picked` view."""
     total = len(images)
     if total < n:
-        raise SourceError(f"{images.name}: {total} images, fewer than the subset of {n} asked for; give a "
+        raise SourceError(f"{label or images.name}: {total} images, fewer than the subset of {n} asked for; give a "
                           f"source with at least {n} images or a smaller subset")
     if total == n:
         return images
-    return Picked(images, subset_indices(total, n, seed), f"{images.name} ({n} of {total}, seed {seed})")
+    idx = subset_indices(total, n, seed)
+    name = f"{images.name} ({n} of {total}, seed {seed})"
+    if isinstance(images, FileImages):
+        return FileImages([images.path(int(i)) for i in idx], name)
+    return Picked(images, idx, name)
+
+
+def _nvidia_kept(name: str, npy: bool) -> bool:
+    """Whether EDM's (``npy`` False) or EDM2's (``npy`` True) dataset class numbers a file: its
+    extension (``os.path.splitext``, lower case) is one PIL knows, or ``.npy`` for EDM2."""
+    ext = os.path.splitext(name)[1].lower()
+    return ext in Image.EXTENSION or (npy and ext == ".npy")
+
+
+def nvidia_listing_note(source, images: Images) -> str | None:
+    """None when EDM's and EDM2's ``ImageFolderDataset`` number the images of ``source`` (a
+    folder or one ``.zip``) as fidkit does (``images``, its :func:`as_images`), so that
+    :func:`seeded_subset` picks their files; otherwise one line saying how the listings differ.
+    They walk a folder without following links to folders, count every file whose extension
+    PIL knows (EDM2 also ``.npy``), macOS metadata (``._*``, ``__MACOSX/``) included, and sort
+    the relative names (a zip's raw member names). Other sources: None (nothing to compare)."""
+    Image.init()
+    if not isinstance(source, (str, Path)):
+        return None
+    root = Path(source)
+    if isinstance(images, FileImages) and root.is_dir():
+        theirs = sorted(os.path.relpath(os.path.join(d, f), root) for d, _, files in os.walk(root) for f in files)
+        ours = [Path(images.path(i)).relative_to(root).as_posix() for i in range(len(images))]
+    elif isinstance(images, ZipImages) and len(images.paths) == 1:
+        with zipfile.ZipFile(images.paths[0]) as z:
+            theirs = sorted(set(z.namelist()))
+        ours = [images.member(i) for i in range(len(images))]
+    else:
+        return None
+    edm = [f for f in theirs if _nvidia_kept(f, False)]
+    edm2 = [f for f in theirs if _nvidia_kept(f, True)]
+    if edm == ours and edm2 == ours:
+        return None
+    who, listed = next((w, x) for w, x in (("EDM", edm), ("EDM2", edm2)) if x != ours)
+    if edm != ours and edm2 != ours:
+        who = "EDM and EDM2"
+    first = (sorted(set(listed) ^ set(ours)) or ["the order"])[0]
+    return (f"{source}: {who} would number {len(listed)} files where fidkit reads {len(ours)} (first difference: "
+            f"{first}; they follow no links to folders and count macOS metadata files and every extension PIL "
+            f"knows), so this subset is not the one they would pick")
 
 
 class DatasetImages(ArrayImages):

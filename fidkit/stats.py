@@ -14,10 +14,11 @@ timestamp, so the same statistics give the same bytes.
 Statistics of further named features of the same pass ride along in ``Statistics.named``:
 ``spatial`` (the sFID feature, 2023 values) is saved as ``mu_s``/``sigma_s``, the names
 OpenAI's guided-diffusion evaluator reads, so a fidkit file serves that evaluator too.
-Reference files in the wild are read as statistics of protocol ``ttur`` with unknown
-weights: ADM reference batches (``arr_0`` with ``mu``/``sigma``/``mu_s``/``sigma_s``, extra
-keys ignored) and EDM2's pickles (``{'fid': {'mu', 'sigma'}, ...}``, read by an unpickler
-that admits only dicts, lists, numbers, strings and numpy arrays).
+Reference files in the wild are read as statistics with unknown weights: ADM reference
+batches (``arr_0`` with ``mu``/``sigma``/``mu_s``/``sigma_s``, extra keys ignored) of
+protocol ``ttur``, and EDM2's pickles (``{'fid': {'mu', 'sigma'}, ...}``, read by an
+unpickler that admits only dicts, lists, numbers, strings and numpy arrays), whose ``fid``
+part is of protocol ``nvidia`` and ``fd_dinov2`` part of DINOv2's mode ``edm2``.
 """
 
 from __future__ import annotations
@@ -194,8 +195,8 @@ class Statistics:
         ``mu``/``sigma`` file written by others.
 
         Plain files (pytorch-fid's, TTUR's, EDM's ``.npz`` look alike) get ``assume_protocol``
-        (None: unknown, with a warning). ADM reference batches and EDM2 pickles are ``ttur``
-        statistics with unknown weights. ``mu_s``/``sigma_s`` become ``named["spatial"]``.
+        (None: unknown, with a warning). ADM reference batches are ``ttur`` statistics with
+        unknown weights, EDM2 pickles ``nvidia`` ones (``edm2`` for their DINOv2 part). ``mu_s``/``sigma_s`` become ``named["spatial"]``.
         ``encoder`` chooses among the feature spaces of a file that holds several (an EDM2 pickle
         holds Inception's and DINOv2's: ``encoder="dinov2-vitl14"`` gives its ``fd_dinov2``
         statistics, protocol ``edm2``); other files record one encoder, which callers check.

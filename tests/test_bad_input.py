@@ -266,7 +266,8 @@ def test_statistics_made_with_other_weights_are_refused_before_any_work(tmp_path
     Statistics(x.mean(0), np.cov(x, rowvar=False), 3000, protocol="ttur",
                weights_digest="f" * 64).save(tmp_path / "other.npz")
     (tmp_path / "unread").mkdir()  # a folder that cannot be read: the refusal comes before it is
-    (tmp_path / "unread" / "x.png").write_bytes(b"not a png")
+    for name in ("x.png", "y.png"):  # two: one image would be refused by its count, before any weights check
+        (tmp_path / "unread" / name).write_bytes(b"not a png")
     with pytest.raises(StatsError, match="made with weights ffffffffffff"):
         fidkit.fid(str(tmp_path / "other.npz"), str(tmp_path / "unread"), device="cpu")
     r = cli("compute", tmp_path / "other.npz", real_b)

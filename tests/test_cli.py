@@ -227,29 +227,43 @@ def test_subset_indices_are_nvidias_dataset_max_size():
     assert big.dtype == np.int64 and big.size == 50_000 and np.all(np.diff(big) > 0)
 
 
-def test_subset_scores_the_picked_files_and_refuses_a_short_source(real_a, real_b):
+def test_subset_scores_the_picked_files_of_b_and_refuses_a_short_b(real_a, real_b, tmp_path):
+    import shutil
+
     from fidkit.sources import list_images, subset_indices
     out = json.loads(run("compute", real_a, real_b, "--subset", "6", "--subset-seed", "3", "--json",
                          "--device", "cpu", "--workers", "0").stdout)
-    picked = [[f[i] for i in subset_indices(len(f), 6, 3)] for f in map(list_images, (real_a, real_b))]
-    want = fidkit.compare(*picked, device="cpu", workers=0)
-    assert out["n_a"] == 6 and out["n_b"] == 6 and out["fid"] == pytest.approx(want.fid, rel=1e-9)
-    assert (out["subset_n"], out["subset_seed"], out["subset_from_a"], out["subset_from_b"]) == (6, 3, 10, 10)
+    files = list_images(real_b)
+    picked = [files[i] for i in subset_indices(len(files), 6, 3)]
+    want = fidkit.compare(real_a, picked, device="cpu", workers=0)
+    # B only, as EDM's --num picks generated images only: A is read whole
+    assert out["n_a"] == 10 and out["n_b"] == 6 and out["fid"] == pytest.approx(want.fid, rel=1e-9)
+    assert (out["subset_n"], out["subset_seed"], out["subset_from"]) == (6, 3, 10)
     # real_b holds 10: a subset of 11 is refused in one line before A's images are read
     r = run("compute", real_a, real_b, "--subset", "11", "--progress", check=False)
     assert r.returncode == 1 and "fewer than the subset of 11" in r.stderr and "A " not in r.stderr.split("error:")[0]
-    # a statistics file is used whole and gets no subset_from_ key
-    r = run("compute", pathlib.Path(__file__).resolve().parents[1] / "reference_stats" / "fashion-mnist-test.npz",
-            real_b, "--subset", "10", "--json", "--device", "cpu", "--workers", "0")
-    out = json.loads(r.stdout)
-    assert out["n_b"] == 10 and out["subset_from_b"] == 10 and "subset_from_a" not in out
+    assert r.stderr.startswith(f"fidkit: error: B {real_b}"), r.stderr
+    # a statistics file A is used whole; a statistics file B has no images to pick from
+    stats = pathlib.Path(__file__).resolve().parents[1] / "reference_stats" / "fashion-mnist-test.npz"
+    out = json.loads(run("compute", stats, real_b, "--subset", "10", "--json", "--device", "cpu",
+                         "--workers", "0").stdout)
+    assert out["n_a"] == 10000 and out["n_b"] == 10 and out["subset_from"] == 10
+    r = run("compute", real_a, stats, "--subset", "10", check=False)
+    assert r.returncode == 1 and "picks images of B" in r.stderr and "statistics file" in r.stderr
     r = run("compute", real_a, real_b, "--subset-seed", "1", "--device", "cpu", "--workers", "0")
     assert "--subset-seed applies to --subset" in r.stderr
+    # a folder that EDM and EDM2 would number otherwise (they count macOS metadata files): warned
+    shutil.copytree(real_b, tmp_path / "b")
+    (tmp_path / "b" / "._0000.png").write_bytes(b"\x00\x05\x16\x07")
+    r = run("compute", real_a, tmp_path / "b", "--subset", "6", "--device", "cpu", "--workers", "0")
+    assert "would number 11 files where fidkit reads 10 (first difference: ._0000.png" in r.stderr, r.stderr
+    r = run("compute", real_a, real_b, "--subset", "6", "--device", "cpu", "--workers", "0")
+    assert "would number" not in r.stderr
 
 
 @pytest.mark.parametrize("args, message", [
-    (("--metrics", "pr", "--pr-k", "10"), "A holds 10 image(s): pr with k = 10 (--pr-k) needs more than 10"),
-    (("--metrics", "adm-pr", "--subset", "3"), "A holds 3 image(s): adm-pr (k = 3) needs more than 3"),
+    (("--metrics", "pr", "--pr-k", "10"), "A holds 10 image(s): pr with k = 10 (--pr-k, pr_k=) needs more than 10"),
+    (("--metrics", "adm-pr", "--subset", "3"), "B's subset holds 3 image(s): adm-pr (k = 3) needs more than 3"),
     (("--metrics", "kid,fd-inf"), "10 generated images are too few for FD∞"),
 ])
 def test_a_source_too_small_for_a_metric_is_refused_before_any_pass(real_a, real_b, args, message):
