@@ -9,6 +9,7 @@ Public API::
     fidkit.frechet_distance(s1, s2)         -> FrechetResult (float(result) is the FID)
     fidkit.compare(a, b, metrics="fid,kid,pr,is") -> FIDResult with .scores (one pass per source)
     fidkit.compare(a, b, metrics="fid,sfid,adm-pr,is-adm")  -> guided-diffusion's (ADM's) metrics
+    fidkit.compare(ref, samples, "nvidia", subset=50000)    -> EDM's/EDM2's FID (their resize and image choice)
     fidkit.adm_evaluate(ref, sample)        -> ADMResult: ADM's table (IS, FID, sFID, precision, recall)
     fidkit.inception_score(source_or_logits) -> MeanStd (mean, std)
     fidkit.kid(a, b)                        -> MeanStd (mean, std)
@@ -24,7 +25,7 @@ Public API::
 Sources are image folders, sample batches (``.npz`` with ``arr_0``, ``.npy``), statistics
 files (``.npz`` with ``mu``/``sigma``, EDM2 ``.pkl``), lists of image paths, or uint8 image
 arrays. Protocols: ``ttur`` (default, the original TF FID), ``pytorch-fid``,
-``clean``; see :mod:`fidkit.preprocess`.
+``clean``, ``nvidia`` (StyleGAN2-ADA/3, EDM, EDM2); see :mod:`fidkit.preprocess`.
 """
 
 __version__ = "0.1.0"

@@ -330,6 +330,13 @@ def subset_indices(total: int, n: int, seed: int = 0) -> np.ndarray:
     return idx
 
 
+def _torch_rows(t, idx: np.ndarray):
+    """Rows ``idx`` (int64 numpy) of the torch tensor ``t``, on its device."""
+    import torch
+
+    return t[torch.from_numpy(idx).to(t.device)]
+
+
 def seeded_subset(images: Images, n: int, seed: int = 0, label: str | None = None) -> Images:
     """``n`` images of ``images`` chosen as EDM's and EDM2's metric scripts choose them from a
     folder (:func:`subset_indices` over the files sorted by relative path, which is how
@@ -337,7 +344,8 @@ def seeded_subset(images: Images, n: int, seed: int = 0, label: str | None = Non
     differently). ``images`` itself when it holds exactly ``n``; :class:`SourceError`, naming
     ``label`` (default: the set's name), when it holds fewer (as those scripts refuse). A
     file list gives a file list of the picked files (what a torchrun rank is sent), any other
-    set a :class:`Picked` view."""
+    set a :class:`Picked` view; in-memory arrays give an array of the picked rows (a copy,
+    on the array's device)."""
     total = len(images)
     if total < n:
         raise SourceError(f"{label or images.name}: {total} images, fewer than the subset of {n} asked for; give a "
@@ -348,6 +356,10 @@ def seeded_subset(images: Images, n: int, seed: int = 0, label: str | None = Non
     name = f"{images.name} ({n} of {total}, seed {seed})"
     if isinstance(images, FileImages):
         return FileImages([images.path(int(i)) for i in idx], name)
+    if isinstance(images, ArrayImages):  # the picked rows as an array: the pipeline's in-memory path, on its device
+        arr = images.array
+        rows = _torch_rows(arr, idx) if not isinstance(arr, np.ndarray) else arr[idx]
+        return ArrayImages(rows, images.layout, name)
     return Picked(images, idx, name)
 
 

@@ -270,3 +270,14 @@ def test_a_source_too_small_for_a_metric_is_refused_before_any_pass(real_a, real
     r = run("compute", real_a, real_b, *args, "--progress", check=False)
     assert r.returncode == 1 and message in r.stderr, r.stderr
     assert "A " not in r.stderr.split("error:")[0]  # A's images were not read
+
+
+def test_subset_of_in_memory_images_is_the_picked_rows(real_a):
+    from fidkit.sources import subset_indices
+    b = np.random.default_rng(12).integers(0, 256, size=(12, 32, 32, 3), dtype=np.uint8)
+    idx = subset_indices(12, 5, 2)
+    got = fidkit.compare(real_a, b, subset=5, subset_seed=2, device="cpu", workers=0)
+    want = fidkit.compare(real_a, b[idx], device="cpu", workers=0)
+    assert got.n_b == 5 and got.fid == want.fid and got.scores["subset_from"] == 12
+    nchw = torch.from_numpy(b).permute(0, 3, 1, 2)  # torch (N, 3, H, W): the same rows
+    assert fidkit.compare(real_a, nchw, subset=5, subset_seed=2, device="cpu", workers=0).fid == want.fid
