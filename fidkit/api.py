@@ -593,7 +593,8 @@ def _check_counts(wanted, pr_k: int, counts: dict, subset_side: str | None = Non
     distance or a metric asked for. ``counts``: ``"a"``/``"b"`` -> the images that side will
     read (a statistics file has none); ``subset_side``: the side that ``subset`` cut. The
     metrics check their features again (files skipped with ``skip_bad``)."""
-    needs = {"fid": ("ab", 2, "a covariance needs at least 2 (a meaningful FID thousands)"),
+    needs = {"fid": ("ab", 2, "the Fréchet distance needs at least 2 images in each set (thousands for a "
+                              "meaningful one)"),
              "kid": ("ab", 2, "KID needs at least 2 images in each set"),
              "pr": ("ab", pr_k + 1, f"pr with k = {pr_k} (--pr-k, pr_k=) needs more than {pr_k} images in each set"),
              "adm-pr": ("ab", _scores.ADM_K + 1, f"adm-pr (k = {_scores.ADM_K}) needs more than {_scores.ADM_K} "
@@ -720,17 +721,17 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     for source in (a, b):  # after the checks of the arguments, before any source is read: a missing B
         check_exists(source)  # is named before A's images go through the network
     label_a, label_b = _side_label("A", a), _side_label("B", b)
+    if subset is not None and _is_stats(b):
+        raise StatsError(f"--subset (subset=) picks images of B, the generated set, but {label_b[2:] or 'B'} holds "
+                         f"statistics; put the reference first (fidkit compute REF IMAGES), or leave out the subset")
     files = _load_files({"a": a, "b": b}, protocol, enc, allow_mismatch, spatial, biased)
     subset_info: dict = {}
-    if subset is not None and _is_stats(b):
-        raise StatsError(f"--subset (subset=) picks images of B, the generated set, but {label_b[2:] or 'B'} is a "
-                         f"statistics file; give B's images, or leave out the subset")
     # each image source listed once, before any pass, and handed on listed: a source short of the
     # subset or of what a metric needs is refused before any image goes through the network
     images = {side: as_images(src) for side, src in (("a", a), ("b", b)) if not _is_stats(src)}
     if subset is not None:  # B only, as EDM's and EDM2's --num picks generated images only
         subset_info.update(subset_n=int(subset), subset_seed=int(subset_seed), subset_from=len(images["b"]))
-        note = nvidia_listing_note(b, images["b"]) if len(images["b"]) > subset else None
+        note = nvidia_listing_note(b, images["b"], int(subset))
         if note:
             warnings.warn(note, FidkitWarning, stacklevel=2)
         images["b"] = seeded_subset(images["b"], int(subset), int(subset_seed), label_b)
@@ -753,6 +754,9 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
         check_provenance(s1, None, digest_in_use(), allow_mismatch)
     ex2 = _one_pass(b, protocol, keep_b, logits, spatial, {"label": label_b, **kw}, allow_mismatch, files.get("b"))
     s2 = ex2.stats
+    if subset is not None and s2.extra.get("skipped"):  # EDM and EDM2 would have stopped at such a file
+        warnings.warn(f"B: scored {s2.n} of the {subset} images of the subset ({len(s2.extra['skipped'])} skipped as "
+                      f"undecodable); EDM and EDM2 would stop at them", FidkitWarning, stacklevel=2)
     scores: dict = {}
     if biased:  # StyleGAN2-ADA/StyleGAN3: cov = E[xxᵀ] − μμᵀ, i.e. 1/N, from the unbiased 1/(N−1)
         for label, s in (("A", s1), ("B", s2)):

@@ -103,7 +103,7 @@ def cli(debug):
               help="Add a 95% confidence interval of the FID from B resamples of the images' features.")
 @click.option("--subset", type=click.IntRange(min=2), default=None, metavar="N",
               help="Score N of B's images (the generated set), chosen as EDM's and EDM2's --num N --seed S "
-                   "choose them (B with fewer is refused).")
+                   "choose them (B with fewer, or B a statistics file, is refused).")
 @click.option("--subset-seed", type=int, default=0, show_default=True, metavar="S",
               help="The seed of --subset's choice (EDM's and EDM2's --seed).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")

@@ -370,37 +370,43 @@ def _nvidia_kept(name: str, npy: bool) -> bool:
     return ext in Image.EXTENSION or (npy and ext == ".npy")
 
 
-def nvidia_listing_note(source, images: Images) -> str | None:
+def nvidia_listing_note(source, images: Images, n: int) -> str | None:
     """None when EDM's and EDM2's ``ImageFolderDataset`` number the images of ``source`` (a
     folder or one ``.zip``) as fidkit does (``images``, its :func:`as_images`), so that
-    :func:`seeded_subset` picks their files; otherwise one line saying how the listings differ.
-    They walk a folder without following links to folders, count every file whose extension
-    PIL knows (EDM2 also ``.npy``), macOS metadata (``._*``, ``__MACOSX/``) included, and sort
-    the relative names (a zip's raw member names). Other sources: None (nothing to compare)."""
+    :func:`seeded_subset` picks their ``n`` files; otherwise one line saying how the listings
+    differ. They walk a folder without following links to folders, count every file whose
+    extension PIL knows (this Pillow's list; EDM2 also ``.npy``), macOS metadata (``._*``,
+    ``__MACOSX/``) included, and sort the relative names (a zip's raw member names). Other
+    sources: None (nothing to compare)."""
     Image.init()
     if not isinstance(source, (str, Path)):
         return None
     root = Path(source)
     if isinstance(images, FileImages) and root.is_dir():
-        theirs = sorted(os.path.relpath(os.path.join(d, f), root) for d, _, files in os.walk(root) for f in files)
-        ours = [Path(images.path(i)).relative_to(root).as_posix() for i in range(len(images))]
+        # relative names by slicing, so a folder of a million files takes seconds: os.walk's paths start
+        # with the folder as given, fidkit's with it as pathlib writes it ("." left out)
+        cut = len(str(root)) + 1
+        theirs = sorted(os.path.join(d, f)[cut:] for d, _, files in os.walk(str(root)) for f in files)
+        ours_cut = 0 if str(root) == "." else cut
+        ours = [images.path(i)[ours_cut:] for i in range(len(images))]
     elif isinstance(images, ZipImages) and len(images.paths) == 1:
         with zipfile.ZipFile(images.paths[0]) as z:
             theirs = sorted(set(z.namelist()))
         ours = [images.member(i) for i in range(len(images))]
     else:
         return None
-    edm = [f for f in theirs if _nvidia_kept(f, False)]
-    edm2 = [f for f in theirs if _nvidia_kept(f, True)]
-    if edm == ours and edm2 == ours:
+    listed = {"EDM": [f for f in theirs if _nvidia_kept(f, False)], "EDM2": [f for f in theirs if _nvidia_kept(f, True)]}
+    differ = [who for who, x in listed.items() if x != ours]
+    if not differ:
         return None
-    who, listed = next((w, x) for w, x in (("EDM", edm), ("EDM2", edm2)) if x != ours)
-    if edm != ours and edm2 != ours:
-        who = "EDM and EDM2"
-    first = (sorted(set(listed) ^ set(ours)) or ["the order"])[0]
-    return (f"{source}: {who} would number {len(listed)} files where fidkit reads {len(ours)} (first difference: "
-            f"{first}; they follow no links to folders and count macOS metadata files and every extension PIL "
-            f"knows), so this subset is not the one they would pick")
+    x = listed[differ[-1]]
+    extra, missing = sorted(set(x) - set(ours)), sorted(set(ours) - set(x))
+    why = (f"{differ[-1]} counts {extra[0]}, which fidkit does not read" if extra else
+           f"fidkit reads {missing[0]}, which {differ[-1]} does not list" if missing else "they order it otherwise")
+    counts = " and ".join(f"{who} would number {len(listed[who])}" for who in differ)
+    outcome = (f"{' and '.join(w for w in differ if len(listed[w]) < n)} would refuse it (fewer than {n})"
+               if any(len(listed[w]) < n for w in differ) else "this subset is not the one they would pick")
+    return f"{source}: {counts} files where fidkit reads {len(ours)} ({why}), so {outcome}"
 
 
 class DatasetImages(ArrayImages):

@@ -249,14 +249,18 @@ def test_subset_scores_the_picked_files_of_b_and_refuses_a_short_b(real_a, real_
                          "--workers", "0").stdout)
     assert out["n_a"] == 10000 and out["n_b"] == 10 and out["subset_from"] == 10
     r = run("compute", real_a, stats, "--subset", "10", check=False)
-    assert r.returncode == 1 and "picks images of B" in r.stderr and "statistics file" in r.stderr
+    assert r.returncode == 1 and "picks images of B" in r.stderr and "put the reference first" in r.stderr
     r = run("compute", real_a, real_b, "--subset-seed", "1", "--device", "cpu", "--workers", "0")
     assert "--subset-seed applies to --subset" in r.stderr
     # a folder that EDM and EDM2 would number otherwise (they count macOS metadata files): warned
     shutil.copytree(real_b, tmp_path / "b")
     (tmp_path / "b" / "._0000.png").write_bytes(b"\x00\x05\x16\x07")
     r = run("compute", real_a, tmp_path / "b", "--subset", "6", "--device", "cpu", "--workers", "0")
-    assert "would number 11 files where fidkit reads 10 (first difference: ._0000.png" in r.stderr, r.stderr
+    assert "EDM would number 11 and EDM2 would number 11 files where fidkit reads 10 (EDM2 counts ._0000.png, " \
+           "which fidkit does not read), so this subset is not the one they would pick" in r.stderr, r.stderr
+    # B holding exactly the subset: still checked, as EDM would then pick 6 of its 11
+    r = run("compute", real_a, tmp_path / "b", "--subset", "10", "--device", "cpu", "--workers", "0")
+    assert "would number 11" in r.stderr
     r = run("compute", real_a, real_b, "--subset", "6", "--device", "cpu", "--workers", "0")
     assert "would number" not in r.stderr
 
@@ -281,3 +285,16 @@ def test_subset_of_in_memory_images_is_the_picked_rows(real_a):
     assert got.n_b == 5 and got.fid == want.fid and got.scores["subset_from"] == 12
     nchw = torch.from_numpy(b).permute(0, 3, 1, 2)  # torch (N, 3, H, W): the same rows
     assert fidkit.compare(real_a, nchw, subset=5, subset_seed=2, device="cpu", workers=0).fid == want.fid
+
+
+def test_subset_with_skipped_files_says_it_is_no_longer_edms(real_a, real_b, tmp_path):
+    import shutil
+
+    from fidkit.sources import subset_indices
+    shutil.copytree(real_b, tmp_path / "b")
+    (tmp_path / "b" / "zz_bad.png").write_bytes(b"not a png")  # the 11th file in fidkit's order
+    seed = next(s for s in range(100) if 10 in subset_indices(11, 10, s))  # a subset that holds it
+    r = run("compute", real_a, tmp_path / "b", "--subset", "10", "--subset-seed", seed, "--skip-bad", "--json",
+            "--device", "cpu", "--workers", "0")
+    assert json.loads(r.stdout)["n_b"] == 9
+    assert "B: scored 9 of the 10 images of the subset (1 skipped as undecodable); EDM and EDM2 would stop" in r.stderr
