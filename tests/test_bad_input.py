@@ -367,3 +367,12 @@ def test_a_missing_archive_in_a_list_is_named_first(tmp_path, real_a, monkeypatc
     with pytest.raises(SourceError, match="s1.tar: no such file or folder"):
         fidkit.compare(real_a, [tmp_path / "s0.tar", tmp_path / "s1.tar"])
 
+
+
+def test_one_image_is_refused_before_any_pass(tmp_path, real_a):
+    import shutil
+    (tmp_path / "one").mkdir()
+    shutil.copy(sorted(real_a.iterdir())[0], tmp_path / "one")
+    r = cli("compute", real_a, tmp_path / "one", "--progress")
+    assert r.returncode == 1 and "B holds 1 image(s): the Fréchet distance needs at least 2 images" in r.stderr
+    assert "A " not in r.stderr.split("error:")[0]  # A's images were not read
