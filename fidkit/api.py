@@ -482,16 +482,17 @@ class FIDResult:
         return d
 
 
-METRICS = ("fid", "is", "kid", "pr", "sfid", "adm-pr", "is-adm", "is-stylegan", "fd-inf", "cmmd")
+METRICS = ("fid", "is", "kid", "pr", "sfid", "adm-pr", "is-adm", "is-stylegan", "fd-inf", "cmmd", "authpct",
+           "sw-approx")
 _METRIC_ALIASES = {"isc": "is", "prc": "pr", "prdc": "pr", "adm_pr": "adm-pr", "is_adm": "is-adm",
-                   "is_stylegan": "is-stylegan", "fd": "fid",
+                   "is_stylegan": "is-stylegan", "sw_approx": "sw-approx", "fd": "fid",
                    "fd-inf": "fd-inf", "fd_inf": "fd-inf", "fid-inf": "fd-inf", "fid_inf": "fd-inf",
                    "fd-infinity": "fd-inf"}
 _METRIC_NAMES = {"is": "the Inception Score", "kid": "KID", "pr": "precision/recall",
                  "adm-pr": "ADM precision/recall", "is-adm": "the Inception Score (ADM)",
                  "is-stylegan": "the Inception Score (StyleGAN)", "sfid": "sFID",
-                 "fd-inf": "FD∞", "cmmd": "CMMD"}
-_PER_IMAGE = ("kid", "pr", "adm-pr", "cmmd")  # metrics that read every image's features, of both sets
+                 "fd-inf": "FD∞", "cmmd": "CMMD", "authpct": "AuthPct", "sw-approx": "sliced W2 (approx.)"}
+_PER_IMAGE = ("kid", "pr", "adm-pr", "cmmd", "authpct", "sw-approx")  # metrics that read every image's features, of both sets
 _LOGITS = ("is", "is-adm", "is-stylegan")  # metrics that read every generated image's logits
 #: the named feature a metric reads, where it is not the encoder's default feature (any encoder's
 #: FD, KID, precision/recall, FD∞ and bootstrap read that one). Which encoders can give a metric
@@ -512,7 +513,7 @@ def check_metrics(wanted, encoder=None) -> None:
 
 def parse_metrics(metrics) -> tuple:
     """Metric names from ``"fid,kid,pr"`` or an iterable: a tuple of fid (alias fd), is, kid, pr, sfid,
-    adm-pr, is-adm, is-stylegan, fd-inf, cmmd (fid first: the Fréchet distance in the encoder's space)."""
+    adm-pr, is-adm, is-stylegan, fd-inf, cmmd, authpct, sw-approx (fid first: the Fréchet distance in the encoder's space)."""
     items = metrics.split(",") if isinstance(metrics, str) else list(metrics)
     out = ["fid"]
     for m in items:
@@ -596,6 +597,7 @@ def _check_counts(wanted, pr_k: int, counts: dict, subset_side: str | None = Non
     needs = {"fid": ("ab", 2, "the Fréchet distance needs at least 2 images in each set (thousands for a "
                               "meaningful one)"),
              "kid": ("ab", 2, "KID needs at least 2 images in each set"),
+             "authpct": ("ab", 2, "AuthPct needs at least 2 images in each set (a real image's nearest other)"),
              "pr": ("ab", pr_k + 1, f"pr with k = {pr_k} (--pr-k, pr_k=) needs more than {pr_k} images in each set"),
              "adm-pr": ("ab", _scores.ADM_K + 1, f"adm-pr (k = {_scores.ADM_K}) needs more than {_scores.ADM_K} "
                                                 f"images in each set"),
@@ -652,6 +654,9 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     computes them), ``is-adm`` (its Inception Score: chunks of 5000, no shuffle, mean) and
     ``is-stylegan`` (StyleGAN2-ADA's/StyleGAN3's ``is50k``: 10 consecutive splits, mean and
     population std, keys ``stylegan_is_mean``, ``stylegan_is_std``; with ``protocol="nvidia"``).
+    ``authpct`` and ``sw-approx`` add dgm-eval's AuthPct (``authpct``, percent of B's images
+    not closer to their nearest A image than that image's nearest A neighbour) and approximate
+    sliced W2 (``sw_approx``), on the encoder's default feature.
     They land in ``result.scores`` with keys ``kid_mean``, ``kid_std``, ``precision``,
     ``recall``, ``density``, ``coverage``, ``isc_mean``, ``isc_std``, ``sfid``,
     ``adm_precision``, ``adm_recall`` (with ``adm_pr_distances``, their arithmetic: ``adm_distances=``,
@@ -788,6 +793,10 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
         scores.update(stylegan_is_mean=i.mean, stylegan_is_std=i.std)
     if "cmmd" in wanted:
         scores["cmmd"] = _distances.cmmd(ex1.features, ex2.features)
+    if "authpct" in wanted:
+        scores["authpct"] = _scores.authpct(ex1.features, ex2.features)
+    if "sw-approx" in wanted:
+        scores["sw_approx"] = _distances.sw_approx(ex1.features, ex2.features)
     if "fd-inf" in wanted:
         key = get_info(enc_name).fd_key + "_inf"
         inf = _distances.fd_infinity(ex1.features if ex1.features is not None else (s1.mu, s1.sigma),

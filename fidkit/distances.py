@@ -10,6 +10,8 @@ Pure functions on float arrays (N, d): they never ask which encoder made the fea
   ``compute_FD_infinity`` computes it: the Fréchet distance of the reference set against
   random subsets of the other set at 15 sizes, a least-squares line in 1/N, its value at
   1/N = 0.
+- :func:`sw_approx`: dgm-eval's ``sw_approx``, the sliced Wasserstein-2 distance approximated
+  without Monte Carlo (Nadjahi et al. 2021) from the means and the mean squared norms.
 """
 
 from __future__ import annotations
@@ -174,3 +176,21 @@ def fd_infinity(reference, features, num_points: int = 15, seed: int = DEFAULT_S
     design = np.stack([x, np.ones_like(x)], axis=1)
     (slope, intercept), *_ = np.linalg.lstsq(design, fds, rcond=None)
     return FDInfinity(float(intercept), float(slope), sizes, fds, seed)
+
+
+def sw_approx(features_a, features_b) -> float:
+    """dgm-eval's ``sw_approx(X, Y)`` of features (N, d) and (M, d), in its arithmetic: float64
+    numpy on the features (dgm-eval stores every encoder's output in a float64 array), with
+
+        sqrt(‖μ_X − μ_Y‖² / d + (sqrt(mean ‖x − μ_X‖² / d) − sqrt(mean ‖y − μ_Y‖² / d))²)
+
+    (the means of squared norms over rows, 1/N). Non-negative; 0 for identical sets."""
+    x, y = _features(features_a, "features_a"), _features(features_b, "features_b")
+    if x.shape[1] != y.shape[1]:
+        raise StatsError(f"feature dimensions differ: {x.shape[1]} and {y.shape[1]}")
+    d = x.shape[1]
+    mean_x, mean_y = x.mean(axis=0), y.mean(axis=0)
+    mean_term = np.linalg.norm(mean_x - mean_y) ** 2 / d
+    m2_x = (np.linalg.norm(x - mean_x, axis=1) ** 2).mean() / d
+    m2_y = (np.linalg.norm(y - mean_y, axis=1) ** 2).mean() / d
+    return float((mean_term + (m2_x ** (1 / 2) - m2_y ** (1 / 2)) ** 2) ** (1 / 2))

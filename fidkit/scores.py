@@ -16,6 +16,8 @@ reproduce the arithmetic of the reference implementations:
   evaluator (``evaluations/evaluator.py``): IS over consecutive chunks of 5000, mean only;
   precision/recall with squared distances, radii within each set with the point itself not
   counted, ``<=``, every point, blocked likewise (see the README on its float16 step).
+- :func:`authpct` follows dgm-eval's ``compute_authpct`` (Alaa et al. 2022's authenticity as
+  dgm-eval takes it from ``fls``): float32 ``torch.cdist`` distances, blocked.
 - :func:`stylegan_inception_score` follows StyleGAN2-ADA's and StyleGAN3's ``is50k``: 10
   consecutive splits, mean and population std, in ADM's float32 arithmetic.
 """
@@ -474,6 +476,34 @@ def _radii(x, norms, k: int, block: int, chunk: int, distances: str) -> torch.Te
             best = torch.topk(cand, min(k + 1, cand.shape[1]), dim=1, largest=False).values
         out[r0:r1] = best[:, k]
     return out
+
+
+def authpct(features_real, features_fake, block: int = 1000) -> float:
+    """dgm-eval's AuthPct: the percentage (0..100) of generated samples that are "authentic".
+    For each generated sample g, its nearest real point r (distance d1; the first of equal
+    minima), and r's nearest other real point (distance d2): g counts when d2 < d1, i.e. it
+    is not closer to r than r's own neighbour.
+
+    As ``compute_authpct``: features as float32, ``torch.cdist`` distances (real × real with
+    the diagonal excluded, real × generated), minima over the real axis, ``<``, then
+    ``100 * count / M`` in float32. Computed ``block`` columns at a time (the original holds
+    the N × N and N × M matrices: 10 GB of float32 for 50,000 real images); a column of
+    ``cdist(real, x[lo:hi])`` is the original's column.
+    """
+    tr, tg = _knn_sets(features_real, "features_real", features_fake, "features_fake", 1, "AuthPct")
+    n = tr.shape[0]
+    with torch.no_grad():
+        real_min = torch.empty(n, dtype=torch.float32)
+        for lo in range(0, n, block):
+            d = torch.cdist(tr, tr[lo:lo + block])
+            cols = torch.arange(d.shape[1])
+            d[lo + cols, cols] = float("inf")  # itself, as fill_diagonal_ there
+            real_min[lo:lo + d.shape[1]] = d.min(dim=0).values
+        authen = torch.zeros(0, dtype=torch.bool)
+        for lo in range(0, tg.shape[0], block):
+            gen_min = torch.cdist(tr, tg[lo:lo + block]).min(dim=0)
+            authen = torch.cat([authen, real_min[gen_min.indices] < gen_min.values])
+        return (100 * torch.sum(authen) / len(authen)).item()
 
 
 #: the nearest neighbour that sets ADM's radii

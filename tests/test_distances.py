@@ -118,3 +118,27 @@ def test_fd_infinity_record_is_json_whatever_the_seed_type():
     rng = np.random.default_rng(0)
     r = fd_infinity(rng.normal(size=(200, 2)), rng.normal(size=(300, 2)), seed=np.int64(1))
     assert json.loads(json.dumps(r.as_dict()))["fd_infinity_seed"] == 1
+
+
+def _dgm_eval_sw_approx(X, Y):
+    """dgm-eval's metrics/sw.py, verbatim but for the import."""
+    from numpy import linalg
+    d = X.shape[1]
+    mean_X = X.mean(axis=0)
+    mean_Y = Y.mean(axis=0)
+    mean_term = linalg.norm(mean_X - mean_Y) ** 2 / d
+    m2_Xc = (linalg.norm(X - mean_X, axis=1) ** 2).mean() / d
+    m2_Yc = (linalg.norm(Y - mean_Y, axis=1) ** 2).mean() / d
+    approx_sw = (mean_term + (m2_Xc ** (1 / 2) - m2_Yc ** (1 / 2)) ** 2) ** (1/2)
+    return approx_sw
+
+
+def test_sw_approx_is_dgm_evals_on_its_float64_copy_of_float32_features():
+    rng = np.random.default_rng(21)
+    a = rng.normal(size=(300, 64)).astype(np.float32)
+    b = (rng.normal(size=(200, 64)) * 1.3 + 0.2).astype(np.float32)
+    # dgm-eval keeps every encoder's float32 output in a float64 array (np.empty((N, dims)))
+    assert distances.sw_approx(a, b) == _dgm_eval_sw_approx(a.astype(np.float64), b.astype(np.float64))
+    assert distances.sw_approx(a, a) == 0.0 and distances.sw_approx(a, b) > 0.1
+    with pytest.raises(StatsError, match="dimensions differ"):
+        distances.sw_approx(a, b[:, :8])

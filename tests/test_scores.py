@@ -283,3 +283,36 @@ def test_cli_bootstrap(tmp_path, real_a, real_b):
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["bootstrap_resamples"] == 3 and out["fid_ci_low"] <= out["fid_ci_high"] and out["fid_bootstrap_std"] > 0
+
+
+def _dgm_eval_authpct(train_feat, gen_feat):
+    """dgm-eval's metrics/authpct.py compute_authpct, verbatim."""
+    with torch.no_grad():
+        train_feat = torch.tensor(train_feat, dtype=torch.float32)
+        gen_feat = torch.tensor(gen_feat, dtype=torch.float32)
+        real_dists = torch.cdist(train_feat, train_feat)
+        real_dists.fill_diagonal_(float("inf"))
+        gen_dists = torch.cdist(train_feat, gen_feat)
+        real_min_dists = real_dists.min(axis=0)
+        gen_min_dists = gen_dists.min(dim=0)
+        authen = real_min_dists.values[gen_min_dists.indices] < gen_min_dists.values
+        authpct = (100 * torch.sum(authen) / len(authen)).item()
+    return authpct
+
+
+def test_authpct_is_dgm_evals_in_blocks():
+    rng = np.random.default_rng(22)
+    real = rng.normal(size=(400, 32))  # float64, as dgm-eval's representations
+    fake = np.concatenate([rng.normal(size=(250, 32)) * 0.9, real[:50] + 1e-3])  # some copies: not authentic
+    want = _dgm_eval_authpct(real, fake)
+    assert 0 < want < 100
+    for block in (7, 64, 1000):
+        assert S.authpct(real, fake, block=block) == want, block
+    assert S.authpct(real, real[:50] + 1e-3) == 0.0  # near-copies of real points
+
+
+def test_dgm_eval_authpct_and_sw_approx_from_one_pass(real_a, real_b):
+    r = fidkit.compare(real_a, real_b, metrics="authpct,sw_approx", device="cpu", workers=0)
+    fa, fb = (fidkit.features(x, device="cpu", workers=0) for x in (real_a, real_b))
+    assert r.scores["authpct"] == S.authpct(fa, fb) and r.scores["sw_approx"] == fidkit.distances.sw_approx(fa, fb)
+    assert 0 <= r.scores["authpct"] <= 100 and r.scores["sw_approx"] > 0
