@@ -597,7 +597,7 @@ def _check_counts(wanted, pr_k: int, counts: dict, subset_side: str | None = Non
     needs = {"fid": ("ab", 2, "the Fréchet distance needs at least 2 images in each set (thousands for a "
                               "meaningful one)"),
              "kid": ("ab", 2, "KID needs at least 2 images in each set"),
-             "authpct": ("ab", 2, "AuthPct needs at least 2 images in each set (a real image's nearest other)"),
+             "authpct": ("a", 2, "AuthPct needs at least 2 images in A (a real image's nearest other)"),
              "pr": ("ab", pr_k + 1, f"pr with k = {pr_k} (--pr-k, pr_k=) needs more than {pr_k} images in each set"),
              "adm-pr": ("ab", _scores.ADM_K + 1, f"adm-pr (k = {_scores.ADM_K}) needs more than {_scores.ADM_K} "
                                                 f"images in each set"),
@@ -655,8 +655,8 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     ``is-stylegan`` (StyleGAN2-ADA's/StyleGAN3's ``is50k``: 10 consecutive splits, mean and
     population std, keys ``stylegan_is_mean``, ``stylegan_is_std``; with ``protocol="nvidia"``).
     ``authpct`` and ``sw-approx`` add dgm-eval's AuthPct (``authpct``, percent of B's images
-    not closer to their nearest A image than that image's nearest A neighbour) and approximate
-    sliced W2 (``sw_approx``), on the encoder's default feature.
+    strictly farther from their nearest A image than that image is from its nearest other A
+    image) and approximate sliced W2 (``sw_approx``), on the encoder's default feature.
     They land in ``result.scores`` with keys ``kid_mean``, ``kid_std``, ``precision``,
     ``recall``, ``density``, ``coverage``, ``isc_mean``, ``isc_std``, ``sfid``,
     ``adm_precision``, ``adm_recall`` (with ``adm_pr_distances``, their arithmetic: ``adm_distances=``,

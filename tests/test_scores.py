@@ -309,6 +309,20 @@ def test_authpct_is_dgm_evals_in_blocks():
     for block in (7, 64, 1000):
         assert S.authpct(real, fake, block=block) == want, block
     assert S.authpct(real, real[:50] + 1e-3) == 0.0  # near-copies of real points
+    assert S.authpct(real, fake[:1]) == _dgm_eval_authpct(real, fake[:1])  # one generated sample
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_authpct_equals_dgm_eval_where_duplicates_make_ties_of_rounding_noise(seed):
+    """Duplicated real points and exact copies among the generated ones: d1 and d2 are then both
+    float32 rounding noise of cdist's matrix-product path, so the blocks must give the original's
+    last bits; 1,010 columns is a tail of 10 past a block of 1,000 (joined to it)."""
+    rng = np.random.default_rng(seed)
+    base = rng.normal(size=(1005, 32)).astype(np.float32)
+    real = np.concatenate([base, base[:5]])  # 1,010: five points twice
+    fake = np.concatenate([rng.normal(size=(990, 32)).astype(np.float32), np.repeat(base[:5], 4, axis=0)])
+    assert S.authpct(real, fake) == _dgm_eval_authpct(real, fake)
+    assert S._column_blocks(1010, 1000) == [(0, 1010)] and S._column_blocks(2100, 1000)[-1] == (2000, 2100)
 
 
 def test_dgm_eval_authpct_and_sw_approx_from_one_pass(real_a, real_b):
