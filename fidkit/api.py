@@ -541,7 +541,8 @@ def _side_label(side: str, source) -> str:
 
 
 def _one_pass(source, protocol: str, keep: bool, logits: bool, spatial: bool, kw: dict,
-              allow_mismatch: bool, file_stats: Statistics | None = None) -> Extraction:
+              allow_mismatch: bool, file_stats: Statistics | None = None,
+              batch: BatchImages | None = None) -> Extraction:
     """Statistics (and, when asked, per-image features) of one source, in at most one pass.
 
     A statistics file gives its statistics as they are; when it also holds its images (an ADM
@@ -563,7 +564,8 @@ def _one_pass(source, protocol: str, keep: bool, logits: bool, spatial: bool, kw
         if missing_spatial:
             st.feature("spatial")  # one line: how to make a file with spatial statistics
         _refuse_stats_file(source, "is" if logits else "adm-pr")
-    ex = extract(BatchImages(source), protocol, keep_features=keep, logits=logits, spatial=missing_spatial, **kw)
+    ex = extract(batch if batch is not None else BatchImages(source), protocol, keep_features=keep, logits=logits,
+                 spatial=missing_spatial, **kw)
     if st.weights_digest is None:  # recorded-unknown weights: the file's statistics, the pass's images
         check_provenance(ex.stats, st.protocol, None, allow_mismatch)
     if missing_spatial:
@@ -730,6 +732,15 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
         raise StatsError(f"--subset (subset=) picks images of B, the generated set, but {label_b[2:] or 'B'} holds "
                          f"statistics; put the reference first (fidkit compute REF IMAGES), or leave out the subset")
     files = _load_files({"a": a, "b": b}, protocol, enc, allow_mismatch, spatial, biased)
+
+    def digest_in_use() -> str | None:
+        return encoder_for(enc, protocol, weights=kw.get("weights"), encoder_weights=kw.get("encoder_weights"),
+                           device=kw.get("device", "auto"), precision=kw.get("precision", "fp32")).weights_digest
+
+    if len(files) == 1 and not allow_mismatch:  # a statistics file of other weights: refused before any listing
+        (st,) = files.values()
+        if st.weights_digest:
+            check_provenance(st, None, digest_in_use(), allow_mismatch)
     subset_info: dict = {}
     # each image source listed once, before any pass, and handed on listed: a source short of the
     # subset or of what a metric needs is refused before any image goes through the network
@@ -741,23 +752,18 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
             warnings.warn(note, FidkitWarning, stacklevel=2)
         images["b"] = seeded_subset(images["b"], int(subset), int(subset_seed), label_b)
     counts = {side: len(im) for side, im in images.items()}
+    batches = {}  # an ADM reference batch whose images are read: opened once, to count and to read
     for side, src, needed in (("a", a, keep_a), ("b", b, keep_b or logits)):
-        if side not in counts and needed and _holds_images(src):  # an ADM reference batch whose images are read
-            counts[side] = len(BatchImages(src))
+        if side not in counts and needed and _holds_images(src):
+            batches[side] = BatchImages(src)
+            counts[side] = len(batches[side])
     _check_counts(wanted, pr_k, counts, "b" if subset is not None else None)
     a, b = images.get("a", a), images.get("b", b)
-
-    def digest_in_use() -> str | None:
-        return encoder_for(enc, protocol, weights=kw.get("weights"), encoder_weights=kw.get("encoder_weights"),
-                           device=kw.get("device", "auto"), precision=kw.get("precision", "fp32")).weights_digest
-
-    if "b" in files and "a" not in files and files["b"].weights_digest and not allow_mismatch:
-        check_provenance(files["b"], None, digest_in_use(), allow_mismatch)  # other weights: refused before A
-    ex1 = _one_pass(a, protocol, keep_a, False, spatial, {"label": label_a, **kw}, allow_mismatch, files.get("a"))
+    ex1 = _one_pass(a, protocol, keep_a, False, spatial, {"label": label_a, **kw}, allow_mismatch, files.get("a"),
+                    batches.get("a"))
+    ex2 = _one_pass(b, protocol, keep_b, logits, spatial, {"label": label_b, **kw}, allow_mismatch, files.get("b"),
+                    batches.get("b"))
     s1 = ex1.stats
-    if s1.weights_digest and "b" not in files:  # refuse other weights before spending time on b
-        check_provenance(s1, None, digest_in_use(), allow_mismatch)
-    ex2 = _one_pass(b, protocol, keep_b, logits, spatial, {"label": label_b, **kw}, allow_mismatch, files.get("b"))
     s2 = ex2.stats
     if subset is not None and s2.extra.get("skipped"):  # EDM and EDM2 would have stopped at such a file
         warnings.warn(f"B: scored {s2.n} of the {subset} images of the subset ({len(s2.extra['skipped'])} skipped as "

@@ -25,7 +25,7 @@ import torch
 
 from .errors import SourceError
 from .encoders import Encoder, Preprocess
-from .sources import ArrayImages, Images
+from .sources import ArrayImages, Images, Picked
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -256,6 +256,8 @@ def iter_features(images: Images, protocol: Preprocess, net: Encoder, device: to
     read, unless a ``skipped`` list is given: then such items are appended to it as
     :class:`BadFile` and left out.
     """
+    if isinstance(images, Picked):  # in-memory images picked by a subset: gathered now, as one array
+        images = images.gathered()
     if isinstance(images, ArrayImages):
         yield from iter_array_features(images.array, protocol, net, device, batch_size, images.layout, progress,
                                        names=names, mode=mode, label=label)

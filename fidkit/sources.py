@@ -292,6 +292,8 @@ def share_of(images: Images, lo: int, hi: int, name: str | None = None) -> Image
     pipeline reads without workers), a :class:`Share` otherwise."""
     if isinstance(images, ArrayImages):
         return ArrayImages(images.array[lo:hi], images.layout, name or images.name)
+    if isinstance(images, Picked):  # still a view of the base: a named dataset travels as its name
+        return Picked(images.base, images.indices[lo:hi], name or images.name)
     return Share(images, lo, hi, name)
 
 
@@ -315,6 +317,16 @@ class Picked(Images):
 
     def label(self, i: int) -> str:
         return self.base.label(int(self.indices[i]))
+
+    def gathered(self) -> Images:
+        """For in-memory images, the picked rows as an :class:`ArrayImages` (a copy, on the
+        array's device), so that they take the pipeline's in-memory path; called when the pass
+        over them starts, so the copy is not held before. Otherwise itself."""
+        if not isinstance(self.base, ArrayImages):
+            return self
+        arr = self.base.array
+        rows = arr[self.indices] if isinstance(arr, np.ndarray) else _torch_rows(arr, self.indices)
+        return ArrayImages(rows, self.base.layout, self.name)
 
 
 def subset_indices(total: int, n: int, seed: int = 0) -> np.ndarray:
@@ -344,8 +356,8 @@ def seeded_subset(images: Images, n: int, seed: int = 0, label: str | None = Non
     differently). ``images`` itself when it holds exactly ``n``; :class:`SourceError`, naming
     ``label`` (default: the set's name), when it holds fewer (as those scripts refuse). A
     file list gives a file list of the picked files (what a torchrun rank is sent), any other
-    set a :class:`Picked` view; in-memory arrays give an array of the picked rows (a copy,
-    on the array's device)."""
+    set a :class:`Picked` view (of in-memory arrays, gathered into an array when its pass
+    starts: :meth:`Picked.gathered`)."""
     total = len(images)
     if total < n:
         raise SourceError(f"{label or images.name}: {total} images, fewer than the subset of {n} asked for; give a "
@@ -356,10 +368,6 @@ def seeded_subset(images: Images, n: int, seed: int = 0, label: str | None = Non
     name = f"{images.name} ({n} of {total}, seed {seed})"
     if isinstance(images, FileImages):
         return FileImages([images.path(int(i)) for i in idx], name)
-    if isinstance(images, ArrayImages):  # the picked rows as an array: the pipeline's in-memory path, on its device
-        arr = images.array
-        rows = _torch_rows(arr, idx) if not isinstance(arr, np.ndarray) else arr[idx]
-        return ArrayImages(rows, images.layout, name)
     return Picked(images, idx, name)
 
 

@@ -298,3 +298,22 @@ def test_subset_with_skipped_files_says_it_is_no_longer_edms(real_a, real_b, tmp
             "--device", "cpu", "--workers", "0")
     assert json.loads(r.stdout)["n_b"] == 9
     assert "B: scored 9 of the 10 images of the subset (1 skipped as undecodable); EDM and EDM2 would stop" in r.stderr
+
+
+def test_a_picked_array_stays_a_view_until_its_pass(monkeypatch):
+    """A subset of in-memory images holds indices, not a copy, until the pass gathers the rows
+    (a CUDA array's copy is not held through A's pass); a torchrun block of it is still a view."""
+    import pickle
+
+    from fidkit.sources import ArrayImages, DatasetImages, Picked, as_images, seeded_subset, share_of
+    arr = np.random.default_rng(13).integers(0, 256, size=(20, 8, 8, 3), dtype=np.uint8)
+    p = seeded_subset(as_images(arr), 7, 1)
+    assert isinstance(p, Picked) and p.base.array is arr
+    g = p.gathered()
+    assert isinstance(g, ArrayImages) and np.array_equal(g.array, arr[p.indices])
+    part = share_of(p, 2, 5)
+    assert isinstance(part, Picked) and np.array_equal(part.gathered().array, arr[p.indices[2:5]])
+    from conftest import FASHION_MNIST_MINI
+    monkeypatch.setenv("FIDKIT_DATASETS", str(FASHION_MNIST_MINI))  # the clone's 256 test images
+    named = seeded_subset(DatasetImages("fashion-mnist-test", 50), 10, 0)  # travels as its name and 10 indices
+    assert len(pickle.dumps(named)) < 2000 and isinstance(share_of(named, 0, 5), Picked)
