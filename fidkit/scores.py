@@ -482,8 +482,8 @@ def _column_blocks(n: int, block: int, least: int = 64) -> list:
     """``[lo, hi)`` bounds of ``block`` (at least ``least``) columns at a time over ``n``, a last
     part narrower than ``least`` joined to the one before: ``torch.cdist``'s matrix-product path gives a block of
     1..11 columns other last bits than the same columns of a wide product (measured with this
-    torch and MKL; 12 and more, up to 1,500, were equal), so no block is that narrow unless
-    the whole set is."""
+    torch and MKL, benchmarks/cdist_block_bits.py; 12 and more were equal), so no block is that
+    narrow unless the whole set is."""
     block = max(block, least)
     bounds = [[lo, min(lo + block, n)] for lo in range(0, n, block)]
     if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < least:
