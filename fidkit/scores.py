@@ -145,6 +145,14 @@ def _chunks(n: int, size: int, start: int = 0):
         yield lo, min(lo + size, n)
 
 
+def _row_blocks(n: int, block: int, part: int) -> list:
+    """Row bounds over ``n``: torch-fidelity's parts of ``part`` rows (its ``prc_batch_size``),
+    each cut into blocks of about ``block`` rows (:func:`_column_blocks`: none narrower than 64
+    unless its part is), so that a block of 1..11 rows, whose distances carry other last bits,
+    occurs exactly where torch-fidelity has one."""
+    return [(p0 + lo, p0 + hi) for p0 in range(0, n, part) for lo, hi in _column_blocks(min(part, n - p0), block)]
+
+
 def knn_radii(features: torch.Tensor, k: int = 3, block: int = 1000, chunk: int = 10000) -> torch.Tensor:
     """Distance of each row of ``features`` (N, D) to its k-th nearest neighbour, itself counted.
 
@@ -154,7 +162,7 @@ def knn_radii(features: torch.Tensor, k: int = 3, block: int = 1000, chunk: int 
     """
     n = features.shape[0]
     out = torch.empty(n, dtype=features.dtype)
-    for r0, r1 in _chunks(n, block):
+    for r0, r1 in _row_blocks(n, block, chunk):
         rows = features[r0:r1]
         best = None
         for c0, c1 in _chunks(n, chunk):
@@ -195,9 +203,11 @@ def precision_recall(features_real, features_fake, k: int = 3, block: int = 1000
 
     Precision and recall follow torch-fidelity 0.4.0 (``<=``), density and coverage the
     authors' ``prdc`` (``<``). Precision, recall and coverage lie in [0, 1]; density in
-    [0, N/k] (about 1 when the sets match). Distances are computed ``block`` rows ×
-    ``chunk`` columns at a time (``torch.cdist``), so memory beyond the features is
-    O(block × chunk), never N × M. Returns a dict of four floats.
+    [0, N/k] (about 1 when the sets match). Distances are computed ``block`` fake rows ×
+    ``chunk`` real columns at a time (``torch.cdist``, in torch-fidelity's orientation and
+    within its parts of ``chunk`` rows, its ``prc_batch_size``, so that every distance has
+    its bits), so memory beyond the features is O(block × chunk), never N × M. Returns a
+    dict of four floats.
     """
     real, fake = _knn_sets(features_real, "features_real", features_fake, "features_fake", k, "precision/recall")
     n, m = real.shape[0], fake.shape[0]
@@ -207,14 +217,16 @@ def precision_recall(features_real, features_fake, k: int = 3, block: int = 1000
     nearest_fake = torch.full((n,), float("inf"), dtype=torch.float32)
     precision_hit = torch.zeros(m, dtype=torch.bool)
     density_count = torch.zeros(m, dtype=torch.int64)
-    for r0, r1 in _chunks(n, block):
-        rows, rad = real[r0:r1], r_real[r0:r1, None]
-        for c0, c1 in _chunks(m, chunk):
-            d = torch.cdist(rows, fake[c0:c1])
-            recall_hit[r0:r1] |= (d <= r_fake[None, c0:c1]).any(dim=1)
-            nearest_fake[r0:r1] = torch.minimum(nearest_fake[r0:r1], d.min(dim=1).values)
-            precision_hit[c0:c1] |= (d <= rad).any(dim=0)
-            density_count[c0:c1] += (d < rad).sum(dim=0)
+    # fake rows × real columns, torch-fidelity's dist_2_1 (its recall reads the transpose): the
+    # other orientation differs in the last bits of ~5% of the distances (cdist_block_bits.py)
+    for r0, r1 in _row_blocks(m, block, chunk):
+        rows, rad = fake[r0:r1], r_fake[r0:r1, None]
+        for c0, c1 in _chunks(n, chunk):
+            d = torch.cdist(rows, real[c0:c1])
+            precision_hit[r0:r1] |= (d <= r_real[None, c0:c1]).any(dim=1)
+            recall_hit[c0:c1] |= (d <= rad).any(dim=0)
+            nearest_fake[c0:c1] = torch.minimum(nearest_fake[c0:c1], d.min(dim=0).values)
+            density_count[r0:r1] += (d < r_real[None, c0:c1]).sum(dim=1)
     return {
         "precision": precision_hit.double().mean().item(),
         "recall": recall_hit.double().mean().item(),
