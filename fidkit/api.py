@@ -492,7 +492,8 @@ _METRIC_NAMES = {"is": "the Inception Score", "kid": "KID", "pr": "precision/rec
                  "adm-pr": "ADM precision/recall", "is-adm": "the Inception Score (ADM)",
                  "is-stylegan": "the Inception Score (StyleGAN)", "sfid": "sFID",
                  "fd-inf": "FD∞", "cmmd": "CMMD", "authpct": "AuthPct", "sw-approx": "sliced W2 (approx.)"}
-_PER_IMAGE = ("kid", "pr", "adm-pr", "cmmd", "authpct", "sw-approx")  # metrics that read every image's features, of both sets
+#: metrics that read every image's features, of both sets
+_PER_IMAGE = ("kid", "pr", "adm-pr", "cmmd", "authpct", "sw-approx")
 _LOGITS = ("is", "is-adm", "is-stylegan")  # metrics that read every generated image's logits
 #: the named feature a metric reads, where it is not the encoder's default feature (any encoder's
 #: FD, KID, precision/recall, FD∞ and bootstrap read that one). Which encoders can give a metric
@@ -513,7 +514,8 @@ def check_metrics(wanted, encoder=None) -> None:
 
 def parse_metrics(metrics) -> tuple:
     """Metric names from ``"fid,kid,pr"`` or an iterable: a tuple of fid (alias fd), is, kid, pr, sfid,
-    adm-pr, is-adm, is-stylegan, fd-inf, cmmd, authpct, sw-approx (fid first: the Fréchet distance in the encoder's space)."""
+    adm-pr, is-adm, is-stylegan, fd-inf, cmmd, authpct, sw-approx (fid first: the Fréchet
+    distance in the encoder's space)."""
     items = metrics.split(",") if isinstance(metrics, str) else list(metrics)
     out = ["fid"]
     for m in items:

@@ -145,6 +145,20 @@ def _chunks(n: int, size: int, start: int = 0):
         yield lo, min(lo + size, n)
 
 
+def _column_blocks(n: int, block: int, least: int = 64) -> list:
+    """``[lo, hi)`` bounds of ``block`` (at least ``least``) columns at a time over ``n``, a last
+    part narrower than ``least`` joined to the one before: ``torch.cdist``'s matrix-product
+    path gives a block of 1..11 columns other last bits than the same columns of a wide product (measured with this
+    torch and MKL, benchmarks/cdist_block_bits.py; 12 and more were equal), so no block is that
+    narrow unless the whole set is."""
+    block = max(block, least)
+    bounds = [[lo, min(lo + block, n)] for lo in range(0, n, block)]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < least:
+        last = bounds.pop()
+        bounds[-1][1] = last[1]
+    return [tuple(b) for b in bounds]
+
+
 def _row_blocks(n: int, block: int, part: int) -> list:
     """Row bounds over ``n``: torch-fidelity's parts of ``part`` rows (its ``prc_batch_size``),
     each cut into blocks of about ``block`` rows (:func:`_column_blocks`: none narrower than 64
@@ -490,20 +504,6 @@ def _radii(x, norms, k: int, block: int, chunk: int, distances: str) -> torch.Te
     return out
 
 
-def _column_blocks(n: int, block: int, least: int = 64) -> list:
-    """``[lo, hi)`` bounds of ``block`` (at least ``least``) columns at a time over ``n``, a last
-    part narrower than ``least`` joined to the one before: ``torch.cdist``'s matrix-product path gives a block of
-    1..11 columns other last bits than the same columns of a wide product (measured with this
-    torch and MKL, benchmarks/cdist_block_bits.py; 12 and more were equal), so no block is that
-    narrow unless the whole set is."""
-    block = max(block, least)
-    bounds = [[lo, min(lo + block, n)] for lo in range(0, n, block)]
-    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < least:
-        last = bounds.pop()
-        bounds[-1][1] = last[1]
-    return [tuple(b) for b in bounds]
-
-
 def authpct(features_real, features_fake, block: int = 1000) -> float:
     """dgm-eval's AuthPct: the percentage (0..100) of generated samples that are "authentic".
     For each generated sample g, its nearest real point r (distance d1; the first of equal
@@ -532,10 +532,10 @@ def authpct(features_real, features_fake, block: int = 1000) -> float:
             cols = torch.arange(hi - lo)
             d[lo + cols, cols] = float("inf")  # itself, as fill_diagonal_ there
             real_min[lo:hi] = d.min(dim=0).values
-        authen = torch.zeros(0, dtype=torch.bool)
+        authen = torch.empty(tg.shape[0], dtype=torch.bool)
         for lo, hi in _column_blocks(tg.shape[0], block):
             gen_min = torch.cdist(tr, tg[lo:hi]).min(dim=0)
-            authen = torch.cat([authen, real_min[gen_min.indices] < gen_min.values])
+            authen[lo:hi] = real_min[gen_min.indices] < gen_min.values
         return (100 * torch.sum(authen) / len(authen)).item()
 
 

@@ -403,7 +403,8 @@ def nvidia_listing_note(source, images: Images, n: int) -> str | None:
         ours = [images.member(i) for i in range(len(images))]
     else:
         return None
-    listed = {"EDM": [f for f in theirs if _nvidia_kept(f, False)], "EDM2": [f for f in theirs if _nvidia_kept(f, True)]}
+    listed = {"EDM": [f for f in theirs if _nvidia_kept(f, False)],
+              "EDM2": [f for f in theirs if _nvidia_kept(f, True)]}
     differ = [who for who, x in listed.items() if x != ours]
     if not differ:
         return None

@@ -196,7 +196,8 @@ class Statistics:
 
         Plain files (pytorch-fid's, TTUR's, EDM's ``.npz`` look alike) get ``assume_protocol``
         (None: unknown, with a warning). ADM reference batches are ``ttur`` statistics with
-        unknown weights, EDM2 pickles ``nvidia`` ones (``edm2`` for their DINOv2 part). ``mu_s``/``sigma_s`` become ``named["spatial"]``.
+        unknown weights, EDM2 pickles ``nvidia`` ones (``edm2`` for their DINOv2 part).
+        ``mu_s``/``sigma_s`` become ``named["spatial"]``.
         ``encoder`` chooses among the feature spaces of a file that holds several (an EDM2 pickle
         holds Inception's and DINOv2's: ``encoder="dinov2-vitl14"`` gives its ``fd_dinov2``
         statistics, protocol ``edm2``); other files record one encoder, which callers check.
