@@ -35,8 +35,8 @@ from .frechet import FrechetResult, real_array
 from .inception import TF32X3, Split
 from .frechet import frechet_distance as _frechet_arrays
 from .preprocess import get_protocol
-from .sources import (BATCH_KEY, BatchImages, as_images, check_exists, npz_kind, npz_members, nvidia_listing_note,
-                      seeded_subset)
+from .sources import (BATCH_KEY, DGM_EVAL_NSAMPLE, DGM_EVAL_SEED, BatchImages, as_images, check_exists,
+                      dgm_eval_subset, npz_kind, npz_members, nvidia_listing_note, seeded_subset)
 from .stats import Accumulator, Statistics
 from .weights import PTFID_URL, Weights, build_network, load_file, resolve
 
@@ -366,7 +366,7 @@ def features(source, protocol: str | None = None, **kw) -> np.ndarray:
 
 
 def compute_stats(source, protocol: str | None = None, *, allow_mismatch: bool = False, spatial: bool = False,
-                  **kw) -> Statistics:
+                  nsample: int | None = None, nsample_seed: int = DGM_EVAL_SEED, **kw) -> Statistics:
     """Mean and covariance of the features of ``source`` (see the module docstring): Inception's pool3,
     or with ``encoder="dinov2-vitl14"`` (``"clip-vitl14-336"``) that encoder's default feature, its
     weights from ``encoder_weights`` (see :func:`encoder_for`); ``protocol`` is the encoder's
@@ -384,7 +384,12 @@ def compute_stats(source, protocol: str | None = None, *, allow_mismatch: bool =
     (:class:`FidkitWarning`) for a plain ``mu``/``sigma`` file of unknown provenance and for
     files skipped with ``skip_bad``.
     ``spatial``: also the sFID statistics (``.spatial``, saved as ``mu_s``/``sigma_s``).
+    ``nsample=N``: of a source with more than N images, the N that dgm-eval's ``--nsample N
+    --seed S`` reads (``nsample_seed=S``, default 13579: :func:`fidkit.sources.dgm_eval_subset`),
+    recorded in the file's metadata as ``nsample``, ``nsample_seed`` and ``nsample_from``; a
+    warning when dgm-eval would list the folder otherwise.
     """
+    nsample, nsample_seed = _nsample_args(nsample, nsample_seed)
     if isinstance(source, Statistics) or _is_stats_path(source):
         enc = kw.get("encoder")
         name = enc.name if isinstance(enc, Encoder) else get_info(enc).name
@@ -393,8 +398,53 @@ def compute_stats(source, protocol: str | None = None, *, allow_mismatch: bool =
         check_provenance(st, mode_of(enc, protocol), None, allow_mismatch)
         if spatial:
             st.feature("spatial")  # refused in one line when the file holds none
+        if nsample is not None:
+            _nsample_file_check("the statistics", st, nsample, nsample_seed)
         return st
-    return extract(source, protocol, spatial=spatial, **kw).stats
+    if nsample is None:
+        return extract(source, protocol, spatial=spatial, **kw).stats
+    images, info = _nsample_cut(source, as_images(source), nsample, nsample_seed, kw.get("label"))
+    st = extract(images, protocol, spatial=spatial, **kw).stats
+    st.extra.update(nsample=info["nsample"], nsample_seed=info["nsample_seed"], nsample_from=info["from"])
+    return st
+
+
+def _nsample_args(nsample, seed) -> tuple:
+    """``nsample`` and ``nsample_seed`` checked: an image count of at least 2 (or None) and a
+    seed numpy takes (0 to 2**32 − 1)."""
+    if nsample is not None and (isinstance(nsample, bool) or not isinstance(nsample, (int, np.integer))
+                                or nsample < 2):
+        raise FidkitError(f"nsample must be an image count of at least 2 (dgm-eval's --nsample: 50000), got {nsample!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2 ** 32:
+        raise FidkitError(f"nsample_seed must be an integer from 0 to 2**32 - 1, as numpy's seed (dgm-eval's --seed: "
+                          f"13579), got {seed!r}")
+    return (None if nsample is None else int(nsample)), int(seed)
+
+
+def _nsample_cut(source, images, n: int, seed: int, label: str | None) -> tuple:
+    """``images`` (listed from ``source``) cut as dgm-eval's ``--nsample n --seed seed`` cuts
+    them, with a warning when dgm-eval would read the folder otherwise. Returns the images and
+    ``{"nsample", "nsample_seed", "from"}`` (``from``: the images listed)."""
+    picked, note = dgm_eval_subset(images, n, seed, source)
+    if note:
+        warnings.warn(f"{label + ': ' if label else ''}{note}", FidkitWarning, stacklevel=3)
+    return picked, {"nsample": n, "nsample_seed": seed, "from": len(images)}
+
+
+def _nsample_file_check(label: str, st: Statistics, n: int, seed: int) -> None:
+    """Warns when the statistics file ``st`` is not what dgm-eval's ``--nsample n --seed seed``
+    would compare against: cut with other settings, or of more than n images and not cut."""
+    who = f"{label} {st.source}" if st.source else label
+    done, listed = (st.extra.get("nsample"), st.extra.get("nsample_seed")), st.extra.get("nsample_from")
+    if done[0] is not None and not (done == (n, seed) or (listed is not None and listed <= min(n, done[0]))):
+        # cut otherwise, unless neither cut would leave any image out
+        warnings.warn(f"{who} were made with nsample {done[0]} and seed {done[1]}, not {n} and "
+                      f"{seed}: they are not of the images dgm-eval would read; make them again with "
+                      f"fidkit stats --nsample {n} --nsample-seed {seed}", FidkitWarning, stacklevel=3)
+    elif done[0] is None and st.n is not None and st.n > n:
+        warnings.warn(f"{who} are of {st.n} images, more than nsample {n}: dgm-eval would read a "
+                      f"seeded {n} of them; make them with fidkit stats --nsample {n} (--nsample-seed {seed})",
+                      FidkitWarning, stacklevel=3)
 
 
 def _check_compatible(s1: Statistics, s2: Statistics, allow_mismatch: bool) -> None:
@@ -593,10 +643,11 @@ def _load_files(sources: dict, protocol: str, enc, allow_mismatch: bool, spatial
     return out
 
 
-def _check_counts(wanted, pr_k: int, counts: dict, subset_side: str | None = None) -> None:
+def _check_counts(wanted, pr_k: int, counts: dict, cut: str = "") -> None:
     """Refuses, in one line and before any pass, an image source too small for the Fréchet
     distance or a metric asked for. ``counts``: ``"a"``/``"b"`` -> the images that side will
-    read (a statistics file has none); ``subset_side``: the side that ``subset`` cut. The
+    read (a statistics file has none); ``cut``: the sides (``"b"``, ``"ab"``) that ``subset`` or
+    ``nsample`` cut. The
     metrics check their features again (files skipped with ``skip_bad``)."""
     needs = {"fid": ("ab", 2, "the Fréchet distance needs at least 2 images in each set (thousands for a "
                               "meaningful one)"),
@@ -614,7 +665,7 @@ def _check_counts(wanted, pr_k: int, counts: dict, subset_side: str | None = Non
             sides, least, why = needs[m]
             for side in sides:
                 if side in counts and counts[side] < least:
-                    held = "'s subset holds" if side == subset_side else " holds"
+                    held = "'s subset holds" if side in cut else " holds"
                     raise StatsError(f"{side.upper()}{held} {counts[side]} image(s): {why}")
     if "fd-inf" in wanted and "b" in counts:
         problem = _distances.fd_infinity_refusal(counts["b"])
@@ -680,7 +731,13 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     ``subset_seed=S`` (:func:`fidkit.sources.seeded_subset`); B with fewer is refused before
     any pass, and a warning says when they would number B's folder or zip differently
     (:func:`fidkit.sources.nvidia_listing_note`); recorded as ``subset_n``, ``subset_seed`` and
-    ``subset_from``, the images B held.
+    ``subset_from``, the images B held. ``nsample=N`` cuts each image set with more than N
+    images, A and B, to the N that dgm-eval's ``--nsample N --seed S`` reads
+    (``nsample_seed=S``, default 13579; :func:`fidkit.sources.dgm_eval_subset`, which follows
+    dgm-eval's order of a folder), with a warning when dgm-eval would read other files of a
+    folder and when a statistics file is not of the images it would read; recorded as ``nsample``,
+    ``nsample_seed`` and ``nsample_from_a``/``nsample_from_b``, the images each set held. Without
+    it, ``protocol="dgm-eval"`` warns when a set holds more than dgm-eval's default 50,000.
     """
     t0 = time.perf_counter()
     wanted = parse_metrics(metrics)
@@ -706,6 +763,10 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
                           f"got {subset!r}")
     if isinstance(subset_seed, bool) or not isinstance(subset_seed, (int, np.integer)):
         raise FidkitError(f"subset_seed must be an integer (EDM's and EDM2's --seed: 0), got {subset_seed!r}")
+    nsample, nsample_seed = _nsample_args(kw.pop("nsample", None), kw.pop("nsample_seed", DGM_EVAL_SEED))
+    if nsample is not None and subset is not None:
+        raise FidkitError("subset (EDM's and EDM2's pick of B's images) and nsample (dgm-eval's cut of each set) "
+                          "both choose the images to score; give one of them")
     per_image = any(m in wanted for m in _PER_IMAGE)
     # per-image features of each side: every metric of _PER_IMAGE needs both; FD∞ needs B's
     # (A may be a statistics file, whose mean and covariance it then uses); the bootstrap
@@ -747,19 +808,36 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     # each image source listed once, before any pass, and handed on listed: a source short of the
     # subset or of what a metric needs is refused before any image goes through the network
     images = {side: as_images(src) for side, src in (("a", a), ("b", b)) if not _is_stats(src)}
+    cut = ""  # the sides that subset or nsample left images out of
     if subset is not None:  # B only, as EDM's and EDM2's --num picks generated images only
+        cut = "b"
         subset_info.update(subset_n=int(subset), subset_seed=int(subset_seed), subset_from=len(images["b"]))
         note = nvidia_listing_note(b, images["b"], int(subset))
         if note:
             warnings.warn(note, FidkitWarning, stacklevel=2)
         images["b"] = seeded_subset(images["b"], int(subset), int(subset_seed), label_b)
+    if nsample is not None:  # every set, as dgm-eval cuts the real set and each generated one
+        subset_info.update(nsample=nsample, nsample_seed=nsample_seed)
+        for side, src in (("a", a), ("b", b)):
+            if side in images:
+                images[side], info = _nsample_cut(src, images[side], nsample, nsample_seed, side.upper())
+                subset_info[f"nsample_from_{side}"] = info["from"]
+                cut += side if info["from"] > nsample else ""
+            else:
+                _nsample_file_check(f"{side.upper()}: the statistics", files[side], nsample, nsample_seed)
+    elif protocol == "dgm-eval" and subset is None:
+        big = [f"{side.upper()} holds {len(im)}" for side, im in images.items() if len(im) > DGM_EVAL_NSAMPLE]
+        if big:
+            warnings.warn(f"{' and '.join(big)} images; dgm-eval, whose resize --protocol dgm-eval reproduces, reads a "
+                          f"seeded {DGM_EVAL_NSAMPLE} of each set (its --nsample default): add --nsample "
+                          f"{DGM_EVAL_NSAMPLE} (nsample=) to score what it scores", FidkitWarning, stacklevel=2)
     counts = {side: len(im) for side, im in images.items()}
     batches = {}  # an ADM reference batch whose images are read: opened once, to count and to read
     for side, src, needed in (("a", a, keep_a), ("b", b, keep_b or logits)):
         if side not in counts and needed and _holds_images(src):
             batches[side] = BatchImages(src)
             counts[side] = len(batches[side])
-    _check_counts(wanted, pr_k, counts, "b" if subset is not None else None)
+    _check_counts(wanted, pr_k, counts, cut)
     a, b = images.get("a", a), images.get("b", b)
     ex1 = _one_pass(a, protocol, keep_a, False, spatial, {"label": label_a, **kw}, allow_mismatch, files.get("a"),
                     batches.get("a"))

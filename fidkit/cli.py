@@ -22,7 +22,7 @@ from .scores import ADM_DEFAULT_DISTANCES, ADM_DISTANCES
 from .errors import FidkitError, FidkitWarning
 from .pipeline import BATCH_SIZE_CPU, BATCH_SIZE_CUDA, MAX_DEFAULT_WORKERS, PRECISIONS
 from .preprocess import PROTOCOLS
-from .sources import DATASETS, DatasetImages, is_archive_source, shardable
+from .sources import DATASETS, DGM_EVAL_SEED, DatasetImages, is_archive_source, shardable
 from .sources import shard as shard_files
 from .stats import Statistics, check_writable, merge
 
@@ -43,6 +43,21 @@ def _encoder_options(f):
     f = click.option("--encoder", default=None, metavar="NAME",
                      help=f"Feature network: {', '.join(ENCODERS)} [default: inception].")(f)
     return f
+
+
+def _nsample_options(f):
+    """``--nsample`` and ``--nsample-seed`` (``compute`` and ``stats``), passed on in ``**run``."""
+    f = click.option("--nsample-seed", type=click.IntRange(0, 2 ** 32 - 1), default=DGM_EVAL_SEED, show_default=True,
+                     metavar="S", help="The seed of --nsample's choice (dgm-eval's --seed).")(f)
+    f = click.option("--nsample", type=click.IntRange(min=2), default=None, metavar="N",
+                     help="Cut each image set of more than N images to the N that dgm-eval's --nsample N --seed S "
+                          "reads (its default: 50000).")(f)
+    return f
+
+
+def _check_nsample_seed(ctx, run: dict) -> None:
+    if ctx.get_parameter_source("nsample_seed") == click.core.ParameterSource.COMMANDLINE and run["nsample"] is None:
+        warnings.warn("--nsample-seed applies to --nsample, which was not given: it changes nothing", FidkitWarning)
 
 
 def _run_options(f):
@@ -106,6 +121,7 @@ def cli(debug):
                    "choose them (B with fewer, or B a statistics file, is refused).")
 @click.option("--subset-seed", type=int, default=0, show_default=True, metavar="S",
               help="The seed of --subset's choice (EDM's and EDM2's --seed).")
+@_nsample_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 def compute(a, b, protocol, allow_mismatch, metrics, biased_covariance, pr_k, pr_distances, bootstrap, subset,
             subset_seed, as_json, **run):
@@ -119,6 +135,7 @@ def compute(a, b, protocol, allow_mismatch, metrics, biased_covariance, pr_k, pr
                           FidkitWarning)
     if ctx.get_parameter_source("subset_seed") == click.core.ParameterSource.COMMANDLINE and subset is None:
         warnings.warn("--subset-seed applies to --subset, which was not given: it changes nothing", FidkitWarning)
+    _check_nsample_seed(ctx, run)
     r = compare(a, b, protocol, allow_mismatch=allow_mismatch, metrics=metrics, bootstrap=bootstrap, pr_k=pr_k,
                 adm_distances=pr_distances, biased_covariance=biased_covariance, subset=subset,
                 subset_seed=subset_seed, **run)
@@ -152,6 +169,7 @@ def compute(a, b, protocol, allow_mismatch, metrics, biased_covariance, pr_k, pr
 @click.option("--metrics", default="fid", show_default=True,
               help="fid, or fid,sfid to add the sFID statistics (mu_s, sigma_s, as ADM's evaluator reads them) "
                    "from the same pass.")
+@_nsample_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 def stats(sources, output, protocol, shard, dataset, metrics, as_json, **run):
     """Statistics of an image folder or archive, computed once to compare against many times.
@@ -163,12 +181,14 @@ def stats(sources, output, protocol, shard, dataset, metrics, as_json, **run):
     fidkit stats DIR --shard 0/4 -o part0.npz       a quarter of it (on one of four machines)
     fidkit stats merge part*.npz -o data.npz        the exact statistics of the union
     fidkit stats --dataset fashion-mnist-test -o fm-test.npz
+    fidkit stats ffhq/ --nsample 50000 -o ffhq.npz  the 50,000 of them dgm-eval reads
     fidkit stats samples.npz --metrics fid,sfid -o s.npz   a sample batch, with sFID statistics
     fidkit stats fetch ttur-cifar10-train           published statistics, into fidkit's cache
     fidkit stats fetch                              the list of published statistics
     """
+    _check_nsample_seed(click.get_current_context(), run)
     if sources and sources[0] == "fetch":
-        return _fetch(sources[1:], output, as_json, dataset or shard)
+        return _fetch(sources[1:], output, as_json, dataset or shard or run["nsample"])
     if output is None:
         raise click.UsageError("give the output file with -o PATH")
     wanted = [m.strip().lower() for m in metrics.split(",") if m.strip()]
@@ -189,7 +209,9 @@ def stats(sources, output, protocol, shard, dataset, metrics, as_json, **run):
     elif sources[0] == "merge":
         if len(sources) < 2:
             raise click.UsageError("stats merge needs statistics files: fidkit stats merge a.npz b.npz -o all.npz")
-        for k in ("spatial", "encoder", "encoder_weights"):
+        if run["nsample"] is not None:
+            raise click.UsageError("--nsample chooses images; stats merge merges statistics files whole")
+        for k in ("spatial", "encoder", "encoder_weights", "nsample", "nsample_seed"):
             run.pop(k)
         st = merge([Statistics.load(p) for p in sources[1:]])
     else:
@@ -199,6 +221,8 @@ def stats(sources, output, protocol, shard, dataset, metrics, as_json, **run):
         source = sources[0] if len(sources) == 1 else list(sources)  # several: tar shards (or zips)
         if _is_stats_path(source):
             raise FidkitError(f"{source} is already a statistics file; give an image folder or a sample batch")
+        if shard and run["nsample"] is not None:
+            raise click.UsageError("--nsample cuts the whole set, not a shard of it: leave out --shard")
         if shard:
             files = shard_files(shardable(source), shard)  # a folder's files or an archive's members
             if not files:
@@ -211,8 +235,9 @@ def stats(sources, output, protocol, shard, dataset, metrics, as_json, **run):
     info = {"path": str(path), "n": st.n, "encoder": st.encoder, "protocol": st.protocol,
             "weights_digest": st.weights_digest,
             "features": [st.extra.get("feature", "pool3")] + sorted(st.named)}
-    if st.extra.get("skipped"):
-        info["skipped"] = st.extra["skipped"]
+    for key in ("nsample", "nsample_seed", "nsample_from", "skipped"):
+        if st.extra.get(key) not in (None, []):
+            info[key] = st.extra[key]
     click.echo(json.dumps(info) if as_json else f"wrote {path} ({st.n} images, encoder {st.encoder}, "
                                                  f"protocol {st.protocol})")
 

@@ -364,11 +364,86 @@ def seeded_subset(images: Images, n: int, seed: int = 0, label: str | None = Non
                           f"source with at least {n} images or a smaller subset")
     if total == n:
         return images
-    idx = subset_indices(total, n, seed)
-    name = f"{images.name} ({n} of {total}, seed {seed})"
+    return _pick(images, subset_indices(total, n, seed), seed)
+
+
+def _pick(images: Images, idx: np.ndarray, seed: int) -> Images:
+    """The items ``idx`` (increasing) of ``images``: a file list of the picked files (what a
+    torchrun rank is sent) for files, a :class:`Picked` view otherwise."""
+    name = f"{images.name} ({len(idx)} of {len(images)}, seed {seed})"
     if isinstance(images, FileImages):
         return FileImages([images.path(int(i)) for i in idx], name)
     return Picked(images, idx, name)
+
+
+#: dgm-eval's ``--nsample`` and ``--seed`` defaults
+DGM_EVAL_NSAMPLE, DGM_EVAL_SEED = 50000, 13579
+#: the extensions dgm-eval's ``get_files_at_path`` globs, each in lower and in upper case only
+DGM_EVAL_EXTENSIONS = ("bmp", "jpg", "jpeg", "pgm", "png", "ppm", "tif", "tiff", "webp")
+
+
+def dgm_eval_indices(total: int, n: int, seed: int = DGM_EVAL_SEED) -> np.ndarray:
+    """dgm-eval's ``--nsample N --seed S`` on a set of ``total`` items (its
+    ``DataLoader.subsample_dataset``): all of them, in order, when ``total`` <= ``n``;
+    otherwise ``np.random.seed(S)`` then ``sorted(np.random.choice(total, n, replace=False))``,
+    drawn here from a fresh ``RandomState(S)`` (the same stream, NEP 19 keeps it) without
+    touching numpy's global state. int64 (n,), increasing. ``seed`` as numpy takes it: 0 to
+    2**32 − 1 (no modulo, unlike :func:`subset_indices`)."""
+    if total <= n:
+        return np.arange(total, dtype=np.int64)
+    return np.sort(np.random.RandomState(seed).choice(total, n, replace=False)).astype(np.int64)
+
+
+def dgm_eval_subset(images: Images, n: int, seed: int = DGM_EVAL_SEED, source=None) -> tuple:
+    """``images`` cut to ``n`` as dgm-eval's ``--nsample n --seed seed`` cuts every set it reads,
+    real and generated: :func:`dgm_eval_indices` over dgm-eval's order of the images.
+
+    For a folder ``source`` (``images`` its :func:`as_images`) that order is
+    :func:`dgm_eval_listing`'s: when it holds the same files as fidkit's listing but sorts them
+    otherwise (``Path`` order puts ``a/`` before ``a-b/``, fidkit's path strings after), the
+    pick follows it; when it holds other files, the pick is over fidkit's order and a note says
+    how they differ. Other sources (sample batches, which dgm-eval reads in array order; arrays;
+    archives, which it does not read) are cut in fidkit's order. Returns (the images: ``images``
+    itself when it holds at most ``n``, else a file list or :class:`Picked` view as
+    :func:`seeded_subset` gives; the note or None)."""
+    order, note = None, None
+    if isinstance(images, FileImages) and isinstance(source, (str, Path)) and Path(source).is_dir():
+        root = Path(source)
+        theirs = dgm_eval_listing(root)
+        cut = 0 if str(root) == "." else len(str(root)) + 1  # fidkit's paths start with the folder as pathlib writes it
+        ours = [images.path(i)[cut:] for i in range(len(images))]
+        if theirs != ours and sorted(theirs) == sorted(ours):
+            at = {f: i for i, f in enumerate(ours)}
+            order = np.array([at[f] for f in theirs], dtype=np.int64)
+        elif theirs != ours:
+            extra, missing = sorted(set(theirs) - set(ours)), sorted(set(ours) - set(theirs))
+            why = (f"dgm-eval reads {extra[0]}, which fidkit does not" if extra else
+                   f"fidkit reads {missing[0]}, which dgm-eval does not list (it reads the top level, or one level of "
+                   f"class folders when the top holds no images)")
+            note = (f"{source}: dgm-eval would read {len(theirs)} file{'s' * (len(theirs) != 1)} where fidkit reads "
+                    f"{len(ours)} ({why}), so "
+                    f"these are not the images dgm-eval would score")
+    if len(images) <= n:
+        return images, note
+    idx = dgm_eval_indices(len(images), n, seed)
+    return _pick(images, idx if order is None else np.sort(order[idx]), seed), note
+
+
+def dgm_eval_listing(root) -> list[str]:
+    """The files dgm-eval's ``DataLoader`` reads from the folder ``root``, in its order, as
+    paths relative to ``root`` (``/``-separated): the top level's ``*.EXT`` for the extensions
+    of :data:`DGM_EVAL_EXTENSIONS` in lower or upper case (pathlib's glob: case-sensitive,
+    hidden files included); when the top level holds none, those of each folder one level down
+    (its class folders) instead. ``ImagePathDataset`` then sorts them as ``Path`` objects,
+    component by component."""
+    root = Path(root)
+    pats = [f"*.{e}" for e in DGM_EVAL_EXTENSIONS] + [f"*.{e.upper()}" for e in DGM_EVAL_EXTENSIONS]
+
+    def files_at(d: Path) -> list:
+        return [p for pat in pats for p in d.glob(pat)]
+
+    found = files_at(root) or [p for d in root.glob("*") for p in files_at(d)]
+    return [p.relative_to(root).as_posix() for p in sorted(found)]
 
 
 def _nvidia_kept(name: str, npy: bool) -> bool:

@@ -321,7 +321,8 @@ def merge(parts) -> "Statistics":
                               torch.from_numpy(np.asarray(st.sigma, np.float64) * (p.n - 1)))
         return acc
 
-    extra = {k: v for k, v in first.extra.items() if k != "shard"}
+    # a shard's place and a dgm-eval cut describe one part, not the union
+    extra = {k: v for k, v in first.extra.items() if k not in ("shard", "nsample", "nsample_seed", "nsample_from")}
     meta = dict(protocol=first.protocol, weights_digest=first.weights_digest, fidkit_version=__version__,
                 encoder=first.encoder)
     out = merged(parts).result(**meta, extra=extra)

@@ -104,6 +104,24 @@ def test_cli_dinov2_fd_kid_pr_fd_inf(files, capsys, monkeypatch):
     assert r["fd_dinov2_inf"] == pytest.approx(inf.value, rel=1e-4) and r["fd_dinov2_inf_seed"] == inf.seed == 2020
 
 
+def test_dgm_eval_mode_says_when_dgm_eval_would_cut_the_sets(files, monkeypatch):
+    """dgm-eval reads a seeded 50,000 of each larger set (its --nsample default): with its resize
+    and a larger set, fidkit says so unless nsample is given (here the limit is lowered to 20)."""
+    import fidkit.api
+    monkeypatch.setattr(fidkit.api, "DGM_EVAL_NSAMPLE", 20)
+    kw = dict(encoder="dinov2-vitl14", encoder_weights=files / "dinov2.pth", protocol="dgm-eval", device="cpu",
+              workers=0)
+    with pytest.warns(fidkit.FidkitWarning, match="A holds 30 and B holds 30 images; dgm-eval, whose resize "
+                                                  "--protocol dgm-eval reproduces, reads a seeded 20 of each set"):
+        r = fidkit.compare(files / "a", files / "b", **kw)
+    assert (r.n_a, r.n_b) == (30, 30)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*reads a seeded", category=fidkit.FidkitWarning)
+        r = fidkit.compare(files / "a", files / "b", nsample=20, **kw)
+    assert (r.n_a, r.n_b, r.scores["nsample_from_a"]) == (20, 20, 30)
+
+
 def test_cli_clip_cmmd(files, capsys, monkeypatch):
     code, out, err = cli(capsys, monkeypatch, "compute", str(DATA / "real_a"), str(DATA / "real_b"), "--encoder",
                          "clip-vitl14-336", "--encoder-weights", files / "clip.pt", "--metrics", "cmmd", "--json",

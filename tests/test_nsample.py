@@ -1,0 +1,148 @@
+"""dgm-eval's ``--nsample N --seed S`` (``fidkit compute/stats --nsample``): which images each set
+is cut to, and the command line end to end with the real weights on tests/data's 10 + 10 images.
+Against dgm-eval's own DataLoader: ``python benchmarks/dgm_eval_subset_check.py CHECKOUT``."""
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import fidkit
+from conftest import run_fidkit as run
+from fidkit.errors import FidkitError
+from fidkit.sources import as_images, dgm_eval_indices, dgm_eval_listing, dgm_eval_subset, list_images
+from fidkit.stats import Statistics
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*feature dimensions:fidkit.errors.FidkitWarning")
+
+RUN = ("--device", "cpu", "--workers", "0")
+
+
+def test_dgm_eval_indices_are_its_seeded_choice():
+    state = np.random.get_state()
+    try:
+        for total, n, seed in ((10, 4, 13579), (1000, 999, 0), (70000, 50000, 13579), (12, 5, 2 ** 32 - 1)):
+            np.random.seed(seed)  # dgm-eval's DataLoader.subsample_dataset, on numpy's global state
+            want = sorted(np.random.choice(total, n, replace=False))
+            got = dgm_eval_indices(total, n, seed)
+            assert got.dtype == np.int64 and got.tolist() == [int(i) for i in want]
+    finally:
+        np.random.set_state(state)
+    assert dgm_eval_indices(10, 4, 13579).tolist() == [3, 5, 7, 8]  # numpy's RandomState stream is frozen (NEP 19)
+    assert dgm_eval_indices(5, 5, 1).tolist() == dgm_eval_indices(5, 9, 1).tolist() == [0, 1, 2, 3, 4]
+
+
+def _dgm_eval_files(root: Path) -> list:
+    """dgm-eval's dataloaders.py, transcribed: get_files_at_path on the top level, else on each
+    entry one level down (its class folders), then ImagePathDataset's sorted(files)."""
+    exts = {"bmp", "jpg", "jpeg", "pgm", "png", "ppm", "tif", "tiff", "webp"}
+    exts |= {e.upper() for e in exts}
+
+    def at(path):
+        return sorted([f for ext in exts for f in path.glob(f"*.{ext}")])
+
+    files = at(root)
+    if not files:
+        for d in sorted(root.glob("*")):
+            files += at(d)
+    return sorted(files)
+
+
+def _write(path: Path, value: int = 0) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((4, 4, 3), value, np.uint8)).save(path, format="PNG")
+
+
+def test_a_folders_cut_follows_dgm_evals_order_of_class_folders(tmp_path):
+    # class folders a, a-b, b: Path order puts a/ before a-b/, fidkit's path strings after
+    for i in range(30):
+        _write(tmp_path / ("a", "a-b", "b")[i % 3] / f"{i:02d}.png", i)
+    theirs = _dgm_eval_files(tmp_path)
+    assert dgm_eval_listing(tmp_path) == [f.relative_to(tmp_path).as_posix() for f in theirs]
+    images = as_images(str(tmp_path))
+    assert [Path(images.path(i)) for i in range(30)] != theirs  # the orders differ ...
+    picked, note = dgm_eval_subset(images, 11, 13579, str(tmp_path))
+    want = sorted(theirs[i] for i in dgm_eval_indices(30, 11, 13579))
+    assert note is None and sorted(Path(picked.path(i)) for i in range(len(picked))) == want  # ... dgm-eval's wins
+    naive = sorted(Path(images.path(int(i))) for i in dgm_eval_indices(30, 11, 13579))
+    assert naive != want  # (what a pick in fidkit's order would have read)
+    same, note = dgm_eval_subset(images, 30, 13579, str(tmp_path))
+    assert same is images and note is None  # not more than n: the whole set
+
+
+@pytest.mark.parametrize("layout, message", [
+    ({"0.png": 0, "1.png": 1, "sub/2.png": 2}, "dgm-eval would read 2 files where fidkit reads 3 (fidkit reads "
+                                               "sub/2.png, which dgm-eval does not list"),
+    ({"0.png": 0, "1.ppm": 1}, "dgm-eval would read 2 files where fidkit reads 1 (dgm-eval reads 1.ppm, which "
+                               "fidkit does not"),
+    ({"0.png": 0, "._0.png": 1}, "dgm-eval would read 2 files where fidkit reads 1 (dgm-eval reads ._0.png"),
+    ({"0.png": 0, "1.Png": 1}, "fidkit reads 1.Png, which dgm-eval does not list"),
+])
+def test_a_folder_dgm_eval_reads_otherwise_is_noted(tmp_path, layout, message):
+    for name, v in layout.items():
+        if name.endswith("ppm") or name.startswith("._"):
+            (tmp_path / name).write_bytes(b"P6\n4 4\n255\n" + bytes(48) if name.endswith("ppm") else b"\x00\x05")
+        else:
+            _write(tmp_path / name, v)
+    assert dgm_eval_listing(tmp_path) == [f.relative_to(tmp_path).as_posix() for f in _dgm_eval_files(tmp_path)]
+    _, note = dgm_eval_subset(as_images(str(tmp_path)), 1, 13579, str(tmp_path))
+    assert note is not None and message in note and note.endswith("not the images dgm-eval would score")
+
+
+def test_arrays_and_sample_batches_are_cut_by_row(tmp_path):
+    arr = np.random.default_rng(3).integers(0, 256, size=(12, 8, 8, 3), dtype=np.uint8)
+    picked, note = dgm_eval_subset(as_images(arr), 5, 7)
+    assert note is None and np.array_equal(picked.gathered().array, arr[dgm_eval_indices(12, 5, 7)])
+    np.savez(tmp_path / "samples.npz", arr_0=arr)  # an ADM sample batch: dgm-eval's NpzDataset, row order
+    picked, note = dgm_eval_subset(as_images(str(tmp_path / "samples.npz")), 5, 7, str(tmp_path / "samples.npz"))
+    assert note is None and picked.indices.tolist() == dgm_eval_indices(12, 5, 7).tolist()
+
+
+def test_compute_cuts_both_sets_and_records_it(real_a, real_b, tmp_path):
+    out = json.loads(run("compute", real_a, real_b, "--nsample", "6", "--json", *RUN).stdout)
+    fa, fb = list_images(real_a), list_images(real_b)
+    want = fidkit.compare([fa[i] for i in dgm_eval_indices(10, 6, 13579)],
+                          [fb[i] for i in dgm_eval_indices(10, 6, 13579)], device="cpu", workers=0)
+    assert (out["n_a"], out["n_b"]) == (6, 6) and out["fid"] == pytest.approx(want.fid, rel=1e-9)
+    assert (out["nsample"], out["nsample_seed"], out["nsample_from_a"], out["nsample_from_b"]) == (6, 13579, 10, 10)
+    # a set of at most N is read whole; the seed is numpy's (no modulo)
+    r = fidkit.compare(real_a, real_b, nsample=10, nsample_seed=2 ** 32 - 1, device="cpu", workers=0)
+    assert (r.n_a, r.n_b, r.scores["nsample_from_a"]) == (10, 10, 10)
+    # statistics made with the same cut serve the comparison, without a warning
+    info = json.loads(run("stats", real_a, "--nsample", "6", "-o", tmp_path / "a6.npz", "--json", *RUN).stdout)
+    assert (info["n"], info["nsample"], info["nsample_seed"], info["nsample_from"]) == (6, 6, 13579, 10)
+    st = Statistics.load(tmp_path / "a6.npz")
+    assert (st.extra["nsample"], st.extra["nsample_seed"], st.extra["nsample_from"]) == (6, 13579, 10)
+    r = run("compute", tmp_path / "a6.npz", real_b, "--nsample", "6", "--json", *RUN)
+    assert json.loads(r.stdout)["fid"] == pytest.approx(out["fid"], rel=1e-9) and "nsample" not in r.stderr
+    # statistics of every image, or cut otherwise, are not what dgm-eval compares against: warned
+    run("stats", real_a, "-o", tmp_path / "a.npz", *RUN)
+    r = run("compute", tmp_path / "a.npz", real_b, "--nsample", "6", *RUN)
+    assert "A: the statistics" in r.stderr and "are of 10 images, more than nsample 6: dgm-eval would read a " \
+                                               "seeded 6 of them; make them with fidkit stats --nsample 6" in r.stderr
+    r = run("compute", tmp_path / "a6.npz", real_b, "--nsample", "6", "--nsample-seed", "1", *RUN)
+    assert "were made with nsample 6 and seed 13579, not 6 and 1" in r.stderr
+    r = run("compute", tmp_path / "a6.npz", real_b, "--nsample", "20", *RUN)  # 6 of 10 vs all 10: other images
+    assert "were made with nsample 6 and seed 13579, not 20 and 13579" in r.stderr
+
+
+def test_nsample_refusals_and_notes(real_a, real_b, tmp_path):
+    r = run("compute", real_a, real_b, "--nsample", "6", "--subset", "6", check=False)
+    assert r.returncode == 1 and "give one of them" in r.stderr and r.stderr.count("\n") == 1
+    r = run("compute", real_a, real_b, "--nsample-seed", "3", *RUN)
+    assert "--nsample-seed applies to --nsample, which was not given" in r.stderr
+    r = run("stats", real_a, "--nsample", "6", "--shard", "0/2", "-o", tmp_path / "x.npz", check=False)
+    assert r.returncode == 2 and "not a shard of it" in r.stderr and not (tmp_path / "x.npz").exists()
+    r = run("compute", real_a, real_b, "--nsample", "1", check=False)
+    assert r.returncode == 2 and "--nsample" in r.stderr
+    with pytest.raises(FidkitError, match="nsample_seed must be an integer from 0 to 2\\*\\*32 - 1"):
+        fidkit.compare(real_a, real_b, nsample=5, nsample_seed=-1)
+    with pytest.raises(FidkitError, match="nsample must be an image count of at least 2"):
+        fidkit.compute_stats(real_a, nsample=True)
+    # a folder dgm-eval reads otherwise is named in the warning (here a nested folder it does not list)
+    shutil.copytree(real_b, tmp_path / "b" / "nested")
+    _write(tmp_path / "b" / "top.png")
+    r = run("compute", real_a, tmp_path / "b", "--nsample", "6", "--metrics", "fid", *RUN)
+    assert "B: " in r.stderr and "dgm-eval would read 1 file where fidkit reads 11" in r.stderr
