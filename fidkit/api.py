@@ -188,12 +188,14 @@ def _is_stats(source) -> bool:
 
 
 def check_provenance(st: Statistics, protocol: str | None, weights_digest: str | None,
-                     allow_mismatch: bool = False, encoder: str | None = None) -> None:
+                     allow_mismatch: bool = False, encoder: str | None = None,
+                     protocol_advice: str | None = None) -> None:
     """Refuses, in one line, statistics that record another encoder, protocol or other weights than
     ``encoder`` / ``protocol`` / ``weights_digest`` (None: not checked). ``allow_mismatch`` lets
     another protocol or other weights pass, never another encoder: two encoders' features live
     in different spaces, so such a file could only be refused later, after the other source
-    had been read."""
+    had been read. ``protocol_advice``: what to do about another protocol, where the caller
+    knows better than "use --protocol THEIRS" (a command that has only one)."""
     name = st.source or "the statistics"
     if encoder is not None and st.encoder != encoder:
         raise StatsError(f"{name} was made with encoder {st.encoder!r}, not {encoder!r}; use --encoder {st.encoder} "
@@ -201,8 +203,8 @@ def check_provenance(st: Statistics, protocol: str | None, weights_digest: str |
     if allow_mismatch:
         return
     if st.protocol is not None and protocol is not None and st.protocol != protocol:
-        raise StatsError(f"{name} was made with protocol {st.protocol!r}, not {protocol!r}; use --protocol "
-                         f"{st.protocol} (protocol={st.protocol!r}) or recompute it")
+        raise StatsError(f"{name} was made with protocol {st.protocol!r}, not {protocol!r}; "
+                         f"{protocol_advice or f'use --protocol {st.protocol} (protocol={st.protocol!r}) or recompute it'}")
     if st.weights_digest is not None and weights_digest is not None and st.weights_digest != weights_digest:
         raise StatsError(f"{name} was made with weights {st.weights_digest[:12]}, but the weights in use are "
                          f"{weights_digest[:12]}; give the same weights with --weights, or pass --allow-mismatch "
@@ -634,11 +636,17 @@ def _load_files(sources: dict, protocol: str, enc, allow_mismatch: bool, spatial
     out = {}
     for side, src in sources.items():
         if _is_stats(src):
-            st = compute_stats(src, protocol, allow_mismatch=allow_mismatch, encoder=enc)
-            if spatial and not _holds_images(src):
-                st.feature("spatial")  # one line: how to make a file with spatial statistics
-            if biased:
-                _check_biased_n(side.upper(), st.n)
+            # a file's warnings (a plain mu/sigma file's unknown provenance) are shown only once it
+            # is accepted: a refused file gets its one line, not a warning before it
+            with warnings.catch_warnings(record=True) as said:
+                warnings.simplefilter("always")
+                st = compute_stats(src, protocol, allow_mismatch=allow_mismatch, encoder=enc)
+                if spatial and not _holds_images(src):
+                    st.feature("spatial")  # one line: how to make a file with spatial statistics
+                if biased:
+                    _check_biased_n(side.upper(), st.n)
+            for w in said:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
             out[side] = st
     return out
 
@@ -978,11 +986,10 @@ def adm_evaluate(ref, sample, *, distances: str = _scores.ADM_DEFAULT_DISTANCES,
     st_s, img_s = plan(sample)
     for st in (st_r, st_s):
         if st is not None:
-            if st.protocol not in (None, "ttur") and not allow_mismatch and st.encoder == DEFAULT_ENCODER:
-                raise StatsError(f"{st.source or 'the statistics'} was made with protocol {st.protocol!r}; ADM's "
-                                 f"evaluator computes with TF's resize (protocol ttur): score it with `fidkit "
-                                 f"compute --protocol {st.protocol}`, or pass --allow-mismatch (allow_mismatch=True)")
-            check_provenance(st, "ttur", w.digest, allow_mismatch, encoder=DEFAULT_ENCODER)
+            check_provenance(st, "ttur", w.digest, allow_mismatch, encoder=DEFAULT_ENCODER,
+                             protocol_advice=f"ADM's evaluator computes with TF's resize (protocol ttur): score it with "
+                                             f"`fidkit compute --protocol {st.protocol}`, or pass --allow-mismatch "
+                                             f"(allow_mismatch=True)")
     if not w.has_classifier:
         warnings.warn(f"Inception Score: null, these weights ({w.origin}) have no 1008-way classifier; give "
                       f"pytorch-fid's pt_inception-2015-12-05-6726825d.pth with --weights ({PTFID_URL})",

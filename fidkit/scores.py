@@ -59,6 +59,16 @@ def _as_2d(x, name: str, dtype) -> np.ndarray:
 IS_SPLITS = 10
 
 
+def _split_bounds(n: int, splits: int) -> list:
+    """The ``splits`` consecutive parts ``[i·n // splits, (i+1)·n // splits)`` of n rows, each
+    non-empty: refused in one line when ``splits`` < 1 or n < ``splits``."""
+    if splits < 1:
+        raise StatsError(f"splits must be at least 1, got {splits}")
+    if n < splits:
+        raise StatsError(f"the Inception Score needs at least as many images as splits ({splits}), got {n}")
+    return [(i * n // splits, (i + 1) * n // splits) for i in range(splits)]
+
+
 def inception_score(logits, splits: int = IS_SPLITS, seed: int | None = DEFAULT_SEED) -> MeanStd:
     """Inception Score of ``logits`` as torch-fidelity 0.4.0 computes it.
 
@@ -73,18 +83,14 @@ def inception_score(logits, splits: int = IS_SPLITS, seed: int | None = DEFAULT_
     """
     x = _as_2d(logits, "logits", np.float64)
     n = x.shape[0]
-    if splits < 1:
-        raise StatsError(f"splits must be at least 1, got {splits}")
-    if n < splits:
-        raise StatsError(f"the Inception Score needs at least as many images as splits ({splits}), got {n}")
+    bounds = _split_bounds(n, splits)
     if seed is not None:
         x = x[np.random.RandomState(seed).permutation(n)]
     t = torch.from_numpy(x)
     p = t.softmax(dim=1)
     log_p = t.log_softmax(dim=1)
     scores = []
-    for i in range(splits):
-        lo, hi = i * n // splits, (i + 1) * n // splits
+    for lo, hi in bounds:
         p_c, log_p_c = p[lo:hi], log_p[lo:hi]
         q = p_c.mean(dim=0, keepdim=True)
         kl = (p_c * (log_p_c - q.log())).sum(dim=1).mean().exp().item()
@@ -352,12 +358,7 @@ def stylegan_inception_score(logits, splits: int = IS_SPLITS) -> MeanStd:
     N = 50,000 the parts are ADM's chunks of 5000, so the mean equals ADM's score.
     """
     x = _as_2d(logits, "logits", np.float32)
-    if splits < 1:
-        raise StatsError(f"splits must be at least 1, got {splits}")
-    n = x.shape[0]
-    if n < splits:
-        raise StatsError(f"the Inception Score needs at least as many images as splits ({splits}), got {n}")
-    scores = _split_is(x, [(i * n // splits, (i + 1) * n // splits) for i in range(splits)], "StyleGAN")
+    scores = _split_is(x, _split_bounds(x.shape[0], splits), "StyleGAN")
     return MeanStd(float(np.mean(scores)), float(np.std(scores)))
 
 

@@ -212,6 +212,7 @@ def test_biased_covariance_refuses_a_file_without_an_image_count_before_reading_
     r = run("compute", tmp_path / "plain.npz", real_b, "--biased-covariance", "--progress", check=False)
     assert r.returncode == 1 and "do not record an image count" in r.stderr
     assert "B " not in r.stderr.split("error:")[0]  # no progress of B's images before the error
+    assert r.stderr.count("\n") == 1 and "warning" not in r.stderr  # the refusal alone, not the file's warning first
 
 
 def test_subset_indices_are_nvidias_dataset_max_size():

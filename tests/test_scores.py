@@ -34,14 +34,60 @@ def fidkit_values(name: str) -> dict:
     return S.precision_recall(x["real"], x["fake"], p["k"], block=128, chunk=200)
 
 
+#: KID is made of float32 kernel sums (torch-fidelity's arithmetic, which fidkit keeps), whose
+#: last bits depend on the CPU's float32 matrix product (OpenBLAS picks its kernels and blocking
+#: by CPU): the recorded values, from another CPU, differ from an AMD EPYC's by 4.8e-8 in
+#: kid_mean, and float32 from float64 by up to 7.5e-8 on these inputs. The bound is a few float32
+#: ulps of the kernel values (about 4 here: ulp 4.8e-7); on one machine fidkit equals
+#: torch-fidelity's arithmetic bit for bit (test_kid_is_torch_fidelitys_arithmetic_bit_for_bit).
+KID_FLOAT32_ABS = 4e-7
+
+
 def check_against(name: str, ref: dict) -> None:
     ours = fidkit_values(name)
     for key, value in ref.items():
         if key in ("precision", "recall"):
             # torch-fidelity reports the float32 mean of the same 0/1 indicators: identical counts
             assert np.float32(ours[key]) == np.float32(value), (key, ours[key], value)
+        elif key.startswith("kid"):
+            assert ours[key] == pytest.approx(value, rel=0, abs=KID_FLOAT32_ABS), (key, ours[key], value)
         else:
             assert ours[key] == pytest.approx(value, rel=1e-6, abs=0), (key, ours[key], value)
+
+
+def _torch_fidelity_kid(f1, f2, subsets, subset_size, seed, degree=3, gamma=None, coef0=1):
+    """torch-fidelity 0.4.0's kid_features_to_metric on float32 numpy features, transcribed
+    (metric_kid.py: polynomial_kernel, mmd2 'unbiased', the RandomState draws)."""
+    def kernel(x, y):
+        g = 1.0 / x.shape[1] if gamma is None else gamma
+        return (np.matmul(x, y.T) * g + coef0) ** degree
+
+    def mmd2(k_xx, k_xy, k_yy):
+        m = k_xx.shape[0]
+        diag_x, diag_y = np.diagonal(k_xx), np.diagonal(k_yy)
+        kt_xx_sum = (k_xx.sum(axis=1) - diag_x).sum()
+        kt_yy_sum = (k_yy.sum(axis=1) - diag_y).sum()
+        k_xy_sum = k_xy.sum(axis=0).sum()
+        out = (kt_xx_sum + kt_yy_sum) / (m * (m - 1))
+        out -= 2 * k_xy_sum / (m * m)
+        return out
+
+    rng = np.random.RandomState(seed)
+    mmds = np.zeros(subsets)
+    for i in range(subsets):
+        x = f1[rng.choice(len(f1), subset_size, replace=False)]
+        y = f2[rng.choice(len(f2), subset_size, replace=False)]
+        mmds[i] = mmd2(kernel(x, x), kernel(x, y), kernel(y, y))
+    return float(np.mean(mmds)), float(np.std(mmds))
+
+
+@pytest.mark.parametrize("name", [n for n in sorted(CASES) if n.startswith("kid")])
+def test_kid_is_torch_fidelitys_arithmetic_bit_for_bit(name):
+    """On one machine (one float32 matrix product) fidkit's KID is torch-fidelity's to the bit."""
+    p, x = CASES[name], synthetic_inputs(name)
+    a, b = np.asarray(x["a"], np.float32), np.asarray(x["b"], np.float32)
+    ours = S.kid(a, b, p["subsets"], p["subset_size"], seed=p["seed"])
+    assert (ours.mean, ours.std) == _torch_fidelity_kid(a, b, p["subsets"], p["subset_size"], p["seed"])
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
