@@ -35,7 +35,7 @@ from .frechet import FrechetResult, real_array
 from .inception import TF32X3, Split
 from .frechet import frechet_distance as _frechet_arrays
 from .preprocess import get_protocol
-from .sources import (BATCH_KEY, DGM_EVAL_NSAMPLE, DGM_EVAL_SEED, BatchImages, as_images, check_exists,
+from .sources import (BATCH_KEY, DGM_EVAL_NSAMPLE, DGM_EVAL_SEED, BatchImages, Images, as_images, check_exists,
                       dgm_eval_subset, npz_kind, npz_members, nvidia_listing_note, seeded_subset)
 from .stats import Accumulator, Statistics
 from .weights import PTFID_URL, Weights, build_network, load_file, resolve
@@ -392,9 +392,10 @@ def compute_stats(source, protocol: str | None = None, *, allow_mismatch: bool =
     warning when dgm-eval would list the folder otherwise.
     """
     nsample, nsample_seed = _nsample_args(nsample, nsample_seed)
+    enc = kw.get("encoder")
+    name = enc.name if isinstance(enc, Encoder) else get_info(enc).name
+    source = _batch_images_of(source, name, nsample)
     if isinstance(source, Statistics) or _is_stats_path(source):
-        enc = kw.get("encoder")
-        name = enc.name if isinstance(enc, Encoder) else get_info(enc).name
         st = source if isinstance(source, Statistics) else Statistics.load(source, encoder=name)
         check_provenance(st, None, None, allow_mismatch, encoder=name)
         check_provenance(st, mode_of(enc, protocol), None, allow_mismatch)
@@ -404,11 +405,37 @@ def compute_stats(source, protocol: str | None = None, *, allow_mismatch: bool =
             _nsample_file_check("the statistics", st, nsample, nsample_seed)
         return st
     if nsample is None:
+        if mode_of(enc, protocol) == "dgm-eval" and not isinstance(source, Images):  # (compare says it itself)
+            source = as_images(source)
+            _dgm_eval_cut_note({kw.get("label") or source.name: len(source)}, {})
         return extract(source, protocol, spatial=spatial, **kw).stats
     images, info = _nsample_cut(source, as_images(source), nsample, nsample_seed, kw.get("label"))
     st = extract(images, protocol, spatial=spatial, **kw).stats
     st.extra.update(nsample=info["nsample"], nsample_seed=info["nsample_seed"], nsample_from=info["from"])
     return st
+
+
+def _batch_images_of(source, encoder: str, nsample: int | None):
+    """An ADM reference batch (``arr_0`` with Inception's ``mu``/``sigma``) as its images
+    (:class:`BatchImages`) where its statistics cannot serve: for another encoder than
+    Inception, and for dgm-eval's cut (``nsample``), which reads ``arr_0`` and ignores the
+    statistics. Any other source as it is."""
+    if (encoder != DEFAULT_ENCODER or nsample is not None) and _is_stats_path(source) and _holds_images(source):
+        return BatchImages(source)
+    return source
+
+
+def _dgm_eval_cut_note(counts: dict, files: dict) -> None:
+    """Under dgm-eval's resize without ``nsample``: warns when a set (``counts``: label ->
+    images) or a statistics file (``files``: label -> :class:`Statistics` not cut) holds more
+    than dgm-eval's default 50,000, which dgm-eval would cut."""
+    big = [f"{label} holds {n} images" for label, n in counts.items() if n > DGM_EVAL_NSAMPLE]
+    big += [f"{label} is of {st.n} images" for label, st in files.items()
+            if st.n is not None and st.n > DGM_EVAL_NSAMPLE and st.extra.get("nsample") is None]
+    if big:
+        warnings.warn(f"{' and '.join(big)}; dgm-eval, whose resize --protocol dgm-eval reproduces, reads a seeded "
+                      f"{DGM_EVAL_NSAMPLE} of each set (its --nsample default): add --nsample {DGM_EVAL_NSAMPLE} "
+                      f"(nsample=) to score what it scores", FidkitWarning, stacklevel=3)
 
 
 def _nsample_args(nsample, seed) -> tuple:
@@ -535,7 +562,7 @@ class FIDResult:
 
 
 METRICS = ("fid", "is", "kid", "pr", "sfid", "adm-pr", "is-adm", "is-stylegan", "fd-inf", "cmmd", "authpct",
-           "sw-approx")
+           "sw-approx", "vendi")
 _METRIC_ALIASES = {"isc": "is", "prc": "pr", "prdc": "pr", "adm_pr": "adm-pr", "is_adm": "is-adm",
                    "is_stylegan": "is-stylegan", "sw_approx": "sw-approx", "fd": "fid",
                    "fd-inf": "fd-inf", "fd_inf": "fd-inf", "fid-inf": "fd-inf", "fid_inf": "fd-inf",
@@ -543,7 +570,8 @@ _METRIC_ALIASES = {"isc": "is", "prc": "pr", "prdc": "pr", "adm_pr": "adm-pr", "
 _METRIC_NAMES = {"is": "the Inception Score", "kid": "KID", "pr": "precision/recall",
                  "adm-pr": "ADM precision/recall", "is-adm": "the Inception Score (ADM)",
                  "is-stylegan": "the Inception Score (StyleGAN)", "sfid": "sFID",
-                 "fd-inf": "FD∞", "cmmd": "CMMD", "authpct": "AuthPct", "sw-approx": "sliced W2 (approx.)"}
+                 "fd-inf": "FD∞", "cmmd": "CMMD", "authpct": "AuthPct", "sw-approx": "sliced W2 (approx.)",
+                 "vendi": "the Vendi score"}
 #: metrics that read every image's features, of both sets
 _PER_IMAGE = ("kid", "pr", "adm-pr", "cmmd", "authpct", "sw-approx")
 _LOGITS = ("is", "is-adm", "is-stylegan")  # metrics that read every generated image's logits
@@ -566,7 +594,7 @@ def check_metrics(wanted, encoder=None) -> None:
 
 def parse_metrics(metrics) -> tuple:
     """Metric names from ``"fid,kid,pr"`` or an iterable: a tuple of fid (alias fd), is, kid, pr, sfid,
-    adm-pr, is-adm, is-stylegan, fd-inf, cmmd, authpct, sw-approx (fid first: the Fréchet
+    adm-pr, is-adm, is-stylegan, fd-inf, cmmd, authpct, sw-approx, vendi (fid first: the Fréchet
     distance in the encoder's space)."""
     items = metrics.split(",") if isinstance(metrics, str) else list(metrics)
     out = ["fid"]
@@ -719,7 +747,9 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     population std, keys ``stylegan_is_mean``, ``stylegan_is_std``; with ``protocol="nvidia"``).
     ``authpct`` and ``sw-approx`` add dgm-eval's AuthPct (``authpct``, percent of B's images
     strictly farther from their nearest A image than that image is from its nearest other A
-    image) and approximate sliced W2 (``sw_approx``), on the encoder's default feature.
+    image) and approximate sliced W2 (``sw_approx``), on the encoder's default feature;
+    ``vendi`` the Vendi score of B (``vendi``: :func:`fidkit.scores.vendi_score`, cosine
+    similarity, q = 1), the effective number of distinct generated images in that space.
     They land in ``result.scores`` with keys ``kid_mean``, ``kid_std``, ``precision``,
     ``recall``, ``density``, ``coverage``, ``isc_mean``, ``isc_std``, ``sfid``,
     ``adm_precision``, ``adm_recall`` (with ``adm_pr_distances``, their arithmetic: ``adm_distances=``,
@@ -780,7 +810,7 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     # (A may be a statistics file, whose mean and covariance it then uses); the bootstrap
     # resamples the sides that have images and keeps a statistics file fixed
     keep_a = per_image or ((bootstrap > 0 or "fd-inf" in wanted) and not _stats_only(a))
-    keep_b = per_image or "fd-inf" in wanted or (bootstrap > 0 and not _stats_only(b))
+    keep_b = per_image or "fd-inf" in wanted or "vendi" in wanted or (bootstrap > 0 and not _stats_only(b))
     spatial = "sfid" in wanted
     logits = any(m in wanted for m in _LOGITS)
     if bootstrap > 0 and _is_stats(a) and _is_stats(b):
@@ -790,8 +820,9 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
         if m in wanted:
             _refuse_stats_file(a, m)
             _refuse_stats_file(b, m)
-    if "fd-inf" in wanted:
-        _refuse_stats_file(b, "fd-inf")
+    for m in ("fd-inf", "vendi"):  # B's own features
+        if m in wanted:
+            _refuse_stats_file(b, m)
     for m in _LOGITS:
         if m in wanted:
             _refuse_stats_file(b, m)
@@ -799,6 +830,7 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     for source in (a, b):  # after the checks of the arguments, before any source is read: a missing B
         check_exists(source)  # is named before A's images go through the network
     label_a, label_b = _side_label("A", a), _side_label("B", b)
+    a, b = _batch_images_of(a, enc_name, nsample), _batch_images_of(b, enc_name, nsample)
     if subset is not None and _is_stats(b):
         raise StatsError(f"--subset (subset=) picks images of B, the generated set, but {label_b[2:] or 'B'} holds "
                          f"statistics; put the reference first (fidkit compute REF IMAGES), or leave out the subset")
@@ -834,11 +866,8 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
             else:
                 _nsample_file_check(f"{side.upper()}: the statistics", files[side], nsample, nsample_seed)
     elif protocol == "dgm-eval" and subset is None:
-        big = [f"{side.upper()} holds {len(im)}" for side, im in images.items() if len(im) > DGM_EVAL_NSAMPLE]
-        if big:
-            warnings.warn(f"{' and '.join(big)} images; dgm-eval, whose resize --protocol dgm-eval reproduces, reads a "
-                          f"seeded {DGM_EVAL_NSAMPLE} of each set (its --nsample default): add --nsample "
-                          f"{DGM_EVAL_NSAMPLE} (nsample=) to score what it scores", FidkitWarning, stacklevel=2)
+        _dgm_eval_cut_note({side.upper(): len(im) for side, im in images.items()},
+                           {f"{side.upper()}'s statistics file": st for side, st in files.items()})
     counts = {side: len(im) for side, im in images.items()}
     batches = {}  # an ADM reference batch whose images are read: opened once, to count and to read
     for side, src, needed in (("a", a, keep_a), ("b", b, keep_b or logits)):
@@ -891,6 +920,8 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
         scores["authpct"] = _scores.authpct(ex1.features, ex2.features)
     if "sw-approx" in wanted:
         scores["sw_approx"] = _distances.sw_approx(ex1.features, ex2.features)
+    if "vendi" in wanted:
+        scores["vendi"] = _scores.vendi_score(ex2.features)
     if "fd-inf" in wanted:
         key = get_info(enc_name).fd_key + "_inf"
         inf = _distances.fd_infinity(ex1.features if ex1.features is not None else (s1.mu, s1.sigma),

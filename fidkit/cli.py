@@ -15,9 +15,9 @@ import warnings
 import click
 
 from . import __version__
-from .api import (_is_stats_path, adm_evaluate, check_metrics, compare, compute_stats, inception_score, load_weights,
-                  parse_metrics)
-from .encoders import ENCODERS
+from .api import (_batch_images_of, _is_stats_path, adm_evaluate, check_metrics, compare, compute_stats,
+                  inception_score, load_weights, parse_metrics)
+from .encoders import ENCODERS, get_info
 from .scores import ADM_DEFAULT_DISTANCES, ADM_DISTANCES
 from .errors import FidkitError, FidkitWarning
 from .pipeline import BATCH_SIZE_CPU, BATCH_SIZE_CUDA, MAX_DEFAULT_WORKERS, PRECISIONS
@@ -106,7 +106,8 @@ def cli(debug):
                    "is (Inception Score of B, the generated set), guided-diffusion's (ADM's) sfid, adm-pr "
                    "(its precision/recall), is-adm (its Inception Score) and is-stylegan (StyleGAN2-ADA/3's "
                    "is50k; with --protocol nvidia): Inception only; cmmd: CLIP only; dgm-eval's authpct and "
-                   "sw-approx: any encoder. One pass over each source serves them all.")
+                   "sw-approx, and vendi (the Vendi score of B): any encoder. One pass over each source serves "
+                   "them all.")
 @click.option("--biased-covariance", is_flag=True,
               help="Normalise both covariances by 1/N, as StyleGAN2-ADA/StyleGAN3 do (with --protocol nvidia: "
                    "their FID); the default is 1/(N-1), as TTUR, pytorch-fid and EDM.")
@@ -219,7 +220,9 @@ def stats(sources, output, protocol, shard, dataset, metrics, as_json, **run):
             raise click.UsageError("give one image folder or archive, or tar shards (or: fidkit stats merge A.npz "
                                    "B.npz … -o OUT.npz)")
         source = sources[0] if len(sources) == 1 else list(sources)  # several: tar shards (or zips)
-        if _is_stats_path(source):
+        # an ADM reference batch's images serve another encoder and dgm-eval's cut (its statistics are Inception's)
+        if _is_stats_path(source) and _batch_images_of(source, get_info(run.get("encoder")).name,
+                                                       run["nsample"]) is source:
             raise FidkitError(f"{source} is already a statistics file; give an image folder or a sample batch")
         if shard and run["nsample"] is not None:
             raise click.UsageError("--nsample cuts the whole set, not a shard of it: leave out --shard")

@@ -394,6 +394,14 @@ def dgm_eval_indices(total: int, n: int, seed: int = DGM_EVAL_SEED) -> np.ndarra
     return np.sort(np.random.RandomState(seed).choice(total, n, replace=False)).astype(np.int64)
 
 
+def _folder_prefix(root: Path) -> int:
+    """How many characters of the paths :func:`list_images` gives for files below ``root`` name
+    the folder: the folder as pathlib writes it and a separator (none after ``/``), or none for
+    ``.``, which pathlib leaves out."""
+    text = str(root)
+    return 0 if text == "." else len(os.path.join(text, ""))
+
+
 def dgm_eval_subset(images: Images, n: int, seed: int = DGM_EVAL_SEED, source=None) -> tuple:
     """``images`` cut to ``n`` as dgm-eval's ``--nsample n --seed seed`` cuts every set it reads,
     real and generated: :func:`dgm_eval_indices` over dgm-eval's order of the images.
@@ -410,8 +418,7 @@ def dgm_eval_subset(images: Images, n: int, seed: int = DGM_EVAL_SEED, source=No
     if isinstance(images, FileImages) and isinstance(source, (str, Path)) and Path(source).is_dir():
         root = Path(source)
         theirs = dgm_eval_listing(root)
-        cut = 0 if str(root) == "." else len(str(root)) + 1  # fidkit's paths start with the folder as pathlib writes it
-        ours = [images.path(i)[cut:] for i in range(len(images))]
+        ours = [images.path(i)[_folder_prefix(root):] for i in range(len(images))]
         if theirs != ours and sorted(theirs) == sorted(ours):
             at = {f: i for i, f in enumerate(ours)}
             order = np.array([at[f] for f in theirs], dtype=np.int64)
@@ -468,10 +475,9 @@ def nvidia_listing_note(source, images: Images, n: int) -> str | None:
     if isinstance(images, FileImages) and root.is_dir():
         # relative names by slicing (1.1 s for 200,000 files, benchmarks/bench_listing.py): os.walk's paths start
         # with the folder as given, fidkit's with it as pathlib writes it ("." left out)
-        cut = len(str(root)) + 1
+        cut = len(os.path.join(str(root), ""))
         theirs = sorted(os.path.join(d, f)[cut:] for d, _, files in os.walk(str(root)) for f in files)
-        ours_cut = 0 if str(root) == "." else cut
-        ours = [images.path(i)[ours_cut:] for i in range(len(images))]
+        ours = [images.path(i)[_folder_prefix(root):] for i in range(len(images))]
     elif isinstance(images, ZipImages) and len(images.paths) == 1:
         with zipfile.ZipFile(images.paths[0]) as z:
             theirs = sorted(set(z.namelist()))

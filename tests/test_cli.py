@@ -318,3 +318,14 @@ def test_a_picked_array_stays_a_view_until_its_pass(monkeypatch):
     monkeypatch.setenv("FIDKIT_DATASETS", str(FASHION_MNIST_MINI))  # the clone's 256 test images
     named = seeded_subset(DatasetImages("fashion-mnist-test", 50), 10, 0)  # travels as its name and 10 indices
     assert len(pickle.dumps(named)) < 2000 and isinstance(share_of(named, 0, 5), Picked)
+
+
+def test_vendi_is_of_bs_features(real_a, real_b, tmp_path):
+    out = json.loads(run("compute", real_a, real_b, "--metrics", "vendi", "--json", "--device", "cpu",
+                         "--workers", "0").stdout)
+    from fidkit.scores import vendi_score
+    want = vendi_score(fidkit.features(real_b, device="cpu", workers=0))
+    assert out["vendi"] == pytest.approx(want, rel=1e-9) and 1 <= out["vendi"] <= 10
+    stats = pathlib.Path(__file__).resolve().parents[1] / "reference_stats" / "fashion-mnist-test.npz"
+    r = run("compute", real_a, stats, "--metrics", "vendi", check=False)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "vendi" in r.stderr.lower()

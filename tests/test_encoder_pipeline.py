@@ -111,7 +111,7 @@ def test_dgm_eval_mode_says_when_dgm_eval_would_cut_the_sets(files, monkeypatch)
     monkeypatch.setattr(fidkit.api, "DGM_EVAL_NSAMPLE", 20)
     kw = dict(encoder="dinov2-vitl14", encoder_weights=files / "dinov2.pth", protocol="dgm-eval", device="cpu",
               workers=0)
-    with pytest.warns(fidkit.FidkitWarning, match="A holds 30 and B holds 30 images; dgm-eval, whose resize "
+    with pytest.warns(fidkit.FidkitWarning, match="A holds 30 images and B holds 30 images; dgm-eval, whose resize "
                                                   "--protocol dgm-eval reproduces, reads a seeded 20 of each set"):
         r = fidkit.compare(files / "a", files / "b", **kw)
     assert (r.n_a, r.n_b) == (30, 30)
@@ -120,6 +120,21 @@ def test_dgm_eval_mode_says_when_dgm_eval_would_cut_the_sets(files, monkeypatch)
         warnings.filterwarnings("error", message=".*reads a seeded", category=fidkit.FidkitWarning)
         r = fidkit.compare(files / "a", files / "b", nsample=20, **kw)
     assert (r.n_a, r.n_b, r.scores["nsample_from_a"]) == (20, 20, 30)
+    # statistics of more images: from fidkit stats (warned there too), then in a comparison
+    with pytest.warns(fidkit.FidkitWarning, match="holds 30 images; dgm-eval"):
+        st = fidkit.compute_stats(files / "a", **kw)
+    with pytest.warns(fidkit.FidkitWarning, match="A's statistics file is of 30 images; dgm-eval"):
+        fidkit.compare(st, files / "b", nsample=None, **kw)
+
+
+def test_an_adm_reference_batch_gives_its_images_to_another_encoder(files, tmp_path):
+    """An ADM reference batch holds Inception's statistics and its images: DINOv2 reads the images."""
+    arr = np.stack([np.asarray(Image.open(f).convert("RGB").resize((40, 40))) for f in list_images(files / "a")])
+    np.savez(tmp_path / "ref.npz", arr_0=arr, mu=np.zeros(2048), sigma=np.eye(2048))
+    kw = dict(encoder="dinov2-vitl14", encoder_weights=files / "dinov2.pth", device="cpu", workers=0)
+    r = fidkit.compare(str(tmp_path / "ref.npz"), files / "b", **kw)
+    assert r.n_a == 30 and r.fid == pytest.approx(fidkit.compare(arr, files / "b", **kw).fid, rel=1e-9)
+    assert fidkit.compute_stats(str(tmp_path / "ref.npz"), **kw).n == 30
 
 
 def test_cli_clip_cmmd(files, capsys, monkeypatch):

@@ -146,3 +146,23 @@ def test_nsample_refusals_and_notes(real_a, real_b, tmp_path):
     _write(tmp_path / "b" / "top.png")
     r = run("compute", real_a, tmp_path / "b", "--nsample", "6", "--metrics", "fid", *RUN)
     assert "B: " in r.stderr and "dgm-eval would read 1 file where fidkit reads 11" in r.stderr
+
+
+def test_an_adm_reference_batch_is_cut_as_its_images(real_b, tmp_path):
+    """dgm-eval reads an ADM reference batch's arr_0 and ignores its mu/sigma: with nsample the
+    file's images are read and cut, for FID and the per-image metrics alike."""
+    from fidkit.sources import decode
+    arr = np.stack([np.asarray(Image.fromarray(decode(f)).resize((32, 32))) for f in list_images(real_b)])
+    np.savez(tmp_path / "ref.npz", arr_0=arr, mu=np.zeros(2048), sigma=np.eye(2048))  # statistics of nothing
+    r = fidkit.compare(str(tmp_path / "ref.npz"), real_b, nsample=6, metrics="fid,kid", device="cpu", workers=0)
+    want = fidkit.compare(arr[dgm_eval_indices(10, 6, 13579)], [list_images(real_b)[i] for i in
+                                                                dgm_eval_indices(10, 6, 13579)],
+                          metrics="fid,kid", device="cpu", workers=0)
+    assert (r.n_a, r.n_b, r.scores["nsample_from_a"]) == (6, 6, 10)
+    assert r.fid == pytest.approx(want.fid, rel=1e-9) and r.scores["kid_mean"] == want.scores["kid_mean"]
+    assert "statistics_from_file_a" not in r.scores
+    info = json.loads(run("stats", tmp_path / "ref.npz", "--nsample", "6", "-o", tmp_path / "r6.npz", "--json",
+                          *RUN).stdout)
+    assert (info["n"], info["nsample_from"]) == (6, 10)
+    r = run("stats", tmp_path / "ref.npz", "-o", tmp_path / "r.npz", check=False)  # without: it is statistics
+    assert r.returncode == 1 and "already a statistics file" in r.stderr

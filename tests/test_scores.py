@@ -404,3 +404,46 @@ def test_precision_recall_counts_equal_torch_fidelity_at_near_ties(seed):
     got = S.precision_recall(real, fake)
     want = _torch_fidelity_prc_counts(t, torch.from_numpy(fake))
     assert (round(got["precision"] * 800), round(got["recall"] * 1200)) == want
+
+
+# ------------------------------------------------------------------ Vendi score
+
+
+def _dgm_eval_vendi(x, q=1):
+    """dgm-eval's metrics/vendi.py compute_vendi_score (linear kernel, normalize=True), transcribed
+    with numpy for scikit-learn's normalize (rows divided by their L2 norm, a zero row kept)."""
+    import scipy.linalg
+    x = np.asarray(x, np.float64)
+    norms = np.linalg.norm(x, axis=1)
+    x = x / np.where(norms == 0, 1, norms)[:, None]
+    w = scipy.linalg.eigvalsh(x @ x.T / x.shape[0])  # the N × N similarity matrix
+    p = w[w > 0]
+    if q == 1:
+        h = -(p * np.log(p)).sum()
+    elif q == "inf":
+        h = -np.log(np.max(w))
+    else:
+        h = np.log((p ** q).sum()) / (1 - q)
+    return float(np.exp(h))
+
+
+@pytest.mark.parametrize("n, d", [(300, 64), (40, 64), (64, 64), (500, 16)])
+@pytest.mark.parametrize("q", [1, 2, "inf"])
+def test_vendi_score_is_dgm_evals_from_the_smaller_matrix(n, d, q):
+    rng = np.random.default_rng(n + d)
+    x = rng.normal(size=(n, d)) + rng.normal(size=d)  # correlated rows, as features are
+    x[5] = 0  # a zero row stays zero, as scikit-learn's normalize leaves it
+    x[7] = x[8] * 3  # a duplicate direction
+    got = S.vendi_score(x.astype(np.float32), q=float("inf") if q == "inf" else q)
+    assert got == pytest.approx(_dgm_eval_vendi(x.astype(np.float32), q), rel=1e-9)
+
+
+def test_vendi_score_counts_distinct_samples():
+    assert S.vendi_score(np.ones((50, 8), np.float32)) == pytest.approx(1.0, rel=1e-12)  # one sample 50 times
+    assert S.vendi_score(np.eye(8, dtype=np.float32)) == pytest.approx(8.0, rel=1e-12)  # 8 orthogonal ones
+    two = np.repeat(np.eye(2, 16, dtype=np.float32), 25, axis=0)  # two orthogonal samples, 25 copies each
+    assert S.vendi_score(two) == pytest.approx(2.0, rel=1e-12)
+    with pytest.raises(StatsError, match="order q must be"):
+        S.vendi_score(two, q=-1)
+    with pytest.raises(StatsError, match="at least one"):
+        S.vendi_score(np.zeros((0, 4), np.float32))
