@@ -1,5 +1,6 @@
-"""How long listing a large folder takes: fidkit's own listing (``list_images``) and the check
-of EDM's and EDM2's listing that ``compute --subset`` adds (``nvidia_listing_note``).
+"""How long listing a large folder takes: fidkit's own listing (``list_images``), the check
+of EDM's and EDM2's listing that ``compute --subset`` adds (``nvidia_listing_note``), and
+dgm-eval's listing and cut that ``--nsample`` adds (``dgm_eval_subset``, to half the files).
 
     python benchmarks/bench_listing.py [--files 200000] [--per-folder 1000]
 
@@ -20,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def main() -> None:
-    from fidkit.sources import as_images, nvidia_listing_note
+    from fidkit.sources import as_images, dgm_eval_subset, nvidia_listing_note
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--files", type=int, default=200_000)
@@ -38,8 +39,10 @@ def main() -> None:
         t1 = time.perf_counter()
         note = nvidia_listing_note(str(tmp), images, args.files)
         t2 = time.perf_counter()
+        _, dgm_note = dgm_eval_subset(images, args.files // 2, 13579, str(tmp))
+        t3 = time.perf_counter()
         print(f"{len(images)} files: list_images {t1 - t0:.2f} s, nvidia_listing_note {t2 - t1:.2f} s "
-              f"(note: {note})")
+              f"(note: {note}), dgm_eval_subset {t3 - t2:.2f} s (note: {dgm_note})")
     finally:
         shutil.rmtree(tmp)
 

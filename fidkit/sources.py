@@ -440,17 +440,29 @@ def dgm_eval_listing(root) -> list[str]:
     """The files dgm-eval's ``DataLoader`` reads from the folder ``root``, in its order, as
     paths relative to ``root`` (``/``-separated): the top level's ``*.EXT`` for the extensions
     of :data:`DGM_EVAL_EXTENSIONS` in lower or upper case (pathlib's glob: case-sensitive,
-    hidden files included); when the top level holds none, those of each folder one level down
-    (its class folders) instead. ``ImagePathDataset`` then sorts them as ``Path`` objects,
-    component by component."""
-    root = Path(root)
-    pats = [f"*.{e}" for e in DGM_EVAL_EXTENSIONS] + [f"*.{e.upper()}" for e in DGM_EVAL_EXTENSIONS]
+    hidden names and anything so named included); when the top level holds none, those of each
+    entry one level down (its class folders; files and unreadable folders give none) instead.
+    ``ImagePathDataset`` then sorts them as ``Path`` objects, component by component. One
+    ``scandir`` per folder where dgm-eval globs 18 times (ImageNet's 1.28M files: seconds, not
+    a minute)."""
+    root = str(root)
+    exts = {f".{e}" for e in DGM_EVAL_EXTENSIONS} | {f".{e.upper()}" for e in DGM_EVAL_EXTENSIONS}
 
-    def files_at(d: Path) -> list:
-        return [p for pat in pats for p in d.glob(pat)]
+    def names_in(folder: str) -> list:
+        try:
+            with os.scandir(folder) as entries:
+                return [e.name for e in entries]
+        except OSError:  # not a folder (pathlib's glob yields nothing there), or unreadable
+            return []
 
-    found = files_at(root) or [p for d in root.glob("*") for p in files_at(d)]
-    return [p.relative_to(root).as_posix() for p in sorted(found)]
+    def matching(names: list) -> list:
+        return [n for n in names if n.rfind(".") >= 0 and n[n.rfind("."):] in exts]
+
+    top = names_in(root)
+    found = [(n,) for n in matching(top)]
+    if not found:
+        found = [(d, n) for d in top for n in matching(names_in(os.path.join(root, d)))]
+    return ["/".join(parts) for parts in sorted(found)]
 
 
 def _nvidia_kept(name: str, npy: bool) -> bool:
