@@ -35,7 +35,7 @@ from .frechet import FrechetResult, real_array
 from .inception import TF32X3, Split
 from .frechet import frechet_distance as _frechet_arrays
 from .preprocess import get_protocol
-from .sources import (BATCH_KEY, DGM_EVAL_NSAMPLE, DGM_EVAL_SEED, BatchImages, Images, as_images, check_exists,
+from .sources import (BATCH_KEY, DGM_EVAL_NSAMPLE, DGM_EVAL_SEED, BatchImages, as_images, check_exists,
                       dgm_eval_subset, npz_kind, npz_members, nvidia_listing_note, seeded_subset)
 from .stats import Accumulator, Statistics
 from .weights import PTFID_URL, Weights, build_network, load_file, resolve
@@ -368,14 +368,16 @@ def features(source, protocol: str | None = None, **kw) -> np.ndarray:
 
 
 def compute_stats(source, protocol: str | None = None, *, allow_mismatch: bool = False, spatial: bool = False,
-                  nsample: int | None = None, nsample_seed: int = DGM_EVAL_SEED, **kw) -> Statistics:
+                  nsample: int | None = None, nsample_seed: int = DGM_EVAL_SEED, dgm_eval_note: bool = True,
+                  **kw) -> Statistics:
     """Mean and covariance of the features of ``source`` (see the module docstring): Inception's pool3,
     or with ``encoder="dinov2-vitl14"`` (``"clip-vitl14-336"``) that encoder's default feature, its
     weights from ``encoder_weights`` (see :func:`encoder_for`); ``protocol`` is the encoder's
     preprocessing mode (None: its default).
 
-    A statistics file (``.npz`` with ``mu``/``sigma``, ADM reference batches included, or
-    EDM2's ``.pkl``) or a :class:`Statistics` is returned as loaded (its encoder is checked,
+    A statistics file (``.npz`` with ``mu``/``sigma``, ADM reference batches included but for
+    another encoder than Inception or with ``nsample``, when their images are read instead,
+    or EDM2's ``.pkl``) or a :class:`Statistics` is returned as loaded (its encoder is checked,
     and its protocol when it records one unless ``allow_mismatch``; with ``spatial``, that
     it holds sFID statistics). Otherwise ``kw`` are those of :func:`extract` (batch_size, device,
     workers, weights, progress, precision): returns float64 statistics with protocol,
@@ -389,7 +391,9 @@ def compute_stats(source, protocol: str | None = None, *, allow_mismatch: bool =
     ``nsample=N``: of a source with more than N images, the N that dgm-eval's ``--nsample N
     --seed S`` reads (``nsample_seed=S``, default 13579: :func:`fidkit.sources.dgm_eval_subset`),
     recorded in the file's metadata as ``nsample``, ``nsample_seed`` and ``nsample_from``; a
-    warning when dgm-eval would list the folder otherwise.
+    warning when dgm-eval would list the folder otherwise. Without it, under dgm-eval's resize,
+    a warning when the set (or statistics file) holds more than dgm-eval's default 50,000,
+    which dgm-eval would cut (``dgm_eval_note=False``: not here; :func:`compare` says it itself).
     """
     nsample, nsample_seed = _nsample_args(nsample, nsample_seed)
     enc = kw.get("encoder")
@@ -403,9 +407,11 @@ def compute_stats(source, protocol: str | None = None, *, allow_mismatch: bool =
             st.feature("spatial")  # refused in one line when the file holds none
         if nsample is not None:
             _nsample_file_check("the statistics", st, nsample, nsample_seed)
+        elif dgm_eval_note and mode_of(enc, protocol) == "dgm-eval":
+            _dgm_eval_cut_note({}, {st.source or "the statistics": st})
         return st
     if nsample is None:
-        if mode_of(enc, protocol) == "dgm-eval" and not isinstance(source, Images):  # (compare says it itself)
+        if dgm_eval_note and mode_of(enc, protocol) == "dgm-eval":
             source = as_images(source)
             _dgm_eval_cut_note({kw.get("label") or source.name: len(source)}, {})
         return extract(source, protocol, spatial=spatial, **kw).stats
@@ -634,10 +640,11 @@ def _one_pass(source, protocol: str, keep: bool, logits: bool, spatial: bool, kw
     """
     if not _is_stats(source):
         if not (keep or logits or spatial):
-            return Extraction(compute_stats(source, protocol, allow_mismatch=allow_mismatch, **kw))
+            return Extraction(compute_stats(source, protocol, allow_mismatch=allow_mismatch, dgm_eval_note=False,
+                                            **kw))
         return extract(source, protocol, keep_features=keep, logits=logits, spatial=spatial, **kw)
     st = file_stats if file_stats is not None else compute_stats(source, protocol, allow_mismatch=allow_mismatch,
-                                                                 encoder=kw.get("encoder"))
+                                                                 encoder=kw.get("encoder"), dgm_eval_note=False)
     from_file = ("pool3",) + (("spatial",) if st.spatial is not None else ())
     missing_spatial = spatial and st.spatial is None
     if not (keep or logits or missing_spatial):
@@ -668,7 +675,7 @@ def _load_files(sources: dict, protocol: str, enc, allow_mismatch: bool, spatial
             # is accepted: a refused file gets its one line, not a warning before it
             with warnings.catch_warnings(record=True) as said:
                 warnings.simplefilter("always")
-                st = compute_stats(src, protocol, allow_mismatch=allow_mismatch, encoder=enc)
+                st = compute_stats(src, protocol, allow_mismatch=allow_mismatch, encoder=enc, dgm_eval_note=False)
                 if spatial and not _holds_images(src):
                     st.feature("spatial")  # one line: how to make a file with spatial statistics
                 if biased:
@@ -756,7 +763,8 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     default float16 as in ADM), ``adm_inception_score``; ``seed`` seeds KID's subsets
     and the IS shuffle (torch-fidelity's default 2020). Statistics files serve ``fid`` and
     ``sfid`` (when they hold ``mu_s``/``sigma_s``); the per-image metrics need images (an
-    ADM reference batch holds both: its statistics are used, its images feed the rest).
+    ADM reference batch holds both: its statistics are used, its images feed the rest; with another
+    encoder than Inception or with ``nsample`` its images serve every metric).
     ``bootstrap`` = B > 0 adds a 95% percentile interval of the FID from B resamples of the
     features (``fid_ci_low``, ``fid_ci_high``, ``fid_bootstrap_std``,
     ``bootstrap_resamples``; ``fd_dinov2_ci_low`` etc. with another encoder); a statistics
@@ -813,9 +821,6 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     keep_b = per_image or "fd-inf" in wanted or "vendi" in wanted or (bootstrap > 0 and not _stats_only(b))
     spatial = "sfid" in wanted
     logits = any(m in wanted for m in _LOGITS)
-    if bootstrap > 0 and _is_stats(a) and _is_stats(b):
-        raise StatsError("a bootstrap resamples images, but both sources are statistics files; give at least "
-                         "one image folder")
     for m in _PER_IMAGE:
         if m in wanted:
             _refuse_stats_file(a, m)
@@ -831,6 +836,9 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
         check_exists(source)  # is named before A's images go through the network
     label_a, label_b = _side_label("A", a), _side_label("B", b)
     a, b = _batch_images_of(a, enc_name, nsample), _batch_images_of(b, enc_name, nsample)
+    if bootstrap > 0 and _is_stats(a) and _is_stats(b):
+        raise StatsError("a bootstrap resamples images, but both sources are statistics files; give at least "
+                         "one image folder")
     if subset is not None and _is_stats(b):
         raise StatsError(f"--subset (subset=) picks images of B, the generated set, but {label_b[2:] or 'B'} holds "
                          f"statistics; put the reference first (fidkit compute REF IMAGES), or leave out the subset")

@@ -15,8 +15,8 @@ import warnings
 import click
 
 from . import __version__
-from .api import (_batch_images_of, _is_stats_path, adm_evaluate, check_metrics, compare, compute_stats,
-                  inception_score, load_weights, parse_metrics)
+from .api import (_batch_images_of, _dgm_eval_cut_note, _is_stats_path, adm_evaluate, check_metrics, compare, compute_stats,
+                  inception_score, load_weights, mode_of, parse_metrics)
 from .encoders import ENCODERS, get_info
 from .scores import ADM_DEFAULT_DISTANCES, ADM_DISTANCES
 from .errors import FidkitError, FidkitWarning
@@ -221,16 +221,19 @@ def stats(sources, output, protocol, shard, dataset, metrics, as_json, **run):
                                    "B.npz … -o OUT.npz)")
         source = sources[0] if len(sources) == 1 else list(sources)  # several: tar shards (or zips)
         # an ADM reference batch's images serve another encoder and dgm-eval's cut (its statistics are Inception's)
-        if _is_stats_path(source) and _batch_images_of(source, get_info(run.get("encoder")).name,
-                                                       run["nsample"]) is source:
+        readable = _batch_images_of(source, get_info(run.get("encoder")).name, run["nsample"])
+        if _is_stats_path(readable):
             raise FidkitError(f"{source} is already a statistics file; give an image folder or a sample batch")
         if shard and run["nsample"] is not None:
             raise click.UsageError("--nsample cuts the whole set, not a shard of it: leave out --shard")
         if shard:
-            files = shard_files(shardable(source), shard)  # a folder's files or an archive's members
+            whole = shardable(readable)  # a folder's files, an archive's members or a batch's images
+            if mode_of(run.get("encoder"), protocol) == "dgm-eval":
+                _dgm_eval_cut_note({str(source): len(whole)}, {})  # dgm-eval would cut the whole set, not a shard
+            files = shard_files(whole, shard)
             if not files:
                 raise FidkitError(f"shard {shard} of {source} holds no images; use fewer shards")
-            st = compute_stats(files, protocol, **run)
+            st = compute_stats(files, protocol, dgm_eval_note=False, **run)
             st.extra["shard"] = shard
         else:
             st = compute_stats(source, protocol, **run)

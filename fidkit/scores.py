@@ -604,6 +604,8 @@ def vendi_score(features, q: float = 1) -> float:
     The effective number of distinct samples: 1 for N copies of one vector, N for N orthogonal
     ones, at most min(N, d).
 
+    ``q``: at least 1, or ``float("inf")`` (the reference's ``"inf"``); for q < 1 the reference's
+    value is dominated by the rounding-level eigenvalues of its N × N matrix, so it is refused.
     ``features``: (N, d) float array or tensor, used in float64 (dgm-eval keeps features in
     float64). As dgm-eval's ``compute_vendi_score(X)`` and the ``vendi-score`` package's
     ``score_X`` with their defaults (q = 1), but from the d × d matrix XᵀX/N when N > d,
@@ -615,8 +617,9 @@ def vendi_score(features, q: float = 1) -> float:
     x = _as_2d(features, "features", np.float64)
     if x.shape[0] < 1:
         raise StatsError("the Vendi score needs at least one feature vector")
-    if not (q == float("inf") or (isinstance(q, (int, float)) and q >= 0)):
-        raise StatsError(f"the Vendi score's order q must be a non-negative number or inf, got {q!r}")
+    if isinstance(q, (bool, np.bool_)) or not isinstance(q, (int, float, np.integer, np.floating)) or not q >= 1:
+        raise StatsError(f"the Vendi score's order q must be a number of at least 1 or inf, got {q!r} (below 1 the "
+                         f"rounding-level eigenvalues of the N x N matrix, which the reference sums, would count)")
     norms = np.sqrt((x * x).sum(axis=1))
     x = x / np.where(norms == 0, 1.0, norms)[:, None]
     n = x.shape[0]

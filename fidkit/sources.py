@@ -136,7 +136,9 @@ def shard(files, spec: str):
 def shardable(source):
     """What ``--shard`` splits: the sorted image files of a folder (a list of paths), the
     members of an archive source (an :class:`ArchiveImages`), or the images of a sample
-    batch (``.npz`` with ``arr_0``, ``.npy``; a :class:`BatchImages`)."""
+    batch (``.npz`` with ``arr_0``, ``.npy``; a :class:`BatchImages`); an :class:`Images` as it is."""
+    if isinstance(source, Images):
+        return source
     if is_archive_source(source) or is_batch_path(source):
         return as_images(source)
     return list_images(source)

@@ -125,9 +125,14 @@ def test_dgm_eval_mode_says_when_dgm_eval_would_cut_the_sets(files, monkeypatch)
         st = fidkit.compute_stats(files / "a", **kw)
     with pytest.warns(fidkit.FidkitWarning, match="A's statistics file is of 30 images; dgm-eval"):
         fidkit.compare(st, files / "b", nsample=None, **kw)
+    from fidkit.sources import as_images
+    with pytest.warns(fidkit.FidkitWarning, match="is of 30 images; dgm-eval"):  # statistics loaded in stats' way
+        fidkit.compute_stats(st, **kw)
+    with pytest.warns(fidkit.FidkitWarning, match="holds 30 images; dgm-eval"):  # images already listed
+        fidkit.compute_stats(as_images(str(files / "a")), **kw)
 
 
-def test_an_adm_reference_batch_gives_its_images_to_another_encoder(files, tmp_path):
+def test_an_adm_reference_batch_gives_its_images_to_another_encoder(files, tmp_path, capsys, monkeypatch):
     """An ADM reference batch holds Inception's statistics and its images: DINOv2 reads the images."""
     arr = np.stack([np.asarray(Image.open(f).convert("RGB").resize((40, 40))) for f in list_images(files / "a")])
     np.savez(tmp_path / "ref.npz", arr_0=arr, mu=np.zeros(2048), sigma=np.eye(2048))
@@ -135,6 +140,15 @@ def test_an_adm_reference_batch_gives_its_images_to_another_encoder(files, tmp_p
     r = fidkit.compare(str(tmp_path / "ref.npz"), files / "b", **kw)
     assert r.n_a == 30 and r.fid == pytest.approx(fidkit.compare(arr, files / "b", **kw).fid, rel=1e-9)
     assert fidkit.compute_stats(str(tmp_path / "ref.npz"), **kw).n == 30
+    st = fidkit.compute_stats(str(tmp_path / "ref.npz"), **kw)
+    assert st.n == 30 and st.encoder == "dinov2-vitl14"
+    code, out, err = cli(capsys, monkeypatch, "stats", tmp_path / "ref.npz", "--shard", "0/2", "--encoder",
+                         "dinov2-vitl14", "--encoder-weights", files / "dinov2.pth", "-o", tmp_path / "part.npz",
+                         "--json", *RUN)
+    assert code == 0 and json.loads(out)["n"] == 15, err  # the first half of its images
+    # two reference batches are images for DINOv2: a bootstrap resamples them
+    r = fidkit.compare(str(tmp_path / "ref.npz"), str(tmp_path / "ref.npz"), bootstrap=3, **kw)
+    assert r.scores["bootstrap_resamples"] == 3
 
 
 def test_cli_clip_cmmd(files, capsys, monkeypatch):

@@ -161,6 +161,9 @@ def test_an_adm_reference_batch_is_cut_as_its_images(real_b, tmp_path):
     assert (r.n_a, r.n_b, r.scores["nsample_from_a"]) == (6, 6, 10)
     assert r.fid == pytest.approx(want.fid, rel=1e-9) and r.scores["kid_mean"] == want.scores["kid_mean"]
     assert "statistics_from_file_a" not in r.scores
+    r = fidkit.compare(str(tmp_path / "ref.npz"), str(tmp_path / "ref.npz"), nsample=6, bootstrap=3, device="cpu",
+                       workers=0)  # both are images then: a bootstrap resamples them
+    assert (r.n_a, r.n_b, r.scores["bootstrap_resamples"]) == (6, 6, 3)
     info = json.loads(run("stats", tmp_path / "ref.npz", "--nsample", "6", "-o", tmp_path / "r6.npz", "--json",
                           *RUN).stdout)
     assert (info["n"], info["nsample_from"]) == (6, 10)

@@ -443,7 +443,9 @@ def test_vendi_score_counts_distinct_samples():
     assert S.vendi_score(np.eye(8, dtype=np.float32)) == pytest.approx(8.0, rel=1e-12)  # 8 orthogonal ones
     two = np.repeat(np.eye(2, 16, dtype=np.float32), 25, axis=0)  # two orthogonal samples, 25 copies each
     assert S.vendi_score(two) == pytest.approx(2.0, rel=1e-12)
-    with pytest.raises(StatsError, match="order q must be"):
-        S.vendi_score(two, q=-1)
+    for q in (-1, 0, 0.5, True, "inf"):
+        with pytest.raises(StatsError, match="order q must be"):
+            S.vendi_score(two, q=q)
+    assert S.vendi_score(two, q=np.int64(2)) == pytest.approx(2.0, rel=1e-12)
     with pytest.raises(StatsError, match="at least one"):
         S.vendi_score(np.zeros((0, 4), np.float32))
