@@ -13,11 +13,13 @@ protocol                  resize to 299×299                        scaling
 ``nvidia``                ``grid_sample`` bilinear, border, as     (x − 128) / 128
                           NVIDIA's TorchScript Inception (EDM,
                           EDM2, StyleGAN2-ADA/3), even at 299
+``dgm-eval-clean``        as ``clean`` (dgm-eval's Inception with  2·(x/255) − 1
+                          ``--clean_resize``)
 ========================  =======================================  ==================
 
 Each protocol works in two steps so that decoding workers and the device share the work:
 :meth:`Protocol.prepare` runs per image in a worker (it returns a uint8 CHW tensor, or for
-``clean`` the already resized float32 CHW tensor) and :meth:`Protocol.to_network` runs on
+``clean`` and ``dgm-eval-clean`` the already resized float32 CHW tensor) and :meth:`Protocol.to_network` runs on
 the device over a batch of prepared images of one size.
 """
 
@@ -156,11 +158,27 @@ class NVIDIA(Protocol):
         return (x - 128) / 128
 
 
-PROTOCOLS = {p.name: p for p in (TTUR(), PytorchFID(), Clean(), NVIDIA())}
+class DgmEvalClean(Protocol):
+    """dgm-eval's Inception with ``--clean_resize``: its ``pil_resize`` (clean-fid's per-channel
+    PIL "F" bicubic, clipped to [0, 255], in the worker), ``to_tensor``, /255, then its
+    pytorch-fid network's 2x − 1 (not clean-fid's (x − 128)/128). Without the flag dgm-eval
+    resizes as ``pytorch-fid`` does (``F.interpolate`` bilinear of the [0, 1] image, then 2x − 1)."""
+
+    name = "dgm-eval-clean"
+    resizes_on_device = False
+
+    def prepare(self, img):
+        return torch.from_numpy(pil_bicubic_resize(img))
+
+    def to_network(self, batch):
+        return 2 * (batch.float() / 255) - 1
+
+
+PROTOCOLS = {p.name: p for p in (TTUR(), PytorchFID(), Clean(), NVIDIA(), DgmEvalClean())}
 
 
 def get_protocol(name: str) -> Protocol:
-    """The protocol called ``name`` (``ttur``, ``pytorch-fid``, ``clean`` or ``nvidia``)."""
+    """The protocol called ``name`` (``ttur``, ``pytorch-fid``, ``clean``, ``nvidia`` or ``dgm-eval-clean``)."""
     if isinstance(name, Protocol):
         return name
     try:

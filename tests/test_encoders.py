@@ -55,7 +55,8 @@ def test_registry_and_unknown_name():
 def test_encoder_interface():
     enc = fdino.DINOv2Encoder(dim=64, depth=1, heads=4, mlp=128).eval()
     assert isinstance(enc, Encoder) and enc.mode == "edm2" and enc.default_feature == "cls"
-    assert list(enc.preprocessing) == ["edm2", "dgm-eval"] and enc.set_mode("dgm-eval").preprocess.name == "dgm-eval"
+    assert list(enc.preprocessing) == ["edm2", "dgm-eval", "dgm-eval-clean"]
+    assert enc.set_mode("dgm-eval").preprocess.name == "dgm-eval"
     imgs = [decode(p) for p in sorted(glob.glob(str(DATA / "real_a" / "*.png")))[:3]]
     out = enc.encode(imgs)
     assert set(out) == {"cls"} and out["cls"].shape == (3, 64) and out["cls"].dtype == np.float32
@@ -262,3 +263,29 @@ def test_encoders_import_nothing_from_the_pipeline_above_them():
                 assert not (node.level >= 2 and names & above) and not (node.module or "").startswith("fidkit.api")
             elif isinstance(node, ast.Import):
                 assert not any(a.name.split(".")[1:2] and a.name.split(".")[1] in above for a in node.names)
+
+
+def _dgm_eval_pil_resize(img: np.ndarray, side: int) -> torch.Tensor:
+    """dgm-eval's resizer.pil_resize, transcribed (torchvision's to_tensor of a float32 HWC array
+    is its CHW tensor, unscaled): per channel PIL "F" bicubic, clip, then /255."""
+    x = img.astype(np.float32)
+    chans = [np.asarray(Image.fromarray(x[:, :, c], mode="F").resize((side, side), resample=Image.BICUBIC))
+             .clip(0, 255).reshape(side, side, 1) for c in range(3)]
+    x = np.concatenate(chans, axis=2).astype(np.float32)
+    return torch.from_numpy(x.transpose(2, 0, 1).copy()) / 255
+
+
+@pytest.mark.parametrize("shape", [(17, 23), (224, 224), (300, 300), (384, 512)])
+def test_dgm_eval_clean_resize_modes_are_its_transforms_bit_for_bit(shape):
+    """dgm-eval with --clean_resize: DINOv2's transform is pil_resize to 224 then Normalize
+    (ImageNet); Inception's is pil_resize to 299, then its network's 2x - 1."""
+    from fidkit.preprocess import get_protocol
+    img = np.random.default_rng(shape[0]).integers(0, 256, size=(*shape, 3), dtype=np.uint8)
+    mode = fdino.DINOv2Encoder.preprocessing["dgm-eval-clean"]
+    ours = mode.to_network(mode.prepare(img)[None])
+    mean = torch.tensor([0.485, 0.456, 0.406], dtype=torch.float32).view(3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225], dtype=torch.float32).view(3, 1, 1)
+    theirs = (_dgm_eval_pil_resize(img, 224) - mean) / std  # torchvision Normalize: sub_(mean).div_(std)
+    assert torch.equal(ours[0], theirs)
+    proto = get_protocol("dgm-eval-clean")
+    assert torch.equal(proto.to_network(proto.prepare(img)[None])[0], 2 * _dgm_eval_pil_resize(img, 299) - 1)

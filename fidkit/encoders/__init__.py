@@ -201,9 +201,10 @@ def _build_clip(weights=None, mode=None):
 ENCODERS: Dict[str, EncoderInfo] = {e.name: e for e in [
     EncoderInfo("inception", "the FID Inception-v3 (TF graph of 2015-12-05): pool3, the sFID feature, the "
                 "classifier's logits; FID, sFID, IS", {"pool3": 2048, "spatial": 2023, "logits": 1008},
-                ("ttur", "pytorch-fid", "clean", "nvidia"), _build_inception, "fid"),
+                ("ttur", "pytorch-fid", "clean", "nvidia", "dgm-eval-clean"), _build_inception, "fid"),
     EncoderInfo("dinov2-vitl14", "DINOv2 ViT-L/14 (torch hub dinov2_vitl14), CLS token after the final norm; "
-                "FD_DINOv2 of EDM2 and dgm-eval", {"cls": 1024}, ("edm2", "dgm-eval"), _build_dinov2, "fd_dinov2"),
+                "FD_DINOv2 of EDM2 and dgm-eval", {"cls": 1024}, ("edm2", "dgm-eval", "dgm-eval-clean"), _build_dinov2,
+                "fd_dinov2"),
     EncoderInfo("clip-vitl14-336", "OpenAI CLIP ViT-L/14 at 336 px, projected and L2-normalised image "
                 "embedding; CMMD", {"embedding": 768}, ("cmmd",), _build_clip, "fd_clip"),
 ]}

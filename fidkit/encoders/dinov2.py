@@ -17,7 +17,10 @@ Preprocessing modes (input uint8 RGB of any size; output float32 (N, 3, 224, 224
   mean, over the ImageNet std;
 - ``dgm-eval`` (dgm-eval's ``DINOv2Encoder.transform``, and EDM2's resize_mode ``pil``):
   PIL bicubic resize to 224×224 on the uint8 image in the worker (torchvision's
-  ``Resize((224, 224), BICUBIC)`` on a PIL image is this call), then the same scaling.
+  ``Resize((224, 224), BICUBIC)`` on a PIL image is this call), then the same scaling;
+- ``dgm-eval-clean`` (dgm-eval's DINOv2 with ``--clean_resize``): its ``pil_resize``, i.e.
+  clean-fid's per-channel PIL "F" bicubic to 224×224 in float, clipped to [0, 255] and not
+  rounded, in the worker, then the same scaling.
 
 Weights: Meta's ``dinov2_vitl14_pretrain.pth`` (a state dict; no published digest, so the
 first download's sha256 is recorded and later ones must match; see
@@ -45,6 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..preprocess import pil_bicubic_resize
 from ..weights import check_layout
 from . import Encoder, Preprocess
 from ._image import IMAGENET_MEAN, IMAGENET_STD, chw, normalise, pil_bicubic_uint8
@@ -83,6 +87,24 @@ class PILResize(Preprocess):
 
     def prepare(self, img):
         return chw(pil_bicubic_uint8(np.asarray(img), SIZE))
+
+    def to_network(self, batch):
+        return normalise(batch, IMAGENET_MEAN, IMAGENET_STD)
+
+
+class PILFloatResize(Preprocess):
+    """dgm-eval's with ``--clean_resize``: per-channel PIL "F" bicubic to 224×224 in the worker
+    (clipped, not rounded), then /255 and ImageNet mean/std."""
+
+    name = "dgm-eval-clean"
+    size = SIZE
+    reproduces = ("dgm-eval DINOv2Encoder.transform with clean_resize: resizer.pil_resize(image, (224, 224)) "
+                  "(per channel Image.fromarray(mode='F').resize(BICUBIC), clip 0..255), to_tensor, /255, "
+                  "Normalize(ImageNet)")
+    resizes_on_device = False
+
+    def prepare(self, img):
+        return torch.from_numpy(pil_bicubic_resize(np.asarray(img), SIZE))
 
     def to_network(self, batch):
         return normalise(batch, IMAGENET_MEAN, IMAGENET_STD)
@@ -251,11 +273,12 @@ def load_state_dict_into(net: DINOv2ViT, sd: Dict[str, torch.Tensor], origin: st
 
 
 class DINOv2Encoder(Encoder):
-    """``dinov2-vitl14``: outputs ``cls`` float32 (N, 1024); modes ``edm2`` (default), ``dgm-eval``."""
+    """``dinov2-vitl14``: outputs ``cls`` float32 (N, 1024); modes ``edm2`` (default), ``dgm-eval``,
+    ``dgm-eval-clean``."""
 
     name = NAME
     outputs = {"cls": VITL14["dim"]}
-    preprocessing = {"edm2": EDM2Resize(), "dgm-eval": PILResize()}
+    preprocessing = {"edm2": EDM2Resize(), "dgm-eval": PILResize(), "dgm-eval-clean": PILFloatResize()}
 
     def __init__(self, **config):
         super().__init__()
