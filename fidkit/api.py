@@ -407,13 +407,13 @@ def compute_stats(source, protocol: str | None = None, *, allow_mismatch: bool =
             st.feature("spatial")  # refused in one line when the file holds none
         if nsample is not None:
             _nsample_file_check("the statistics", st, nsample, nsample_seed)
-        elif dgm_eval_note and mode_of(enc, protocol) == "dgm-eval":
-            _dgm_eval_cut_note({}, {st.source or "the statistics": st})
+        elif dgm_eval_note and mode_of(enc, protocol) in DGM_EVAL_MODES:
+            _dgm_eval_cut_note({}, {st.source or "the statistics": st}, mode_of(enc, protocol))
         return st
     if nsample is None:
-        if dgm_eval_note and mode_of(enc, protocol) == "dgm-eval":
+        if dgm_eval_note and mode_of(enc, protocol) in DGM_EVAL_MODES:
             source = as_images(source)
-            _dgm_eval_cut_note({kw.get("label") or source.name: len(source)}, {})
+            _dgm_eval_cut_note({kw.get("label") or source.name: len(source)}, {}, mode_of(enc, protocol))
         return extract(source, protocol, spatial=spatial, **kw).stats
     images, info = _nsample_cut(source, as_images(source), nsample, nsample_seed, kw.get("label"))
     st = extract(images, protocol, spatial=spatial, **kw).stats
@@ -431,15 +431,19 @@ def _batch_images_of(source, encoder: str, nsample: int | None):
     return source
 
 
-def _dgm_eval_cut_note(counts: dict, files: dict) -> None:
-    """Under dgm-eval's resize without ``nsample``: warns when a set (``counts``: label ->
-    images) or a statistics file (``files``: label -> :class:`Statistics` not cut) holds more
-    than dgm-eval's default 50,000, which dgm-eval would cut."""
+#: the preprocessing modes that reproduce dgm-eval's transforms (DINOv2's; both with --clean_resize)
+DGM_EVAL_MODES = ("dgm-eval", "dgm-eval-clean")
+
+
+def _dgm_eval_cut_note(counts: dict, files: dict, mode: str = "dgm-eval") -> None:
+    """Under dgm-eval's resize (``mode``) without ``nsample``: warns when a set (``counts``:
+    label -> images) or a statistics file (``files``: label -> :class:`Statistics` not cut)
+    holds more than dgm-eval's default 50,000, which dgm-eval would cut."""
     big = [f"{label} holds {n} images" for label, n in counts.items() if n > DGM_EVAL_NSAMPLE]
     big += [f"{label} is of {st.n} images" for label, st in files.items()
             if st.n is not None and st.n > DGM_EVAL_NSAMPLE and st.extra.get("nsample") is None]
     if big:
-        warnings.warn(f"{' and '.join(big)}; dgm-eval, whose resize --protocol dgm-eval reproduces, reads a seeded "
+        warnings.warn(f"{' and '.join(big)}; dgm-eval, whose resize --protocol {mode} reproduces, reads a seeded "
                       f"{DGM_EVAL_NSAMPLE} of each set (its --nsample default): add --nsample {DGM_EVAL_NSAMPLE} "
                       f"(nsample=) to score what it scores", FidkitWarning, stacklevel=3)
 
@@ -873,9 +877,9 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
                 cut += side if info["from"] > nsample else ""
             else:
                 _nsample_file_check(f"{side.upper()}: the statistics", files[side], nsample, nsample_seed)
-    elif protocol == "dgm-eval" and subset is None:
+    elif protocol in DGM_EVAL_MODES and subset is None:
         _dgm_eval_cut_note({side.upper(): len(im) for side, im in images.items()},
-                           {f"{side.upper()}'s statistics file": st for side, st in files.items()})
+                           {f"{side.upper()}'s statistics file": st for side, st in files.items()}, protocol)
     counts = {side: len(im) for side, im in images.items()}
     batches = {}  # an ADM reference batch whose images are read: opened once, to count and to read
     for side, src, needed in (("a", a, keep_a), ("b", b, keep_b or logits)):

@@ -15,8 +15,8 @@ import warnings
 import click
 
 from . import __version__
-from .api import (_batch_images_of, _dgm_eval_cut_note, _is_stats_path, adm_evaluate, check_metrics, compare, compute_stats,
-                  inception_score, load_weights, mode_of, parse_metrics)
+from .api import (DGM_EVAL_MODES, _batch_images_of, _dgm_eval_cut_note, _is_stats_path, adm_evaluate,
+                  check_metrics, compare, compute_stats, inception_score, load_weights, mode_of, parse_metrics)
 from .encoders import ENCODERS, get_info
 from .scores import ADM_DEFAULT_DISTANCES, ADM_DISTANCES
 from .errors import FidkitError, FidkitWarning
@@ -228,8 +228,9 @@ def stats(sources, output, protocol, shard, dataset, metrics, as_json, **run):
             raise click.UsageError("--nsample cuts the whole set, not a shard of it: leave out --shard")
         if shard:
             whole = shardable(readable)  # a folder's files, an archive's members or a batch's images
-            if mode_of(run.get("encoder"), protocol) == "dgm-eval":
-                _dgm_eval_cut_note({str(source): len(whole)}, {})  # dgm-eval would cut the whole set, not a shard
+            mode = mode_of(run.get("encoder"), protocol)
+            if mode in DGM_EVAL_MODES:  # dgm-eval would cut the whole set, not a shard
+                _dgm_eval_cut_note({str(source): len(whole)}, {}, mode)
             files = shard_files(whole, shard)
             if not files:
                 raise FidkitError(f"shard {shard} of {source} holds no images; use fewer shards")

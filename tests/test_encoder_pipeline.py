@@ -130,6 +130,8 @@ def test_dgm_eval_mode_says_when_dgm_eval_would_cut_the_sets(files, monkeypatch)
         fidkit.compute_stats(st, **kw)
     with pytest.warns(fidkit.FidkitWarning, match="holds 30 images; dgm-eval"):  # images already listed
         fidkit.compute_stats(as_images(str(files / "a")), **kw)
+    with pytest.warns(fidkit.FidkitWarning, match="whose resize --protocol dgm-eval-clean reproduces"):
+        fidkit.compute_stats(files / "a", **{**kw, "protocol": "dgm-eval-clean"})
 
 
 def test_an_adm_reference_batch_gives_its_images_to_another_encoder(files, tmp_path, capsys, monkeypatch):
