@@ -25,7 +25,7 @@ Public API::
 Sources are image folders, sample batches (``.npz`` with ``arr_0``, ``.npy``), statistics
 files (``.npz`` with ``mu``/``sigma``, EDM2 ``.pkl``), lists of image paths, or uint8 image
 arrays. Protocols: ``ttur`` (default, the original TF FID), ``pytorch-fid``,
-``clean``, ``nvidia`` (StyleGAN2-ADA/3, EDM, EDM2); see :mod:`fidkit.preprocess`.
+``clean``, ``nvidia`` (StyleGAN2-ADA/3, EDM, EDM2), ``dgm-eval-clean``; see :mod:`fidkit.preprocess`.
 """
 
 __version__ = "0.1.0"

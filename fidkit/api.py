@@ -787,7 +787,8 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     dgm-eval's order of a folder), with a warning when dgm-eval would read other files of a
     folder and when a statistics file is not of the images it would read; recorded as ``nsample``,
     ``nsample_seed`` and ``nsample_from_a``/``nsample_from_b``, the images each set held. Without
-    it, ``protocol="dgm-eval"`` warns when a set holds more than dgm-eval's default 50,000.
+    it, ``protocol="dgm-eval"`` or ``"dgm-eval-clean"`` warns when a set or statistics file
+    holds more than dgm-eval's default 50,000.
     """
     t0 = time.perf_counter()
     wanted = parse_metrics(metrics)

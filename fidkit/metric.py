@@ -197,7 +197,8 @@ class FID:
         them as image files would (see :func:`to_uint8`); without ``input_range`` they are
         refused, never guessed from their values. With protocols ``ttur`` and
         ``pytorch-fid`` everything runs on the metric's device (a GPU batch never goes to
-        the host); protocol ``clean`` resizes with PIL, so it copies each batch to the host.
+        the host); protocols ``clean`` and ``dgm-eval-clean`` resize with PIL, so they copy each
+        batch to the host.
         On the CPU, one call with many images (split into ``batch_size`` batches inside) is
         faster than one call per batch, with the same result: freed activations are reused
         across the batches of one call (:func:`evaluate_generator` does this for its draw).

@@ -7,7 +7,7 @@ ask which encoder made them.
 A *preprocessing mode* (:class:`Preprocess`) says how a decoded image becomes the
 network's input, in the same two steps as :class:`fidkit.preprocess.Protocol` (whose
 instances satisfy this interface already, so Inception's protocols ``ttur``,
-``pytorch-fid`` and ``clean`` become its modes unchanged):
+``pytorch-fid``, ``clean``, ``nvidia`` and ``dgm-eval-clean`` become its modes unchanged):
 
 - ``prepare(img)`` runs per image in a decoding worker: ``img`` is uint8 ``(H, W, 3)`` RGB
   (values 0..255, as :func:`fidkit.sources.decode` gives it); it returns a CHW tensor,

@@ -1,7 +1,8 @@
 """The FID Inception-v3 as an :class:`~fidkit.encoders.Encoder`: a thin adapter.
 
 The network (:class:`fidkit.inception.FIDInception`), its weights (:mod:`fidkit.weights`) and
-its protocols (:mod:`fidkit.preprocess`: ``ttur``, ``pytorch-fid``, ``clean``, which already
+its protocols (:mod:`fidkit.preprocess`: ``ttur``, ``pytorch-fid``, ``clean``, ``nvidia``,
+``dgm-eval-clean``, which already
 have the two steps of a :class:`~fidkit.encoders.Preprocess`) stay where they were; this module
 only presents them through the encoder interface, so that the pipeline sees one kind of
 object. Outputs: ``pool3`` (2048, the default feature), ``spatial`` (2023, the sFID feature)
@@ -26,7 +27,7 @@ NAME = "inception"
 
 class InceptionEncoder(Encoder):
     """``inception``: outputs ``pool3``, ``spatial``, ``logits``; modes ``ttur`` (default),
-    ``pytorch-fid``, ``clean``, ``nvidia``. Wraps a built :class:`FIDInception` and its :class:`Weights`."""
+    ``pytorch-fid``, ``clean``, ``nvidia``, ``dgm-eval-clean``. Wraps a built :class:`FIDInception` and its :class:`Weights`."""
 
     name = NAME
     outputs = dict(FEATURES)
