@@ -398,7 +398,7 @@ def compute_stats(source, protocol: str | None = None, *, allow_mismatch: bool =
     nsample, nsample_seed = _nsample_args(nsample, nsample_seed)
     enc = kw.get("encoder")
     name = enc.name if isinstance(enc, Encoder) else get_info(enc).name
-    source = _batch_images_of(source, name, nsample)
+    source = _batch_images_of(source, name, nsample, mode_of(enc, protocol))
     if isinstance(source, Statistics) or _is_stats_path(source):
         st = source if isinstance(source, Statistics) else Statistics.load(source, encoder=name)
         check_provenance(st, None, None, allow_mismatch, encoder=name)
@@ -421,12 +421,14 @@ def compute_stats(source, protocol: str | None = None, *, allow_mismatch: bool =
     return st
 
 
-def _batch_images_of(source, encoder: str, nsample: int | None):
-    """An ADM reference batch (``arr_0`` with Inception's ``mu``/``sigma``) as its images
-    (:class:`BatchImages`) where its statistics cannot serve: for another encoder than
-    Inception, and for dgm-eval's cut (``nsample``), which reads ``arr_0`` and ignores the
-    statistics. Any other source as it is."""
-    if (encoder != DEFAULT_ENCODER or nsample is not None) and _is_stats_path(source) and _holds_images(source):
+def _batch_images_of(source, encoder: str, nsample: int | None, mode: str):
+    """An ADM reference batch (``arr_0`` with ``mu``/``sigma`` of Inception's pool3 under TF's
+    resize, protocol ``ttur``) as its images (:class:`BatchImages`) where its statistics cannot
+    serve: for another encoder than Inception or another preprocessing ``mode``, and for
+    dgm-eval's cut (``nsample``), which reads ``arr_0`` and ignores the statistics. Any other
+    source as it is."""
+    other = encoder != DEFAULT_ENCODER or mode != "ttur" or nsample is not None
+    if other and _is_stats_path(source) and _holds_images(source):
         return BatchImages(source)
     return source
 
@@ -840,7 +842,7 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     for source in (a, b):  # after the checks of the arguments, before any source is read: a missing B
         check_exists(source)  # is named before A's images go through the network
     label_a, label_b = _side_label("A", a), _side_label("B", b)
-    a, b = _batch_images_of(a, enc_name, nsample), _batch_images_of(b, enc_name, nsample)
+    a, b = _batch_images_of(a, enc_name, nsample, protocol), _batch_images_of(b, enc_name, nsample, protocol)
     if bootstrap > 0 and _is_stats(a) and _is_stats(b):
         raise StatsError("a bootstrap resamples images, but both sources are statistics files; give at least "
                          "one image folder")

@@ -221,7 +221,8 @@ def stats(sources, output, protocol, shard, dataset, metrics, as_json, **run):
                                    "B.npz … -o OUT.npz)")
         source = sources[0] if len(sources) == 1 else list(sources)  # several: tar shards (or zips)
         # an ADM reference batch's images serve another encoder and dgm-eval's cut (its statistics are Inception's)
-        readable = _batch_images_of(source, get_info(run.get("encoder")).name, run["nsample"])
+        readable = _batch_images_of(source, get_info(run.get("encoder")).name, run["nsample"],
+                                    mode_of(run.get("encoder"), protocol))
         if _is_stats_path(readable):
             raise FidkitError(f"{source} is already a statistics file; give an image folder or a sample batch")
         if shard and run["nsample"] is not None:

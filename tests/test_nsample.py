@@ -164,6 +164,9 @@ def test_an_adm_reference_batch_is_cut_as_its_images(real_b, tmp_path):
     r = fidkit.compare(str(tmp_path / "ref.npz"), str(tmp_path / "ref.npz"), nsample=6, bootstrap=3, device="cpu",
                        workers=0)  # both are images then: a bootstrap resamples them
     assert (r.n_a, r.n_b, r.scores["bootstrap_resamples"]) == (6, 6, 3)
+    # another protocol than the batch's statistics' (TF's resize, ttur) reads its images too
+    r = fidkit.compare(str(tmp_path / "ref.npz"), real_b, protocol="pytorch-fid", device="cpu", workers=0)
+    assert r.n_a == 10 and r.fid == fidkit.compare(arr, real_b, protocol="pytorch-fid", device="cpu", workers=0).fid
     info = json.loads(run("stats", tmp_path / "ref.npz", "--nsample", "6", "-o", tmp_path / "r6.npz", "--json",
                           *RUN).stdout)
     assert (info["n"], info["nsample_from"]) == (6, 10)
