@@ -105,7 +105,7 @@ def test_stats_equal_one_process_and_skipped_files_are_merged(tmp_path, with_bad
     assert out[1] == ("", "")
 
 
-@pytest.mark.parametrize("subset", [(), ("--subset", "4")], ids=["all", "subset"])
+@pytest.mark.parametrize("subset", [(), ("--subset", "4"), ("--nsample", "5")], ids=["all", "subset", "nsample"])
 def test_compute_json_equals_one_process(tmp_path, real_a, b6, real_weights, subset):
     args = ("compute", real_a, b6, "--json", "--metrics", "fid,kid,pr", "--batch-size", "3", "--workers", "0",
             "--device", "cpu", *subset)
@@ -113,7 +113,8 @@ def test_compute_json_equals_one_process(tmp_path, real_a, b6, real_weights, sub
     assert code == 0, out
     one = run_fidkit(*args, env=ENV)
     two, one_out = json.loads(out[0][0]), json.loads(one.stdout)
-    assert (two["n_a"], two["n_b"]) == ((10, 4) if subset else (10, 6))  # the ranks share B's picked images
+    # the ranks share B's picked images (and A's, cut by nsample)
+    assert (two["n_a"], two["n_b"]) == {(): (10, 6), ("--subset", "4"): (10, 4), ("--nsample", "5"): (5, 5)}[subset]
     assert set(two) == set(one_out)
     for key in two:
         if isinstance(two[key], float) and key != "seconds":
