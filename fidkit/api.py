@@ -573,24 +573,27 @@ class FIDResult:
         return d
 
 
-METRICS = ("fid", "is", "kid", "pr", "sfid", "adm-pr", "is-adm", "is-stylegan", "fd-inf", "cmmd", "authpct",
+METRICS = ("fid", "is", "kid", "pr", "sfid", "adm-pr", "is-adm", "is-stylegan", "is-dgm-eval", "fd-inf", "cmmd",
+           "authpct",
            "sw-approx", "vendi")
 _METRIC_ALIASES = {"isc": "is", "prc": "pr", "prdc": "pr", "adm_pr": "adm-pr", "is_adm": "is-adm",
-                   "is_stylegan": "is-stylegan", "sw_approx": "sw-approx", "fd": "fid",
+                   "is_stylegan": "is-stylegan", "is_dgm_eval": "is-dgm-eval", "sw_approx": "sw-approx", "fd": "fid",
                    "fd-inf": "fd-inf", "fd_inf": "fd-inf", "fid-inf": "fd-inf", "fid_inf": "fd-inf",
                    "fd-infinity": "fd-inf"}
 _METRIC_NAMES = {"is": "the Inception Score", "kid": "KID", "pr": "precision/recall",
                  "adm-pr": "ADM precision/recall", "is-adm": "the Inception Score (ADM)",
-                 "is-stylegan": "the Inception Score (StyleGAN)", "sfid": "sFID",
+                 "is-stylegan": "the Inception Score (StyleGAN)", "is-dgm-eval": "the Inception Score (dgm-eval)",
+                 "sfid": "sFID",
                  "fd-inf": "FD∞", "cmmd": "CMMD", "authpct": "AuthPct", "sw-approx": "sliced W2 (approx.)",
                  "vendi": "the Vendi score"}
 #: metrics that read every image's features, of both sets
 _PER_IMAGE = ("kid", "pr", "adm-pr", "cmmd", "authpct", "sw-approx")
-_LOGITS = ("is", "is-adm", "is-stylegan")  # metrics that read every generated image's logits
+_LOGITS = ("is", "is-adm", "is-stylegan", "is-dgm-eval")  # metrics that read every generated image's logits
 #: the named feature a metric reads, where it is not the encoder's default feature (any encoder's
 #: FD, KID, precision/recall, FD∞ and bootstrap read that one). Which encoders can give a metric
 #: follows from their outputs; metric code never names an encoder.
-METRIC_FEATURES = {"sfid": "spatial", "is": "logits", "is-adm": "logits", "is-stylegan": "logits", "adm-pr": "pool3",
+METRIC_FEATURES = {"sfid": "spatial", "is": "logits", "is-adm": "logits", "is-stylegan": "logits",
+                   "is-dgm-eval": "logits", "adm-pr": "pool3",
                    "cmmd": "embedding"}
 
 
@@ -708,6 +711,8 @@ def _check_counts(wanted, pr_k: int, counts: dict, cut: str = "") -> None:
              "is": ("b", _scores.IS_SPLITS, f"the Inception Score needs at least {_scores.IS_SPLITS} images "
                                             f"(its splits) in B"),
              "is-stylegan": ("b", _scores.IS_SPLITS, f"StyleGAN's Inception Score needs at least "
+                                                     f"{_scores.IS_SPLITS} images (its splits) in B"),
+             "is-dgm-eval": ("b", _scores.IS_SPLITS, f"dgm-eval's Inception Score needs at least "
                                                      f"{_scores.IS_SPLITS} images (its splits) in B")}
     for m in wanted:
         if m in needs:
@@ -741,7 +746,8 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
 
     ``encoder`` (in ``kw``; default Inception) names the feature space: every metric below reads
     that encoder's default feature, except those that need a named one (:data:`METRIC_FEATURES`:
-    ``sfid``, ``is``, ``is-adm``, ``is-stylegan``, ``adm-pr`` Inception's, ``cmmd`` CLIP's ``embedding``), which are
+    ``sfid``, ``is``, ``is-adm``, ``is-stylegan``, ``is-dgm-eval``, ``adm-pr`` Inception's, ``cmmd`` CLIP's
+    ``embedding``), which are
     refused in one line for an encoder that lacks it. ``protocol`` is the encoder's
     preprocessing mode (None: its default). With ``encoder="dinov2-vitl14"`` ``result.fid`` is
     FD_DINOv2 (JSON key ``fd_dinov2``). ``fd-inf`` adds FD∞ of ``b`` against ``a``
@@ -757,7 +763,9 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     guided-diffusion's evaluator), ``adm-pr`` (precision and recall as that evaluator
     computes them), ``is-adm`` (its Inception Score: chunks of 5000, no shuffle, mean) and
     ``is-stylegan`` (StyleGAN2-ADA's/StyleGAN3's ``is50k``: 10 consecutive splits, mean and
-    population std, keys ``stylegan_is_mean``, ``stylegan_is_std``; with ``protocol="nvidia"``).
+    population std, keys ``stylegan_is_mean``, ``stylegan_is_std``; with ``protocol="nvidia"``)
+    and ``is-dgm-eval`` (dgm-eval's ``is``: :func:`fidkit.scores.dgm_eval_inception_score`, keys
+    ``dgm_eval_is_mean``, ``dgm_eval_is_std``; with ``protocol="pytorch-fid"``).
     ``authpct`` and ``sw-approx`` add dgm-eval's AuthPct (``authpct``, percent of B's images
     strictly farther from their nearest A image than that image is from its nearest other A
     image) and approximate sliced W2 (``sw_approx``), on the encoder's default feature;
@@ -926,6 +934,9 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
         scores.update(isc_mean=i.mean, isc_std=i.std)
     if "is-adm" in wanted:
         scores["adm_inception_score"] = _scores.adm_inception_score(ex2.logits)
+    if "is-dgm-eval" in wanted:
+        i = _scores.dgm_eval_inception_score(ex2.logits, seed=seed)
+        scores.update(dgm_eval_is_mean=i.mean, dgm_eval_is_std=i.std)
     if "is-stylegan" in wanted:
         i = _scores.stylegan_inception_score(ex2.logits)
         scores.update(stylegan_is_mean=i.mean, stylegan_is_std=i.std)

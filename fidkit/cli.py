@@ -104,10 +104,10 @@ def cli(debug):
               help="Comma-separated: fid (alias fd: the Fréchet distance in the encoder's space), kid, pr "
                    "(precision, recall, density, coverage; A is the real set), fd-inf (FD∞ of B), "
                    "is (Inception Score of B, the generated set), guided-diffusion's (ADM's) sfid, adm-pr "
-                   "(its precision/recall), is-adm (its Inception Score) and is-stylegan (StyleGAN2-ADA/3's "
-                   "is50k; with --protocol nvidia): Inception only; cmmd: CLIP only; dgm-eval's authpct and "
-                   "sw-approx, and vendi (the Vendi score of B): any encoder. One pass over each source serves "
-                   "them all.")
+                   "(its precision/recall), is-adm (its Inception Score), is-stylegan (StyleGAN2-ADA/3's "
+                   "is50k; with --protocol nvidia) and is-dgm-eval (dgm-eval's is): Inception only; cmmd: "
+                   "CLIP only; dgm-eval's authpct and sw-approx, and vendi (the Vendi score of B): any encoder. "
+                   "One pass over each source serves them all.")
 @click.option("--biased-covariance", is_flag=True,
               help="Normalise both covariances by 1/N, as StyleGAN2-ADA/StyleGAN3 do (with --protocol nvidia: "
                    "their FID); the default is 1/(N-1), as TTUR, pytorch-fid and EDM.")

@@ -20,6 +20,8 @@ reproduce the arithmetic of the reference implementations:
   dgm-eval takes it from ``fls``): float32 ``torch.cdist`` distances, blocked.
 - :func:`stylegan_inception_score` follows StyleGAN2-ADA's and StyleGAN3's ``is50k``: 10
   consecutive splits, mean and population std, in ADM's float32 arithmetic.
+- :func:`dgm_eval_inception_score` follows dgm-eval's ``is``: torch-fidelity's shuffle, equal
+  parts of N // splits rows, scipy's ``entropy`` on float32 softmax probabilities.
 - :func:`vendi_score` is the Vendi score (Friedman & Dieng 2023) of one set as dgm-eval's
   ``compute_vendi_score`` and the ``vendi-score`` package compute it (cosine similarity,
   order q = 1), from the d × d matrix instead of their N × N one.
@@ -626,3 +628,38 @@ def vendi_score(features, q: float = 1) -> float:
     k = (x.T @ x) / n if n > x.shape[1] else (x @ x.T) / n
     from scipy.linalg import eigvalsh
     return float(np.exp(_entropy_q(eigvalsh(k), q)))
+
+
+def dgm_eval_inception_score(logits, splits: int = IS_SPLITS, seed: int = DEFAULT_SEED) -> MeanStd:
+    """The Inception Score as dgm-eval's ``metrics/inception_score.py`` computes it (its ``is``).
+
+    ``logits``: (N, 1008) pool3 features times the classifier weights without its bias (dgm-eval
+    drops the bias too). Its arithmetic: the softmax in float32 (its network's last step), kept
+    in float64; rows shuffled by ``RandomState(seed).permutation(N)`` (2020, as torch-fidelity);
+    ``splits`` parts of N // splits rows each (the last N mod splits rows are left out, unlike
+    :func:`inception_score`'s ``[i·N//splits, (i+1)·N//splits)``); per row scipy's
+    ``entropy(p(y|x), p(y))``, which normalises both to sum 1, with p(y) the part's mean; exp
+    of the mean per part; mean and population std over the parts. With N a multiple of
+    ``splits`` it differs from :func:`inception_score` only by the float32 softmax (about
+    1e-7 relative).
+    """
+    from scipy.special import rel_entr
+
+    x = _as_2d(logits, "logits", np.float32)
+    n = x.shape[0]
+    _split_bounds(n, splits)  # the same refusals; its parts are N // splits rows each
+    preds = torch.from_numpy(x).softmax(dim=1).numpy().astype(np.float64)
+    preds = preds[np.random.RandomState(seed).permutation(n), :]
+    size = n // splits
+    scores = []
+    for k in range(splits):
+        part = preds[k * size:(k + 1) * size, :]
+        py = np.mean(part, axis=0)
+        q = py / np.sum(py)
+        p = part / np.sum(part, axis=1, keepdims=True)
+        kl = np.sum(rel_entr(p, q), axis=1)
+        scores.append(np.exp(np.mean(kl)))
+    if not all(math.isfinite(float(v)) for v in scores):
+        raise StatsError("dgm-eval's Inception Score is not finite: a class probability underflowed to 0 in float32 "
+                         "where the part's mean did not; check the logits")
+    return MeanStd(float(np.mean(scores)), float(np.std(scores)))

@@ -224,10 +224,12 @@ def test_stylegan_inception_score_end_to_end(real_a, seeded_classifier_weights):
     """compare(metrics="is-stylegan") scores B's logits as StyleGAN's is50k does, from the same pass."""
     w = seeded_classifier_weights
     b = np.random.default_rng(11).integers(0, 256, size=(30, 32, 32, 3), dtype=np.uint8)
-    r = fidkit.compare(real_a, b, "nvidia", metrics="is-stylegan", weights=w, device="cpu", workers=0)
+    r = fidkit.compare(real_a, b, "nvidia", metrics="is-stylegan,is-dgm-eval", weights=w, device="cpu", workers=0)
     logits = extract(b, "nvidia", logits=True, weights=w, device="cpu", workers=0).logits
     want = S.stylegan_inception_score(logits)
     assert (r.scores["stylegan_is_mean"], r.scores["stylegan_is_std"]) == tuple(want) and want.mean > 1.0
+    # dgm-eval's from the same pass
+    assert (r.scores["dgm_eval_is_mean"], r.scores["dgm_eval_is_std"]) == tuple(S.dgm_eval_inception_score(logits))
     with pytest.raises(StatsError, match="StyleGAN's Inception Score needs at least 10 images"):
         fidkit.compare(real_a, b[:9], "nvidia", metrics="is-stylegan", weights=w, device="cpu", workers=0)
 
@@ -449,3 +451,33 @@ def test_vendi_score_counts_distinct_samples():
     assert S.vendi_score(two, q=np.int64(2)) == pytest.approx(2.0, rel=1e-12)
     with pytest.raises(StatsError, match="at least one"):
         S.vendi_score(np.zeros((0, 4), np.float32))
+
+
+def _dgm_eval_is(logits, splits=10, rng_seed=2020):
+    """dgm-eval's metrics/inception_score.py calculate_score, transcribed, on its network's
+    output: the float32 softmax of the bias-free logits, stored in a float64 array."""
+    from scipy.stats import entropy
+    preds = torch.from_numpy(logits).softmax(dim=1).numpy()
+    pred_arr = np.empty(preds.shape)
+    pred_arr[:] = preds
+    n = len(pred_arr)
+    preds = pred_arr[np.random.RandomState(rng_seed).permutation(n), :]
+    split_scores = []
+    for k in range(splits):
+        part = preds[k * (n // splits): (k + 1) * (n // splits), :]
+        py = np.mean(part, axis=0)
+        scores = [entropy(part[i, :], py) for i in range(part.shape[0])]
+        split_scores.append(np.exp(np.mean(scores)))
+    return np.mean(split_scores), np.std(split_scores)
+
+
+@pytest.mark.parametrize("n", [200, 203, 10])
+def test_dgm_eval_inception_score_is_its_arithmetic(n):
+    logits = (np.random.default_rng(n).normal(size=(n, 1008)) * 3).astype(np.float32)
+    got = S.dgm_eval_inception_score(logits)
+    mean, std = _dgm_eval_is(logits)
+    assert (got.mean, got.std) == (mean, std)  # bit for bit (this numpy and scipy)
+    if n % 10 == 0:  # equal parts: torch-fidelity's score but for the float32 softmax
+        assert got.mean == pytest.approx(S.inception_score(logits).mean, rel=1e-5)
+    with pytest.raises(StatsError, match="at least as many images as splits"):
+        S.dgm_eval_inception_score(logits[:9])
