@@ -650,3 +650,37 @@ def test_first_pass_steps_lie_on_their_schedules():
     assert studies.TIMESCALE_FIRST_PASS["dcgan"] in studies.TIMESCALE_STEPS["dcgan"]
     quick = studies.timescale_runs(archs=("dcgan",), seeds=(0,), quick=True, only=("ttur",))[0]
     assert studies.QUICK_FIRST_PASS["dcgan"] in quick.eval_steps
+
+
+def test_a_run_retrained_elsewhere_keeps_only_the_evaluations_it_reproduces(tmp_path, images, stub):
+    """A run continued without its checkpoints is retrained from step 0; from the first evaluated
+    step whose generator this machine does not reproduce (another CPU's float kernels), the
+    evaluations are superseded and made again, so all of a run's come from one trajectory."""
+    import shutil
+    spec = studies.timescale_runs(archs=("dcgan",), seeds=(0,), quick=True, data=str(images), only=("ttur",))[0]
+    evals = studies.Evaluations(studies.EvalSpec(n=4, real_n=4), tmp_path / "work")
+    short = studies.dataclasses.replace(spec, eval_steps=(0, 1))
+    doc = studies.run_one(short, evals, tmp_path / "runs", tmp_path / "work", say=lambda m: None)
+    kept = {e["step"]: e["generator_sha256"] for e in doc["evals"]}
+    # the same machine, checkpoints lost: retraining reproduces step 1, nothing is made again
+    shutil.rmtree(tmp_path / "work" / spec.study)
+    calls = stub.calls
+    doc = studies.run_one(spec, evals, tmp_path / "runs", tmp_path / "work", say=lambda m: None)
+    assert [e["step"] for e in doc["evals"]] == [0, 1, 2] and stub.calls - calls == 1  # step 2 only
+    assert {e["step"]: e["generator_sha256"] for e in doc["evals"] if e["step"] < 2} == kept
+    assert "superseded_evals" not in doc
+    # as if step 1 had been evaluated on another CPU: its digest differs from this machine's
+    path = studies.run_path(tmp_path / "runs", spec)
+    doc["evals"][1]["generator_sha256"] = "0" * 64
+    doc["evals"][1]["fid"] = 123.0
+    doc["complete"] = False
+    path.write_text(json.dumps(doc))
+    shutil.rmtree(tmp_path / "work" / spec.study)
+    said = []
+    calls = stub.calls
+    doc = studies.run_one(spec, evals, tmp_path / "runs", tmp_path / "work", say=said.append)
+    assert [e["step"] for e in doc["evals"]] == [0, 1, 2] and stub.calls - calls == 2  # steps 1 and 2 again
+    assert doc["evals"][1]["generator_sha256"] == kept[1] and doc["evals"][1]["fid"] != 123.0
+    gone = doc["superseded_evals"]
+    assert [e["step"] for e in gone] == [1, 2] and gone[0]["fid"] == 123.0 and "another trajectory" in gone[0]["why"]
+    assert any("step 1's generator is not reproduced here" in m for m in said)

@@ -462,11 +462,22 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
+def _cpu_model() -> str | None:
+    """The CPU's model name (``/proc/cpuinfo``), or None where it cannot be read."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None)
+    except OSError:
+        return None
+
+
 def machine_description() -> str:
-    """The CPU, torch and thread settings, for logs (timings depend on them)."""
+    """The CPU (its model: float kernels, and so training's last bits, depend on it), torch and
+    thread settings, for logs (timings depend on them)."""
     env = [f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
            if k in os.environ]
-    return (f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
+    model = _cpu_model()
+    return (f"{platform.machine()}{f' ({model})' if model else ''}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
             f"{torch.get_num_threads()} torch threads" + (f", {' '.join(env)}" if env else ""))
 
 
