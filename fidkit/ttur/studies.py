@@ -539,23 +539,21 @@ def _keep_reproduced(spec: RunSpec, doc: dict, work: Path, say) -> None:
     Training is deterministic on one machine, but its float kernels, and so its last bits, differ
     between CPUs; a GAN's trajectory then drifts apart. A run continued after its checkpoints
     were lost (a new machine) is retrained from step 0: at each evaluated step the retrained
-    generator's digest is compared with the recorded one, and from the first that differs the
-    evaluations are moved to ``doc["superseded_evals"]`` (with why) and made again, so that a
-    run's evaluations all come from one trajectory. Costs the training to the last evaluated
-    step, which continuing needs anyway; digests only."""
+    generator's digest is compared with the recorded one, and each evaluation whose generator
+    differs is moved to ``doc["superseded_evals"]`` (with why) and made again, so that a run's
+    evaluations all come from this machine's one trajectory (those that match are of it).
+    Costs the training to the last evaluated step, which continuing needs anyway; digests only."""
     for e in sorted((e for e in doc["evals"] if e["step"] > 0), key=lambda e: e["step"]):
         g, _ = train_to(spec, e["step"], work, say)
-        if weights_digest(g) == e["generator_sha256"]:
+        digest = weights_digest(g)
+        if digest == e["generator_sha256"]:
             continue
-        gone = [x for x in doc["evals"] if x["step"] >= e["step"]]
-        doc["evals"] = [x for x in doc["evals"] if x["step"] < e["step"]]
+        doc["evals"].remove(e)
         why = (f"the generator retrained to step {e['step']} on {machine_description()} differs from the one "
-               f"evaluated (digest {weights_digest(g)[:12]} against {e['generator_sha256'][:12]}): another "
-               f"trajectory, so these evaluations were made again ({now()})")
-        doc.setdefault("superseded_evals", []).extend({**x, "why": why} for x in gone)
-        say(f"  {spec.name}: step {e['step']}'s generator is not reproduced here; {len(gone)} evaluation(s) "
-            f"from it on are made again")
-        return
+               f"evaluated (digest {digest[:12]} against {e['generator_sha256'][:12]}): another trajectory, so "
+               f"this evaluation was made again ({now()})")
+        doc.setdefault("superseded_evals", []).append({**e, "why": why})
+        say(f"  {spec.name}: step {e['step']}'s generator is not reproduced here; its evaluation is made again")
 
 
 def _leave_midpoint_checkpoint(spec: RunSpec, step: int, work: Path, say) -> None:
