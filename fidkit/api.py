@@ -36,7 +36,7 @@ from .inception import TF32X3, Split
 from .frechet import frechet_distance as _frechet_arrays
 from .preprocess import get_protocol
 from .sources import (BATCH_KEY, DGM_EVAL_NSAMPLE, DGM_EVAL_SEED, BatchImages, as_images, check_exists,
-                      dgm_eval_subset, npz_kind, npz_members, nvidia_listing_note, seeded_subset)
+                      dgm_eval_generator, dgm_eval_subset, npz_kind, npz_members, nvidia_listing_note, seeded_subset)
 from .stats import Accumulator, Statistics
 from .weights import PTFID_URL, Weights, build_network, load_file, resolve
 
@@ -573,21 +573,22 @@ class FIDResult:
         return d
 
 
-METRICS = ("fid", "is", "kid", "pr", "sfid", "adm-pr", "is-adm", "is-stylegan", "is-dgm-eval", "fd-inf", "cmmd",
-           "authpct",
-           "sw-approx", "vendi")
+METRICS = ("fid", "is", "kid", "pr", "sfid", "adm-pr", "is-adm", "is-stylegan", "is-dgm-eval", "kd-dgm-eval",
+           "prdc-dgm-eval", "fd-inf", "cmmd", "authpct", "sw-approx", "vendi")
 _METRIC_ALIASES = {"isc": "is", "prc": "pr", "prdc": "pr", "adm_pr": "adm-pr", "is_adm": "is-adm",
-                   "is_stylegan": "is-stylegan", "is_dgm_eval": "is-dgm-eval", "sw_approx": "sw-approx", "fd": "fid",
+                   "is_stylegan": "is-stylegan", "is_dgm_eval": "is-dgm-eval", "kd_dgm_eval": "kd-dgm-eval",
+                   "prdc_dgm_eval": "prdc-dgm-eval", "sw_approx": "sw-approx", "fd": "fid",
                    "fd-inf": "fd-inf", "fd_inf": "fd-inf", "fid-inf": "fd-inf", "fid_inf": "fd-inf",
                    "fd-infinity": "fd-inf"}
 _METRIC_NAMES = {"is": "the Inception Score", "kid": "KID", "pr": "precision/recall",
                  "adm-pr": "ADM precision/recall", "is-adm": "the Inception Score (ADM)",
                  "is-stylegan": "the Inception Score (StyleGAN)", "is-dgm-eval": "the Inception Score (dgm-eval)",
+                 "kd-dgm-eval": "dgm-eval's kd", "prdc-dgm-eval": "dgm-eval's prdc",
                  "sfid": "sFID",
                  "fd-inf": "FD∞", "cmmd": "CMMD", "authpct": "AuthPct", "sw-approx": "sliced W2 (approx.)",
                  "vendi": "the Vendi score"}
 #: metrics that read every image's features, of both sets
-_PER_IMAGE = ("kid", "pr", "adm-pr", "cmmd", "authpct", "sw-approx")
+_PER_IMAGE = ("kid", "pr", "adm-pr", "cmmd", "authpct", "sw-approx", "kd-dgm-eval", "prdc-dgm-eval")
 _LOGITS = ("is", "is-adm", "is-stylegan", "is-dgm-eval")  # metrics that read every generated image's logits
 #: the named feature a metric reads, where it is not the encoder's default feature (any encoder's
 #: FD, KID, precision/recall, FD∞ and bootstrap read that one). Which encoders can give a metric
@@ -609,8 +610,8 @@ def check_metrics(wanted, encoder=None) -> None:
 
 def parse_metrics(metrics) -> tuple:
     """Metric names from ``"fid,kid,pr"`` or an iterable: a tuple of fid (alias fd), is, kid, pr, sfid,
-    adm-pr, is-adm, is-stylegan, fd-inf, cmmd, authpct, sw-approx, vendi (fid first: the Fréchet
-    distance in the encoder's space)."""
+    adm-pr, is-adm, is-stylegan, is-dgm-eval, kd-dgm-eval, prdc-dgm-eval, fd-inf, cmmd, authpct,
+    sw-approx, vendi (fid first: the Fréchet distance in the encoder's space)."""
     items = metrics.split(",") if isinstance(metrics, str) else list(metrics)
     out = ["fid"]
     for m in items:
@@ -695,7 +696,7 @@ def _load_files(sources: dict, protocol: str, enc, allow_mismatch: bool, spatial
     return out
 
 
-def _check_counts(wanted, pr_k: int, counts: dict, cut: str = "") -> None:
+def _check_counts(wanted, pr_k: int, counts: dict, cut: str = "", dgm_eval_k: int = _scores.DGM_EVAL_NEAREST_K) -> None:
     """Refuses, in one line and before any pass, an image source too small for the Fréchet
     distance or a metric asked for. ``counts``: ``"a"``/``"b"`` -> the images that side will
     read (a statistics file has none); ``cut``: the sides (``"b"``, ``"ab"``) that ``subset`` or
@@ -706,6 +707,9 @@ def _check_counts(wanted, pr_k: int, counts: dict, cut: str = "") -> None:
              "kid": ("ab", 2, "KID needs at least 2 images in each set"),
              "authpct": ("a", 2, "AuthPct needs at least 2 images in A (a real image's nearest other)"),
              "pr": ("ab", pr_k + 1, f"pr with k = {pr_k} (--pr-k, pr_k=) needs more than {pr_k} images in each set"),
+             "kd-dgm-eval": ("ab", 2, "dgm-eval's kd needs at least 2 images in each set"),
+             "prdc-dgm-eval": ("ab", dgm_eval_k + 2, f"dgm-eval's prdc with k = {dgm_eval_k} (--pr-k, pr_k=) needs at "
+                                                     f"least {dgm_eval_k + 2} images in each set (its argpartition)"),
              "adm-pr": ("ab", _scores.ADM_K + 1, f"adm-pr (k = {_scores.ADM_K}) needs more than {_scores.ADM_K} "
                                                 f"images in each set"),
              "is": ("b", _scores.IS_SPLITS, f"the Inception Score needs at least {_scores.IS_SPLITS} images "
@@ -725,6 +729,40 @@ def _check_counts(wanted, pr_k: int, counts: dict, cut: str = "") -> None:
         problem = _distances.fd_infinity_refusal(counts["b"])
         if problem:
             raise StatsError(problem)
+
+
+def _dgm_eval_kd_prdc(wanted, fa, fb, info: dict, nsample: int | None, seed: int, k: int,
+                      reduced_n: int = _scores.DGM_EVAL_REDUCED_N) -> dict:
+    """dgm-eval's ``kd`` and ``prdc`` of A (real) against B, their subsets drawn as dgm-eval draws
+    them: from numpy's global generator in the state its ``--nsample`` cut left it
+    (:func:`fidkit.sources.dgm_eval_generator`), ``kd``'s 200 draws before ``prdc``'s when both
+    are asked for, as dgm-eval computes them in that order. Where neither set was cut, dgm-eval
+    draws from an unseeded generator: the draws here come from ``RandomState(seed)``, and a
+    warning says so when they pick a proper subset (its values then vary from run to run).
+    Keys ``dgm_eval_kd_value``, ``dgm_eval_kd_variance``, ``dgm_eval_precision``, ...,
+    ``dgm_eval_nearest_k``, and ``dgm_eval_draws``: ``"replayed"`` or ``"seeded here"``. ``reduced_n``:
+    dgm-eval's ``--reduced_n``, prdc's subsample (its default, 10,000)."""
+    n_a, n_b = info.get("nsample_from_a", len(fa)), info.get("nsample_from_b", len(fb))
+    rng = dgm_eval_generator(n_a, n_b, nsample, seed)
+    out: dict = {"dgm_eval_draws": "replayed" if rng is not None else "seeded here"}
+    if rng is None:
+        rng = np.random.RandomState(seed)
+        reduced = min(reduced_n, len(fa), len(fb))
+        prdc_part = "prdc-dgm-eval" in wanted and reduced < max(len(fa), len(fb))
+        kd_part = "kd-dgm-eval" in wanted and min(1000, len(fa), len(fb)) < max(len(fa), len(fb))
+        if kd_part or prdc_part:
+            which = " and ".join(m for m, on in (("kd", kd_part), ("prdc", prdc_part)) if on)
+            warnings.warn(f"dgm-eval draws the subsets of its {which} from numpy's global generator, which it seeds "
+                          f"only when --nsample cuts a set, and neither set is cut here ({n_a} and {n_b} images"
+                          f"{'' if nsample is None else f', nsample {nsample}'}): its own values vary from run to run; "
+                          f"these draw from RandomState({seed}) (--nsample-seed)", FidkitWarning, stacklevel=3)
+    if "kd-dgm-eval" in wanted:
+        kd = _scores.dgm_eval_kd(fa, fb, rng)
+        out.update(dgm_eval_kd_value=kd.mean, dgm_eval_kd_variance=kd.std)
+    if "prdc-dgm-eval" in wanted:
+        out.update({f"dgm_eval_{key}": v for key, v in _scores.dgm_eval_prdc(fa, fb, rng, k=k, reduced_n=reduced_n).items()},
+                   dgm_eval_nearest_k=k)
+    return out
 
 
 def _check_biased_n(label: str, n) -> None:
@@ -757,7 +795,7 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     ``metrics`` (names or ``"fid,kid,pr"``) adds scores read from the same single pass over
     each source (FID is always computed): ``kid`` (KID of a vs b), ``pr`` (precision,
     recall, density, coverage with ``a`` the real set and ``b`` the generated one,
-    torch-fidelity's, with ``pr_k`` nearest neighbours: 3 by default as there, 5 as dgm-eval;
+    torch-fidelity's, with ``pr_k`` nearest neighbours: 3 by default as there;
     recorded as ``pr_k``), ``is`` (Inception Score of ``b``, the generated set; needs weights
     with the classifier), ``sfid`` (the Fréchet distance of the spatial feature, as
     guided-diffusion's evaluator), ``adm-pr`` (precision and recall as that evaluator
@@ -771,6 +809,9 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     image) and approximate sliced W2 (``sw_approx``), on the encoder's default feature;
     ``vendi`` the Vendi score of B (``vendi``: :func:`fidkit.scores.vendi_score`, cosine
     similarity, q = 1), the effective number of distinct generated images in that space.
+    ``kd-dgm-eval`` and ``prdc-dgm-eval`` add dgm-eval's ``kd`` and ``prdc`` (k = ``pr_k``,
+    default 5), their subsets drawn as dgm-eval draws them after the cut of ``nsample``
+    (:func:`_dgm_eval_kd_prdc`: keys ``dgm_eval_kd_value``, ``dgm_eval_precision``, ...).
     They land in ``result.scores`` with keys ``kid_mean``, ``kid_std``, ``precision``,
     ``recall``, ``density``, ``coverage``, ``isc_mean``, ``isc_std``, ``sfid``,
     ``adm_precision``, ``adm_recall`` (with ``adm_pr_distances``, their arithmetic: ``adm_distances=``,
@@ -815,9 +856,12 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     if biased and (bootstrap > 0 or "fd-inf" in wanted or "sfid" in wanted):
         raise FidkitError("a 1/N covariance (biased_covariance, StyleGAN's) applies to the Fréchet distance alone; "
                           "leave out sfid, fd-inf and the bootstrap, which no evaluator computes that way")
-    pr_k = kw.pop("pr_k", 3)
-    if isinstance(pr_k, bool) or not isinstance(pr_k, (int, np.integer)) or pr_k < 1:
+    pr_k = kw.pop("pr_k", None)
+    if pr_k is not None and (isinstance(pr_k, bool) or not isinstance(pr_k, (int, np.integer)) or pr_k < 1):
         raise FidkitError(f"pr_k must be a positive integer (torch-fidelity's 3, dgm-eval's 5), got {pr_k!r}")
+    # k of pr (torch-fidelity's default 3) and of prdc-dgm-eval (dgm-eval's --nearest_k, 5)
+    dgm_eval_k = _scores.DGM_EVAL_NEAREST_K if pr_k is None else int(pr_k)
+    pr_k = 3 if pr_k is None else int(pr_k)
     subset, subset_seed = kw.pop("subset", None), kw.pop("subset_seed", 0)
     if subset is not None and (isinstance(subset, bool) or not isinstance(subset, (int, np.integer)) or subset < 2):
         raise FidkitError(f"subset must be an image count of at least 2 (EDM's and EDM2's --num: 50000), "
@@ -897,7 +941,7 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
         if side not in counts and needed and _holds_images(src):
             batches[side] = BatchImages(src)
             counts[side] = len(batches[side])
-    _check_counts(wanted, pr_k, counts, cut)
+    _check_counts(wanted, pr_k, counts, cut, dgm_eval_k)
     a, b = images.get("a", a), images.get("b", b)
     ex1 = _one_pass(a, protocol, keep_a, False, spatial, {"label": label_a, **kw}, allow_mismatch, files.get("a"),
                     batches.get("a"))
@@ -926,6 +970,9 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
         scores.update(kid_mean=k.mean, kid_std=k.std)
     if "pr" in wanted:
         scores.update(_scores.precision_recall(ex1.features, ex2.features, k=int(pr_k)), pr_k=int(pr_k))
+    if "kd-dgm-eval" in wanted or "prdc-dgm-eval" in wanted:
+        scores.update(_dgm_eval_kd_prdc(wanted, ex1.features, ex2.features, subset_info, nsample, nsample_seed,
+                                        dgm_eval_k))
     if "adm-pr" in wanted:
         scores.update(_scores.adm_precision_recall(ex1.features, ex2.features, distances=adm_distances),
                       adm_pr_distances=adm_distances)

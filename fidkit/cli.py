@@ -106,13 +106,16 @@ def cli(debug):
                    "is (Inception Score of B, the generated set), guided-diffusion's (ADM's) sfid, adm-pr "
                    "(its precision/recall), is-adm (its Inception Score), is-stylegan (StyleGAN2-ADA/3's "
                    "is50k; with --protocol nvidia) and is-dgm-eval (dgm-eval's is): Inception only; cmmd: "
-                   "CLIP only; dgm-eval's authpct and sw-approx, and vendi (the Vendi score of B): any encoder. "
+                   "CLIP only; dgm-eval's kd-dgm-eval and prdc-dgm-eval (its kd and prdc, their subsets drawn as "
+                   "it draws them after --nsample's cut), authpct and sw-approx, and vendi (the Vendi score of B): "
+                   "any encoder. "
                    "One pass over each source serves them all.")
 @click.option("--biased-covariance", is_flag=True,
               help="Normalise both covariances by 1/N, as StyleGAN2-ADA/StyleGAN3 do (with --protocol nvidia: "
                    "their FID); the default is 1/(N-1), as TTUR, pytorch-fid and EDM.")
-@click.option("--pr-k", type=click.IntRange(min=1), default=3, show_default=True, metavar="K",
-              help="Nearest neighbours of pr's balls: 3 as torch-fidelity, 5 as dgm-eval's prdc.")
+@click.option("--pr-k", type=click.IntRange(min=1), default=None, metavar="K",
+              help="Nearest neighbours of the balls of pr (default 3, as torch-fidelity) and prdc-dgm-eval "
+                   "(default 5, dgm-eval's --nearest_k).")
 @click.option("--pr-distances", type=click.Choice(list(ADM_DISTANCES)), default=ADM_DEFAULT_DISTANCES,
               show_default=True, help="adm-pr's arithmetic, as for `fidkit adm`.")
 @click.option("--bootstrap", type=click.IntRange(min=0), default=0, metavar="B",
@@ -130,10 +133,11 @@ def compute(a, b, protocol, allow_mismatch, metrics, biased_covariance, pr_k, pr
     sample batches (.npz with arr_0, .npy) or statistics files (.npz with mu/sigma, EDM2 .pkl; FID and sFID only)."""
     ctx = click.get_current_context()
     wanted = parse_metrics(metrics)
-    for option, name, metric in (("--pr-k", "pr_k", "pr"), ("--pr-distances", "pr_distances", "adm-pr")):
-        if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE and metric not in wanted:
-            warnings.warn(f"{option} applies to --metrics {metric}, which was not asked for: it changes nothing",
-                          FidkitWarning)
+    for option, name, needs in (("--pr-k", "pr_k", ("pr", "prdc-dgm-eval")), ("--pr-distances", "pr_distances",
+                                                                               ("adm-pr",))):
+        if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE and not set(needs) & set(wanted):
+            warnings.warn(f"{option} applies to --metrics {' and '.join(needs)}, which "
+                          f"{'was' if len(needs) == 1 else 'were'} not asked for: it changes nothing", FidkitWarning)
     if ctx.get_parameter_source("subset_seed") == click.core.ParameterSource.COMMANDLINE and subset is None:
         warnings.warn("--subset-seed applies to --subset, which was not given: it changes nothing", FidkitWarning)
     _check_nsample_seed(ctx, run)

@@ -25,6 +25,9 @@ reproduce the arithmetic of the reference implementations:
 - :func:`vendi_score` is the Vendi score (Friedman & Dieng 2023) of one set as dgm-eval's
   ``compute_vendi_score`` and the ``vendi-score`` package compute it (cosine similarity,
   order q = 1), from the d × d matrix instead of their N × N one.
+- :func:`dgm_eval_kd` and :func:`dgm_eval_prdc` follow dgm-eval's ``kd`` and ``prdc``: float64
+  features, scikit-learn's kernel and distance arithmetic, their subsets drawn from a generator
+  in the state dgm-eval's global one is in (:func:`fidkit.sources.dgm_eval_generator`).
 """
 
 from __future__ import annotations
@@ -113,7 +116,8 @@ def _mmd2_unbiased(k_xx: np.ndarray, k_xy: np.ndarray, k_yy: np.ndarray) -> floa
 
 
 def kid(features_a, features_b, subsets: int = 100, subset_size: int = 1000, degree: int = 3,
-        gamma: float | None = None, coef0: float = 1, seed: int = DEFAULT_SEED) -> MeanStd:
+        gamma: float | None = None, coef0: float = 1, seed: int = DEFAULT_SEED, dtype=np.float32,
+        rng: np.random.RandomState | None = None) -> MeanStd:
     """Kernel Inception Distance (unbiased MMD², polynomial kernel) as torch-fidelity 0.4.0.
 
     ``features_a``, ``features_b``: (N, D) and (M, D) float arrays or tensors (pool3
@@ -125,9 +129,11 @@ def kid(features_a, features_b, subsets: int = 100, subset_size: int = 1000, deg
     A ``subset_size`` larger than N or M is not an error: min(subset_size, N, M) is used
     (torch-fidelity refuses instead). Returns :class:`MeanStd` over the subsets; KID is
     about 0 for the same distribution and can be slightly negative (unbiased estimate).
+    ``dtype`` (float32) is the arithmetic's; ``rng``, when given, is drawn from instead of a
+    fresh ``RandomState(seed)`` (and advanced), as :func:`dgm_eval_kd` replays a generator.
     """
-    a = _as_2d(features_a, "features_a", np.float32)
-    b = _as_2d(features_b, "features_b", np.float32)
+    a = _as_2d(features_a, "features_a", dtype)
+    b = _as_2d(features_b, "features_b", dtype)
     if a.shape[1] != b.shape[1]:
         raise StatsError(f"features have different dimensions ({a.shape[1]} and {b.shape[1]})")
     if subsets < 1:
@@ -141,7 +147,7 @@ def kid(features_a, features_b, subsets: int = 100, subset_size: int = 1000, deg
     def kernel(x, y):
         return (np.matmul(x, y.T) * g + coef0) ** degree
 
-    rng = np.random.RandomState(seed)
+    rng = np.random.RandomState(seed) if rng is None else rng
     mmds = np.zeros(subsets)
     for i in range(subsets):
         x = a[rng.choice(n_a, m, replace=False)]
@@ -663,3 +669,116 @@ def dgm_eval_inception_score(logits, splits: int = IS_SPLITS, seed: int = DEFAUL
         raise StatsError("dgm-eval's Inception Score is not finite: a class probability underflowed to 0 in float32 "
                          "where the part's mean did not; check the logits")
     return MeanStd(float(np.mean(scores)), float(np.std(scores)))
+
+
+DGM_EVAL_NEAREST_K = 5  # dgm-eval's --nearest_k
+DGM_EVAL_REDUCED_N = 10000  # dgm-eval's --reduced_n: prdc's subsample
+DGM_EVAL_JOBS = 8  # dgm-eval's pairwise_distances(..., n_jobs=8): the column slices of its distances
+
+
+def dgm_eval_kd(features_real, features_fake, rng: np.random.RandomState) -> MeanStd:
+    """dgm-eval's ``kd`` (``metrics/mmd.py``'s ``compute_mmd``): 100 subsets of min(1000, N, M)
+    rows of the real then of the fake set, each drawn with ``rng.choice(·, replace=False)``,
+    scikit-learn's ``polynomial_kernel`` (degree 3, γ = 1/D, coef0 1) and the unbiased MMD² in
+    float64 (dgm-eval keeps its features in float64), mean and population std: its ``kd_value``
+    and ``kd_variance`` (a std, despite the name). ``features_*``: (N, D), (M, D) float arrays.
+
+    ``rng`` stands for numpy's global generator, which dgm-eval draws from: pass it in the state
+    dgm-eval leaves it (:func:`fidkit.sources.dgm_eval_generator`); it is advanced by 200 draws,
+    as dgm-eval's is before its ``prdc``. The same estimator as :func:`kid` (torch-fidelity's) in
+    float64 instead of float32.
+    """
+    return kid(features_real, features_fake, dtype=np.float64, rng=rng)
+
+
+def _even_slices(n: int, packs: int) -> list:
+    """scikit-learn's ``gen_even_slices(n, packs)``: ``packs`` consecutive ranges, the first
+    n mod packs one longer, empty ones left out, as ``(lo, hi)``."""
+    out, lo = [], 0
+    for i in range(packs):
+        size = n // packs + (1 if i < n % packs else 0)
+        if size > 0:
+            out.append((lo, lo + size))
+            lo += size
+    return out
+
+
+def _sklearn_distance_slices(x: np.ndarray, y: np.ndarray, same: bool, jobs: int = DGM_EVAL_JOBS):
+    """Yields ``(lo, hi, d)``: the columns ``lo:hi`` of ``sklearn.metrics.pairwise_distances(x, y,
+    n_jobs=jobs)`` (float64 rows of x, columns of y) computed as scikit-learn computes them: the
+    columns cut by :func:`_even_slices`, each ``sqrt(max(-2·x·y[s]ᵀ + |x|² + |y[s]|², 0))`` with
+    ``einsum`` row norms, and the diagonal 0 when ``same`` (y is x). Memory: N × M / jobs."""
+    xx = np.einsum("ij,ij->i", x, x)[:, None]
+    for lo, hi in _even_slices(y.shape[0], jobs):
+        ys = y[lo:hi]
+        d = -2 * (x @ ys.T)
+        d += xx
+        d += np.einsum("ij,ij->i", ys, ys)[None, :]
+        np.maximum(d, 0, out=d)
+        if same:
+            idx = np.arange(lo, hi)
+            d[idx, idx - lo] = 0
+        yield lo, hi, np.sqrt(d, out=d)
+
+
+def _dgm_eval_radii(x: np.ndarray, k: int) -> np.ndarray:
+    """prdc's ``get_kth_value(distances, k + 1)`` of every row of x against x: the (k+1)-th
+    smallest distance, the point itself (0) counted. (N,) float64."""
+    best = None
+    for _lo, _hi, d in _sklearn_distance_slices(x, x, True):
+        cand = d if best is None else np.concatenate([best, d], axis=1)
+        best = np.partition(cand, k, axis=1)[:, :k + 1] if cand.shape[1] > k + 1 else cand
+    return best.max(axis=1)
+
+
+def dgm_eval_prdc(features_real, features_fake, rng: np.random.RandomState, k: int = DGM_EVAL_NEAREST_K,
+                  reduced_n: int = DGM_EVAL_REDUCED_N) -> dict:
+    """dgm-eval's ``prdc``: precision, recall (Kynkäänniemi et al.), density and coverage (Naeem
+    et al.) as its ``__main__.compute_scores`` and ``metrics/prdc.py`` compute them.
+
+    First its subsample: ``r = min(reduced_n, N, M)`` real rows ``rng.choice(N, r,
+    replace=False)`` then ``min(M, r)`` fake rows drawn the same way, in that order (``rng``
+    stands for numpy's global generator: pass it in the state dgm-eval leaves it,
+    :func:`fidkit.sources.dgm_eval_generator`, after :func:`dgm_eval_kd` where dgm-eval's
+    ``kd`` was computed too). Then on float64 features scikit-learn's Euclidean distances
+    (:func:`_sklearn_distance_slices`), radii the (k+1)-th smallest distance within each set
+    (the point itself counted, as ``prdc``), and strict ``<`` everywhere (fidkit's
+    :func:`precision_recall`, torch-fidelity's, takes ``<=`` for precision and recall and float32
+    distances): precision, the share of fake points closer to some real point than its radius;
+    recall the converse; density (1/k)·mean over fake points of the real balls holding them;
+    coverage the share of real points whose nearest fake point is inside their ball.
+    ``features_*``: (N, D), (M, D) float arrays, N and M at least k + 2 (its ``argpartition``).
+    Memory: the r × r / 8 distances of one slice at a time (dgm-eval holds three r × r
+    matrices: 2.4 GB at its default 10,000). Returns a dict of four floats.
+    """
+    x = _as_2d(features_real, "features_real", np.float64)
+    y = _as_2d(features_fake, "features_fake", np.float64)
+    if x.shape[1] != y.shape[1]:
+        raise StatsError(f"features have different dimensions ({x.shape[1]} and {y.shape[1]})")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise StatsError(f"k must be a positive integer (dgm-eval's --nearest_k, 5), got {k!r}")
+    if min(x.shape[0], y.shape[0]) < k + 2:
+        raise StatsError(f"dgm-eval's prdc with k={k} needs at least {k + 2} feature vectors in each set (its "
+                         f"argpartition at k + 1), got {x.shape[0]} and {y.shape[0]}")
+    r = min(reduced_n, x.shape[0], y.shape[0])
+    x = x[rng.choice(x.shape[0], r, replace=False)]
+    y = y[rng.choice(np.arange(y.shape[0]), min(y.shape[0], r), replace=False)]
+    r_real = _dgm_eval_radii(x, k)
+    r_fake = _dgm_eval_radii(y, k)
+    n, m = x.shape[0], y.shape[0]
+    precision_hit = np.zeros(m, dtype=bool)
+    recall_hit = np.zeros(n, dtype=bool)
+    density_count = np.zeros(m, dtype=np.int64)
+    nearest = np.full(n, np.inf)
+    for lo, hi, d in _sklearn_distance_slices(x, y, False):
+        inside = d < r_real[:, None]
+        precision_hit[lo:hi] = inside.any(axis=0)
+        density_count[lo:hi] = inside.sum(axis=0)
+        recall_hit |= (d < r_fake[None, lo:hi]).any(axis=1)
+        np.minimum(nearest, d.min(axis=1), out=nearest)
+    return {
+        "precision": float(precision_hit.mean()),
+        "recall": float(recall_hit.mean()),
+        "density": float((1. / float(k)) * density_count.mean()),
+        "coverage": float((nearest < r_real).mean()),
+    }

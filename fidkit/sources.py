@@ -370,8 +370,8 @@ def seeded_subset(images: Images, n: int, seed: int = 0, label: str | None = Non
 
 
 def _pick(images: Images, idx: np.ndarray, seed: int) -> Images:
-    """The items ``idx`` (increasing) of ``images``: a file list of the picked files (what a
-    torchrun rank is sent) for files, a :class:`Picked` view otherwise."""
+    """The items ``idx`` of ``images`` in that order: a file list of the picked files (what a
+    torchrun rank is sent) for files, a :class:`Picked` view otherwise (``idx`` increasing)."""
     name = f"{images.name} ({len(idx)} of {len(images)}, seed {seed})"
     if isinstance(images, FileImages):
         return FileImages([images.path(int(i)) for i in idx], name)
@@ -396,6 +396,30 @@ def dgm_eval_indices(total: int, n: int, seed: int = DGM_EVAL_SEED) -> np.ndarra
     return np.sort(np.random.RandomState(seed).choice(total, n, replace=False)).astype(np.int64)
 
 
+def dgm_eval_generator(total_real: int, total_fake: int, n: int | None,
+                       seed: int = DGM_EVAL_SEED) -> np.random.RandomState | None:
+    """numpy's global generator in the state dgm-eval leaves it after reading its real set of
+    ``total_real`` items and one generated set of ``total_fake`` under ``--nsample n --seed seed``,
+    as a fresh ``RandomState``; None when neither set was cut (``n`` None or at least both
+    totals), where dgm-eval never seeds it and draws its ``kd`` and ``prdc`` subsets from an
+    unseeded generator.
+
+    Each cut (:func:`dgm_eval_indices`) calls ``np.random.seed(seed)`` then draws its pick, and
+    dgm-eval cuts the real set before the generated one, so the state is that after the last cut:
+    the generated set's when it was cut, else the real set's. Nothing between the cuts and its
+    ``compute_scores`` draws from that generator (its FD∞ draws from an unseeded generator of its
+    own). Assumes dgm-eval's single generated path, no ``--test_path`` set that it cuts and no
+    ``:train`` path (which re-seeds with seed + 1)."""
+    if n is None:
+        return None
+    for total in (total_fake, total_real):  # the last set cut is the one that counts
+        if total > n:
+            rng = np.random.RandomState(seed)
+            rng.choice(total, n, replace=False)
+            return rng
+    return None
+
+
 def _folder_prefix(root: Path) -> int:
     """How many characters of the paths :func:`list_images` gives for files below ``root`` name
     the folder: the folder as pathlib writes it and a separator (none after ``/``), or none for
@@ -411,8 +435,9 @@ def dgm_eval_subset(images: Images, n: int, seed: int = DGM_EVAL_SEED, source=No
     For a folder ``source`` (``images`` its :func:`as_images`) that order is
     :func:`dgm_eval_listing`'s: when it holds the same files as fidkit's listing but sorts them
     otherwise (``Path`` order puts ``a/`` before ``a-b/``, fidkit's path strings after), the
-    pick follows it; when it holds other files, the pick is over fidkit's order and a note says
-    how they differ. Other sources (sample batches, which dgm-eval reads in array order; arrays;
+    pick follows it and the images come in dgm-eval's order (its rows, which the subsets of its
+    ``kd`` and ``prdc`` index), cut or not; when it holds other files, the pick is over fidkit's
+    order and a note says how they differ. Other sources (sample batches, which dgm-eval reads in array order; arrays;
     archives, which it does not read) are cut in fidkit's order. Returns (the images: ``images``
     itself when it holds at most ``n``, else a file list or :class:`Picked` view as
     :func:`seeded_subset` gives; the note or None)."""
@@ -433,9 +458,11 @@ def dgm_eval_subset(images: Images, n: int, seed: int = DGM_EVAL_SEED, source=No
                     f"{len(ours)} ({why}), so "
                     f"these are not the images dgm-eval would score")
     if len(images) <= n:
+        if order is not None:  # the same files in dgm-eval's row order, which kd's and prdc's draws index
+            return FileImages([images.path(int(i)) for i in order], images.name), note
         return images, note
     idx = dgm_eval_indices(len(images), n, seed)
-    return _pick(images, idx if order is None else np.sort(order[idx]), seed), note
+    return _pick(images, idx if order is None else order[idx], seed), note
 
 
 def dgm_eval_listing(root) -> list[str]:

@@ -1,8 +1,10 @@
 """dgm-eval's ``--nsample N --seed S`` (``fidkit compute/stats --nsample``): which images each set
 is cut to, and the command line end to end with the real weights on tests/data's 10 + 10 images.
-Against dgm-eval's own DataLoader: ``python benchmarks/dgm_eval_subset_check.py CHECKOUT``."""
+Against dgm-eval's own DataLoader: ``python benchmarks/dgm_eval_subset_check.py CHECKOUT``; its kd
+and prdc after the cut: ``benchmarks/dgm_eval_kd_prdc_check.py``."""
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,10 @@ from PIL import Image
 import fidkit
 from conftest import run_fidkit as run
 from fidkit.errors import FidkitError
-from fidkit.sources import as_images, dgm_eval_indices, dgm_eval_listing, dgm_eval_subset, list_images
+from fidkit import scores as S
+from fidkit.api import extract
+from fidkit.sources import (as_images, dgm_eval_generator, dgm_eval_indices, dgm_eval_listing, dgm_eval_subset,
+                            list_images)
 from fidkit.stats import Statistics
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*feature dimensions:fidkit.errors.FidkitWarning")
@@ -69,7 +74,10 @@ def test_a_folders_cut_follows_dgm_evals_order_of_class_folders(tmp_path):
     naive = sorted(Path(images.path(int(i))) for i in dgm_eval_indices(30, 11, 13579))
     assert naive != want  # (what a pick in fidkit's order would have read)
     same, note = dgm_eval_subset(images, 30, 13579, str(tmp_path))
-    assert same is images and note is None  # not more than n: the whole set
+    assert note is None and [Path(same.path(i)) for i in range(30)] == theirs  # not more than n: the whole set,
+    # in dgm-eval's row order, which the subsets of its kd and prdc index
+    picked_rows = [Path(picked.path(i)) for i in range(len(picked))]
+    assert picked_rows == [theirs[i] for i in dgm_eval_indices(30, 11, 13579)]  # cut: its rows too
 
 
 @pytest.mark.parametrize("layout, message", [
@@ -172,3 +180,46 @@ def test_an_adm_reference_batch_is_cut_as_its_images(real_b, tmp_path):
     assert (info["n"], info["nsample_from"]) == (6, 10)
     r = run("stats", tmp_path / "ref.npz", "-o", tmp_path / "r.npz", check=False)  # without: it is statistics
     assert r.returncode == 1 and "already a statistics file" in r.stderr
+
+
+def test_dgm_eval_generator_is_the_state_after_the_last_cut():
+    def after(total, n, seed=13579):
+        g = np.random.RandomState(seed)
+        g.choice(total, n, replace=False)
+        return g.randint(2 ** 31, size=4).tolist()
+
+    assert dgm_eval_generator(10, 10, None) is None and dgm_eval_generator(10, 12, 12) is None  # nothing cut
+    assert dgm_eval_generator(30, 20, 10).randint(2 ** 31, size=4).tolist() == after(20, 10)  # B's cut, last
+    assert dgm_eval_generator(30, 8, 10).randint(2 ** 31, size=4).tolist() == after(30, 10)  # A's alone
+    assert dgm_eval_generator(30, 8, 10, 7).randint(2 ** 31, size=4).tolist() == after(30, 10, 7)
+
+
+def test_compute_gives_dgm_evals_kd_and_prdc_of_the_cut(real_a, real_b):
+    out = json.loads(run("compute", real_a, real_b, "--metrics", "kd-dgm-eval,prdc-dgm-eval", "--nsample", "8",
+                         "--json", *RUN).stdout)
+    feats = [extract([f[i] for i in dgm_eval_indices(10, 8)], keep_features=True, device="cpu", workers=0).features
+             for f in (list_images(real_a), list_images(real_b))]
+    rng = dgm_eval_generator(10, 10, 8)
+    kd, prdc = S.dgm_eval_kd(*feats, rng), S.dgm_eval_prdc(*feats, rng, k=5)
+    assert (out["dgm_eval_kd_value"], out["dgm_eval_kd_variance"]) == (kd.mean, kd.std)
+    assert {k: out[f"dgm_eval_{k}"] for k in prdc} == prdc
+    assert (out["dgm_eval_nearest_k"], out["dgm_eval_draws"], out["nsample_from_b"]) == (5, "replayed", 10)
+
+
+def test_dgm_eval_kd_and_prdc_without_a_cut_are_seeded_here_and_say_so(real_a, real_b):
+    fb = list_images(real_b)[:8]
+    with pytest.warns(fidkit.FidkitWarning, match=r"its kd and prdc from numpy's global generator, which it seeds "
+                                                  r"only when "
+                                                  r"--nsample cuts a set, and neither set is cut here \(10 and 8 "
+                                                  r"images\): its own values vary from run to run; these draw from "
+                                                  r"RandomState\(13579\)"):
+        r = fidkit.compare(real_a, fb, metrics="kd-dgm-eval,prdc-dgm-eval", pr_k=3, device="cpu", workers=0)
+    assert r.scores["dgm_eval_draws"] == "seeded here" and r.scores["dgm_eval_nearest_k"] == 3
+    assert 0 <= r.scores["dgm_eval_coverage"] <= 1 and "pr_k" not in r.scores
+    # equal sets of at most --reduced_n: prdc's draws only permute them, so nothing to warn of
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        r = fidkit.compare(real_a, real_b, metrics="prdc-dgm-eval", device="cpu", workers=0)
+    assert not [w for w in said if "global generator" in str(w.message)] and r.scores["dgm_eval_nearest_k"] == 5
+    with pytest.raises(FidkitError, match="dgm-eval's prdc with k = 5 .* needs at least 7 images in each set"):
+        fidkit.compare(real_a, fb[:6], metrics="prdc-dgm-eval", device="cpu", workers=0)

@@ -481,3 +481,127 @@ def test_dgm_eval_inception_score_is_its_arithmetic(n):
         assert got.mean == pytest.approx(S.inception_score(logits).mean, rel=1e-5)
     with pytest.raises(StatsError, match="at least as many images as splits"):
         S.dgm_eval_inception_score(logits[:9])
+
+
+# --- dgm-eval's kd and prdc: a transcription of its code (``__main__.compute_scores``,
+# ``metrics/mmd.py``, ``metrics/prdc.py``) and of scikit-learn's float64 ``pairwise_distances(...,
+# n_jobs=8)`` and ``polynomial_kernel``, drawing from numpy's global generator as dgm-eval does.
+# Against dgm-eval's own code and scikit-learn: benchmarks/dgm_eval_kd_prdc_check.py.
+
+def _sk_even_slices(n, packs):
+    start = 0
+    for i in range(packs):
+        size = n // packs + (1 if i < n % packs else 0)
+        if size > 0:
+            yield slice(start, start + size)
+            start += size
+
+
+def _sk_pairwise_distances(x, y):
+    ret = np.empty((x.shape[0], y.shape[0]), order="F")
+    for s in _sk_even_slices(y.shape[0], 8):
+        ys = y[s]
+        d = -2 * (x @ ys.T)
+        d += np.einsum("ij,ij->i", x, x)[:, None]
+        d += np.einsum("ij,ij->i", ys, ys)[None, :]
+        np.maximum(d, 0, out=d)
+        ret[:, s] = np.sqrt(d)
+    if x is y:
+        np.fill_diagonal(ret, 0)
+    return ret
+
+
+def _dgm_eval_prdc(real, fake, k):
+    def radii(f):
+        d = _sk_pairwise_distances(f, f)
+        idx = np.argpartition(d, k + 1, axis=-1)[..., :k + 1]
+        return np.take_along_axis(d, idx, axis=-1).max(axis=-1)
+    rr, rf = radii(real), radii(fake)
+    d = _sk_pairwise_distances(real, fake)
+    return {"precision": (d < rr[:, None]).any(axis=0).mean(), "recall": (d < rf[None, :]).any(axis=1).mean(),
+            "density": (1. / float(k)) * (d < rr[:, None]).sum(axis=0).mean(),
+            "coverage": (d.min(axis=1) < rr).mean()}
+
+
+def _dgm_eval_mmd(real, fake):
+    s = min(1000, real.shape[0], fake.shape[0])
+    out = np.zeros(100)
+    for i in range(100):
+        g = real[np.random.choice(len(real), s, replace=False)]
+        r = fake[np.random.choice(len(fake), s, replace=False)]
+        kern = [(a @ b.T * (1.0 / a.shape[1]) + 1) ** 3 for a, b in ((g, g), (r, r), (g, r))]
+        m = kern[0].shape[0]
+        xx = (kern[0].sum(axis=1) - np.diagonal(kern[0])).sum()
+        yy = (kern[1].sum(axis=1) - np.diagonal(kern[1])).sum()
+        out[i] = (xx + yy) / (m * (m - 1)) - 2 * kern[2].sum(axis=0).sum() / (m * m)
+    return out
+
+
+def _dgm_eval_scores(real_all, fake_all, nsample, metrics, reduced_n, k=5):
+    """dgm-eval from its cuts (real, then generated) to compute_scores' kd and prdc."""
+    reps = []
+    for feats in (real_all, fake_all):
+        if len(feats) > nsample:
+            np.random.seed(13579)
+            feats = feats[sorted(np.random.choice(len(feats), nsample, replace=False))]
+        reps.append(feats.astype(np.float64))
+    out = {}
+    if "kd" in metrics:
+        v = _dgm_eval_mmd(*reps)
+        out.update(kd_value=v.mean(), kd_variance=v.std())
+    if "prdc" in metrics:
+        r = min(reduced_n, reps[0].shape[0], reps[1].shape[0])
+        i0 = np.random.choice(reps[0].shape[0], r, replace=False)
+        i1 = np.random.choice(np.arange(reps[1].shape[0]), min(reps[1].shape[0], r), replace=False)
+        out.update(_dgm_eval_prdc(reps[0][i0], reps[1][i1], k))
+    return out
+
+
+@pytest.mark.parametrize("n_a, n_b, nsample, metrics, reduced_n, k", [
+    (70, 60, 50, ("kd", "prdc"), 10000, 5),  # both cut: the generated set's cut seeds the draws
+    (70, 40, 50, ("kd", "prdc"), 30, 5),  # the real set's cut seeds them; kd's subsets are proper
+    (70, 60, 50, ("prdc",), 25, 3),  # prdc alone: no kd draws before it
+    (1300, 1100, 1200, ("kd",), 10000, 5),  # kd's subsets of 1000 of 1200 and of 1100
+])
+def test_dgm_eval_kd_and_prdc_replay_its_global_generator_bit_for_bit(n_a, n_b, nsample, metrics, reduced_n, k):
+    from fidkit.api import _dgm_eval_kd_prdc
+    from fidkit.sources import dgm_eval_indices
+
+    g = np.random.default_rng(11)
+    real = (g.normal(size=(n_a, 24)) + np.repeat(g.normal(size=(4, 24)), (n_a + 3) // 4, axis=0)[:n_a]).astype(np.float32)
+    fake = (g.normal(size=(n_b, 24)) * 1.2 + 0.3).astype(np.float32)
+    state = np.random.get_state()
+    try:
+        np.random.seed(99)  # whatever state it had: the cuts re-seed it
+        want = _dgm_eval_scores(real, fake, nsample, metrics, reduced_n, k)
+    finally:
+        np.random.set_state(state)
+    ra, rb = real[dgm_eval_indices(n_a, nsample)], fake[dgm_eval_indices(n_b, nsample)]
+    got = _dgm_eval_kd_prdc(tuple(f"{m}-dgm-eval" for m in metrics), ra, rb,
+                            {"nsample_from_a": n_a, "nsample_from_b": n_b}, nsample, 13579, k, reduced_n)
+    assert got["dgm_eval_draws"] == "replayed"
+    assert {key: got[f"dgm_eval_{key}"] for key in want} == {key: float(v) for key, v in want.items()}
+    if "prdc" in metrics:
+        assert got["dgm_eval_nearest_k"] == k and 0 < got["dgm_eval_precision"] < 1
+
+
+def test_dgm_eval_prdc_slices_radii_as_the_full_matrix():
+    # the radii merged over sklearn's 8 column slices equal argpartition over whole rows, including
+    # sets smaller than 8 slices' worth and ties (repeated rows)
+    g = np.random.default_rng(5)
+    for n in (7, 9, 17, 64):
+        x = g.normal(size=(n, 6))
+        x[3] = x[1]
+        full = _sk_pairwise_distances(x, x)
+        want = np.take_along_axis(full, np.argpartition(full, 6, axis=-1)[..., :6], axis=-1).max(axis=-1)
+        assert np.array_equal(S._dgm_eval_radii(x, 5), want)
+    with pytest.raises(StatsError, match="needs at least 7 feature vectors"):
+        S.dgm_eval_prdc(g.normal(size=(6, 4)), g.normal(size=(9, 4)), np.random.RandomState(0))
+
+
+def test_dgm_eval_kd_is_kid_in_float64():
+    g = np.random.default_rng(2)
+    a, b = g.normal(size=(40, 8)).astype(np.float32), g.normal(size=(30, 8)).astype(np.float32)
+    got = S.dgm_eval_kd(a, b, np.random.RandomState(4))
+    assert got == S.kid(a.astype(np.float64), b.astype(np.float64), seed=4, dtype=np.float64)
+    assert got != S.kid(a, b, seed=4)  # float32 arithmetic: other last bits

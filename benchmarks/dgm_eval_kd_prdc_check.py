@@ -1,0 +1,148 @@
+"""Whether ``fidkit compute --metrics kd-dgm-eval,prdc-dgm-eval --nsample N`` gives dgm-eval's
+``kd`` and ``prdc`` values bit for bit, by running dgm-eval's own code on the same features.
+
+    PYTHONPATH=SKLEARN_AND_TQDM python benchmarks/dgm_eval_kd_prdc_check.py DGM_EVAL_CHECKOUT [--dim 64]
+
+dgm-eval's side, from the checkout: its ``DataLoader`` reads a real folder, then a generated
+one, each cut by ``--nsample`` (seeding numpy's global generator as it does), and its
+``__main__.compute_scores`` (the function's own source, executed with its ``metrics/mmd.py``
+and ``metrics/prdc.py``, which need scikit-learn and tqdm) computes ``kd`` and ``prdc`` from
+the features of the images it kept, in its row order, as float64. fidkit's side: the cut and
+row order of :func:`fidkit.sources.dgm_eval_subset` and the draws and arithmetic of
+``fidkit.api._dgm_eval_kd_prdc``, the function ``compare`` calls. The features stand in for an
+encoder's (a fixed float32 vector per image, clustered so that the balls overlap): the network
+pass is not what is checked. ``torchvision``, which dgm-eval's loader imports, is stubbed as in
+``dgm_eval_subset_check.py``.
+
+Cases: both sets cut (the generated set's cut seeds the draws), only the real set cut, each
+with ``kd`` before ``prdc`` or ``prdc`` alone, ``--reduced_n`` below and above the sets, a
+generated set of class folders whose ``Path`` order is not fidkit's, and neither set cut with
+equal sets of at most ``reduced_n`` (dgm-eval's draws are then unseeded but only permute).
+Prints one line per case and exits 1 on a difference.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import importlib.util
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+def _module(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _compute_scores(checkout: Path):
+    """dgm-eval's ``compute_scores``, its source taken from its ``__main__.py`` (whose imports pull
+    in every model) and run beside its own ``compute_mmd`` and ``compute_prdc``."""
+    src = (checkout / "dgm_eval" / "__main__.py").read_text()
+    fn = next(n for n in ast.parse(src).body if isinstance(n, ast.FunctionDef) and n.name == "compute_scores")
+    ns = {"np": np, "sys": sys,
+          "compute_mmd": _module("dgm_eval_mmd", checkout / "dgm_eval" / "metrics" / "mmd.py").compute_mmd,
+          "compute_prdc": _module("dgm_eval_prdc", checkout / "dgm_eval" / "metrics" / "prdc.py").compute_prdc}
+    exec(compile(ast.Module([fn], []), "dgm_eval/__main__.py", "exec"), ns)
+    return ns["compute_scores"]
+
+
+def main() -> int:
+    from PIL import Image
+
+    from dgm_eval_subset_check import _load_dataloaders
+    from fidkit.api import _dgm_eval_kd_prdc
+    from fidkit.sources import as_images, dgm_eval_subset
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("checkout", type=Path, help="a clone of layer6ai-labs/dgm-eval")
+    ap.add_argument("--dim", type=int, default=64, help="feature dimension")
+    args = ap.parse_args()
+    checkout = args.checkout.resolve()
+    dl = _load_dataloaders(checkout)
+    compute_scores = _compute_scores(checkout)
+    table = np.random.default_rng(7)
+    centres = table.normal(size=(6, args.dim)).astype(np.float32) * 1.5
+
+    def write(folder: Path, n: int, classes: bool, base: int) -> dict:
+        """n tiny images, the i-th holding its number; returns path -> its feature (float32)."""
+        feats = {}
+        for i in range(n):
+            sub = folder / ("a", "a-b", "b")[i % 3] if classes else folder
+            sub.mkdir(parents=True, exist_ok=True)
+            p = sub / f"im_{i:03d}.png"
+            Image.fromarray(np.full((4, 4, 3), i % 256, np.uint8)).save(p)
+            f = centres[(base + i) % 6] + np.random.default_rng(base + i).normal(size=args.dim).astype(np.float32)
+            feats[str(p)] = f.astype(np.float32)
+        return feats
+
+    cases = [  # name, real images, generated images, generated in class folders, nsample, reduced_n, metrics
+        ("both cut, kd then prdc", 130, 120, False, 100, 10000, ["kd", "prdc"]),
+        ("both cut, prdc alone, reduced_n 60", 130, 120, False, 100, 60, ["prdc"]),
+        ("real cut only, kd then prdc, reduced_n 50", 130, 80, False, 100, 50, ["kd", "prdc"]),
+        ("both cut, class folders, kd then prdc, reduced_n 70", 130, 125, True, 100, 70, ["kd", "prdc"]),
+        ("real cut only, class folders, prdc alone, reduced_n 40", 110, 90, True, 100, 40, ["prdc"]),
+        ("neither cut, equal sets, prdc alone", 90, 90, True, 100, 10000, ["prdc"]),
+    ]
+    ok = True
+    for name, n_a, n_b, classes, nsample, reduced_n, metrics in cases:
+        with tempfile.TemporaryDirectory() as tmp:
+            fa = write(Path(tmp, "real"), n_a, False, 0)
+            fb = write(Path(tmp, "fake"), n_b, classes, 1000)
+            np.random.seed(12345)  # whatever state the process had: dgm-eval's cuts re-seed it
+            real = dl.DataLoader(str(Path(tmp, "real")), nsample=nsample, transform=lambda x: x, num_workers=0)
+            fake = dl.DataLoader(str(Path(tmp, "fake")), nsample=nsample, transform=lambda x: x, num_workers=0)
+
+            def rows(loader, feats):
+                ds = loader.data_set
+                files = [ds.dataset.files[i] for i in ds.indices] if hasattr(ds, "indices") else list(ds.files)
+                return np.stack([feats[str(f)] for f in files]).astype(np.float64)  # its reps: float64
+
+            reps = [rows(real, fa), rows(fake, fb)]
+            theirs, _ = compute_scores(argparse.Namespace(metrics=metrics, reduced_n=reduced_n, nearest_k=5),
+                                       reps, None, None)
+            ours_rows, info = [], {}
+            for side, folder, feats, total in (("a", "real", fa, n_a), ("b", "fake", fb, n_b)):
+                picked, note = dgm_eval_subset(as_images(str(Path(tmp, folder))), nsample, 13579,
+                                               str(Path(tmp, folder)))
+                assert note is None, note
+                ours_rows.append(np.stack([feats[picked.path(i)] for i in range(len(picked))]))
+                info[f"nsample_from_{side}"] = total
+            wanted = tuple(f"{m}-dgm-eval" for m in metrics)
+            ours = _dgm_eval_kd_prdc(wanted, ours_rows[0], ours_rows[1], info, nsample, 13579, 5, reduced_n)
+            keys = (["kd_value", "kd_variance"] if "kd" in metrics else []) + \
+                (["precision", "recall", "density", "coverage"] if "prdc" in metrics else [])
+            same = all(float(theirs[k]) == ours[f"dgm_eval_{k}"] for k in keys)
+            ok &= same
+            # controls, to show the comparison can fail: prdc without kd's 200 draws before it, and
+            # the generated rows in fidkit's path order instead of dgm-eval's
+            controls = []
+            pk = ["precision", "recall", "density", "coverage"]
+            if metrics == ["kd", "prdc"]:
+                alone = _dgm_eval_kd_prdc(("prdc-dgm-eval",), ours_rows[0], ours_rows[1], info, nsample, 13579, 5,
+                                          reduced_n)
+                controls.append(("without kd's draws", any(alone[f"dgm_eval_{k}"] != float(theirs[k]) for k in pk)))
+            if classes:
+                as_strings = np.argsort([picked.path(i) for i in range(len(picked))], kind="stable")
+                shuffled = _dgm_eval_kd_prdc(wanted, ours_rows[0], ours_rows[1][as_strings], info, nsample, 13579, 5,
+                                             reduced_n)
+                controls.append(("in fidkit's row order", any(shuffled[f"dgm_eval_{k}"] != float(theirs[k])
+                                                                for k in keys)))
+            print(f"{name}: {'same' if same else 'DIFFERENT'} ({ours['dgm_eval_draws']}; "
+                  + ", ".join(f"{k} {float(theirs[k]):.6g}" + ("" if float(theirs[k]) == ours[f"dgm_eval_{k}"]
+                                                                else f" vs {ours[f'dgm_eval_{k}']:.6g}")
+                              for k in keys) + ")"
+                  + "".join(f"; control {c}: {'differs' if d else 'the same'}" for c, d in controls))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
