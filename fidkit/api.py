@@ -398,22 +398,23 @@ def compute_stats(source, protocol: str | None = None, *, allow_mismatch: bool =
     nsample, nsample_seed = _nsample_args(nsample, nsample_seed)
     enc = kw.get("encoder")
     name = enc.name if isinstance(enc, Encoder) else get_info(enc).name
-    source = _batch_images_of(source, name, nsample, mode_of(enc, protocol))
+    mode = mode_of(enc, protocol)  # the encoder's preprocessing mode (protocol None: its default)
+    source = _batch_images_of(source, name, nsample, mode)
     if isinstance(source, Statistics) or _is_stats_path(source):
         st = source if isinstance(source, Statistics) else Statistics.load(source, encoder=name)
         check_provenance(st, None, None, allow_mismatch, encoder=name)
-        check_provenance(st, mode_of(enc, protocol), None, allow_mismatch)
+        check_provenance(st, mode, None, allow_mismatch)
         if spatial:
             st.feature("spatial")  # refused in one line when the file holds none
         if nsample is not None:
             _nsample_file_check("the statistics", st, nsample, nsample_seed)
-        elif dgm_eval_note and mode_of(enc, protocol) in DGM_EVAL_MODES:
-            _dgm_eval_cut_note({}, {st.source or "the statistics": st}, mode_of(enc, protocol))
+        elif dgm_eval_note and mode in DGM_EVAL_MODES:
+            _dgm_eval_cut_note({}, {st.source or "the statistics": st}, mode)
         return st
     if nsample is None:
-        if dgm_eval_note and mode_of(enc, protocol) in DGM_EVAL_MODES:
+        if dgm_eval_note and mode in DGM_EVAL_MODES:
             source = as_images(source)
-            _dgm_eval_cut_note({kw.get("label") or source.name: len(source)}, {}, mode_of(enc, protocol))
+            _dgm_eval_cut_note({kw.get("label") or source.name: len(source)}, {}, mode)
         return extract(source, protocol, spatial=spatial, **kw).stats
     images, info = _nsample_cut(source, as_images(source), nsample, nsample_seed, kw.get("label"))
     st = extract(images, protocol, spatial=spatial, **kw).stats

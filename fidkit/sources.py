@@ -450,10 +450,8 @@ def dgm_eval_subset(images: Images, n: int, seed: int = DGM_EVAL_SEED, source=No
             at = {f: i for i, f in enumerate(ours)}
             order = np.array([at[f] for f in theirs], dtype=np.int64)
         elif theirs != ours:
-            extra, missing = sorted(set(theirs) - set(ours)), sorted(set(ours) - set(theirs))
-            why = (f"dgm-eval reads {extra[0]}, which fidkit does not" if extra else
-                   f"fidkit reads {missing[0]}, which dgm-eval does not list (it reads the top level, or one level of "
-                   f"class folders when the top holds no images)")
+            why = _listing_difference(theirs, ours, "dgm-eval", "reads", " (it reads the top level, or one level of "
+                                                                         "class folders when the top holds no images)")
             note = (f"{source}: dgm-eval would read {len(theirs)} file{'s' * (len(theirs) != 1)} where fidkit reads "
                     f"{len(ours)} ({why}), so "
                     f"these are not the images dgm-eval would score")
@@ -463,6 +461,18 @@ def dgm_eval_subset(images: Images, n: int, seed: int = DGM_EVAL_SEED, source=No
         return images, note
     idx = dgm_eval_indices(len(images), n, seed)
     return _pick(images, idx if order is None else order[idx], seed), note
+
+
+def _listing_difference(theirs: list, ours: list, who: str, verb: str, unlisted: str = "") -> str:
+    """Why ``who``'s listing ``theirs`` is not fidkit's ``ours`` (two lists of relative names), for
+    a one-line note: the first name only ``who`` reads (``verb``: how it takes it), else the
+    first only fidkit reads (with ``unlisted``: why ``who`` skips it), else their order."""
+    extra, missing = sorted(set(theirs) - set(ours)), sorted(set(ours) - set(theirs))
+    if extra:
+        return f"{who} {verb} {extra[0]}, which fidkit does not read"
+    if missing:
+        return f"fidkit reads {missing[0]}, which {who} does not list{unlisted}"
+    return "they order it otherwise"
 
 
 def dgm_eval_listing(root) -> list[str]:
@@ -530,10 +540,7 @@ def nvidia_listing_note(source, images: Images, n: int) -> str | None:
     differ = [who for who, x in listed.items() if x != ours]
     if not differ:
         return None
-    x = listed[differ[-1]]
-    extra, missing = sorted(set(x) - set(ours)), sorted(set(ours) - set(x))
-    why = (f"{differ[-1]} counts {extra[0]}, which fidkit does not read" if extra else
-           f"fidkit reads {missing[0]}, which {differ[-1]} does not list" if missing else "they order it otherwise")
+    why = _listing_difference(listed[differ[-1]], ours, differ[-1], "counts")
     counts = " and ".join(f"{who} would number {len(listed[who])}" for who in differ)
     outcome = (f"{' and '.join(w for w in differ if len(listed[w]) < n)} would refuse it (fewer than {n})"
                if any(len(listed[w]) < n for w in differ) else "this subset is not the one they would pick")
