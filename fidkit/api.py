@@ -737,32 +737,51 @@ def _dgm_eval_kd_prdc(wanted, fa, fb, info: dict, nsample: int | None, seed: int
     """dgm-eval's ``kd`` and ``prdc`` of A (real) against B, their subsets drawn as dgm-eval draws
     them: from numpy's global generator in the state its ``--nsample`` cut left it
     (:func:`fidkit.sources.dgm_eval_generator`), ``kd``'s 200 draws before ``prdc``'s when both
-    are asked for, as dgm-eval computes them in that order. Where neither set was cut, dgm-eval
-    draws from an unseeded generator: the draws here come from ``RandomState(seed)``, and a
-    warning says so when they pick a proper subset (its values then vary from run to run).
-    Keys ``dgm_eval_kd_value``, ``dgm_eval_kd_variance``, ``dgm_eval_precision``, ...,
-    ``dgm_eval_nearest_k``, and ``dgm_eval_draws``: ``"replayed"`` or ``"seeded here"``. ``reduced_n``:
-    dgm-eval's ``--reduced_n``, prdc's subsample (its default, 10,000)."""
-    n_a, n_b = info.get("nsample_from_a", len(fa)), info.get("nsample_from_b", len(fb))
+    are asked for, as dgm-eval computes them in that order (so ``prdc-dgm-eval`` alone is
+    dgm-eval's ``--metrics prdc`` without ``kd``). Where neither set was cut, dgm-eval draws from
+    an unseeded generator: the draws here come from ``RandomState(seed)``, and a warning says so
+    when they pick a proper subset (its values then vary from run to run), and suggests
+    ``--nsample 50000`` when dgm-eval's default would have cut a set. Rows missing from the
+    features (files skipped as undecodable) shift every draw: warned, and not called replayed.
+    ``fa``/``fb``: the features in dgm-eval's row order; ``info``: ``nsample_from_a``/``_b``, the
+    images each set held before the cut. Keys ``dgm_eval_kd_value``, ``dgm_eval_kd_variance``,
+    ``dgm_eval_precision``, ..., ``dgm_eval_nearest_k``, ``dgm_eval_draws`` (``"replayed"``,
+    ``"seeded here"`` or ``"not dgm-eval's"``) and ``dgm_eval_draw_order`` (``"kd,prdc"``, the
+    draws made, in order). ``reduced_n``: dgm-eval's ``--reduced_n``, prdc's subsample (10,000)."""
+    n_a, n_b = info.get("nsample_from_a") or len(fa), info.get("nsample_from_b") or len(fb)
     rng = dgm_eval_generator(n_a, n_b, nsample, seed)
-    out: dict = {"dgm_eval_draws": "replayed" if rng is not None else "seeded here"}
+    order = [m for m in ("kd", "prdc") if f"{m}-dgm-eval" in wanted]
+    out: dict = {"dgm_eval_draws": "replayed" if rng is not None else "seeded here",
+                 "dgm_eval_draw_order": ",".join(order)}
+    rows = [min(t, nsample) if nsample is not None else t for t in (n_a, n_b)]
+    if [len(fa), len(fb)] != rows:
+        out["dgm_eval_draws"] = "not dgm-eval's"
+        warnings.warn(f"the features hold {len(fa)} and {len(fb)} rows where dgm-eval would hold {rows[0]} and "
+                      f"{rows[1]} (images skipped as undecodable, at which dgm-eval would stop): the subsets of its "
+                      f"{' and '.join(order)} index other rows, so these are not its values", FidkitWarning,
+                      stacklevel=3)
     if rng is None:
         rng = np.random.RandomState(seed)
         reduced = min(reduced_n, len(fa), len(fb))
-        prdc_part = "prdc-dgm-eval" in wanted and reduced < max(len(fa), len(fb))
-        kd_part = "kd-dgm-eval" in wanted and min(1000, len(fa), len(fb)) < max(len(fa), len(fb))
-        if kd_part or prdc_part:
-            which = " and ".join(m for m, on in (("kd", kd_part), ("prdc", prdc_part)) if on)
-            warnings.warn(f"dgm-eval draws the subsets of its {which} from numpy's global generator, which it seeds "
-                          f"only when --nsample cuts a set, and neither set is cut here ({n_a} and {n_b} images"
-                          f"{'' if nsample is None else f', nsample {nsample}'}): its own values vary from run to run; "
-                          f"these draw from RandomState({seed}) (--nsample-seed)", FidkitWarning, stacklevel=3)
-    if "kd-dgm-eval" in wanted:
+        parts = [m for m, proper in (("kd", min(1000, len(fa), len(fb)) < max(len(fa), len(fb))),
+                                     ("prdc", reduced < max(len(fa), len(fb)))) if m in order and proper]
+        if parts and nsample is None and max(n_a, n_b) > DGM_EVAL_NSAMPLE:
+            warnings.warn(f"dgm-eval's default --nsample {DGM_EVAL_NSAMPLE} would cut a set of {max(n_a, n_b)} "
+                          f"images, which seeds the draws of its {' and '.join(parts)}: give --nsample "
+                          f"{DGM_EVAL_NSAMPLE} (nsample=) to read the images it reads and replay them; these draw "
+                          f"from RandomState({seed})", FidkitWarning, stacklevel=3)
+        elif parts:
+            warnings.warn(f"dgm-eval draws the subsets of its {' and '.join(parts)} from numpy's global generator, "
+                          f"which it seeds only when --nsample cuts a set, and neither set is cut here ({n_a} and "
+                          f"{n_b} images{'' if nsample is None else f', nsample {nsample}'}): its own values vary "
+                          f"from run to run; these draw from RandomState({seed}) (--nsample-seed)", FidkitWarning,
+                          stacklevel=3)
+    if "kd" in order:
         kd = _scores.dgm_eval_kd(fa, fb, rng)
         out.update(dgm_eval_kd_value=kd.mean, dgm_eval_kd_variance=kd.std)
-    if "prdc-dgm-eval" in wanted:
-        out.update({f"dgm_eval_{key}": v for key, v in _scores.dgm_eval_prdc(fa, fb, rng, k=k, reduced_n=reduced_n).items()},
-                   dgm_eval_nearest_k=k)
+    if "prdc" in order:
+        prdc = _scores.dgm_eval_prdc(fa, fb, rng, k=k, reduced_n=reduced_n)
+        out.update({f"dgm_eval_{key}": v for key, v in prdc.items()}, dgm_eval_nearest_k=k)
     return out
 
 
@@ -972,8 +991,8 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     if "pr" in wanted:
         scores.update(_scores.precision_recall(ex1.features, ex2.features, k=int(pr_k)), pr_k=int(pr_k))
     if "kd-dgm-eval" in wanted or "prdc-dgm-eval" in wanted:
-        scores.update(_dgm_eval_kd_prdc(wanted, ex1.features, ex2.features, subset_info, nsample, nsample_seed,
-                                        dgm_eval_k))
+        listed = {f"nsample_from_{side}": subset_info.get(f"nsample_from_{side}", counts.get(side)) for side in "ab"}
+        scores.update(_dgm_eval_kd_prdc(wanted, ex1.features, ex2.features, listed, nsample, nsample_seed, dgm_eval_k))
     if "adm-pr" in wanted:
         scores.update(_scores.adm_precision_recall(ex1.features, ex2.features, distances=adm_distances),
                       adm_pr_distances=adm_distances)

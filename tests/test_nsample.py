@@ -14,7 +14,6 @@ from PIL import Image
 import fidkit
 from conftest import run_fidkit as run
 from fidkit.errors import FidkitError
-from fidkit import scores as S
 from fidkit.api import extract
 from fidkit.sources import (as_images, dgm_eval_generator, dgm_eval_indices, dgm_eval_listing, dgm_eval_subset,
                             list_images)
@@ -194,16 +193,34 @@ def test_dgm_eval_generator_is_the_state_after_the_last_cut():
     assert dgm_eval_generator(30, 8, 10, 7).randint(2 ** 31, size=4).tolist() == after(30, 10, 7)
 
 
-def test_compute_gives_dgm_evals_kd_and_prdc_of_the_cut(real_a, real_b):
-    out = json.loads(run("compute", real_a, real_b, "--metrics", "kd-dgm-eval,prdc-dgm-eval", "--nsample", "8",
+def test_compute_gives_dgm_evals_kd_and_prdc_of_the_cut(real_a, real_b, tmp_path):
+    # A: 10 images cut to 9 (its cut seeds the draws), B: 8, not cut; kd's subsets of 8 and prdc's
+    # subsample of 8 are proper subsets of A, so the draws decide the values
+    from test_scores import _dgm_eval_scores  # dgm-eval transcribed: its cuts and compute_scores
+
+    for f in list_images(real_b)[:8]:
+        shutil.copy(f, tmp_path / Path(f).name)
+    out = json.loads(run("compute", real_a, tmp_path, "--metrics", "kd-dgm-eval,prdc-dgm-eval", "--nsample", "9",
                          "--json", *RUN).stdout)
-    feats = [extract([f[i] for i in dgm_eval_indices(10, 8)], keep_features=True, device="cpu", workers=0).features
-             for f in (list_images(real_a), list_images(real_b))]
-    rng = dgm_eval_generator(10, 10, 8)
-    kd, prdc = S.dgm_eval_kd(*feats, rng), S.dgm_eval_prdc(*feats, rng, k=5)
-    assert (out["dgm_eval_kd_value"], out["dgm_eval_kd_variance"]) == (kd.mean, kd.std)
-    assert {k: out[f"dgm_eval_{k}"] for k in prdc} == prdc
-    assert (out["dgm_eval_nearest_k"], out["dgm_eval_draws"], out["nsample_from_b"]) == (5, "replayed", 10)
+    fa, fb = (extract(list_images(p), keep_features=True, device="cpu", workers=0).features for p in (real_a, tmp_path))
+    state = np.random.get_state()
+    try:
+        want = _dgm_eval_scores(fa, fb, 9, ("kd", "prdc"), 10000, 5)
+    finally:
+        np.random.set_state(state)
+    assert {k: out[f"dgm_eval_{k}"] for k in want} == {k: float(v) for k, v in want.items()}
+    assert (out["dgm_eval_nearest_k"], out["dgm_eval_draws"], out["dgm_eval_draw_order"]) == (5, "replayed", "kd,prdc")
+    assert (out["nsample_from_a"], out["nsample_from_b"], out["n_a"], out["n_b"]) == (10, 8, 9, 8)
+
+
+def test_skipped_images_shift_dgm_evals_draws_and_say_so(real_b, tmp_path):
+    for f in list_images(real_b)[:9]:
+        shutil.copy(f, tmp_path / Path(f).name)
+    (tmp_path / "zz_broken.png").write_bytes(b"not an image")
+    with pytest.warns(fidkit.FidkitWarning, match="the features hold 10 and 9 rows where dgm-eval would hold 10 and 10 "
+                                                  r"\(images skipped as undecodable"):
+        r = fidkit.compare(real_b, tmp_path, metrics="kd-dgm-eval", skip_bad=True, device="cpu", workers=0)
+    assert r.scores["dgm_eval_draws"] == "not dgm-eval's"
 
 
 def test_dgm_eval_kd_and_prdc_without_a_cut_are_seeded_here_and_say_so(real_a, real_b):

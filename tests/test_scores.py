@@ -558,7 +558,7 @@ def _dgm_eval_scores(real_all, fake_all, nsample, metrics, reduced_n, k=5):
 
 
 @pytest.mark.parametrize("n_a, n_b, nsample, metrics, reduced_n, k", [
-    (70, 60, 50, ("kd", "prdc"), 10000, 5),  # both cut: the generated set's cut seeds the draws
+    (70, 60, 50, ("kd", "prdc"), 30, 5),  # both cut: the generated set's cut seeds prdc's proper subsets
     (70, 40, 50, ("kd", "prdc"), 30, 5),  # the real set's cut seeds them; kd's subsets are proper
     (70, 60, 50, ("prdc",), 25, 3),  # prdc alone: no kd draws before it
     (1300, 1100, 1200, ("kd",), 10000, 5),  # kd's subsets of 1000 of 1200 and of 1100
@@ -599,9 +599,14 @@ def test_dgm_eval_prdc_slices_radii_as_the_full_matrix():
         S.dgm_eval_prdc(g.normal(size=(6, 4)), g.normal(size=(9, 4)), np.random.RandomState(0))
 
 
-def test_dgm_eval_kd_is_kid_in_float64():
-    g = np.random.default_rng(2)
-    a, b = g.normal(size=(40, 8)).astype(np.float32), g.normal(size=(30, 8)).astype(np.float32)
-    got = S.dgm_eval_kd(a, b, np.random.RandomState(4))
-    assert got == S.kid(a.astype(np.float64), b.astype(np.float64), seed=4, dtype=np.float64)
-    assert got != S.kid(a, b, seed=4)  # float32 arithmetic: other last bits
+def test_dgm_eval_draws_without_a_cut_are_warned_of():
+    from fidkit.api import _dgm_eval_kd_prdc
+
+    g = np.random.default_rng(3)
+    fa, fb = g.normal(size=(60000, 4)).astype(np.float32), g.normal(size=(500, 4)).astype(np.float32)
+    with pytest.warns(fidkit.FidkitWarning, match="dgm-eval's default --nsample 50000 would cut a set of 60000 "
+                                                  "images, which seeds the draws of its kd: give --nsample 50000"):
+        out = _dgm_eval_kd_prdc(("kd-dgm-eval",), fa, fb, {}, None, 13579, 5)
+    assert out["dgm_eval_draws"] == "seeded here" and out["dgm_eval_draw_order"] == "kd"
+    want = S.kid(fa.astype(np.float64), fb.astype(np.float64), seed=13579, dtype=np.float64)
+    assert (out["dgm_eval_kd_value"], out["dgm_eval_kd_variance"]) == want
