@@ -363,13 +363,15 @@ def features(source, protocol: str | None = None, **kw) -> np.ndarray:
     For metrics that need every feature vector (KID, precision/recall) computed more than
     once against the same reference; ``kw`` as for :func:`extract`.
     """
+    if _is_stats(source) and _holds_features(source):  # kept by fidkit stats --features
+        return _file_features(source, compute_stats(source, protocol, encoder=kw.get("encoder")))
     _refuse_stats_file(source, "features")
     return extract(source, protocol, keep_features=True, **kw).features
 
 
 def compute_stats(source, protocol: str | None = None, *, allow_mismatch: bool = False, spatial: bool = False,
                   nsample: int | None = None, nsample_seed: int = DGM_EVAL_SEED, dgm_eval_note: bool = True,
-                  **kw) -> Statistics:
+                  keep_features: bool = False, **kw) -> Statistics:
     """Mean and covariance of the features of ``source`` (see the module docstring): Inception's pool3,
     or with ``encoder="dinov2-vitl14"`` (``"clip-vitl14-336"``) that encoder's default feature, its
     weights from ``encoder_weights`` (see :func:`encoder_for`); ``protocol`` is the encoder's
@@ -388,6 +390,10 @@ def compute_stats(source, protocol: str | None = None, *, allow_mismatch: bool =
     (:class:`FidkitWarning`) for a plain ``mu``/``sigma`` file of unknown provenance and for
     files skipped with ``skip_bad``.
     ``spatial``: also the sFID statistics (``.spatial``, saved as ``mu_s``/``sigma_s``).
+    ``keep_features``: also every image's feature vector (``.features``, float32 (N, d) in
+    reading order, saved as ``features``), so that a saved file serves the per-image metrics of
+    :func:`compare` (KID, precision/recall, dgm-eval's kd/prdc, FD∞, the bootstrap) in place of
+    its images; of a statistics file, the features it keeps (refused when it keeps none).
     ``nsample=N``: of a source with more than N images, the N that dgm-eval's ``--nsample N
     --seed S`` reads (``nsample_seed=S``, default 13579: :func:`fidkit.sources.dgm_eval_subset`),
     recorded in the file's metadata as ``nsample``, ``nsample_seed`` and ``nsample_from``; a
@@ -410,14 +416,22 @@ def compute_stats(source, protocol: str | None = None, *, allow_mismatch: bool =
             _nsample_file_check("the statistics", st, nsample, nsample_seed)
         elif dgm_eval_note and mode in DGM_EVAL_MODES:
             _dgm_eval_cut_note({}, {st.source or "the statistics": st}, mode)
+        if keep_features and st.features is None:
+            st.features = _file_features(source, st)  # one line when the file keeps none
         return st
+
+    def computed(images) -> Statistics:
+        ex = extract(images, protocol, spatial=spatial, keep_features=keep_features, **kw)
+        ex.stats.features = ex.features if keep_features else None
+        return ex.stats
+
     if nsample is None:
         if dgm_eval_note and mode in DGM_EVAL_MODES:
             source = as_images(source)
             _dgm_eval_cut_note({kw.get("label") or source.name: len(source)}, {}, mode)
-        return extract(source, protocol, spatial=spatial, **kw).stats
+        return computed(source)
     images, info = _nsample_cut(source, as_images(source), nsample, nsample_seed, kw.get("label"))
-    st = extract(images, protocol, spatial=spatial, **kw).stats
+    st = computed(images)
     st.extra.update(nsample=info["nsample"], nsample_seed=info["nsample_seed"], nsample_from=info["from"])
     return st
 
@@ -623,15 +637,40 @@ def parse_metrics(metrics) -> tuple:
     return tuple(dict.fromkeys(out))
 
 
+def _holds_features(source) -> bool:
+    """A statistics file (or :class:`Statistics`) that keeps every image's feature vector
+    (``fidkit stats --features``)."""
+    if isinstance(source, Statistics):
+        return source.features is not None
+    return (isinstance(source, (str, Path)) and str(source).lower().endswith(".npz") and os.path.isfile(source)
+            and "features" in npz_members(source) and npz_kind(source) == "stats")
+
+
 def _stats_only(source) -> bool:
-    """Whether ``source`` is a statistics file without images (no per-image features)."""
-    return _is_stats(source) and not _holds_images(source)
+    """Whether ``source`` is a statistics file without images or per-image features."""
+    return _is_stats(source) and not _holds_images(source) and not _holds_features(source)
 
 
-def _refuse_stats_file(source, metric: str) -> None:
-    if _stats_only(source):
-        raise StatsError(f"{_METRIC_NAMES.get(metric, metric)} needs the features of every image, which a "
-                         f"statistics file does not keep ({source}); give the image folder or sample batch instead")
+def _refuse_stats_file(source, metric: str, features_serve: bool = True) -> None:
+    """Refuses, in one line, a statistics file for a metric that needs every image's features
+    (``features_serve``: per-image features kept in the file serve it) or logits (False)."""
+    if _is_stats(source) and not _holds_images(source) and not (features_serve and _holds_features(source)):
+        what = "features" if features_serve else "logits"
+        kept = " (its per-image features are not logits)" if _holds_features(source) else ""
+        make = ", or make the file with fidkit stats --features" if features_serve else ""
+        raise StatsError(f"{_METRIC_NAMES.get(metric, metric)} needs the {what} of every image, which a "
+                         f"statistics file does not keep ({source}){kept}; give the image folder or sample batch "
+                         f"instead{make}")
+
+
+def _file_features(source, st: Statistics) -> np.ndarray:
+    """The per-image features a statistics file (or :class:`Statistics`) keeps: float32 (n, d)."""
+    if isinstance(source, Statistics):
+        if source.features is None:
+            raise StatsError(f"{source.source or 'these statistics'} keep no per-image features; compute them with "
+                             f"keep_features=True, or give the images")
+        return np.asarray(source.features, np.float32)
+    return Statistics.load_features(source, st)
 
 
 def _side_label(side: str, source) -> str:
@@ -660,10 +699,12 @@ def _one_pass(source, protocol: str, keep: bool, logits: bool, spatial: bool, kw
     missing_spatial = spatial and st.spatial is None
     if not (keep or logits or missing_spatial):
         return Extraction(st, stats_from_file=from_file)
+    if not (logits or missing_spatial) and _holds_features(source):  # fidkit stats --features
+        return Extraction(st, _file_features(source, st), stats_from_file=from_file + ("features",))
     if not _holds_images(source):
         if missing_spatial:
             st.feature("spatial")  # one line: how to make a file with spatial statistics
-        _refuse_stats_file(source, "is" if logits else "adm-pr")
+        _refuse_stats_file(source, "is" if logits else "adm-pr", features_serve=not logits)
     ex = extract(batch if batch is not None else BatchImages(source), protocol, keep_features=keep, logits=logits,
                  spatial=missing_spatial, **kw)
     if st.weights_digest is None:  # recorded-unknown weights: the file's statistics, the pass's images
@@ -757,7 +798,8 @@ def _dgm_eval_kd_prdc(wanted, fa, fb, info: dict, nsample: int | None, seed: int
     if [len(fa), len(fb)] != rows:
         out["dgm_eval_draws"] = "not dgm-eval's"
         warnings.warn(f"the features hold {len(fa)} and {len(fb)} rows where dgm-eval would hold {rows[0]} and "
-                      f"{rows[1]} (images skipped as undecodable, at which dgm-eval would stop): the subsets of its "
+                      f"{rows[1]} (images skipped as undecodable, at which dgm-eval would stop, or a statistics file not "
+                      f"cut as it cuts): the subsets of its "
                       f"{' and '.join(order)} index other rows, so these are not its values", FidkitWarning,
                       stacklevel=3)
     if rng is None:
@@ -909,13 +951,13 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
             _refuse_stats_file(b, m)
     for m in _LOGITS:
         if m in wanted:
-            _refuse_stats_file(b, m)
+            _refuse_stats_file(b, m, features_serve=False)
             _require_classifier(load_weights(kw.get("weights")))  # before spending time on a
     for source in (a, b):  # after the checks of the arguments, before any source is read: a missing B
         check_exists(source)  # is named before A's images go through the network
     label_a, label_b = _side_label("A", a), _side_label("B", b)
     a, b = _batch_images_of(a, enc_name, nsample, protocol), _batch_images_of(b, enc_name, nsample, protocol)
-    if bootstrap > 0 and _is_stats(a) and _is_stats(b):
+    if bootstrap > 0 and _stats_only(a) and _stats_only(b):
         raise StatsError("a bootstrap resamples images, but both sources are statistics files; give at least "
                          "one image folder")
     if subset is not None and _is_stats(b):
@@ -961,6 +1003,8 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
         if side not in counts and needed and _holds_images(src):
             batches[side] = BatchImages(src)
             counts[side] = len(batches[side])
+        elif side not in counts and needed and _holds_features(src) and files[side].n is not None:
+            counts[side] = files[side].n  # its per-image features' rows
     _check_counts(wanted, pr_k, counts, cut, dgm_eval_k)
     a, b = images.get("a", a), images.get("b", b)
     ex1 = _one_pass(a, protocol, keep_a, False, spatial, {"label": label_a, **kw}, allow_mismatch, files.get("a"),
@@ -991,7 +1035,8 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     if "pr" in wanted:
         scores.update(_scores.precision_recall(ex1.features, ex2.features, k=int(pr_k)), pr_k=int(pr_k))
     if "kd-dgm-eval" in wanted or "prdc-dgm-eval" in wanted:
-        listed = {f"nsample_from_{side}": subset_info.get(f"nsample_from_{side}", counts.get(side)) for side in "ab"}
+        listed = {f"nsample_from_{side}": subset_info.get(f"nsample_from_{side}", files[side].extra.get(
+            "nsample_from", files[side].n) if side in files else counts.get(side)) for side in "ab"}
         scores.update(_dgm_eval_kd_prdc(wanted, ex1.features, ex2.features, listed, nsample, nsample_seed, dgm_eval_k))
     if "adm-pr" in wanted:
         scores.update(_scores.adm_precision_recall(ex1.features, ex2.features, distances=adm_distances),
@@ -1176,6 +1221,8 @@ def _is_values(x) -> bool:
 def _features(source, protocol: str, metric: str, kw: dict) -> np.ndarray:
     if _is_values(source):
         return source
+    if _is_stats(source) and _holds_features(source):  # kept by fidkit stats --features
+        return _file_features(source, compute_stats(source, protocol, encoder=kw.get("encoder")))
     _refuse_stats_file(source, metric)
     return extract(source, protocol, keep_features=True, **kw).features
 
@@ -1192,7 +1239,7 @@ def inception_score(source, protocol: str = "ttur", *, splits: int = 10, seed: i
     if _is_values(source):
         logits = source
     else:
-        _refuse_stats_file(source, "is")
+        _refuse_stats_file(source, "is", features_serve=False)
         logits = extract(source, protocol, logits=True, **kw).logits
     return _scores.inception_score(logits, splits, seed)
 

@@ -22,7 +22,7 @@ from .scores import ADM_DEFAULT_DISTANCES, ADM_DISTANCES
 from .errors import FidkitError, FidkitWarning
 from .pipeline import BATCH_SIZE_CPU, BATCH_SIZE_CUDA, MAX_DEFAULT_WORKERS, PRECISIONS
 from .preprocess import PROTOCOLS
-from .sources import DATASETS, DGM_EVAL_SEED, DatasetImages, is_archive_source, shardable
+from .sources import DATASETS, DGM_EVAL_SEED, DatasetImages, is_archive_source, npz_members, shardable
 from .sources import shard as shard_files
 from .stats import Statistics, check_writable, merge
 
@@ -174,9 +174,13 @@ def compute(a, b, protocol, allow_mismatch, metrics, biased_covariance, pr_k, pr
 @click.option("--metrics", default="fid", show_default=True,
               help="fid, or fid,sfid to add the sFID statistics (mu_s, sigma_s, as ADM's evaluator reads them) "
                    "from the same pass.")
+@click.option("--features", "keep_features", is_flag=True,
+              help="Also keep every image's feature vector (float32: 8 KiB an image for Inception, 4 KiB for "
+                   "DINOv2), so that the file serves `compute`'s per-image metrics (kid, pr, kd-dgm-eval, "
+                   "prdc-dgm-eval, fd-inf, --bootstrap, ...) in place of the images.")
 @_nsample_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
-def stats(sources, output, protocol, shard, dataset, metrics, as_json, **run):
+def stats(sources, output, protocol, shard, dataset, metrics, keep_features, as_json, **run):
     """Statistics of an image folder or archive, computed once to compare against many times.
 
     \b
@@ -188,6 +192,7 @@ def stats(sources, output, protocol, shard, dataset, metrics, as_json, **run):
     fidkit stats --dataset fashion-mnist-test -o fm-test.npz
     fidkit stats ffhq/ --nsample 50000 -o ffhq.npz  the 50,000 of them dgm-eval reads
     fidkit stats samples.npz --metrics fid,sfid -o s.npz   a sample batch, with sFID statistics
+    fidkit stats DIR --features -o data.npz         with every image's features (for kid, pr, ...)
     fidkit stats fetch ttur-cifar10-train           published statistics, into fidkit's cache
     fidkit stats fetch                              the list of published statistics
     """
@@ -202,6 +207,10 @@ def stats(sources, output, protocol, shard, dataset, metrics, as_json, **run):
         raise click.UsageError(f"stats --metrics takes fid (alias fd) and sfid, not {', '.join(bad)}")
     check_metrics(wanted, run.get("encoder"))
     run["spatial"] = "sfid" in wanted
+    if keep_features and (shard or (sources and sources[0] == "merge")):
+        raise click.UsageError("--features keeps the features of one whole pass: leave out --shard and merge (a "
+                               "merged file holds statistics only)")
+    run["keep_features"] = keep_features
     check_writable(output)  # before the long part, not after it
     if dataset:
         if sources or shard:
@@ -216,9 +225,13 @@ def stats(sources, output, protocol, shard, dataset, metrics, as_json, **run):
             raise click.UsageError("stats merge needs statistics files: fidkit stats merge a.npz b.npz -o all.npz")
         if run["nsample"] is not None:
             raise click.UsageError("--nsample chooses images; stats merge merges statistics files whole")
-        for k in ("spatial", "encoder", "encoder_weights", "nsample", "nsample_seed"):
+        for k in ("spatial", "encoder", "encoder_weights", "nsample", "nsample_seed", "keep_features"):
             run.pop(k)
         st = merge([Statistics.load(p) for p in sources[1:]])
+        kept = [p for p in sources[1:] if p.lower().endswith(".npz") and "features" in npz_members(p)]
+        if kept:
+            warnings.warn(f"{kept[0]}{f' and {len(kept) - 1} more' if len(kept) > 1 else ''} keep per-image "
+                          f"features, which are not merged: {output} holds statistics only", FidkitWarning)
     else:
         if len(sources) != 1 and not is_archive_source(list(sources)):
             raise click.UsageError("give one image folder or archive, or tar shards (or: fidkit stats merge A.npz "
@@ -250,8 +263,11 @@ def stats(sources, output, protocol, shard, dataset, metrics, as_json, **run):
     for key in ("nsample", "nsample_seed", "nsample_from", "skipped"):
         if st.extra.get(key) not in (None, []):
             info[key] = st.extra[key]
+    if st.features is not None:
+        info["per_image_features"] = int(st.features.shape[0])
     click.echo(json.dumps(info) if as_json else f"wrote {path} ({st.n} images, encoder {st.encoder}, "
-                                                 f"protocol {st.protocol})")
+                                                 f"protocol {st.protocol}"
+                                                 f"{', with their features' if st.features is not None else ''})")
 
 
 def _fetch(names, output, as_json, other_options) -> None:

@@ -126,6 +126,10 @@ class Statistics:
     #: the encoder whose features these are (:data:`fidkit.encoders.ENCODERS`); files without the
     #: field are Inception's. ``protocol`` is that encoder's preprocessing mode.
     encoder: str = DEFAULT_ENCODER
+    #: every image's feature vector, float32 (n, d) in reading order, when kept (``fidkit stats
+    #: --features``; saved as ``features``): per-image metrics (KID, precision/recall, ...) then
+    #: use it in place of the images. :meth:`load` leaves it None; :meth:`load_features` reads it.
+    features: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def dim(self) -> int:
@@ -170,8 +174,16 @@ class Statistics:
         for name, st in sorted(self.named.items()):
             arrays[FILE_KEYS[name][0]] = np.asarray(st.mu, np.float64)
             arrays[FILE_KEYS[name][1]] = np.asarray(st.sigma, np.float64)
+        meta = self.meta()
+        if self.features is not None:
+            feats = np.asarray(self.features, np.float32)
+            if feats.shape != (self.n, self.dim):
+                raise StatsError(f"per-image features of shape {tuple(feats.shape)} do not belong to statistics of "
+                                 f"{self.n} images of {self.dim} dimensions")
+            arrays["features"] = feats
+            meta["per_image_features"] = {"rows": int(feats.shape[0]), "dtype": "float32"}
         arrays.update({"n": np.array(-1 if self.n is None else self.n, np.int64),
-                       "fidkit_meta": np.array(json.dumps(self.meta(), sort_keys=True))})
+                       "fidkit_meta": np.array(json.dumps(meta, sort_keys=True))})
         check_writable(path)
 
         def write(f):
@@ -246,7 +258,8 @@ class Statistics:
             st.fidkit_version = meta.get("fidkit_version")
             st.encoder = meta.get("encoder", DEFAULT_ENCODER)
             st.extra = {k: v for k, v in meta.items() if k not in ("n", "protocol", "weights_digest", "fidkit_version",
-                                                                   "feature_dim", "features", "encoder")}
+                                                                   "feature_dim", "features", "encoder",
+                                                                   "per_image_features")}
             spatial_meta = meta.get("features", {}).get("spatial", {})
             if st.spatial is not None:
                 st.spatial.n = spatial_meta.get("n", st.n)
@@ -266,6 +279,26 @@ class Statistics:
             sub.encoder = st.encoder
             sub.n = sub.n if sub.n is not None else st.n
         return st
+
+    @staticmethod
+    def load_features(path, st: "Statistics") -> np.ndarray:
+        """The per-image features a fidkit file keeps (``features``, from ``fidkit stats
+        --features``) of the statistics ``st`` loaded from ``path``: float32 (st.n, st.dim), in the
+        order the images were read. Refused in one line when the file keeps none or they do not
+        match ``st``."""
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if "features" not in z.files:
+                    raise StatsError(f"{path}: keeps no per-image features; make it with fidkit stats --features, or "
+                                     f"give the images")
+                feats = z["features"]
+        except (OSError, zipfile.BadZipFile, EOFError, ValueError) as e:
+            raise StatsError(f"{path}: its per-image features are not readable ({type(e).__name__}); the file may "
+                             f"be truncated") from None
+        if feats.dtype != np.float32 or feats.shape != (st.n, st.dim) or not np.isfinite(feats).all():
+            raise StatsError(f"{path}: its per-image features ({feats.dtype} {tuple(feats.shape)}) are not the "
+                             f"finite float32 ({st.n}, {st.dim}) of its statistics; make it again")
+        return feats
 
     @classmethod
     def _checked(cls, path, mu, sigma, names=("mu", "sigma")) -> "Statistics":
