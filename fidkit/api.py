@@ -183,7 +183,8 @@ def _holds_images(source) -> bool:
 
 
 def _is_stats(source) -> bool:
-    """A source that is statistics already (keeps no per-image features)."""
+    """A source that is statistics already (a file, which may also keep its images or per-image
+    features, or a :class:`Statistics`)."""
     return isinstance(source, Statistics) or _is_stats_path(source)
 
 
@@ -364,7 +365,7 @@ def features(source, protocol: str | None = None, **kw) -> np.ndarray:
     once against the same reference; ``kw`` as for :func:`extract`.
     """
     if _is_stats(source) and _holds_features(source):  # kept by fidkit stats --features
-        return _file_features(source, compute_stats(source, protocol, encoder=kw.get("encoder")))
+        return _functional_file_features(source, protocol, kw)
     _refuse_stats_file(source, "features")
     return extract(source, protocol, keep_features=True, **kw).features
 
@@ -638,12 +639,15 @@ def parse_metrics(metrics) -> tuple:
 
 
 def _holds_features(source) -> bool:
-    """A statistics file (or :class:`Statistics`) that keeps every image's feature vector
-    (``fidkit stats --features``)."""
+    """A statistics file written by fidkit (or a :class:`Statistics`) that keeps every image's
+    feature vector (``fidkit stats --features``: ``features``, with ``per_image_features`` in its
+    ``fidkit_meta``; another tool's array of that name is not taken for them)."""
     if isinstance(source, Statistics):
         return source.features is not None
-    return (isinstance(source, (str, Path)) and str(source).lower().endswith(".npz") and os.path.isfile(source)
-            and "features" in npz_members(source) and npz_kind(source) == "stats")
+    if not (isinstance(source, (str, Path)) and str(source).lower().endswith(".npz") and os.path.isfile(source)
+            and {"features", "fidkit_meta"} <= npz_members(source) and npz_kind(source) == "stats"):
+        return False
+    return Statistics.keeps_features(source)
 
 
 def _stats_only(source) -> bool:
@@ -669,8 +673,22 @@ def _file_features(source, st: Statistics) -> np.ndarray:
         if source.features is None:
             raise StatsError(f"{source.source or 'these statistics'} keep no per-image features; compute them with "
                              f"keep_features=True, or give the images")
-        return np.asarray(source.features, np.float32)
+        return source.checked_features(source.features)
     return Statistics.load_features(source, st)
+
+
+def _functional_file_features(source, protocol: str | None, kw: dict) -> np.ndarray:
+    """The per-image features a statistics file keeps, for :func:`features`, :func:`kid` and
+    :func:`precision_recall`: its encoder and protocol checked as :func:`compute_stats` checks
+    them, and its weights against those ``kw`` name (as :func:`compare` checks a lone file)."""
+    enc = kw.get("encoder")
+    st = compute_stats(source, protocol, encoder=enc)
+    if st.weights_digest:
+        net = encoder_for(enc, mode_of(enc, protocol), weights=kw.get("weights"),
+                          encoder_weights=kw.get("encoder_weights"), device=kw.get("device", "auto"),
+                          precision=kw.get("precision", "fp32"))
+        check_provenance(st, None, net.weights_digest)
+    return _file_features(source, st)
 
 
 def _side_label(side: str, source) -> str:
@@ -885,7 +903,8 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     ``bootstrap`` = B > 0 adds a 95% percentile interval of the FID from B resamples of the
     features (``fid_ci_low``, ``fid_ci_high``, ``fid_bootstrap_std``,
     ``bootstrap_resamples``; ``fd_dinov2_ci_low`` etc. with another encoder); a statistics
-    file among the sources stays fixed. ``biased_covariance=True`` normalises both covariances
+    file among the sources stays fixed (one that keeps per-image features is resampled as its
+    images would be). ``biased_covariance=True`` normalises both covariances
     by 1/N for the Fréchet distance, as StyleGAN2-ADA/StyleGAN3's metrics do (fidkit, TTUR and
     EDM use 1/(N−1)); it is recorded as ``scores["covariance"] = "1/N"``, needs both image
     counts, and with ``protocol="nvidia"`` gives StyleGAN's FID. ``subset=N`` scores, of B's
@@ -1035,8 +1054,10 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     if "pr" in wanted:
         scores.update(_scores.precision_recall(ex1.features, ex2.features, k=int(pr_k)), pr_k=int(pr_k))
     if "kd-dgm-eval" in wanted or "prdc-dgm-eval" in wanted:
+        # the images each set held before a cut (a kept file: before its cut, skipped files counted)
         listed = {f"nsample_from_{side}": subset_info.get(f"nsample_from_{side}", files[side].extra.get(
-            "nsample_from", files[side].n) if side in files else counts.get(side)) for side in "ab"}
+            "nsample_from", files[side].n + len(files[side].extra.get("skipped", []))) if side in files
+            else counts.get(side)) for side in "ab"}
         scores.update(_dgm_eval_kd_prdc(wanted, ex1.features, ex2.features, listed, nsample, nsample_seed, dgm_eval_k))
     if "adm-pr" in wanted:
         scores.update(_scores.adm_precision_recall(ex1.features, ex2.features, distances=adm_distances),
@@ -1222,7 +1243,7 @@ def _features(source, protocol: str, metric: str, kw: dict) -> np.ndarray:
     if _is_values(source):
         return source
     if _is_stats(source) and _holds_features(source):  # kept by fidkit stats --features
-        return _file_features(source, compute_stats(source, protocol, encoder=kw.get("encoder")))
+        return _functional_file_features(source, protocol, kw)
     _refuse_stats_file(source, metric)
     return extract(source, protocol, keep_features=True, **kw).features
 

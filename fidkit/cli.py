@@ -130,7 +130,8 @@ def cli(debug):
 def compute(a, b, protocol, allow_mismatch, metrics, biased_covariance, pr_k, pr_distances, bootstrap, subset,
             subset_seed, as_json, **run):
     """FID (and --metrics) between A and B: image folders, archives (.zip, .tar, .tar.gz, 'shards/*.tar'),
-    sample batches (.npz with arr_0, .npy) or statistics files (.npz with mu/sigma, EDM2 .pkl; FID and sFID only)."""
+    sample batches (.npz with arr_0, .npy) or statistics files (.npz with mu/sigma, EDM2 .pkl: FID and sFID; with --features, from `fidkit stats --features`, also
+    the metrics that read every image's features)."""
     ctx = click.get_current_context()
     wanted = parse_metrics(metrics)
     for option, name, needs in (("--pr-k", "pr_k", ("pr", "prdc-dgm-eval")), ("--pr-distances", "pr_distances",
@@ -198,7 +199,7 @@ def stats(sources, output, protocol, shard, dataset, metrics, keep_features, as_
     """
     _check_nsample_seed(click.get_current_context(), run)
     if sources and sources[0] == "fetch":
-        return _fetch(sources[1:], output, as_json, dataset or shard or run["nsample"])
+        return _fetch(sources[1:], output, as_json, dataset or shard or run["nsample"] or keep_features)
     if output is None:
         raise click.UsageError("give the output file with -o PATH")
     wanted = [m.strip().lower() for m in metrics.split(",") if m.strip()]

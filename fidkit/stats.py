@@ -281,6 +281,16 @@ class Statistics:
         return st
 
     @staticmethod
+    def keeps_features(path) -> bool:
+        """Whether the fidkit file ``path`` keeps per-image features (``per_image_features`` in
+        its ``fidkit_meta``, written beside them); False for unreadable files and other tools'."""
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return "fidkit_meta" in z.files and "per_image_features" in json.loads(str(z["fidkit_meta"]))
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError):
+            return False
+
+    @staticmethod
     def load_features(path, st: "Statistics") -> np.ndarray:
         """The per-image features a fidkit file keeps (``features``, from ``fidkit stats
         --features``) of the statistics ``st`` loaded from ``path``: float32 (st.n, st.dim), in the
@@ -295,9 +305,16 @@ class Statistics:
         except (OSError, zipfile.BadZipFile, EOFError, ValueError) as e:
             raise StatsError(f"{path}: its per-image features are not readable ({type(e).__name__}); the file may "
                              f"be truncated") from None
-        if feats.dtype != np.float32 or feats.shape != (st.n, st.dim) or not np.isfinite(feats).all():
-            raise StatsError(f"{path}: its per-image features ({feats.dtype} {tuple(feats.shape)}) are not the "
-                             f"finite float32 ({st.n}, {st.dim}) of its statistics; make it again")
+        return st.checked_features(feats, str(path))
+
+    def checked_features(self, feats, who: str | None = None) -> np.ndarray:
+        """``feats`` when they can be these statistics' per-image features: finite float32
+        (n, dim); refused in one line otherwise."""
+        feats = np.asarray(feats)
+        if feats.dtype != np.float32 or feats.shape != (self.n, self.dim) or not np.isfinite(feats).all():
+            raise StatsError(f"{who or self.source or 'these statistics'}: its per-image features ({feats.dtype} "
+                             f"{tuple(feats.shape)}) are not the finite float32 ({self.n}, {self.dim}) of its "
+                             f"statistics; make it again")
         return feats
 
     @classmethod

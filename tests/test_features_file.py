@@ -65,3 +65,34 @@ def test_features_in_python_and_their_refusals(real_a, real_b, tmp_path):
         fidkit.compare(real_a, tmp_path / "bad.npz", metrics="kid", device="cpu", workers=0)
     with pytest.raises(fidkit.FidkitError, match="per-image features of shape"):
         Statistics(st.mu, st.sigma, 9, features=st.features).save(tmp_path / "x.npz")
+
+
+def test_a_cut_file_as_b_replays_dgm_evals_draws(real_a, real_b, tmp_path):
+    info = json.loads(run("stats", real_b, "--features", "--nsample", "8", "-o", tmp_path / "b8.npz", "--json",
+                          *RUN).stdout)
+    assert (info["n"], info["per_image_features"], info["nsample_from"]) == (8, 8, 10)
+    m = ("--metrics", "kd-dgm-eval,prdc-dgm-eval,vendi,kid", "--nsample", "8", "--json", *RUN)
+    images = json.loads(run("compute", real_a, real_b, *m).stdout)
+    stored = json.loads(run("compute", real_a, tmp_path / "b8.npz", *m).stdout)
+    keys = [k for k in images if k.startswith("dgm_eval_") or k in ("fid", "vendi", "kid_mean", "kid_std")]
+    assert len(keys) > 10 and {k: stored[k] for k in keys} == {k: images[k] for k in keys}
+    assert stored["dgm_eval_draws"] == "replayed" and stored["statistics_from_file_b"] == ["pool3", "features"]
+
+
+def test_only_fidkits_own_files_keep_features(tmp_path):
+    from fidkit.api import _holds_features
+
+    g = np.random.default_rng(0)
+    x = g.normal(size=(5, 4))
+    np.savez(tmp_path / "other.npz", mu=x.mean(0), sigma=np.cov(x, rowvar=False), features=x)  # another tool's
+    assert not _holds_features(tmp_path / "other.npz")
+    st = Statistics(x.mean(0), np.cov(x, rowvar=False), 5, features=x.astype(np.float32))
+    st.save(tmp_path / "ours.npz")
+    assert _holds_features(tmp_path / "ours.npz") and _holds_features(st)
+    assert np.array_equal(Statistics.load_features(tmp_path / "ours.npz", Statistics.load(tmp_path / "ours.npz")),
+                          x.astype(np.float32))
+    st.features = x  # float64 in memory: refused, not cast
+    with pytest.raises(fidkit.FidkitError, match=r"per-image features \(float64 \(5, 4\)\) are not the finite"):
+        fidkit.api._file_features(st, st)
+    r = run("stats", "fetch", "ttur-cifar10-train", "--features", check=False)
+    assert r.returncode == 2 and "stats fetch takes a name and -o only" in r.stderr
