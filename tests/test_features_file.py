@@ -48,6 +48,9 @@ def test_features_in_python_and_their_refusals(real_a, real_b, tmp_path):
     assert fidkit.compare(real_a, st, metrics="kid", device="cpu", workers=0).scores["kid_mean"] == want
     st.save(tmp_path / "b.npz")
     assert Statistics.load(tmp_path / "b.npz").features is None  # read only when a metric needs them
+    # the functional API, as a training loop calls it with FID(keep_features=True).features()
+    fa = fidkit.features(real_a, device="cpu", workers=0)
+    assert fidkit.kid(fa, tmp_path / "b.npz") == fidkit.kid(fa, real_b, device="cpu", workers=0)
     st.save(tmp_path / "b2.npz")
     r = run("stats", "merge", tmp_path / "b.npz", tmp_path / "b2.npz", "-o", tmp_path / "m.npz")
     assert "keep per-image features, which are not merged" in r.stderr
