@@ -748,8 +748,9 @@ def dgm_eval_prdc(features_real, features_fake, rng: np.random.RandomState, k: i
     recall the converse; density (1/k)·mean over fake points of the real balls holding them;
     coverage the share of real points whose nearest fake point is inside their ball.
     ``features_*``: (N, D), (M, D) float arrays, N and M at least k + 2 (its ``argpartition``).
-    Memory: the r × r / 8 distances of one slice at a time (dgm-eval holds three r × r
-    matrices: 2.4 GB at its default 10,000). Returns a dict of four floats.
+    Memory: the r × r / 8 distances of one slice at a time, where dgm-eval forms each r × r
+    matrix whole (at r = 10,000, 1024-d: 571 MiB above the inputs against its 1,627 MiB,
+    ``benchmarks/bench_dgm_eval_prdc.py``). Returns a dict of four floats.
     """
     x = _as_2d(features_real, "features_real", np.float64)
     y = _as_2d(features_fake, "features_fake", np.float64)
