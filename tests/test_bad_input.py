@@ -205,9 +205,13 @@ def test_ctrl_c_exits_130_and_leaves_no_file(tmp_path, real_a):
             if f.suffix == ".png":
                 shutil.copy(f, folder / f"{k}_{f.name}")
     out = tmp_path / "out.npz"
+    # Ctrl-C's own handling in the child: a test runner started in the background (`pytest &` in
+    # a shell without job control) hands its children SIGINT ignored, and Python then installs no
+    # KeyboardInterrupt handler, so fidkit would rightly run on to the end
     p = subprocess.Popen([sys.executable, "-m", "fidkit", "stats", str(folder), "-o", str(out), "--device", "cpu",
                           "--workers", "0", "--batch-size", "2", "--progress"],
-                         stderr=subprocess.PIPE, text=True)
+                         stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = ""
     while "images/s" not in seen:  # the network is running
         ch = p.stderr.read(1)
