@@ -650,17 +650,37 @@ def _holds_features(source) -> bool:
     return Statistics.keeps_features(source)
 
 
-def _stats_only(source) -> bool:
-    """Whether ``source`` is a statistics file without images or per-image features."""
-    return _is_stats(source) and not _holds_images(source) and not _holds_features(source)
+@dataclass(frozen=True)
+class _Kind:
+    """What a source is, read from its file once (:func:`_kind_of`): ``stats`` (a statistics file or
+    :class:`Statistics`), and of such, whether it also holds its ``images`` (an ADM reference batch)
+    and whether it keeps per-image ``features`` (``fidkit stats --features``)."""
+
+    stats: bool = False
+    images: bool = False
+    features: bool = False
+
+    @property
+    def stats_only(self) -> bool:
+        """Statistics without images or per-image features: no per-image metric can use them."""
+        return self.stats and not self.images and not self.features
 
 
-def _refuse_stats_file(source, metric: str, features_serve: bool = True) -> None:
+def _kind_of(source) -> _Kind:
+    """The :class:`_Kind` of ``source``; an image source (or a path that does not exist) is none of them."""
+    if not _is_stats(source):
+        return _Kind()
+    return _Kind(True, _holds_images(source), _holds_features(source))
+
+
+def _refuse_stats_file(source, metric: str, features_serve: bool = True, kind: _Kind | None = None) -> None:
     """Refuses, in one line, a statistics file for a metric that needs every image's features
-    (``features_serve``: per-image features kept in the file serve it) or logits (False)."""
-    if _is_stats(source) and not _holds_images(source) and not (features_serve and _holds_features(source)):
+    (``features_serve``: per-image features kept in the file serve it) or logits (False).
+    ``kind``: the source's :class:`_Kind` when the caller has it (else read here)."""
+    kind = _kind_of(source) if kind is None else kind
+    if kind.stats and not kind.images and not (features_serve and kind.features):
         what = "features" if features_serve else "logits"
-        kept = " (its per-image features are not logits)" if _holds_features(source) else ""
+        kept = " (its per-image features are not logits)" if kind.features else ""
         make = ", or make the file with fidkit stats --features" if features_serve else ""
         raise StatsError(f"{_METRIC_NAMES.get(metric, metric)} needs the {what} of every image, which a "
                          f"statistics file does not keep ({source}){kept}; give the image folder or sample batch "
@@ -684,11 +704,16 @@ def _functional_file_features(source, protocol: str | None, kw: dict) -> np.ndar
     enc = kw.get("encoder")
     st = compute_stats(source, protocol, encoder=enc)
     if st.weights_digest:
-        net = encoder_for(enc, mode_of(enc, protocol), weights=kw.get("weights"),
-                          encoder_weights=kw.get("encoder_weights"), device=kw.get("device", "auto"),
-                          precision=kw.get("precision", "fp32"))
-        check_provenance(st, None, net.weights_digest)
+        check_provenance(st, None, _digest_in_use(enc, mode_of(enc, protocol), kw))
     return _file_features(source, st)
+
+
+def _digest_in_use(enc, mode: str, kw: dict) -> str | None:
+    """The weights digest of the network that ``kw`` (``weights``, ``encoder_weights``, ``device``,
+    ``precision``) name for encoder ``enc`` in preprocessing ``mode``: what a statistics file's
+    recorded digest is checked against when no pass computes one."""
+    return encoder_for(enc, mode, weights=kw.get("weights"), encoder_weights=kw.get("encoder_weights"),
+                       device=kw.get("device", "auto"), precision=kw.get("precision", "fp32")).weights_digest
 
 
 def _side_label(side: str, source) -> str:
@@ -698,15 +723,17 @@ def _side_label(side: str, source) -> str:
 
 def _one_pass(source, protocol: str, keep: bool, logits: bool, spatial: bool, kw: dict,
               allow_mismatch: bool, file_stats: Statistics | None = None,
-              batch: BatchImages | None = None) -> Extraction:
+              batch: BatchImages | None = None, kind: _Kind | None = None) -> Extraction:
     """Statistics (and, when asked, per-image features) of one source, in at most one pass.
 
     A statistics file gives its statistics as they are; when it also holds its images (an ADM
     reference batch) and per-image features or statistics it lacks (sFID) are needed, those
     images go through the network once, and the file's own statistics still win, as in ADM's
-    evaluator. ``Extraction.stats_from_file`` says which features came from the file.
+    evaluator. ``Extraction.stats_from_file`` says which features came from the file. ``kind``:
+    the source's :class:`_Kind` when the caller has it (else read here).
     """
-    if not _is_stats(source):
+    kind = _kind_of(source) if kind is None else kind
+    if not kind.stats:
         if not (keep or logits or spatial):
             return Extraction(compute_stats(source, protocol, allow_mismatch=allow_mismatch, dgm_eval_note=False,
                                             **kw))
@@ -717,12 +744,12 @@ def _one_pass(source, protocol: str, keep: bool, logits: bool, spatial: bool, kw
     missing_spatial = spatial and st.spatial is None
     if not (keep or logits or missing_spatial):
         return Extraction(st, stats_from_file=from_file)
-    if not (logits or missing_spatial) and _holds_features(source):  # fidkit stats --features
+    if not (logits or missing_spatial) and kind.features:  # fidkit stats --features
         return Extraction(st, _file_features(source, st), stats_from_file=from_file + ("features",))
-    if not _holds_images(source):
+    if not kind.images:
         if missing_spatial:
             st.feature("spatial")  # one line: how to make a file with spatial statistics
-        _refuse_stats_file(source, "is" if logits else "adm-pr", features_serve=not logits)
+        _refuse_stats_file(source, "is" if logits else "adm-pr", features_serve=not logits, kind=kind)
     ex = extract(batch if batch is not None else BatchImages(source), protocol, keep_features=keep, logits=logits,
                  spatial=missing_spatial, **kw)
     if st.weights_digest is None:  # recorded-unknown weights: the file's statistics, the pass's images
@@ -732,21 +759,22 @@ def _one_pass(source, protocol: str, keep: bool, logits: bool, spatial: bool, kw
     return Extraction(st, ex.features, ex.logits, from_file)
 
 
-def _load_files(sources: dict, protocol: str, enc, allow_mismatch: bool, spatial: bool, biased: bool) -> dict:
-    """Each statistics file among ``sources`` (``"a"``/``"b"`` -> source) loaded once, before any
+def _load_files(sources: dict, kinds: dict, protocol: str, enc, allow_mismatch: bool, spatial: bool,
+                biased: bool) -> dict:
+    """Each statistics file among ``sources`` (``"a"``/``"b"`` -> source, of :class:`_Kind` ``kinds[side]``) loaded once, before any
     pass, its warnings shown once: its encoder checked, and its protocol unless
     ``allow_mismatch``; refused in one line when it lacks what was asked for: spatial
     statistics (sFID) with no images to compute them from, an image count for a 1/N
     covariance (``biased``). Returns side -> :class:`Statistics`."""
     out = {}
     for side, src in sources.items():
-        if _is_stats(src):
+        if kinds[side].stats:
             # a file's warnings (a plain mu/sigma file's unknown provenance) are shown only once it
             # is accepted: a refused file gets its one line, not a warning before it
             with warnings.catch_warnings(record=True) as said:
                 warnings.simplefilter("always")
                 st = compute_stats(src, protocol, allow_mismatch=allow_mismatch, encoder=enc, dgm_eval_note=False)
-                if spatial and not _holds_images(src):
+                if spatial and not kinds[side].images:
                     st.feature("spatial")  # one line: how to make a file with spatial statistics
                 if biased:
                     _check_biased_n(side.upper(), st.n)
@@ -957,45 +985,46 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     # per-image features of each side: every metric of _PER_IMAGE needs both; FD∞ needs B's
     # (A may be a statistics file, whose mean and covariance it then uses); the bootstrap
     # resamples the sides that have images and keeps a statistics file fixed
-    keep_a = per_image or ((bootstrap > 0 or "fd-inf" in wanted) and not _stats_only(a))
-    keep_b = per_image or "fd-inf" in wanted or "vendi" in wanted or (bootstrap > 0 and not _stats_only(b))
+    kinds = {"a": _kind_of(a), "b": _kind_of(b)}  # each file's kind read once, passed down
+    keep_a = per_image or ((bootstrap > 0 or "fd-inf" in wanted) and not kinds["a"].stats_only)
+    keep_b = per_image or "fd-inf" in wanted or "vendi" in wanted or (bootstrap > 0 and not kinds["b"].stats_only)
     spatial = "sfid" in wanted
     logits = any(m in wanted for m in _LOGITS)
     for m in _PER_IMAGE:
         if m in wanted:
-            _refuse_stats_file(a, m)
-            _refuse_stats_file(b, m)
+            _refuse_stats_file(a, m, kind=kinds["a"])
+            _refuse_stats_file(b, m, kind=kinds["b"])
     for m in ("fd-inf", "vendi"):  # B's own features
         if m in wanted:
-            _refuse_stats_file(b, m)
+            _refuse_stats_file(b, m, kind=kinds["b"])
     for m in _LOGITS:
         if m in wanted:
-            _refuse_stats_file(b, m, features_serve=False)
+            _refuse_stats_file(b, m, features_serve=False, kind=kinds["b"])
             _require_classifier(load_weights(kw.get("weights")))  # before spending time on a
     for source in (a, b):  # after the checks of the arguments, before any source is read: a missing B
         check_exists(source)  # is named before A's images go through the network
     label_a, label_b = _side_label("A", a), _side_label("B", b)
-    a, b = _batch_images_of(a, enc_name, nsample, protocol), _batch_images_of(b, enc_name, nsample, protocol)
-    if bootstrap > 0 and _stats_only(a) and _stats_only(b):
+    converted = {"a": _batch_images_of(a, enc_name, nsample, protocol),
+                 "b": _batch_images_of(b, enc_name, nsample, protocol)}
+    for side, src in (("a", a), ("b", b)):
+        if converted[side] is not src:  # an ADM reference batch read as its images: no longer statistics
+            kinds[side] = _Kind()
+    a, b = converted["a"], converted["b"]
+    if bootstrap > 0 and kinds["a"].stats_only and kinds["b"].stats_only:
         raise StatsError("a bootstrap resamples images, but both sources are statistics files; give at least "
                          "one image folder")
-    if subset is not None and _is_stats(b):
+    if subset is not None and kinds["b"].stats:
         raise StatsError(f"--subset (subset=) picks images of B, the generated set, but {label_b[2:] or 'B'} holds "
                          f"statistics; put the reference first (fidkit compute REF IMAGES), or leave out the subset")
-    files = _load_files({"a": a, "b": b}, protocol, enc, allow_mismatch, spatial, biased)
-
-    def digest_in_use() -> str | None:
-        return encoder_for(enc, protocol, weights=kw.get("weights"), encoder_weights=kw.get("encoder_weights"),
-                           device=kw.get("device", "auto"), precision=kw.get("precision", "fp32")).weights_digest
-
+    files = _load_files({"a": a, "b": b}, kinds, protocol, enc, allow_mismatch, spatial, biased)
     if len(files) == 1 and not allow_mismatch:  # a statistics file of other weights: refused before any listing
         (st,) = files.values()
         if st.weights_digest:
-            check_provenance(st, None, digest_in_use(), allow_mismatch)
+            check_provenance(st, None, _digest_in_use(enc, protocol, kw), allow_mismatch)
     subset_info: dict = {}
     # each image source listed once, before any pass, and handed on listed: a source short of the
     # subset or of what a metric needs is refused before any image goes through the network
-    images = {side: as_images(src) for side, src in (("a", a), ("b", b)) if not _is_stats(src)}
+    images = {side: as_images(src) for side, src in (("a", a), ("b", b)) if not kinds[side].stats}
     cut = ""  # the sides that subset or nsample left images out of
     if subset is not None:  # B only, as EDM's and EDM2's --num picks generated images only
         cut = "b"
@@ -1019,17 +1048,17 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     counts = {side: len(im) for side, im in images.items()}
     batches = {}  # an ADM reference batch whose images are read: opened once, to count and to read
     for side, src, needed in (("a", a, keep_a), ("b", b, keep_b or logits)):
-        if side not in counts and needed and _holds_images(src):
+        if side not in counts and needed and kinds[side].images:
             batches[side] = BatchImages(src)
             counts[side] = len(batches[side])
-        elif side not in counts and needed and _holds_features(src) and files[side].n is not None:
+        elif side not in counts and needed and kinds[side].features and files[side].n is not None:
             counts[side] = files[side].n  # its per-image features' rows
     _check_counts(wanted, pr_k, counts, cut, dgm_eval_k)
     a, b = images.get("a", a), images.get("b", b)
     ex1 = _one_pass(a, protocol, keep_a, False, spatial, {"label": label_a, **kw}, allow_mismatch, files.get("a"),
-                    batches.get("a"))
+                    batches.get("a"), kinds["a"])
     ex2 = _one_pass(b, protocol, keep_b, logits, spatial, {"label": label_b, **kw}, allow_mismatch, files.get("b"),
-                    batches.get("b"))
+                    batches.get("b"), kinds["b"])
     s1 = ex1.stats
     s2 = ex2.stats
     if subset is not None and s2.extra.get("skipped"):  # EDM and EDM2 would have stopped at such a file
