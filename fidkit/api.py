@@ -36,7 +36,8 @@ from .inception import TF32X3, Split
 from .frechet import frechet_distance as _frechet_arrays
 from .preprocess import get_protocol
 from .sources import (BATCH_KEY, DGM_EVAL_NSAMPLE, DGM_EVAL_SEED, BatchImages, as_images, check_exists,
-                      dgm_eval_generator, dgm_eval_subset, npz_kind, npz_members, nvidia_listing_note, seeded_subset)
+                      dgm_eval_generator, dgm_eval_row_labels, dgm_eval_subset, npz_kind, npz_members,
+                      nvidia_listing_note, seeded_subset)
 from .stats import Accumulator, Statistics
 from .weights import PTFID_URL, Weights, build_network, load_file, resolve
 
@@ -590,19 +591,19 @@ class FIDResult:
 
 
 METRICS = ("fid", "is", "kid", "pr", "sfid", "adm-pr", "is-adm", "is-stylegan", "is-dgm-eval", "kd-dgm-eval",
-           "prdc-dgm-eval", "fd-inf", "cmmd", "authpct", "sw-approx", "vendi")
+           "prdc-dgm-eval", "fd-inf", "cmmd", "authpct", "sw-approx", "vendi", "vendi-dgm-eval")
 _METRIC_ALIASES = {"isc": "is", "prc": "pr", "prdc": "pr", "adm_pr": "adm-pr", "is_adm": "is-adm",
                    "is_stylegan": "is-stylegan", "is_dgm_eval": "is-dgm-eval", "kd_dgm_eval": "kd-dgm-eval",
                    "prdc_dgm_eval": "prdc-dgm-eval", "sw_approx": "sw-approx", "fd": "fid",
                    "fd-inf": "fd-inf", "fd_inf": "fd-inf", "fid-inf": "fd-inf", "fid_inf": "fd-inf",
-                   "fd-infinity": "fd-inf"}
+                   "fd-infinity": "fd-inf", "vendi_dgm_eval": "vendi-dgm-eval"}
 _METRIC_NAMES = {"is": "the Inception Score", "kid": "KID", "pr": "precision/recall",
                  "adm-pr": "ADM precision/recall", "is-adm": "the Inception Score (ADM)",
                  "is-stylegan": "the Inception Score (StyleGAN)", "is-dgm-eval": "the Inception Score (dgm-eval)",
                  "kd-dgm-eval": "dgm-eval's kd", "prdc-dgm-eval": "dgm-eval's prdc",
                  "sfid": "sFID",
                  "fd-inf": "FD∞", "cmmd": "CMMD", "authpct": "AuthPct", "sw-approx": "sliced W2 (approx.)",
-                 "vendi": "the Vendi score"}
+                 "vendi": "the Vendi score", "vendi-dgm-eval": "dgm-eval's per-class Vendi score"}
 #: metrics that read every image's features, of both sets
 _PER_IMAGE = ("kid", "pr", "adm-pr", "cmmd", "authpct", "sw-approx", "kd-dgm-eval", "prdc-dgm-eval")
 _LOGITS = ("is", "is-adm", "is-stylegan", "is-dgm-eval")  # metrics that read every generated image's logits
@@ -627,7 +628,7 @@ def check_metrics(wanted, encoder=None) -> None:
 def parse_metrics(metrics) -> tuple:
     """Metric names from ``"fid,kid,pr"`` or an iterable: a tuple of fid (alias fd), is, kid, pr, sfid,
     adm-pr, is-adm, is-stylegan, is-dgm-eval, kd-dgm-eval, prdc-dgm-eval, fd-inf, cmmd, authpct,
-    sw-approx, vendi (fid first: the Fréchet distance in the encoder's space)."""
+    sw-approx, vendi, vendi-dgm-eval (fid first: the Fréchet distance in the encoder's space)."""
     items = metrics.split(",") if isinstance(metrics, str) else list(metrics)
     out = ["fid"]
     for m in items:
@@ -873,6 +874,31 @@ def _dgm_eval_kd_prdc(wanted, fa, fb, info: dict, nsample: int | None, seed: int
     return out
 
 
+def _dgm_eval_vendi(fb: np.ndarray, labels: np.ndarray, follows: bool, images, skipped: list) -> dict:
+    """dgm-eval's ``vendi`` of B (:func:`fidkit.scores.dgm_eval_vendi_per_class`): ``fb`` B's features,
+    ``labels`` the label dgm-eval gives each of B's ``images`` (:func:`fidkit.sources.dgm_eval_row_labels`),
+    ``follows`` whether those are the images' own class folders, ``skipped`` the files left out of
+    ``fb`` as undecodable. Keys ``dgm_eval_vendi_per_class_mean`` (its ``mean vendi per class``),
+    ``dgm_eval_vendi_per_class`` (each class's, as it saves them) and ``dgm_eval_vendi_labels``
+    (``"its folders"``, ``"dgm-eval's, not its folders"`` or ``"not dgm-eval's"``), with a warning for
+    the last two."""
+    how = "its folders" if follows else "dgm-eval's, not its folders"
+    if skipped:  # rows left out: their labels with them; dgm-eval would have stopped at such a file
+        gone = set(skipped)
+        labels = labels[[images.path(i) not in gone for i in range(len(images))]]
+        how = "not dgm-eval's"
+        warnings.warn(f"B: {len(skipped)} image(s) skipped as undecodable, at which dgm-eval would stop: the "
+                      f"per-class Vendi scores are of the images decoded, not dgm-eval's", FidkitWarning, stacklevel=3)
+    elif not follows:
+        warnings.warn("B: dgm-eval numbers its class folders in numeric order (2/ before 10/) but reads their images "
+                      "in path order (10/ before 2/), and its labels keep the first order: the 'classes' of its mean "
+                      "Vendi score per class, replayed here, mix images of different folders", FidkitWarning,
+                      stacklevel=3)
+    per_class = _scores.dgm_eval_vendi_per_class(fb, labels)
+    return {"dgm_eval_vendi_per_class_mean": float(per_class.mean()),
+            "dgm_eval_vendi_per_class": [float(v) for v in per_class], "dgm_eval_vendi_labels": how}
+
+
 def _check_biased_n(label: str, n) -> None:
     if n is None:
         raise StatsError(f"{label}: its statistics do not record an image count, which a 1/N covariance needs; "
@@ -916,7 +942,9 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     strictly farther from their nearest A image than that image is from its nearest other A
     image) and approximate sliced W2 (``sw_approx``), on the encoder's default feature;
     ``vendi`` the Vendi score of B (``vendi``: :func:`fidkit.scores.vendi_score`, cosine
-    similarity, q = 1), the effective number of distinct generated images in that space.
+    similarity, q = 1), the effective number of distinct generated images in that space;
+    ``vendi-dgm-eval`` dgm-eval's ``vendi``, the mean of that score over B's class folders with
+    the class labels dgm-eval gives B's images (:func:`_dgm_eval_vendi`; B a folder of class folders).
     ``kd-dgm-eval`` and ``prdc-dgm-eval`` add dgm-eval's ``kd`` and ``prdc`` (k = ``pr_k``,
     default 5), their subsets drawn as dgm-eval draws them after the cut of ``nsample``
     (:func:`_dgm_eval_kd_prdc`: keys ``dgm_eval_kd_value``, ``dgm_eval_precision``, ...).
@@ -981,20 +1009,24 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     if nsample is not None and subset is not None:
         raise FidkitError("subset (EDM's and EDM2's pick of B's images) and nsample (dgm-eval's cut of each set) "
                           "both choose the images to score; give one of them")
+    if subset is not None and "vendi-dgm-eval" in wanted:
+        raise FidkitError("vendi-dgm-eval is dgm-eval's, which reads all of B's images or those of its --nsample cut "
+                          "(nsample=), not EDM's subset; leave out subset")
     per_image = any(m in wanted for m in _PER_IMAGE)
     # per-image features of each side: every metric of _PER_IMAGE needs both; FD∞ needs B's
     # (A may be a statistics file, whose mean and covariance it then uses); the bootstrap
     # resamples the sides that have images and keeps a statistics file fixed
     kinds = {"a": _kind_of(a), "b": _kind_of(b)}  # each file's kind read once, passed down
     keep_a = per_image or ((bootstrap > 0 or "fd-inf" in wanted) and not kinds["a"].stats_only)
-    keep_b = per_image or "fd-inf" in wanted or "vendi" in wanted or (bootstrap > 0 and not kinds["b"].stats_only)
+    keep_b = (per_image or any(m in wanted for m in ("fd-inf", "vendi", "vendi-dgm-eval"))
+              or (bootstrap > 0 and not kinds["b"].stats_only))
     spatial = "sfid" in wanted
     logits = any(m in wanted for m in _LOGITS)
     for m in _PER_IMAGE:
         if m in wanted:
             _refuse_stats_file(a, m, kind=kinds["a"])
             _refuse_stats_file(b, m, kind=kinds["b"])
-    for m in ("fd-inf", "vendi"):  # B's own features
+    for m in ("fd-inf", "vendi", "vendi-dgm-eval"):  # B's own features
         if m in wanted:
             _refuse_stats_file(b, m, kind=kinds["b"])
     for m in _LOGITS:
@@ -1046,6 +1078,20 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
         _dgm_eval_cut_note({side.upper(): len(im) for side, im in images.items()},
                            {f"{side.upper()}'s statistics file": st for side, st in files.items()}, protocol)
     counts = {side: len(im) for side, im in images.items()}
+    vendi_labels = None  # dgm-eval's class label of each of B's images, known before the pass
+    if "vendi-dgm-eval" in wanted:
+        if "b" not in images or not (isinstance(b, (str, Path)) and Path(b).is_dir()):
+            raise FidkitError(f"vendi-dgm-eval (dgm-eval's mean Vendi score per class) needs B as a folder of class "
+                              f"folders, as dgm-eval reads it; {label_b[2:] or 'B'} is not a folder (--metrics vendi "
+                              f"gives the Vendi score of the whole set)")
+        vendi_labels = dgm_eval_row_labels(b, images["b"])
+        present = set(np.unique(vendi_labels[0]).tolist())
+        missing = [i for i in range(len(present)) if i not in present]
+        if missing:  # before any pass: dgm-eval takes the classes as 0 … u − 1 for its u distinct labels
+            raise FidkitError(f"vendi-dgm-eval: dgm-eval would stop on B: it takes its {len(present)} labels as classes "
+                              f"0 to {len(present) - 1}, but none of B's images is labelled {missing[0]} (it numbers "
+                              f"every top-level entry, so a file or a folder without images beside the class "
+                              f"folders leaves a gap{', as can the --nsample cut' if nsample is not None else ''})")
     batches = {}  # an ADM reference batch whose images are read: opened once, to count and to read
     for side, src, needed in (("a", a, keep_a), ("b", b, keep_b or logits)):
         if side not in counts and needed and kinds[side].images:
@@ -1110,6 +1156,8 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
         scores["sw_approx"] = _distances.sw_approx(ex1.features, ex2.features)
     if "vendi" in wanted:
         scores["vendi"] = _scores.vendi_score(ex2.features)
+    if "vendi-dgm-eval" in wanted:
+        scores.update(_dgm_eval_vendi(ex2.features, *vendi_labels, images["b"], s2.extra.get("skipped", [])))
     if "fd-inf" in wanted:
         key = get_info(enc_name).fd_key + "_inf"
         inf = _distances.fd_infinity(ex1.features if ex1.features is not None else (s1.mu, s1.sigma),

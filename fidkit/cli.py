@@ -107,8 +107,8 @@ def cli(debug):
                    "(its precision/recall), is-adm (its Inception Score), is-stylegan (StyleGAN2-ADA/3's "
                    "is50k; with --protocol nvidia) and is-dgm-eval (dgm-eval's is): Inception only; cmmd: "
                    "CLIP only; dgm-eval's kd-dgm-eval and prdc-dgm-eval (its kd and prdc, their subsets drawn as "
-                   "it draws them after --nsample's cut), authpct and sw-approx, and vendi (the Vendi score of B): "
-                   "any encoder. "
+                   "it draws them after --nsample's cut), authpct and sw-approx, vendi (the Vendi score of B) and "
+                   "vendi-dgm-eval (dgm-eval's vendi: its mean per class folder of B): any encoder. "
                    "One pass over each source serves them all.")
 @click.option("--biased-covariance", is_flag=True,
               help="Normalise both covariances by 1/N, as StyleGAN2-ADA/StyleGAN3 do (with --protocol nvidia: "
@@ -152,7 +152,9 @@ def compute(a, b, protocol, allow_mismatch, metrics, biased_covariance, pr_k, pr
         click.echo(f"{label}: {r.fid:.6f}  (protocol {r.protocol}, {r.n_a} vs {r.n_b} images, "
                    f"{r.device} {r.network_precision}, {r.seconds:.1f} s)")
         for key, value in r.scores.items():
-            if isinstance(value, (list, tuple)):  # e.g. statistics_from_file_a: the features a file held
+            if isinstance(value, (list, tuple)) and len(value) > 16:  # e.g. one Vendi score per class
+                value = f"{len(value)} values (all of them with --json)"
+            elif isinstance(value, (list, tuple)):  # e.g. statistics_from_file_a: the features a file held
                 value = ", ".join(map(str, value))
             click.echo(f"{key}: {value:.6g}" if isinstance(value, float) else f"{key}: {value}")
         if r.frechet.clamping_matters():  # --json always has negative_eigenvalue_mass and clamped_sqrt

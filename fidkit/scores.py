@@ -620,7 +620,7 @@ def vendi_score(features, q: float = 1) -> float:
     whose nonzero eigenvalues are those of XXᵀ/N (dgm-eval forms the N × N one: 20 GB of
     float64 at 50,000 images); the two agree to rounding (tests/test_scores.py). dgm-eval
     reports the mean of this score over the classes of a class-conditional set instead
-    (``mean vendi per class``), which fidkit does not compute.
+    (``mean vendi per class``): :func:`dgm_eval_vendi_per_class`.
     """
     x = _as_2d(features, "features", np.float64)
     if x.shape[0] < 1:
@@ -783,3 +783,34 @@ def dgm_eval_prdc(features_real, features_fake, rng: np.random.RandomState, k: i
         "density": float((1. / float(k)) * density_count.mean()),
         "coverage": float((nearest < r_real).mean()),
     }
+
+
+def dgm_eval_vendi_per_class(features, labels) -> np.ndarray:
+    """dgm-eval's ``vendi`` (``metrics/vendi.py``'s ``compute_per_class_vendi_scores``): for each
+    ``i`` in ``range(len(np.unique(labels)))`` the Vendi score of the rows labelled ``i``, as its
+    ``compute_vendi_score`` computes it (rows L2-normalised as scikit-learn's ``normalize``: norms
+    from ``einsum``, one under 10 machine epsilons taken as 1; the c × c linear kernel; ``eigvalsh`` of it over c;
+    q = 1). Returns float64 (classes,); dgm-eval reports their mean as ``mean vendi per class``.
+
+    ``features``: (N, D) float array, used in float64 as dgm-eval keeps them; ``labels``: int (N,),
+    the label of each row as dgm-eval gives it (:func:`fidkit.sources.dgm_eval_labels`). Like
+    dgm-eval, it takes the classes as 0 … u − 1 for the u distinct labels; one of those with no
+    row (a class folder left empty, or emptied by a cut) is refused, where dgm-eval stops.
+    """
+    x = _as_2d(features, "features", np.float64)
+    labels = np.asarray(labels)
+    if labels.shape != (x.shape[0],):
+        raise StatsError(f"labels must give one class per feature row: {labels.shape} for {x.shape[0]} rows")
+    classes = len(np.unique(labels))
+    out = np.zeros(classes)
+    for i in range(classes):
+        rows = x[labels == i]
+        if rows.shape[0] == 0:
+            raise StatsError(f"class {i} of the {classes} dgm-eval counts holds no image (its labels skip a number: "
+                             f"a class folder without images, or one a cut emptied); dgm-eval stops there")
+        norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))
+        norms[norms < 10 * np.finfo(np.float64).eps] = 1.0  # scikit-learn's _handle_zeros_in_scale
+        rows = rows / norms[:, np.newaxis]
+        from scipy.linalg import eigvalsh
+        out[i] = np.exp(_entropy_q(eigvalsh((rows @ rows.T) / rows.shape[0]), 1))
+    return out

@@ -485,23 +485,98 @@ def dgm_eval_listing(root) -> list[str]:
     ``scandir`` per folder where dgm-eval globs 18 times (ImageNet's 1.28M files: seconds, not
     a minute)."""
     root = str(root)
-    exts = {f".{e}" for e in DGM_EVAL_EXTENSIONS} | {f".{e.upper()}" for e in DGM_EVAL_EXTENSIONS}
-
-    def names_in(folder: str) -> list:
-        try:
-            with os.scandir(folder) as entries:
-                return [e.name for e in entries]
-        except OSError:  # not a folder (pathlib's glob yields nothing there), or unreadable
-            return []
-
-    def matching(names: list) -> list:
-        return [n for n in names if n.rfind(".") >= 0 and n[n.rfind("."):] in exts]
-
-    top = names_in(root)
-    found = [(n,) for n in matching(top)]
+    top = _names_in(root)
+    found = [(n,) for n in _dgm_eval_images(top)]
     if not found:
-        found = [(d, n) for d in top for n in matching(names_in(os.path.join(root, d)))]
+        found = [(d, n) for d in top for n in _dgm_eval_images(_names_in(os.path.join(root, d)))]
     return ["/".join(parts) for parts in sorted(found)]
+
+
+def _names_in(folder: str) -> list:
+    """The entries of ``folder`` in ``os.scandir``'s order (pathlib's glob's); none when it is
+    not a folder (pathlib's glob yields nothing there) or cannot be read."""
+    try:
+        with os.scandir(folder) as entries:
+            return [e.name for e in entries]
+    except OSError:
+        return []
+
+
+_DGM_EVAL_SUFFIXES = frozenset({f".{e}" for e in DGM_EVAL_EXTENSIONS} | {f".{e.upper()}" for e in DGM_EVAL_EXTENSIONS})
+
+
+def _dgm_eval_images(names: list) -> list:
+    """The names dgm-eval's ``get_files_at_path`` globs (``*.ext``, case as in its list)."""
+    return [n for n in names if n.rfind(".") >= 0 and n[n.rfind("."):] in _DGM_EVAL_SUFFIXES]
+
+
+def dgm_eval_labels(root) -> tuple:
+    """The class labels dgm-eval's ``DataLoader`` gives the images of the folder ``root``:
+    (int32 (N,) labels, list of the class folders' names in label order), with N the images
+    :func:`dgm_eval_listing` lists; ``(None, [])`` when the top level holds images, where it has
+    no classes. Its ``get_local_dataset`` numbers every top-level entry (file or folder) in the
+    order ``sorted(glob('*'), key=get_order)`` (``get_order``: the name without its extension,
+    as an int when ``str.isnumeric``) and appends each entry's images, sorted, with that number;
+    ``ImagePathDataset`` then sorts all the files, and the features come in that order while
+    the labels keep the first. So the label of feature row r is this array's r-th entry, which
+    is the class of the r-th file only when the two orders agree (:func:`dgm_eval_row_labels`);
+    with numbered class folders past ``9`` they do not (``10/`` sorts before ``2/`` as a path,
+    after it as a number). Raises :class:`SourceError` where dgm-eval's sort stops: names that
+    are numbers beside names that are not, or a numeric name ``int`` cannot read."""
+    root = str(root)
+    top = _names_in(root)
+    if _dgm_eval_images(top):
+        return None, []
+
+    def key(name: str):
+        stem = os.path.splitext(name)[0]
+        if not stem.isnumeric():
+            return stem
+        try:
+            return int(stem)
+        except ValueError:
+            raise SourceError(f"{root}: dgm-eval's sort of its class folders stops at {name!r} (a numeric name that "
+                              f"int() cannot read), so it would not run on this folder") from None
+
+    keys = [key(n) for n in top]
+    if len({type(k) for k in keys}) > 1:
+        number = next(n for n, k in zip(top, keys) if isinstance(k, int))
+        word = next(n for n, k in zip(top, keys) if isinstance(k, str))
+        raise SourceError(f"{root}: dgm-eval's sort of its class folders stops at names that are numbers beside "
+                          f"names that are not ({number!r} and {word!r}), so it would not run on this folder")
+    order = [top[i] for i in sorted(range(len(top)), key=lambda i: keys[i])]
+    counts = [len(_dgm_eval_images(_names_in(os.path.join(root, d)))) for d in order]
+    return np.repeat(np.arange(len(order), dtype=np.int32), counts), order
+
+
+def dgm_eval_row_labels(root, images: Images) -> tuple:
+    """The class label dgm-eval's features carry for each item of ``images``, files of the folder
+    ``root`` as fidkit listed (and perhaps cut) them, in any order: the label of dgm-eval's row of
+    that file (:func:`dgm_eval_labels`: the r-th label falls on the r-th file of
+    :func:`dgm_eval_listing`). Returns (int32 (len(images),), whether every label is the file's
+    own class folder's). Raises :class:`SourceError` in one line when the top level holds images
+    (dgm-eval has no classes then), ``images`` is not files of ``root``, or one of them is a
+    file dgm-eval does not read."""
+    labels, order = dgm_eval_labels(root)
+    if labels is None:
+        raise SourceError(f"{root} holds images at its top level, so dgm-eval gives it no classes (its per-class "
+                          f"Vendi score is then nan); put each class's images in a folder of its own")
+    if not isinstance(images, FileImages):
+        raise SourceError(f"{root}: dgm-eval's class labels need the folder's files")
+    rows = {name: r for r, name in enumerate(dgm_eval_listing(root))}
+    cut = _folder_prefix(Path(root))
+    at = np.empty(len(images), dtype=np.int64)
+    for i in range(len(images)):
+        r = rows.get(images.path(i)[cut:].replace(os.sep, "/"))
+        if r is None:
+            raise SourceError(f"{images.path(i)}: not an image dgm-eval reads from {root} (it reads one level of "
+                              f"class folders, the extensions {', '.join(DGM_EVAL_EXTENSIONS)} in lower or upper "
+                              f"case), so its class labels cannot be given")
+        at[i] = r
+    own = {d: k for k, d in enumerate(order)}  # each class folder's number
+    names = list(rows)
+    follows = all(labels[r] == own[names[r].split("/", 1)[0]] for r in at)
+    return labels[at], follows
 
 
 def _nvidia_kept(name: str, npy: bool) -> bool:

@@ -3,6 +3,7 @@ is cut to, and the command line end to end with the real weights on tests/data's
 Against dgm-eval's own DataLoader: ``python benchmarks/dgm_eval_subset_check.py CHECKOUT``; its kd
 and prdc after the cut: ``benchmarks/dgm_eval_kd_prdc_check.py``."""
 import json
+import os
 import shutil
 import warnings
 from pathlib import Path
@@ -13,7 +14,7 @@ from PIL import Image
 
 import fidkit
 from conftest import run_fidkit as run
-from fidkit.errors import FidkitError
+from fidkit.errors import FidkitError, StatsError
 from fidkit.api import extract
 from fidkit.sources import (as_images, dgm_eval_generator, dgm_eval_indices, dgm_eval_listing, dgm_eval_subset,
                             list_images)
@@ -240,3 +241,117 @@ def test_dgm_eval_kd_and_prdc_without_a_cut_are_seeded_here_and_say_so(real_a, r
     assert not [w for w in said if "global generator" in str(w.message)] and r.scores["dgm_eval_nearest_k"] == 5
     with pytest.raises(FidkitError, match="dgm-eval's prdc with k = 5 .* needs at least 7 images in each set"):
         fidkit.compare(real_a, fb[:6], metrics="prdc-dgm-eval", device="cpu", workers=0)
+
+
+def _dgm_eval_labels_transcribed(root: Path) -> tuple:
+    """dgm-eval's DataLoader.get_local_dataset and ImagePathDataset, transcribed: (its labels in its
+    listing order, its feature rows' files in the sorted order it reads them)."""
+    exts = ["bmp", "jpg", "jpeg", "pgm", "png", "ppm", "tif", "tiff", "webp"]
+    exts += [e.upper() for e in exts]
+
+    def files_at(path):
+        return sorted(f for ext in exts for f in path.glob(f"*.{ext}"))
+
+    def get_order(file):
+        stem = os.path.splitext(os.path.basename(file))[0]
+        return int(stem) if stem.isnumeric() else stem
+
+    files, labels = [], []
+    for k, d in enumerate(sorted(root.glob("*"), key=get_order)):
+        got = files_at(d)
+        files += got
+        labels += [k] * len(got)
+    return np.array(labels), sorted(files)
+
+
+def _class_folders(src: Path, root: Path, names: list) -> None:
+    """The images of ``src`` dealt into class folders ``names`` (1 + k mod 2 images in the k-th)."""
+    images = list_images(src)
+    at = 0
+    for k, name in enumerate(names):
+        (root / name).mkdir(parents=True)
+        for j in range(1 + k % 2):
+            shutil.copy(images[at % len(images)], root / name / f"im_{j}.png")
+            at += 1
+
+
+@pytest.mark.parametrize("names,follows", [([str(k) for k in range(12)], False), (["cat", "dog", "emu"], True)])
+def test_dgm_evals_class_labels_fall_on_its_rows(real_b, tmp_path, names, follows):
+    from fidkit.sources import dgm_eval_labels, dgm_eval_row_labels
+
+    _class_folders(real_b, tmp_path, names)
+    want_labels, want_rows = _dgm_eval_labels_transcribed(tmp_path)
+    labels, order = dgm_eval_labels(tmp_path)
+    assert labels.tolist() == want_labels.tolist() and order == sorted(names, key=lambda n: int(n) if n.isdigit() else n)
+    # the r-th label falls on the r-th sorted file, whatever order fidkit lists them in
+    images = as_images(str(tmp_path))
+    row_labels, ok = dgm_eval_row_labels(str(tmp_path), images)
+    at = {str(f): r for r, f in enumerate(want_rows)}
+    assert row_labels.tolist() == [int(want_labels[at[images.path(i)]]) for i in range(len(images))]
+    assert ok is follows  # numbered past 9: "10/" is read before "2/" but numbered after it
+    if not follows:
+        own = [order.index(Path(images.path(i)).parent.name) for i in range(len(images))]
+        assert row_labels.tolist() != own
+
+
+def test_dgm_evals_class_labels_refused_where_it_has_none_or_stops(real_b, tmp_path):
+    from fidkit.errors import SourceError
+    from fidkit.sources import dgm_eval_labels, dgm_eval_row_labels
+
+    assert dgm_eval_labels(real_b) == (None, [])
+    with pytest.raises(SourceError, match="holds images at its top level, so dgm-eval gives it no classes"):
+        dgm_eval_row_labels(str(real_b), as_images(str(real_b)))
+    _class_folders(real_b, tmp_path, ["3", "cat"])
+    with pytest.raises(SourceError, match=r"names that are numbers beside names that are not \('3' and 'cat'\)"):
+        dgm_eval_labels(tmp_path)
+
+
+def test_dgm_eval_vendi_per_class_is_the_vendi_score_of_each_labelled_class():
+    from fidkit.scores import dgm_eval_vendi_per_class, vendi_score
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 16))
+    labels = np.array([0] * 10 + [1] * 15 + [2] * 5)[rng.permutation(30)]
+    x[labels == 2] = x[labels == 2][0]  # class 2: five copies of one vector, whose score is 1
+    got = dgm_eval_vendi_per_class(x, labels)
+    want = [vendi_score(x[labels == i]) for i in range(3)]
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    assert abs(got[2] - 1) < 1e-9 and 1 < got[0] < 10 and 1 < got[1] < 15
+    with pytest.raises(StatsError, match="class 1 of the 2 dgm-eval counts holds no image"):
+        dgm_eval_vendi_per_class(x[:4], np.array([0, 2, 2, 0]))
+
+
+def test_compute_gives_dgm_evals_vendi_per_class(real_a, real_b, tmp_path):
+    from fidkit.scores import dgm_eval_vendi_per_class
+    from fidkit.sources import dgm_eval_row_labels
+
+    names = [str(k) for k in range(11)]  # 16 images; "10/" sorts between "1/" and "2/"
+    _class_folders(real_b, tmp_path / "gen", names)
+    r = run("compute", real_a, tmp_path / "gen", "--metrics", "vendi-dgm-eval", "--json", *RUN)
+    out = json.loads(r.stdout)
+    assert "mix images of different folders" in r.stderr
+    images = as_images(str(tmp_path / "gen"))
+    fb = extract(images, keep_features=True, device="cpu", workers=0).features
+    labels, follows = dgm_eval_row_labels(str(tmp_path / "gen"), images)
+    want = dgm_eval_vendi_per_class(fb, labels)
+    assert not follows and out["dgm_eval_vendi_labels"] == "dgm-eval's, not its folders"
+    assert out["dgm_eval_vendi_per_class"] == [float(v) for v in want]
+    assert out["dgm_eval_vendi_per_class_mean"] == float(want.mean())
+    text = run("compute", real_a, tmp_path / "gen", "--metrics", "vendi-dgm-eval", *RUN).stdout
+    line = next(x for x in text.splitlines() if x.startswith("dgm_eval_vendi_per_class: "))
+    assert line.count(", ") == 10  # 11 classes: listed in the text output too (over 16: counted)
+
+
+def test_vendi_dgm_eval_refusals_come_before_any_pass(real_a, real_b, tmp_path):
+    r = run("compute", real_a, real_b, "--metrics", "vendi-dgm-eval", *RUN, check=False)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "holds images at its top level" in r.stderr
+    _class_folders(real_b, tmp_path / "gen", ["cat", "dog"])
+    (tmp_path / "gen" / "a-note.txt").write_text("not an image")  # numbered 0 by dgm-eval, with no images
+    r = run("compute", real_a, tmp_path / "gen", "--metrics", "vendi-dgm-eval", *RUN, check=False)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "none of B's images is labelled 0" in r.stderr, r.stderr
+    assert "images/s" not in r.stderr
+    np.savez(tmp_path / "b.npz", arr_0=np.zeros((4, 8, 8, 3), np.uint8))
+    r = run("compute", real_a, tmp_path / "b.npz", "--metrics", "vendi-dgm-eval", *RUN, check=False)
+    assert r.returncode == 1 and "needs B as a folder of class folders" in r.stderr
+    r = run("compute", real_a, tmp_path / "gen", "--metrics", "vendi-dgm-eval", "--subset", "2", *RUN, check=False)
+    assert r.returncode == 1 and "not EDM's subset" in r.stderr
