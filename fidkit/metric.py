@@ -28,7 +28,7 @@ import torch
 from .api import (check_provenance, compute_stats, encoder_for, finish_stats, frechet_distance, load_weights,
                   mode_of)
 from .encoders import DEFAULT_ENCODER, Encoder, get_info
-from .errors import FidkitError, SourceError
+from .errors import FidkitError, SourceError, StatsError
 from .pipeline import default_batch_size, iter_array_features, resolve_device, reuse_freed_memory
 from .inception import FEATURE_DIM
 from .preprocess import get_protocol
@@ -71,14 +71,20 @@ def _check_range(input_range) -> tuple:
 
 
 def _as_uint8_nchw(images, input_range) -> torch.Tensor:
+    if input_range is not None:
+        _check_range(input_range)  # one line for a range that is not a pair of numbers, e.g. input_range=5
     if isinstance(images, np.ndarray):
-        images = torch.from_numpy(images)
+        if images.dtype != np.uint8 and images.dtype.kind != "f":
+            raise SourceError(f"images must be uint8 (0..255) or floating point with input_range, got {images.dtype}")
+        # as to_uint8 does: negative strides (a[:, ::-1], BGR to RGB) and big-endian data are
+        # copied once into what torch takes; a native C-contiguous array is not copied
+        images = torch.from_numpy(np.ascontiguousarray(images, dtype=images.dtype.newbyteorder("=")))
     if not torch.is_tensor(images):
         raise SourceError(f"images must be a tensor of shape (N, 3, H, W), got {type(images).__name__}")
     if images.ndim != 4 or images.shape[1] != 3:
         raise SourceError(f"images must have shape (N, 3, H, W) with 3 channels, got {tuple(images.shape)}")
     if images.dtype == torch.uint8:
-        if input_range is not None and tuple(float(v) for v in input_range) != (0.0, 255.0):
+        if input_range is not None and _check_range(input_range) != (0.0, 255.0):
             raise SourceError(f"uint8 images are 0..255; input_range {input_range!r} is for float images")
         return images
     if not images.is_floating_point():
@@ -134,15 +140,19 @@ class FID:
     the same encoder, protocol, weights, device and precision. Reference statistics recording
     another encoder, protocol or other weights are refused (``allow_mismatch=True`` lets
     another protocol or weights pass, never another encoder); a plain mu/sigma file from
-    elsewhere gives a warning that its provenance is unknown.
+    elsewhere gives a warning that its provenance is unknown. Reference statistics of another
+    feature dimension than the encoder's (e.g. pytorch-fid ``--dims 768``) and invalid ones
+    (NaN or inf, complex, shapes other than (d,) and (d, d)) are refused here, at construction
+    (:class:`~fidkit.errors.StatsError`).
 
     ``encoder``: the feature space, a name of :data:`fidkit.encoders.ENCODERS` or an
-    :class:`~fidkit.encoders.Encoder` (default Inception, pool3: FID). With
+    :class:`~fidkit.encoders.Encoder` (default Inception, pool3: FID; an instance must already be on
+    the metric's ``device``, it is not moved: refused otherwise). With
     ``encoder="dinov2-vitl14"`` :meth:`compute` is FD_DINOv2 (EDM2's, mode ``edm2``, or
     ``protocol="dgm-eval"``), its weights from ``encoder_weights`` (path; None: environment
     variable, cache, download). ``protocol``: the encoder's preprocessing mode (None: its
-    default; Inception ``ttur``). ``batch_size``: images per network batch (default 16 on the
-    CPU, 200 on CUDA); ``workers``: decoding workers for a reference folder.
+    default; Inception ``ttur``). ``batch_size``: images per network batch, an integer ≥ 1 (None:
+    the default, 16 on the CPU, 200 on CUDA); ``workers``: decoding workers for a reference folder.
     ``keep_features=True`` also keeps every generated image's feature vector (the encoder's
     default feature, float32, e.g. 8 KiB per image for pool3) on the host for :meth:`features`,
     e.g. to compute KID against reference features with :func:`fidkit.kid`; memory then grows
@@ -155,9 +165,11 @@ class FID:
                  keep_features: bool = False, encoder=None, encoder_weights=None):
         self.device = resolve_device(device)
         self.precision = precision
-        self.batch_size = batch_size or default_batch_size(self.device)
-        if self.batch_size < 1:
-            raise SourceError(f"batch size must be at least 1, got {self.batch_size}")
+        if batch_size is not None and not (isinstance(batch_size, (int, np.integer))
+                                           and not isinstance(batch_size, (bool, np.bool_)) and batch_size >= 1):
+            raise SourceError(f"batch size must be an integer of at least 1 (None: the default, "
+                              f"{default_batch_size(self.device)} here), got {batch_size!r}")
+        self.batch_size = int(batch_size) if batch_size is not None else default_batch_size(self.device)
         mode = mode_of(encoder, protocol)
         self.encoder = encoder.name if isinstance(encoder, Encoder) else get_info(encoder).name
         self._net = None
@@ -166,6 +178,8 @@ class FID:
             self.protocol = get_protocol(mode)
             self.feature, digest, net_or_weights = "pool3", self.weights.digest, self.weights
         else:
+            if isinstance(encoder, Encoder):
+                _check_encoder_device(encoder, self.device)
             self._net = encoder_for(encoder, mode, weights=weights, encoder_weights=encoder_weights,
                                     device=self.device, precision=precision)
             self.weights = self._net
@@ -179,8 +193,15 @@ class FID:
                             batch_size=self.batch_size, workers=workers, progress=False,
                             encoder=net_or_weights if self._net is not None else None)
         check_provenance(ref, mode, digest, allow_mismatch, encoder=self.encoder)
-        self.reference: Statistics = ref
         self.dim = FEATURE_DIM if self._net is None else self._net.outputs[self.feature]
+        name = ref.source or "the reference statistics"
+        ref.validate(name)  # a Statistics passed in directly is used as it is: NaN or bad shapes refused here
+        if ref.dim != self.dim:
+            raise StatsError(f"{name}: its features have {ref.dim} dimensions, but encoder {self.encoder!r} gives "
+                             f"{self.dim} ({self.feature}); they come from another network or layer"
+                             f"{f' (e.g. pytorch-fid --dims {ref.dim})' if self.encoder == DEFAULT_ENCODER else ''}: "
+                             f"use reference statistics of {self.feature}")
+        self.reference: Statistics = ref
         self._acc = Accumulator(self.dim, self.device)
         self.keep_features = keep_features
         self._kept: list = []
@@ -191,7 +212,9 @@ class FID:
         return self._acc.n
 
     def update(self, images, input_range=None) -> None:
-        """Adds a batch of generated images: uint8 (N, 3, H, W) 0..255, or float with ``input_range``.
+        """Adds a batch of generated images: uint8 (N, 3, H, W) 0..255, or float with ``input_range``,
+        as a torch tensor or a NumPy array (any strides and byte order: copied once when not
+        C-contiguous in native byte order).
 
         Float images are mapped from ``input_range = (lo, hi)`` to uint8 exactly as saving
         them as image files would (see :func:`to_uint8`); without ``input_range`` they are
@@ -220,13 +243,14 @@ class FID:
 
     def features(self) -> np.ndarray:
         """This process's generated features since the last reset: float32 (N, dim) (2048 for
-        Inception's pool3). Needs ``keep_features=True``; not gathered across torch.distributed ranks."""
+        Inception's pool3), a new array each call (a copy: changing it leaves the kept features
+        as they are). Needs ``keep_features=True``; not gathered across torch.distributed ranks."""
         if not self.keep_features:
             raise FidkitError("this FID metric does not keep features; create it with keep_features=True")
         if not self._kept:
             return np.zeros((0, self.dim), np.float32)
         self._kept = [np.concatenate(self._kept)]
-        return self._kept[0]
+        return self._kept[0].copy()
 
     def compute_stats(self, sync: bool = True) -> Statistics:
         """Statistics of the generated images so far. Under torch.distributed, those of all
@@ -255,6 +279,26 @@ class FID:
                 f"reference_n={self.reference.n})")
 
 
+def _check_encoder_device(encoder: Encoder, device: torch.device) -> None:
+    """Refuses, in one line, an :class:`Encoder` instance whose weights are not on the metric's
+    device: every batch goes to ``device``, so the first update would fail with torch's device
+    mismatch. The encoder is the caller's module (maybe shared with other code), so it is not
+    moved behind their back."""
+    tensor = next(encoder.parameters(), None)
+    if tensor is None:
+        tensor = next(encoder.buffers(), None)
+    if tensor is None:  # no weights: nothing to be on another device
+        return
+    have, want = tensor.device, device
+    if have.type == want.type == "cuda" and (have.index is None or want.index is None):
+        current = torch.cuda.current_device()
+        have = torch.device("cuda", current if have.index is None else have.index)
+        want = torch.device("cuda", current if want.index is None else want.index)
+    if have != want:
+        raise FidkitError(f"the encoder's weights are on {tensor.device}, but the metric runs on {device}; move it "
+                          f"first (encoder.to({str(device)!r})) or give device={str(tensor.device)!r}")
+
+
 @dataclass(frozen=True)
 class GeneratorResult:
     """What :func:`evaluate_generator` gives: ``fid``, ``n`` (images of all ranks), the
@@ -269,6 +313,13 @@ class GeneratorResult:
         return self.fid
 
 
+def _is_default(value, default) -> bool:
+    """``value`` is the parameter's default (None, or the string / bool it defaults to)."""
+    if default is None or isinstance(default, bool):
+        return value is default
+    return isinstance(value, str) and value == default
+
+
 def evaluate_generator(sample_fn, n: int, batch_size: int, reference=None, *, input_range=None,
                        protocol: str | None = None, device="auto", weights=None, precision: str = "fp32",
                        allow_mismatch: bool = False, metric: FID | None = None, encoder=None,
@@ -278,7 +329,9 @@ def evaluate_generator(sample_fn, n: int, batch_size: int, reference=None, *, in
     ``sample_fn(k)`` returns k images (or any number; extra ones are dropped): uint8
     (k, 3, H, W), or float with ``input_range`` as for :meth:`FID.update`. It is called
     under ``torch.no_grad()``. ``reference`` is as for :class:`FID` (or give a ready
-    ``metric``, which is reset first and keeps its reference, to avoid recomputing it).
+    ``metric``, which is reset first and keeps its reference, to avoid recomputing it; it
+    brings its own reference, protocol, device, weights, precision, ``allow_mismatch`` and
+    encoder, so giving any of those beside it is refused with :class:`~fidkit.errors.FidkitError`).
     Under torch.distributed, ``n`` is the total: each rank draws its share and the
     statistics are gathered. ``encoder``/``encoder_weights`` choose the feature space as for
     :class:`FID` (``result.fid`` is then e.g. FD_DINOv2). On the CPU with glibc the whole draw,
@@ -288,6 +341,15 @@ def evaluate_generator(sample_fn, n: int, batch_size: int, reference=None, *, in
     t0 = time.perf_counter()
     if n < 2 or batch_size < 1:
         raise FidkitError(f"need n >= 2 images and batch_size >= 1, got n={n}, batch_size={batch_size}")
+    if metric is not None:
+        given = [name for name, value, default in (
+            ("reference", reference, None), ("protocol", protocol, None), ("device", device, "auto"),
+            ("weights", weights, None), ("precision", precision, "fp32"), ("allow_mismatch", allow_mismatch, False),
+            ("encoder", encoder, None), ("encoder_weights", encoder_weights, None)) if not _is_default(value, default)]
+        if given:
+            raise FidkitError(f"evaluate_generator: a metric brings its own reference, protocol, device, weights, "
+                              f"precision and encoder, so {', '.join(given)} would be ignored; leave "
+                              f"{'it' if len(given) == 1 else 'them'} out, or give no metric")
     if metric is None:
         if reference is None:
             raise FidkitError("give the reference statistics (an .npz, Statistics, folder or images) or a metric")

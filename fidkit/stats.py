@@ -62,10 +62,55 @@ def check_writable(path) -> None:
         raise StatsError(f"{path}: cannot write there; choose another output path")
 
 
+def _is_count(n) -> bool:
+    return isinstance(n, (int, np.integer)) and not isinstance(n, (bool, np.bool_))
+
+
+def _check_count(n, name: str) -> None:
+    """Refuses, in one line, an image count ``n`` that is neither None nor a positive integer."""
+    if n is not None and not (_is_count(n) and n >= 1):
+        raise StatsError(f"{name}: image count n={n!r} ({type(n).__name__}); it must be a positive integer, or None "
+                         f"when unknown")
+
+
+def _plain_count(n):
+    """``n`` as a plain int for JSON (numpy integers are not serialisable); None stays None."""
+    return int(n) if _is_count(n) else n
+
+
+def _file_count(path, a) -> int:
+    """The image count of a file's ``n`` array: one integer (integer dtype, or a float of integral
+    value), refused in one line otherwise."""
+    a = np.asarray(a)
+    ok = a.shape == () and (a.dtype.kind in "iu" or (a.dtype.kind == "f" and np.isfinite(a) and a == np.round(a)))
+    if not ok:
+        raise StatsError(f"{path}: its 'n' is {a.dtype} of shape {a.shape}, not one integer image count; the file "
+                         f"was not written by fidkit or is damaged: save n as a scalar integer, or leave it out")
+    return int(a)
+
+
+def _check_meta(path, meta) -> None:
+    """Refuses, in one line, a ``fidkit_meta`` that is not the JSON object fidkit writes."""
+    if not isinstance(meta, dict):
+        raise StatsError(f"{path}: its fidkit_meta is a JSON {type(meta).__name__}, not an object; the file was not "
+                         f"written by fidkit or is damaged: remove fidkit_meta to read it as a plain mu/sigma file")
+    n = meta.get("n")
+    if n is not None and not _is_count(n):
+        raise StatsError(f"{path}: its fidkit_meta records n={n!r}, not an integer image count; the file is damaged")
+    features = meta.get("features", {})
+    if not isinstance(features, dict) or not all(isinstance(v, dict) for v in features.values()):
+        raise StatsError(f"{path}: its fidkit_meta 'features' is not an object of objects; the file is damaged")
+    spatial_n = features.get("spatial", {}).get("n")
+    if spatial_n is not None and not _is_count(spatial_n):
+        raise StatsError(f"{path}: its fidkit_meta records spatial n={spatial_n!r}, not an integer image count; the "
+                         f"file is damaged")
+
+
 class Accumulator:
     """Streaming mean and covariance of feature vectors in float64, on any torch device.
 
-    ``update(x)`` takes x of shape (n, d), any float dtype, on the accumulator's device.
+    ``update(x)`` takes a torch tensor x of shape (n, d) (d = ``dim``), any real floating dtype,
+    finite values, on any device (it is moved to the accumulator's); anything else is refused.
     """
 
     def __init__(self, dim: int, device="cpu"):
@@ -75,15 +120,32 @@ class Accumulator:
         self.m2 = torch.zeros(dim, dim, dtype=torch.float64, device=device)
 
     def update(self, x: torch.Tensor) -> None:
+        """Folds in a batch x: torch tensor (n, dim) of a real floating dtype (float16, bfloat16,
+        float32, float64), finite values. Refused in one line (:class:`StatsError`, the
+        accumulator unchanged): other types, complex or integer dtypes, NaN or inf. The
+        finiteness check reads the batch's mean and the diagonal of its M2, which NaN or inf
+        anywhere (or values too large to square) make non-finite; on the CPU it is made per
+        batch, on other devices (where reading it would wait for the device every batch) once,
+        in :meth:`result`."""
+        if not torch.is_tensor(x):
+            raise StatsError(f"features must be a torch tensor of shape (n, {self.dim}), got {type(x).__name__}")
+        if x.is_complex() or not x.is_floating_point():
+            raise StatsError(f"features have dtype {x.dtype}; they must be real floating point (e.g. torch.float32), "
+                             f"not {'complex' if x.is_complex() else 'integer or bool'}")
         if x.ndim != 2 or x.shape[1] != self.dim:
-            raise ValueError(f"expected features of shape (n, {self.dim}), got {tuple(x.shape)}")
+            raise StatsError(f"expected features of shape (n, {self.dim}), got {tuple(x.shape)}; give one "
+                             f"{self.dim}-value feature vector per row")
         nb = x.shape[0]
         if nb == 0:
             return
         x = x.to(device=self.mean.device, dtype=torch.float64)
         mb = x.mean(0)
         xc = x - mb
-        self.merge_moments(nb, mb, xc.T @ xc)
+        m2b = xc.T @ xc
+        if x.device.type == "cpu" and not torch.isfinite(torch.cat((mb, m2b.diagonal()))).all():
+            raise StatsError(f"a batch of {nb} feature vectors holds NaN or inf (or values too large to square); "
+                             f"the network's input or arithmetic went wrong: check the images and the precision")
+        self.merge_moments(nb, mb, m2b)
 
     def merge_moments(self, nb: int, mb: torch.Tensor, m2b: torch.Tensor) -> None:
         """Folds in another partial (count, mean, M2) with the Chan–Golub–LeVeque update."""
@@ -100,16 +162,20 @@ class Accumulator:
             raise StatsError(f"{self.n} image{'s' if self.n != 1 else ''}: a covariance needs at least 2 images "
                              f"(a meaningful FID needs thousands); give more images")
         sigma = (self.m2 / (self.n - 1)).cpu().numpy()
+        mean = self.mean.cpu().numpy().copy()
+        if not (np.isfinite(mean).all() and np.isfinite(sigma.diagonal()).all()):  # batches on a GPU: checked here
+            raise StatsError(f"the features of {self.n} images hold NaN or inf (or values too large to square); the "
+                             f"network's input or arithmetic went wrong: check the images and the precision")
         sigma = (sigma + sigma.T) / 2  # exact symmetry despite summation order
-        return Statistics(self.mean.cpu().numpy().copy(), sigma, self.n, **meta)
+        return Statistics(mean, sigma, self.n, **meta)
 
 
 @dataclass
 class Statistics:
     """Gaussian statistics of a feature set.
 
-    mu: float64 (d,); sigma: float64 (d, d), symmetric, unbiased (1/(n−1)); n: image count
-    (None when a plain file did not record it); protocol and weights_digest: provenance
+    mu: float64 (d,); sigma: float64 (d, d), symmetric, unbiased (1/(n−1)); n: image count, a
+    positive integer (None when a plain file did not record it); protocol and weights_digest: provenance
     (None when unknown); fidkit_version: the version that wrote it.
     """
 
@@ -157,19 +223,27 @@ class Statistics:
         return self.protocol is not None and self.weights_digest is not None
 
     def meta(self) -> dict:
-        m = {"protocol": self.protocol, "weights_digest": self.weights_digest, "n": self.n,
+        m = {"protocol": self.protocol, "weights_digest": self.weights_digest, "n": _plain_count(self.n),
              "fidkit_version": self.fidkit_version, "feature_dim": self.dim, **self.extra}
         if self.encoder != DEFAULT_ENCODER:  # only then: Inception files keep their bytes
             m["encoder"] = self.encoder
         if self.named:  # only then: files of pool3 alone keep their bytes
-            m["features"] = {name: {"mu": FILE_KEYS[name][0], "sigma": FILE_KEYS[name][1], "dim": st.dim, "n": st.n,
+            m["features"] = {name: {"mu": FILE_KEYS[name][0], "sigma": FILE_KEYS[name][1], "dim": st.dim,
+                                    "n": _plain_count(st.n),
                                     "what": FEATURE_DESCRIPTIONS.get(name, name)}
                              for name, st in [("pool3", self), *sorted(self.named.items())]}
         return m
 
     def save(self, path) -> Path:
-        """Writes the statistics to ``path`` (.npz) atomically; returns the path."""
+        """Writes the statistics to ``path`` (.npz) atomically; returns the path.
+
+        Checked first, before anything is written (:class:`StatsError`, one line): what
+        :meth:`validate` checks, of these statistics and of each entry of ``named``; ``n`` None
+        or a positive integer (a numpy integer is written as a plain one); ``named`` keys that
+        a file can hold (``spatial``, of 2023 values); ``features`` of shape (n, dim). So a
+        saved file can always be loaded again."""
         path = Path(path)
+        self._check_savable(path)
         arrays = {"mu": np.asarray(self.mu, np.float64), "sigma": np.asarray(self.sigma, np.float64)}
         for name, st in sorted(self.named.items()):
             arrays[FILE_KEYS[name][0]] = np.asarray(st.mu, np.float64)
@@ -201,6 +275,25 @@ class Statistics:
                              f"another output path") from None
         return path
 
+    def _check_savable(self, path) -> None:
+        """Refuses, in one line, statistics that :meth:`save` would write as a file :meth:`load`
+        refuses (or could not write at all)."""
+        self.validate(f"{path}: these statistics")
+        _check_count(self.n, f"{path}: these statistics")
+        for name, st in sorted(self.named.items(), key=lambda kv: str(kv[0])):
+            if name not in FILE_KEYS or name == "pool3":
+                saved = [n for n in FILE_KEYS if n != "pool3"]
+                raise StatsError(f"{path}: named statistics {name!r} cannot be saved: a statistics file holds only "
+                                 f"{', '.join(repr(n) for n in saved)} beside pool3; remove it from .named")
+            if not isinstance(st, Statistics):
+                raise StatsError(f"{path}: named[{name!r}] is a {type(st).__name__}, not Statistics")
+            st.validate(f"{path}: the {name} statistics")
+            _check_count(st.n, f"{path}: the {name} statistics")
+            if name in FEATURES and st.dim != FEATURES[name]:
+                raise StatsError(f"{path}: the {name} statistics have {st.dim} values, but {name} has "
+                                 f"{FEATURES[name]} ({FEATURE_DESCRIPTIONS.get(name, name)}); they are another "
+                                 f"feature's, remove them from .named")
+
     @classmethod
     def load(cls, path, assume_protocol: str | None = None, encoder: str | None = None) -> "Statistics":
         """Reads statistics: a fidkit file, an ADM reference batch, an EDM2 ``.pkl``, or a plain
@@ -231,7 +324,9 @@ class Statistics:
                 if {"mu_s", "sigma_s"} <= files:
                     spatial = z["mu_s"], z["sigma_s"]
                 meta = json.loads(str(z["fidkit_meta"])) if "fidkit_meta" in files else None
-                n = int(z["n"]) if "n" in files else None
+                if meta is not None:
+                    _check_meta(path, meta)
+                n = _file_count(path, z["n"]) if "n" in files else None
                 adm = meta is None and ("arr_0" in files or "mu_s" in files)
                 if adm and "arr_0" in files and n is None:
                     n = _npz_array_shape(path, "arr_0")[0]
@@ -328,10 +423,14 @@ class Statistics:
         return st
 
     def validate(self, name: str = "statistics") -> None:
-        """Checks shapes (d,) and (d, d), real finite values; raises StatsError otherwise."""
-        mu, sigma = self.mu, self.sigma
+        """Checks that mu and sigma are real numeric arrays (float, integer) of shapes (d,) and
+        (d, d) with finite values; raises StatsError (one line starting with ``name``) otherwise."""
+        mu, sigma = np.asarray(self.mu), np.asarray(self.sigma)
         if np.iscomplexobj(mu) or np.iscomplexobj(sigma):
             raise StatsError(f"{name}: complex mu or sigma; statistics must be real")
+        for key, a in (("mu", mu), ("sigma", sigma)):
+            if a.dtype.kind not in "fiu":
+                raise StatsError(f"{name}: {key} has dtype {a.dtype}; statistics must be real numbers")
         if mu.ndim != 1 or sigma.ndim != 2 or sigma.shape != (mu.shape[0], mu.shape[0]):
             raise StatsError(f"{name}: mu has shape {mu.shape} and sigma {sigma.shape}; expected (d,) and (d, d)")
         if not (np.all(np.isfinite(mu)) and np.all(np.isfinite(sigma))):
@@ -341,10 +440,18 @@ class Statistics:
 def merge(parts) -> "Statistics":
     """Statistics of the union of the image sets behind ``parts`` (exact up to rounding).
 
-    Each part must record its image count (fidkit files do) and all must share protocol,
-    weights and feature dimension. Uses M2 = Σ·(n − 1) of each part and the same pairwise
-    update as :class:`Accumulator`, so merging shards equals computing the whole set at once
-    to about 1e-13 relative.
+    Each part must record its image count (fidkit files do), hold valid statistics
+    (:meth:`Statistics.validate`) and all must share encoder, protocol, weights, feature
+    dimension, network precision (``extra["network_precision"]``, absent: fp32) and feature
+    (``extra["feature"]``, where recorded); a part given twice (the same object, or the same
+    file or folder as ``source``) is refused, as it would count its images twice. Uses
+    M2 = Σ·(n − 1) of each part and the same pairwise update as :class:`Accumulator`, so
+    merging shards equals computing the whole set at once to about 1e-13 relative.
+
+    The result's ``extra`` is the first part's, less what describes one part (``shard``,
+    ``nsample*``), with ``skipped`` the union of the parts' skipped files in part order.
+    Named features (sFID's ``spatial``) are merged when every part holds them; when only
+    some do they are left out, with a :class:`FidkitWarning`.
     """
     from . import __version__
 
@@ -353,9 +460,21 @@ def merge(parts) -> "Statistics":
         raise StatsError("nothing to merge; give two or more statistics files")
     first = parts[0]
     first_name = first.source or "the first statistics"
-    for p in parts:
-        name = p.source or "statistics"
-        if p.n is None or p.n < 2:
+    seen: dict = {}
+    for i, p in enumerate(parts):
+        if not isinstance(p, Statistics):
+            raise StatsError(f"part {i + 1} of the merge is a {type(p).__name__}, not Statistics; load files with "
+                             f"Statistics.load")
+        name = p.source or f"statistics {i + 1} of {len(parts)}"
+        p.validate(name)
+        for sub_name, sub in p.named.items():
+            sub.validate(f"{name} ({sub_name})")
+        for key in _part_identities(p):
+            if key in seen:
+                raise StatsError(f"{p.source or 'the same statistics'} is given twice (as parts {seen[key] + 1} and "
+                                 f"{i + 1}); merging it twice would count its images twice: give each part once")
+            seen[key] = i
+        if not _is_count(p.n) or p.n < 2:
             raise StatsError(f"{name}: its image count is unknown, so it cannot be merged exactly; merge only "
                              f"files written by fidkit")
         if p.dim != first.dim:
@@ -364,6 +483,17 @@ def merge(parts) -> "Statistics":
             if getattr(p, attr) != getattr(first, attr):
                 raise StatsError(f"{name}: {attr} {getattr(p, attr)} differs from {getattr(first, attr)} in "
                                  f"{first_name}; only statistics made the same way can be merged")
+        precision, first_precision = (q.extra.get("network_precision", "fp32") for q in (p, first))
+        if precision != first_precision:
+            raise StatsError(f"{name}: network precision {precision} differs from {first_precision} in {first_name}; "
+                             f"only statistics made the same way can be merged (recompute one with --precision "
+                             f"{first_precision})")
+    features = [(p, p.extra["feature"]) for p in parts if p.extra.get("feature") is not None]
+    for p, feature in features[1:]:
+        if feature != features[0][1]:
+            raise StatsError(f"{p.source or 'statistics'}: feature {feature} differs from {features[0][1]} in "
+                             f"{features[0][0].source or 'the first statistics'}; only statistics of one feature can "
+                             f"be merged")
     def merged(sts):
         acc = Accumulator(sts[0].dim)
         for p, st in zip(parts, sts):
@@ -373,13 +503,33 @@ def merge(parts) -> "Statistics":
 
     # a shard's place and a dgm-eval cut describe one part, not the union
     extra = {k: v for k, v in first.extra.items() if k not in ("shard", "nsample", "nsample_seed", "nsample_from")}
+    skipped = list(dict.fromkeys(path for p in parts for path in p.extra.get("skipped") or ()))
+    if skipped:  # every part's undecodable files, not the first's alone
+        extra["skipped"] = skipped
     meta = dict(protocol=first.protocol, weights_digest=first.weights_digest, fidkit_version=__version__,
                 encoder=first.encoder)
     out = merged(parts).result(**meta, extra=extra)
-    for name in first.named:  # named features all parts hold (sFID statistics) are merged alike
-        if all(name in p.named for p in parts):
+    for name in dict.fromkeys(name for p in parts for name in p.named):
+        holders = [p for p in parts if name in p.named]
+        if len(holders) == len(parts):  # named features all parts hold (sFID statistics) are merged alike
             out.named[name] = merged([p.named[name] for p in parts]).result(**meta)
+            continue
+        lacking = next(p for p in parts if name not in p.named)
+        keys = "/".join(FILE_KEYS.get(name, (name,)))
+        warnings.warn(f"the merge leaves out the {name} statistics ({keys}): only {len(holders)} of {len(parts)} parts "
+                      f"hold them ({lacking.source or 'a part'} does not), and a part's images cannot be left out; "
+                      f"compute every part with them (--metrics fid,sfid) to keep them", FidkitWarning, stacklevel=2)
     return out
+
+
+def _part_identities(p: Statistics) -> list:
+    """What makes two merge parts the same: the object itself, and its source when that names an
+    existing file or folder (resolved, so ``a.npz`` and ``./a.npz`` are one). Other sources are
+    labels (``NHWC array``, ``fidkit.FID``) that statistics of different images share."""
+    keys: list = [("object", id(p))]
+    if p.source and os.path.exists(p.source):
+        keys.append(("path", os.path.realpath(p.source)))
+    return keys
 
 
 def _npz_array_shape(path, key: str) -> tuple:
