@@ -1,9 +1,11 @@
 """Atomic file writes and the lock that guards fidkit's cache.
 
-Atomic writes: a temporary file beside the target, renamed over it when complete. An
-interrupted run (Ctrl-C, a full disk, a crash) leaves the target untouched and no
-temporary file behind; a process killed outright (SIGKILL, power loss) can leave a
-``.NAME.*.tmp`` file, which :func:`remove_stale_temporaries` deletes under the lock.
+Atomic writes: a temporary file beside the target, flushed to disk (``fsync``) and renamed
+over it when complete, so that after a power loss the target holds the old bytes or the new,
+never a renamed but empty file. An interrupted run (Ctrl-C, a full disk, a crash) leaves the
+target untouched and no temporary file behind; a process killed outright (SIGKILL, power
+loss) can leave a ``.NAME.*.tmp`` file, which :func:`remove_stale_temporaries` deletes under
+the lock.
 
 The cache lock (:func:`cache_lock`) is ``flock`` on a lock file in the cache folder. The
 kernel releases it when its holder exits, however it exits, so a killed process never
@@ -17,6 +19,7 @@ torchrun's ranks > 0 (:data:`quiet`).
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -44,10 +47,48 @@ def say(topic: str, msg: str) -> None:
         print(f"fidkit: {topic}: {msg}", file=sys.stderr, flush=True)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
+def _read_umask() -> int | None:
+    """The process umask read without changing it (Linux 4.7+: ``Umask:`` in
+    ``/proc/self/status``); None where it cannot be read so."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _import_umask() -> int:
+    """The umask at import: read without changing it where possible, else by setting it and
+    putting it back, once, at import (setting it while other threads create files would give
+    their files the wrong mode)."""
+    mask = _read_umask()
+    if mask is None:
+        mask = os.umask(0o022)
+        os.umask(mask)
     return mask
+
+
+_UMASK_AT_IMPORT = _import_umask()
+
+
+def _umask() -> int:
+    """The current umask where it can be read without changing it, else the umask at import;
+    never sets it (setting and restoring it races with threads creating files)."""
+    mask = _read_umask()
+    return _UMASK_AT_IMPORT if mask is None else mask
+
+
+def _fsync(fd: int) -> None:
+    """``os.fsync``, except on file systems that cannot sync (EINVAL, ENOTSUP: nothing to wait for);
+    any other failure (EIO, ENOSPC) is raised, since the bytes may not be on disk."""
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise
 
 
 def atomic_write(path, write: Callable[[BinaryIO], None]) -> Path:
@@ -62,6 +103,8 @@ def atomic_write(path, write: Callable[[BinaryIO], None]) -> Path:
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
+            f.flush()
+            _fsync(f.fileno())  # the bytes on disk before the rename makes them the target's
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:

@@ -254,7 +254,8 @@ def iter_features(images: Images, protocol: Preprocess, net: Encoder, device: to
     ``sequential`` set is read by one), batched and sent to the device. In-memory arrays
     skip the workers. Stops with :class:`SourceError` naming the first item that cannot be
     read, unless a ``skipped`` list is given: then such items are appended to it as
-    :class:`BadFile` and left out.
+    :class:`BadFile` and left out. At the end, what this process opened to read items is
+    closed (:meth:`~fidkit.sources.Images.close`).
     """
     if isinstance(images, Picked):  # in-memory images picked by a subset: gathered now, as one array
         images = images.gathered()
@@ -292,6 +293,7 @@ def iter_features(images: Images, protocol: Preprocess, net: Encoder, device: to
                 yield out
     finally:
         bar.close()
+        images.close()  # what this process opened to read items (workers=0, sequential sets); reopened if read again
 
 
 def iter_array_features(images, protocol: Preprocess, net: Encoder, device: torch.device,

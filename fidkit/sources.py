@@ -3,8 +3,12 @@ shards), sample batches and in-memory arrays.
 
 Every image is decoded with PIL and ``convert("RGB")``, as the reference implementations
 do: grayscale is replicated to three channels, alpha is dropped (not composited), palette
-images are expanded. A decoded image is a uint8 numpy array of shape (H, W, 3). Images of
-more than 8 bits per channel (16-bit PNG, 32-bit TIFF) are refused rather than clipped.
+images are expanded. A decoded image is a uint8 numpy array of shape (H, W, 3). Single-channel
+images of more than 8 bits (16-bit grayscale PNG, 32-bit TIFF), which ``convert("RGB")``
+would clip to 255, are refused; 16-bit RGB, RGBA and gray+alpha PNGs, which PIL opens as
+8-bit keeping each sample's high byte, are read so, as the reference implementations read
+them. Only the raster formats of :func:`decoded_formats` are decoded, whatever a file's
+name, and only regular files are opened.
 """
 
 from __future__ import annotations
@@ -17,14 +21,16 @@ import io
 import os
 import posixpath
 import re
+import stat
 import struct
 import tarfile
+import warnings
 import zipfile
 import zlib
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from . import _tiff
 from .errors import SourceError
@@ -56,8 +62,18 @@ def list_images(folder) -> list[Path]:
         raise SourceError(f"{folder}: not a folder; give an image folder or a statistics .npz")
     seen = set()
     found = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=None):
-        st = os.stat(dirpath)
+
+    def unlistable(e: OSError):
+        # os.walk's default (onerror=None) skips a folder it cannot list: the statistics would then be
+        # computed on part of the data without a word
+        raise SourceError(f"{e.filename or folder}: cannot list this folder ({e.strerror or _one_line(e)}); "
+                          f"make it readable, or move it out of {folder}, so that no images are left out") from None
+
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=unlistable):
+        try:
+            st = os.stat(dirpath)
+        except OSError as e:
+            unlistable(e)
         key = (st.st_dev, st.st_ino)
         if key in seen:  # a symlink loop or a second link to a folder already read
             dirnames[:] = []
@@ -74,30 +90,101 @@ def list_images(folder) -> list[Path]:
     return found
 
 
+#: Pillow formats decoded besides those named by :data:`IMAGE_EXTENSIONS`: PPM (``.ppm``, ``.pgm``,
+#: which pytorch-fid, clean-fid and dgm-eval list), GIF (palette raster images) and MPO (a
+#: multi-picture JPEG, as cameras write them; Pillow's JPEG opener gives it)
+EXTRA_FORMATS = ("PPM", "GIF", "MPO")
+_formats: tuple | None = None
+
+
+def decoded_formats() -> tuple:
+    """The Pillow formats :func:`decode` reads, in Pillow's order of trying them: those of
+    :data:`IMAGE_EXTENSIONS` (PNG, JPEG, BMP, WEBP, TIFF, as ``PIL.Image.EXTENSION`` maps
+    them) and :data:`EXTRA_FORMATS`, among the formats this Pillow opens. A file holding any
+    other format is refused, whatever its name: Pillow would otherwise try every format it
+    knows (an ``.png`` holding EPS would go to Ghostscript)."""
+    global _formats
+    if _formats is None:
+        Image.init()
+        wanted = {Image.EXTENSION[e] for e in IMAGE_EXTENSIONS if e in Image.EXTENSION} | set(EXTRA_FORMATS)
+        _formats = tuple(f for f in Image.ID if f in wanted)
+    return _formats
+
+
+def _format_held(path, data: bytes | None) -> str | None:
+    """The first Pillow format, outside :func:`decoded_formats`, whose signature check accepts the
+    file's first 16 bytes (what ``PIL.Image.open`` tests); None when none does. Only the
+    signature checks run, never an opener. A weak signature can name a near relative (an
+    uncompressed TGA passes CUR's check); formats without one (TGA) are never named."""
+    try:
+        if data is None:
+            with open(path, "rb") as f:
+                prefix = f.read(16)
+        else:
+            prefix = data[:16]
+        for fmt in Image.ID:
+            if fmt in decoded_formats():
+                continue
+            accept = Image.OPEN[fmt][1]
+            if accept is not None and (result := accept(prefix)) and not isinstance(result, str):
+                return fmt
+    except Exception:  # a signature check failing on odd bytes: no format to name
+        return None
+    return None
+
+
+_FILE_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
+               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def _check_regular(path) -> None:
+    """Refuses, in one line, a path that is not a regular file (after following links): reading a
+    FIFO or a device named ``*.png`` would block or never end."""
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        kind = next((k for test, k in _FILE_KINDS if test(mode)), "a special file")
+        raise SourceError(f"{path}: {kind}, not a regular file; fidkit does not open it (reading it could block "
+                          f"forever): remove it, or move it out of the images")
+
+
 def decode(path, data: bytes | None = None) -> np.ndarray:
     """Decodes one image file to uint8 (H, W, 3) RGB (values 0..255) with PIL's ``convert("RGB")``.
 
+    Only the formats of :func:`decoded_formats` are read, and from disk only regular files.
     ``data``: the file's bytes when they come from elsewhere (an archive member); ``path`` then
     only names the image in errors (``archive.zip:dir/img.png``)."""
     _tiff.capture()
     _tiff.clear()
+    formats = decoded_formats()
     try:
-        with Image.open(path if data is None else io.BytesIO(data)) as im:
-            # PIL only warns between its limit and twice it; a few hundred bytes of JPEG whose
-            # header claims 10000×10000 then decode to 300 MB in seconds, in every worker
-            if Image.MAX_IMAGE_PIXELS and im.width * im.height > Image.MAX_IMAGE_PIXELS:
-                raise SourceError(f"{path}: image larger than PIL's decompression-bomb limit ({im.width}×{im.height} "
-                                  f"pixels, PIL.Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS}); check the file "
-                                  f"or skip it")
-            if im.mode in HIGH_BIT_DEPTH_MODES:
-                raise SourceError(f"{path}: {im.mode} image with more than 8 bits per channel; PIL's "
-                                  f"convert(\"RGB\"), which the reference implementations use, would clip it "
-                                  f"to 255; convert it to 8-bit first")
-            arr = np.array(im.convert("RGB"), dtype=np.uint8)  # a writable copy
+        if data is None:
+            _check_regular(path)  # a stat error (a link loop, a missing file) reads as the open's would
+        with warnings.catch_warnings():
+            # both say nothing of which file: fidkit's own error follows every decompression-bomb warning
+            # (the size check below), and alpha is dropped by design, transparency bytes included
+            warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+            warnings.filterwarnings("ignore", message="Palette images with Transparency expressed in bytes",
+                                    category=UserWarning)
+            with Image.open(path if data is None else io.BytesIO(data), formats=formats) as im:
+                # PIL only warns between its limit and twice it; a few hundred bytes of JPEG whose
+                # header claims 10000×10000 then decode to 300 MB in seconds, in every worker
+                if Image.MAX_IMAGE_PIXELS and im.width * im.height > Image.MAX_IMAGE_PIXELS:
+                    raise SourceError(f"{path}: image larger than PIL's decompression-bomb limit ({im.width}×"
+                                      f"{im.height} pixels, PIL.Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS}); "
+                                      f"check the file or skip it")
+                if im.mode in HIGH_BIT_DEPTH_MODES:
+                    raise SourceError(f"{path}: {im.mode} image with more than 8 bits per channel; PIL's "
+                                      f"convert(\"RGB\"), which the reference implementations use, would clip it "
+                                      f"to 255; convert it to 8-bit first")
+                arr = np.array(im.convert("RGB"), dtype=np.uint8)  # a writable copy
     except Image.DecompressionBombError as e:
         raise SourceError(f"{path}: image larger than PIL's decompression-bomb limit ({e}); "
                           f"check the file or skip it") from None
     except (OSError, ValueError, SyntaxError) as e:
+        held = _format_held(path, data) if isinstance(e, UnidentifiedImageError) else None
+        if held is not None:
+            raise SourceError(f"{path}: its first bytes mark it as {held}, a format fidkit does not decode whatever "
+                              f"the file's name (it decodes {', '.join(sorted(formats))}); convert it to PNG") from None
         detail = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         if _tiff.last():  # libtiff's own account of it (kept off stderr by _tiff)
             detail += f"; libtiff: {_tiff.last()}"
@@ -220,6 +307,18 @@ class Images:
     def label(self, i: int) -> str:
         return f"{self.name}[{i}]"
 
+    def close(self) -> None:
+        """Closes what this process opened to read items (file descriptors, streams); a later
+        item opens them again. Safe to call twice, and in any process: only the process that
+        opened something closes it. Called when the set is collected, and by
+        :func:`fidkit.pipeline.iter_features` after its pass."""
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # at interpreter exit, modules may already be gone
+            pass
+
 
 class FileImages(Images):
     """Image files decoded with PIL. The paths live in one byte buffer plus offsets, not in
@@ -288,6 +387,9 @@ class Share(Images):
     def label(self, i: int) -> str:
         return self.base.label(self.lo + i)
 
+    def close(self) -> None:
+        self.base.close()
+
 
 def share_of(images: Images, lo: int, hi: int, name: str | None = None) -> Images:
     """The part ``[lo, hi)`` of ``images``: a slice of the array for in-memory images (which the
@@ -319,6 +421,9 @@ class Picked(Images):
 
     def label(self, i: int) -> str:
         return self.base.label(int(self.indices[i]))
+
+    def close(self) -> None:
+        self.base.close()
 
     def gathered(self) -> Images:
         """For in-memory images, the picked rows as an :class:`ArrayImages` (a copy, on the
@@ -773,6 +878,19 @@ class BatchImages(Images):
         d["_arr"], d["_stream"], d["_pid"], d["_fd"] = None, None, None, None
         return d
 
+    def close(self) -> None:
+        """Closes the file descriptor and the compressed stream this process opened (a forked
+        worker's inherited copies are left to it); the next item opens them again."""
+        fd, stream = getattr(self, "_fd", None), getattr(self, "_stream", None)
+        mine = getattr(self, "_pid", None) == os.getpid()
+        self._pid, self._arr, self._stream, self._fd = None, None, None, None
+        if not mine:
+            return
+        if stream is not None:
+            _close_all(stream[0], stream[2])
+        if fd is not None:
+            _close_fd(fd)
+
     def _open(self):
         if self._pid == os.getpid():
             return
@@ -798,7 +916,8 @@ class BatchImages(Images):
         # compressed member: a stream read forward; reopened when asked to go back
         if self._stream is None or self._stream[1] > lo:
             if self._stream is not None:
-                self._stream[0].close()
+                stream, self._stream = self._stream, None
+                _close_all(stream[0], stream[2])
             z = zipfile.ZipFile(self.path)
             m = z.open(BATCH_KEY + ".npy")
             _read_npy_header(m)
@@ -1061,6 +1180,19 @@ class ArchiveImages(Images):
         d["_pid"] = d["_fd"] = d["_fd_arch"] = d["_stream"] = None
         return d
 
+    def close(self) -> None:
+        """Closes the archive descriptor and the tar.gz stream this process opened (a forked
+        worker's inherited copies are left to it); the next item opens them again."""
+        fd, stream = getattr(self, "_fd", None), getattr(self, "_stream", None)
+        mine = getattr(self, "_pid", None) == os.getpid()
+        self._pid = self._fd = self._fd_arch = self._stream = None
+        if not mine:
+            return
+        if stream is not None:
+            _close_all(stream[1])
+        if fd is not None:
+            _close_fd(fd)
+
     def _pread(self, a: int, n: int, offset: int) -> bytes:
         """``n`` bytes at ``offset`` of archive ``a``; one archive is kept open per process."""
         if self._pid != os.getpid():
@@ -1105,6 +1237,24 @@ class ArchiveImages(Images):
 
     def __getitem__(self, i: int) -> np.ndarray:
         return decode(self.label(i), self.read_member(i))
+
+
+def _close_all(*files) -> None:
+    """Closes each of ``files`` (streams, ``ZipFile`` objects), all of them even if one fails."""
+    for f in files:
+        try:
+            f.close()
+        except Exception:  # a damaged stream may fail to close; its descriptor is released all the same
+            pass
+
+
+def _close_fd(fd: int) -> None:
+    """``os.close``, quiet: called from ``finally`` blocks and ``__del__``, where an error would hide
+    the one being raised."""
+    try:
+        os.close(fd)
+    except OSError:
+        pass
 
 
 def _one_line(e: BaseException) -> str:
@@ -1295,7 +1445,8 @@ class TarImages(ArchiveImages):
             self._pid, self._fd, self._fd_arch, self._stream = os.getpid(), None, None, None
         if self._stream is None or self._stream[0] != a or self._stream[2] > offset:
             if self._stream is not None:
-                self._stream[1].close()
+                stream, self._stream = self._stream, None
+                _close_all(stream[1])
             self._stream = [a, gzip.open(self.paths[a], "rb"), 0]
         _, g, pos = self._stream
         while pos < offset:
