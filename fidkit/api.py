@@ -249,10 +249,10 @@ def finish_pass(accs: dict, net: Encoder, precision: str, name: str, skipped: li
 def pass_device(device, batch_size: int | None) -> tuple:
     """(torch device, images per network batch) of a pass; one line for a batch size below 1."""
     dev = resolve_device(device)
-    bs = batch_size or default_batch_size(dev)
-    if bs < 1:
-        raise SourceError(f"batch size must be at least 1, got {bs}")
-    return dev, bs
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
+                                   or batch_size < 1):
+        raise SourceError(f"batch size must be an integer of at least 1 (None: the device's default), got {batch_size!r}")
+    return dev, int(batch_size) if batch_size is not None else default_batch_size(dev)
 
 
 def check_classifier(encoder, weights=None, encoder_weights=None) -> None:
@@ -1194,9 +1194,10 @@ class ADMResult:
     ``inception_score`` is None with features-only weights or when the sample is given only
     as statistics; ``sfid`` None when a statistics
     file without ``mu_s``/``sigma_s`` (and without images) stands in for a set; ``precision``
-    and ``recall`` None when a set is given only as statistics. ``ref_statistics`` and
-    ``sample_statistics`` say for ``fid`` and ``sfid`` whether the statistics were read from
-    the file (``"file"``) or computed from the images (``"computed"``).
+    and ``recall`` None when a set is given only as statistics that keep no per-image
+    features. ``ref_statistics`` and ``sample_statistics`` say for ``fid`` and ``sfid`` whether
+    the statistics were read from the file (``"file"``) or computed from the images
+    (``"computed"``), and hold ``precision_recall: "file"`` where a file's kept features served them.
     """
 
     inception_score: float | None
@@ -1226,7 +1227,9 @@ def adm_evaluate(ref, sample, *, distances: str = _scores.ADM_DEFAULT_DISTANCES,
 
     ``ref`` and ``sample``: sample/reference batches (``.npz`` with ``arr_0``, or ``.npy``),
     image folders, uint8 images (numpy (N, H, W, 3) or torch (N, 3, H, W), values 0..255), or statistics files. Warns (:class:`FidkitWarning`)
-    for each number that comes out None. As in ADM's evaluator, a reference
+    for each number that comes out None. A statistics file that keeps its images' pool3 features
+    (``fidkit stats DIR --features``, protocol ``ttur``) serves precision and recall in place of the
+    images (``ref_statistics["precision_recall"] = "file"``), e.g. a reference encoded once. As in ADM's evaluator, a reference
     batch's ``mu``/``sigma``/``mu_s``/``sigma_s`` are used for FID and sFID while its
     ``arr_0`` still feeds precision/recall; plain ``mu``/``sigma`` files (EDM's) are read as
     ``ttur`` statistics of unknown weights; EDM2's ``.pkl`` (protocol ``nvidia``) and other
@@ -1247,10 +1250,10 @@ def adm_evaluate(ref, sample, *, distances: str = _scores.ADM_DEFAULT_DISTANCES,
         if isinstance(src, Statistics):
             st = src
         images = st is None or _holds_images(src)
-        return st, images
+        return st, images, not images and _holds_features(src)  # per-image features kept: pool3's, serve P/R
 
-    st_r, img_r = plan(ref)
-    st_s, img_s = plan(sample)
+    st_r, img_r, feat_r = plan(ref)
+    st_s, img_s, feat_s = plan(sample)
     for st in (st_r, st_s):
         if st is not None:
             check_provenance(st, "ttur", w.digest, allow_mismatch, encoder=DEFAULT_ENCODER,
@@ -1265,11 +1268,11 @@ def adm_evaluate(ref, sample, *, distances: str = _scores.ADM_DEFAULT_DISTANCES,
     if w.has_classifier and not img_s:
         warnings.warn(f"Inception Score: null, {sample} holds statistics, not the sample images", FidkitWarning,
                       stacklevel=2)
-    want_pr = img_r and img_s
+    want_pr = (img_r or feat_r) and (img_s or feat_s)
     if not want_pr:
-        which = ref if not img_r else sample
-        warnings.warn(f"precision and recall: null, {which} holds statistics, not images", FidkitWarning,
-                      stacklevel=2)
+        which = ref if not (img_r or feat_r) else sample
+        warnings.warn(f"precision and recall: null, {which} holds statistics, not images (or the per-image features "
+                      f"of `fidkit stats DIR --features -o FILE`)", FidkitWarning, stacklevel=2)
     spatial_r = img_r or st_r.spatial is not None
     spatial_s = img_s or st_s.spatial is not None
     if not (spatial_r and spatial_s):
@@ -1293,8 +1296,11 @@ def adm_evaluate(ref, sample, *, distances: str = _scores.ADM_DEFAULT_DISTANCES,
 
     def origin(ex, st_given):
         names = {"pool3": "fid", "spatial": "sfid"}
-        return {names[k]: ("file" if k in ex.stats_from_file else "computed") for k in names
-                if k == "pool3" or want_sfid}
+        out = {names[k]: ("file" if k in ex.stats_from_file else "computed") for k in names
+               if k == "pool3" or want_sfid}
+        if "features" in ex.stats_from_file:  # precision/recall from the features a file keeps
+            out["precision_recall"] = "file"
+        return out
 
     n_r = len(ex_r.features) if ex_r.features is not None else s_r.n
     n_s = len(ex_s.features) if ex_s.features is not None else (len(ex_s.logits) if ex_s.logits is not None

@@ -328,7 +328,8 @@ def adm_cmd(ref, sample, pr_distances, allow_mismatch, as_json, **run):
     \b
     REF and SAMPLE: batches (.npz whose arr_0 holds uint8 NHWC images, or .npy), image folders,
     or statistics files. A reference batch's mu/sigma/mu_s/sigma_s are used for FID and sFID,
-    and its arr_0 still feeds precision/recall, as in the original. Protocol ttur.
+    and its arr_0 still feeds precision/recall, as in the original; a file of `fidkit stats --features`
+    feeds them from its kept features. Protocol ttur.
     """
     r = adm_evaluate(ref, sample, distances=pr_distances, allow_mismatch=allow_mismatch, **run)
     if as_json:

@@ -445,6 +445,26 @@ def test_reference_batch_statistics_are_used_and_its_images_feed_precision_recal
     assert s.precision is None and s.recall is None
 
 
+def test_a_features_file_feeds_adms_precision_recall(batches, tmp_path):
+    # the reference encoded once with `fidkit stats --features --metrics fid,sfid`: all of the table but
+    # the sample's Inception Score from the file, the same numbers as from the reference images
+    ref = tmp_path / "ref_features.npz"
+    run("stats", batches["a"], "--features", "--metrics", "fid,sfid", "-o", ref, "--device", "cpu", "--workers", "0")
+    from_images = fidkit.adm_evaluate(str(batches["a_npz"]), str(batches["b_npz"]), device="cpu", workers=0)
+    r = fidkit.adm_evaluate(str(ref), str(batches["b_npz"]), device="cpu", workers=0)
+    assert r.ref_statistics == {"fid": "file", "sfid": "file", "precision_recall": "file"}
+    assert r.sample_statistics == {"fid": "computed", "sfid": "computed"} and r.n_ref == 10
+    assert (r.precision, r.recall) == (from_images.precision, from_images.recall)
+    assert r.fid == pytest.approx(from_images.fid, rel=1e-9) and r.sfid == pytest.approx(from_images.sfid, rel=1e-9)
+    # a file without them still gives no precision/recall, and the warning names the way to keep them
+    plain = tmp_path / "plain.npz"
+    run("stats", batches["a"], "-o", plain, "--device", "cpu", "--workers", "0")
+    with pytest.warns(fidkit.FidkitWarning, match=r"precision and recall: null, .*plain.npz holds statistics, not "
+                                                  r"images \(or the per-image features of `fidkit stats DIR --features"):
+        s = fidkit.adm_evaluate(str(plain), str(batches["b_npz"]), device="cpu", workers=0)
+    assert s.precision is None
+
+
 def test_cli_stats_with_sfid_serves_a_later_compare(tmp_path):
     """`fidkit stats --metrics fid,sfid` writes mu_s/sigma_s beside mu/sigma from one pass; a later
     `compute --metrics fid,sfid` against it gives the same FID and sFID as from the images, and
