@@ -33,6 +33,7 @@ Files in ``out`` (all written atomically: a temporary file renamed over the targ
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import io
 import json
@@ -347,7 +348,13 @@ def atomic_write_bytes(path, data: bytes) -> Path:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        mask = os.umask(0)
+            f.flush()
+            try:  # on disk before the rename, or a crash can leave the target empty
+                os.fsync(f.fileno())
+            except OSError as e:
+                if e.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):  # file systems that cannot sync
+                    raise
+        mask = os.umask(0)  # a single-threaded trainer: no other thread creates files meanwhile
         os.umask(mask)
         os.chmod(tmp, 0o666 & ~mask)
         os.replace(tmp, path)
