@@ -345,6 +345,8 @@ def adm_cmd(ref, sample, pr_distances, allow_mismatch, as_json, **run):
     click.echo(f"Precision: {fmt(r.precision)}")
     click.echo(f"Recall: {fmt(r.recall)}")
     used = ", ".join(f"{k} {v}" for k, v in r.ref_statistics.items())
+    if "file" in r.sample_statistics.values():  # a statistics file as SAMPLE: say what it served
+        used += "; sample statistics: " + ", ".join(f"{k} {v}" for k, v in r.sample_statistics.items())
     click.echo(f"({r.n_ref} reference, {r.n_sample} sample images; reference statistics: {used}; "
                f"{r.seconds:.1f} s)", err=True)
 

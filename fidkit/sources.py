@@ -654,6 +654,16 @@ def dgm_eval_labels(root) -> tuple:
     return np.repeat(np.arange(len(order), dtype=np.int32), counts), order
 
 
+def dgm_eval_unread(root, images: Images) -> list[str]:
+    """The files of the folder ``root`` that dgm-eval reads (:func:`dgm_eval_listing`) and fidkit
+    does not (``images``: its listing of ``root``, before any cut), as paths relative to
+    ``root``, sorted: e.g. ``.ppm`` and ``.pgm`` files, which dgm-eval globs."""
+    cut = _folder_prefix(Path(root))
+    ours = {images.path(i)[cut:].replace(os.sep, "/") for i in range(len(images))} \
+        if isinstance(images, FileImages) else set()
+    return sorted(set(dgm_eval_listing(root)) - ours)
+
+
 def dgm_eval_row_labels(root, images: Images) -> tuple:
     """The class label dgm-eval's features carry for each item of ``images``, files of the folder
     ``root`` as fidkit listed (and perhaps cut) them, in any order: the label of dgm-eval's row of

@@ -355,3 +355,8 @@ def test_vendi_dgm_eval_refusals_come_before_any_pass(real_a, real_b, tmp_path):
     assert r.returncode == 1 and "needs B as a folder of class folders" in r.stderr
     r = run("compute", real_a, tmp_path / "gen", "--metrics", "vendi-dgm-eval", "--subset", "2", *RUN, check=False)
     assert r.returncode == 1 and "not EDM's subset" in r.stderr
+    (tmp_path / "gen" / "a-note.txt").unlink()
+    Image.new("RGB", (8, 8)).save(tmp_path / "gen" / "dog" / "x.ppm")  # dgm-eval globs .ppm, fidkit does not list it
+    r = run("compute", real_a, tmp_path / "gen", "--metrics", "vendi-dgm-eval", *RUN, check=False)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "images/s" not in r.stderr
+    assert "dgm-eval reads 1 file(s) of B that fidkit does not, the first dog/x.ppm" in r.stderr, r.stderr
