@@ -37,8 +37,7 @@ from .frechet import frechet_distance as _frechet_arrays
 from .preprocess import get_protocol
 from .sources import (BATCH_KEY, DGM_EVAL_NSAMPLE, DGM_EVAL_SEED, BatchImages, as_images, check_exists,
                       dgm_eval_generator, dgm_eval_row_labels, dgm_eval_subset, dgm_eval_unread, npz_kind,
-                      npz_members,
-                      nvidia_listing_note, seeded_subset)
+                      npz_members, nvidia_listing_note, seeded_subset)
 from .stats import Accumulator, Statistics
 from .weights import PTFID_URL, Weights, build_network, load_file, resolve
 
@@ -1017,9 +1016,7 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     # per-image features of each side: every metric of _PER_IMAGE needs both; FD∞ needs B's
     # (A may be a statistics file, whose mean and covariance it then uses); the bootstrap
     # resamples the sides that have images and keeps a statistics file fixed
-    for source in (a, b):  # after the checks of the arguments, before any source is read: a missing B
-        check_exists(source)  # is named before A's images go through the network (or A's file is read)
-    kinds = {"a": _kind_of(a), "b": _kind_of(b)}  # each file's kind read once, passed down
+    kinds = {"a": _kind_of(a), "b": _kind_of(b)}  # each file's kind read once (a missing path: none), passed down
     keep_a = per_image or ((bootstrap > 0 or "fd-inf" in wanted) and not kinds["a"].stats_only)
     keep_b = (per_image or any(m in wanted for m in ("fd-inf", "vendi", "vendi-dgm-eval"))
               or (bootstrap > 0 and not kinds["b"].stats_only))
@@ -1036,6 +1033,8 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
         if m in wanted:
             _refuse_stats_file(b, m, features_serve=False, kind=kinds["b"])
             _require_classifier(load_weights(kw.get("weights")))  # before spending time on a
+    for source in (a, b):  # after the checks of the arguments, before any source is read: a missing B
+        check_exists(source)  # is named before A's images go through the network
     label_a, label_b = _side_label("A", a), _side_label("B", b)
     converted = {"a": _batch_images_of(a, enc_name, nsample, protocol),
                  "b": _batch_images_of(b, enc_name, nsample, protocol)}
