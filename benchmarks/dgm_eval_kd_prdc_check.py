@@ -23,8 +23,6 @@ Prints one line per case and exits 1 on a difference.
 from __future__ import annotations
 
 import argparse
-import ast
-import importlib.util
 import sys
 import tempfile
 from pathlib import Path
@@ -36,29 +34,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
-def _module(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def _compute_scores(checkout: Path):
-    """dgm-eval's ``compute_scores``, its source taken from its ``__main__.py`` (whose imports pull
-    in every model) and run beside its own ``compute_mmd`` and ``compute_prdc``."""
-    src = (checkout / "dgm_eval" / "__main__.py").read_text()
-    fn = next(n for n in ast.parse(src).body if isinstance(n, ast.FunctionDef) and n.name == "compute_scores")
-    ns = {"np": np, "sys": sys,
-          "compute_mmd": _module("dgm_eval_mmd", checkout / "dgm_eval" / "metrics" / "mmd.py").compute_mmd,
-          "compute_prdc": _module("dgm_eval_prdc", checkout / "dgm_eval" / "metrics" / "prdc.py").compute_prdc}
-    exec(compile(ast.Module([fn], []), "dgm_eval/__main__.py", "exec"), ns)
-    return ns["compute_scores"]
-
-
 def main() -> int:
     from PIL import Image
 
-    from dgm_eval_subset_check import _load_dataloaders
+    from dgm_eval_subset_check import _compute_scores, _load_dataloaders, _module
     from fidkit.api import _dgm_eval_kd_prdc
     from fidkit.sources import as_images, dgm_eval_subset
 
@@ -68,7 +47,10 @@ def main() -> int:
     args = ap.parse_args()
     checkout = args.checkout.resolve()
     dl = _load_dataloaders(checkout)
-    compute_scores = _compute_scores(checkout)
+    metrics = checkout / "dgm_eval" / "metrics"
+    compute_scores = _compute_scores(checkout,
+                                     compute_mmd=_module("dgm_eval_mmd", metrics / "mmd.py").compute_mmd,
+                                     compute_prdc=_module("dgm_eval_prdc", metrics / "prdc.py").compute_prdc)
     table = np.random.default_rng(7)
     centres = table.normal(size=(6, args.dim)).astype(np.float32) * 1.5
 

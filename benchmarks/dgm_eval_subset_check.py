@@ -48,6 +48,27 @@ def _load_dataloaders(checkout: Path):
     return mod
 
 
+def _module(name: str, path: Path):
+    """A module of the checkout loaded from its file (its package's imports pull in every model)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _compute_scores(checkout: Path, **functions):
+    """dgm-eval's ``compute_scores``, its source taken from its ``__main__.py`` (whose imports pull
+    in every model) and run beside ``functions``, the metric functions of its ``metrics/`` it calls
+    (e.g. ``compute_mmd``), given by the caller."""
+    import ast
+
+    src = (checkout / "dgm_eval" / "__main__.py").read_text()
+    fn = next(n for n in ast.parse(src).body if isinstance(n, ast.FunctionDef) and n.name == "compute_scores")
+    ns = {"np": np, "sys": sys, **functions}
+    exec(compile(ast.Module([fn], []), "dgm_eval/__main__.py", "exec"), ns)
+    return ns["compute_scores"]
+
+
 def main() -> int:
     from PIL import Image
 

@@ -26,8 +26,6 @@ both. Prints one line per case and exits 1 on a difference.
 from __future__ import annotations
 
 import argparse
-import ast
-import importlib.util
 import sys
 import tempfile
 import warnings
@@ -40,28 +38,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
-def _module(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def _compute_scores(checkout: Path):
-    """dgm-eval's ``compute_scores``, its source taken from its ``__main__.py`` (whose imports pull
-    in every model) and run beside its own ``compute_per_class_vendi_scores``."""
-    src = (checkout / "dgm_eval" / "__main__.py").read_text()
-    fn = next(n for n in ast.parse(src).body if isinstance(n, ast.FunctionDef) and n.name == "compute_scores")
-    vendi = _module("dgm_eval_vendi", checkout / "dgm_eval" / "metrics" / "vendi.py")
-    ns = {"np": np, "sys": sys, "compute_per_class_vendi_scores": vendi.compute_per_class_vendi_scores}
-    exec(compile(ast.Module([fn], []), "dgm_eval/__main__.py", "exec"), ns)
-    return ns["compute_scores"]
-
-
 def main() -> int:
     from PIL import Image
 
-    from dgm_eval_subset_check import _load_dataloaders
+    from dgm_eval_subset_check import _compute_scores, _load_dataloaders, _module
     from fidkit.api import _dgm_eval_vendi
     from fidkit.errors import FidkitWarning
     from fidkit.sources import as_images, dgm_eval_row_labels, dgm_eval_subset
@@ -72,7 +52,8 @@ def main() -> int:
     args = ap.parse_args()
     checkout = args.checkout.resolve()
     dl = _load_dataloaders(checkout)
-    compute_scores = _compute_scores(checkout)
+    vendi = _module("dgm_eval_vendi", checkout / "dgm_eval" / "metrics" / "vendi.py")
+    compute_scores = _compute_scores(checkout, compute_per_class_vendi_scores=vendi.compute_per_class_vendi_scores)
 
     def write(folder: Path, names: list, per: int) -> dict:
         """``per`` + (k mod 3) tiny images in the k-th class folder; returns path -> its feature."""
