@@ -36,8 +36,8 @@ from .inception import TF32X3, Split
 from .frechet import frechet_distance as _frechet_arrays
 from .preprocess import get_protocol
 from .sources import (BATCH_KEY, DGM_EVAL_NSAMPLE, DGM_EVAL_SEED, BatchImages, as_images, check_exists,
-                      dgm_eval_generator, dgm_eval_row_labels, dgm_eval_subset, dgm_eval_unread, npz_kind,
-                      npz_members, nvidia_listing_note, seeded_subset)
+                      dgm_eval_generator, dgm_eval_row_labels, dgm_eval_scan, dgm_eval_subset, dgm_eval_unread,
+                      npz_kind, npz_members, nvidia_listing_note, seeded_subset)
 from .stats import Accumulator, Statistics
 from .weights import PTFID_URL, Weights, build_network, load_file, resolve
 
@@ -479,11 +479,12 @@ def _nsample_args(nsample, seed) -> tuple:
     return (None if nsample is None else int(nsample)), int(seed)
 
 
-def _nsample_cut(source, images, n: int, seed: int, label: str | None) -> tuple:
+def _nsample_cut(source, images, n: int, seed: int, label: str | None, scan=None) -> tuple:
     """``images`` (listed from ``source``) cut as dgm-eval's ``--nsample n --seed seed`` cuts
     them, with a warning when dgm-eval would read the folder otherwise. Returns the images and
-    ``{"nsample", "nsample_seed", "from"}`` (``from``: the images listed)."""
-    picked, note = dgm_eval_subset(images, n, seed, source)
+    ``{"nsample", "nsample_seed", "from"}`` (``from``: the images listed). ``scan``: the
+    folder's :func:`fidkit.sources.dgm_eval_scan`, when one was taken."""
+    picked, note = dgm_eval_subset(images, n, seed, source, scan)
     if note:
         warnings.warn(f"{label + ': ' if label else ''}{note}", FidkitWarning, stacklevel=3)
     return picked, {"nsample": n, "nsample_seed": seed, "from": len(images)}
@@ -1057,8 +1058,10 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     # each image source listed once, before any pass, and handed on listed: a source short of the
     # subset or of what a metric needs is refused before any image goes through the network
     images = {side: as_images(src) for side, src in (("a", a), ("b", b)) if not kinds[side].stats}
+    scan_b = None  # B's folder as dgm-eval looks at it, read once for its unread files, cut and labels
     if "vendi-dgm-eval" in wanted and "b" in images and isinstance(b, (str, Path)) and Path(b).is_dir():
-        extra = dgm_eval_unread(b, images["b"])  # before the cut: B's files as listed
+        scan_b = dgm_eval_scan(b)  # before the cut: B's files as listed
+        extra = dgm_eval_unread(b, images["b"], scan_b)
         if extra:
             raise FidkitError(f"vendi-dgm-eval: dgm-eval reads {len(extra)} file(s) of B that fidkit does not, the "
                               f"first {extra[0]} (it globs .ppm and .pgm too), so its classes would hold other "
@@ -1075,7 +1078,8 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
         subset_info.update(nsample=nsample, nsample_seed=nsample_seed)
         for side, src in (("a", a), ("b", b)):
             if side in images:
-                images[side], info = _nsample_cut(src, images[side], nsample, nsample_seed, side.upper())
+                images[side], info = _nsample_cut(src, images[side], nsample, nsample_seed, side.upper(),
+                                                  scan_b if side == "b" else None)
                 subset_info[f"nsample_from_{side}"] = info["from"]
                 cut += side if info["from"] > nsample else ""
             else:
@@ -1090,7 +1094,7 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
             raise FidkitError(f"vendi-dgm-eval (dgm-eval's mean Vendi score per class) needs B as a folder of class "
                               f"folders, as dgm-eval reads it; {label_b[2:] or 'B'} is not a folder (--metrics vendi "
                               f"gives the Vendi score of the whole set)")
-        vendi_labels = dgm_eval_row_labels(b, images["b"])
+        vendi_labels = dgm_eval_row_labels(b, images["b"], scan_b)
         present = set(np.unique(vendi_labels[0]).tolist())
         missing = [i for i in range(len(present)) if i not in present]
         if missing:  # before any pass: dgm-eval takes the classes as 0 … u − 1 for its u distinct labels

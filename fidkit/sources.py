@@ -28,6 +28,7 @@ import warnings
 import zipfile
 import zlib
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -533,7 +534,8 @@ def _folder_prefix(root: Path) -> int:
     return 0 if text == "." else len(os.path.join(text, ""))
 
 
-def dgm_eval_subset(images: Images, n: int, seed: int = DGM_EVAL_SEED, source=None) -> tuple:
+def dgm_eval_subset(images: Images, n: int, seed: int = DGM_EVAL_SEED, source=None,
+                    scan: DgmEvalScan | None = None) -> tuple:
     """``images`` cut to ``n`` as dgm-eval's ``--nsample n --seed seed`` cuts every set it reads,
     real and generated: :func:`dgm_eval_indices` over dgm-eval's order of the images.
 
@@ -545,11 +547,12 @@ def dgm_eval_subset(images: Images, n: int, seed: int = DGM_EVAL_SEED, source=No
     order and a note says how they differ. Other sources (sample batches, which dgm-eval reads in array order; arrays;
     archives, which it does not read) are cut in fidkit's order. Returns (the images: ``images``
     itself when it holds at most ``n``, else a file list or :class:`Picked` view as
-    :func:`seeded_subset` gives; the note or None)."""
+    :func:`seeded_subset` gives; the note or None). ``scan``: :func:`dgm_eval_scan` of a folder
+    ``source``, when the caller took one."""
     order, note = None, None
     if isinstance(images, FileImages) and isinstance(source, (str, Path)) and Path(source).is_dir():
         root = Path(source)
-        theirs = dgm_eval_listing(root)
+        theirs = dgm_eval_listing(root, scan)
         ours = [images.path(i)[_folder_prefix(root):] for i in range(len(images))]
         if theirs != ours and sorted(theirs) == sorted(ours):
             at = {f: i for i, f in enumerate(ours)}
@@ -580,7 +583,38 @@ def _listing_difference(theirs: list, ours: list, who: str, verb: str, unlisted:
     return "they order it otherwise"
 
 
-def dgm_eval_listing(root) -> list[str]:
+class DgmEvalScan(NamedTuple):
+    """One look at the folder ``root`` as dgm-eval's ``DataLoader`` looks at it: ``top`` its
+    entries' names in ``os.scandir``'s order; ``inner`` each entry's names (``[]`` for a file or
+    an unreadable folder) when the top level holds no image dgm-eval reads, else None. Taken
+    once by :func:`dgm_eval_scan` and handed to :func:`dgm_eval_listing`,
+    :func:`dgm_eval_labels`, :func:`dgm_eval_unread`, :func:`dgm_eval_row_labels` and
+    :func:`dgm_eval_subset`, so that one run reads the folder's names once."""
+    root: str
+    top: list
+    inner: dict | None
+
+
+def dgm_eval_scan(root) -> DgmEvalScan:
+    """The names dgm-eval's listing and labels of the folder ``root`` come from
+    (:class:`DgmEvalScan`): one ``scandir`` of the top level, and one of each entry when the
+    top level holds no image it reads."""
+    root = str(root)
+    top = _names_in(root)
+    inner = None if _dgm_eval_images(top) else {d: _names_in(os.path.join(root, d)) for d in top}
+    return DgmEvalScan(root, top, inner)
+
+
+def _scanned(root, scan: DgmEvalScan | None) -> DgmEvalScan:
+    """``scan`` when given (it must be of ``root``), else a fresh :func:`dgm_eval_scan`."""
+    if scan is None:
+        return dgm_eval_scan(root)
+    if os.path.normpath(scan.root) != os.path.normpath(str(root)):
+        raise ValueError(f"a scan of {scan.root} given for {root}")
+    return scan
+
+
+def dgm_eval_listing(root, scan: DgmEvalScan | None = None) -> list[str]:
     """The files dgm-eval's ``DataLoader`` reads from the folder ``root``, in its order, as
     paths relative to ``root`` (``/``-separated): the top level's ``*.EXT`` for the extensions
     of :data:`DGM_EVAL_EXTENSIONS` in lower or upper case (pathlib's glob: case-sensitive,
@@ -588,12 +622,12 @@ def dgm_eval_listing(root) -> list[str]:
     entry one level down (its class folders; files and unreadable folders give none) instead.
     ``ImagePathDataset`` then sorts them as ``Path`` objects, component by component. One
     ``scandir`` per folder where dgm-eval globs 18 times (ImageNet's 1.28M files: seconds, not
-    a minute)."""
-    root = str(root)
-    top = _names_in(root)
-    found = [(n,) for n in _dgm_eval_images(top)]
-    if not found:
-        found = [(d, n) for d in top for n in _dgm_eval_images(_names_in(os.path.join(root, d)))]
+    a minute); none when ``scan`` (:func:`dgm_eval_scan` of ``root``) is given."""
+    scan = _scanned(root, scan)
+    if scan.inner is None:
+        found = [(n,) for n in _dgm_eval_images(scan.top)]
+    else:
+        found = [(d, n) for d in scan.top for n in _dgm_eval_images(scan.inner[d])]
     return ["/".join(parts) for parts in sorted(found)]
 
 
@@ -615,7 +649,7 @@ def _dgm_eval_images(names: list) -> list:
     return [n for n in names if n.rfind(".") >= 0 and n[n.rfind("."):] in _DGM_EVAL_SUFFIXES]
 
 
-def dgm_eval_labels(root) -> tuple:
+def dgm_eval_labels(root, scan: DgmEvalScan | None = None) -> tuple:
     """The class labels dgm-eval's ``DataLoader`` gives the images of the folder ``root``:
     (int32 (N,) labels, list of the class folders' names in label order), with N the images
     :func:`dgm_eval_listing` lists; ``(None, [])`` when the top level holds images, where it has
@@ -627,10 +661,11 @@ def dgm_eval_labels(root) -> tuple:
     is the class of the r-th file only when the two orders agree (:func:`dgm_eval_row_labels`);
     with numbered class folders past ``9`` they do not (``10/`` sorts before ``2/`` as a path,
     after it as a number). Raises :class:`SourceError` where dgm-eval's sort stops: names that
-    are numbers beside names that are not, or a numeric name ``int`` cannot read."""
-    root = str(root)
-    top = _names_in(root)
-    if _dgm_eval_images(top):
+    are numbers beside names that are not, or a numeric name ``int`` cannot read. ``scan``:
+    :func:`dgm_eval_scan` of ``root``, when the caller took one."""
+    scan = _scanned(root, scan)
+    root, top = scan.root, scan.top
+    if scan.inner is None:
         return None, []
 
     def key(name: str):
@@ -650,35 +685,38 @@ def dgm_eval_labels(root) -> tuple:
         raise SourceError(f"{root}: dgm-eval's sort of its class folders stops at names that are numbers beside "
                           f"names that are not ({number!r} and {word!r}), so it would not run on this folder")
     order = [top[i] for i in sorted(range(len(top)), key=lambda i: keys[i])]
-    counts = [len(_dgm_eval_images(_names_in(os.path.join(root, d)))) for d in order]
+    counts = [len(_dgm_eval_images(scan.inner[d])) for d in order]
     return np.repeat(np.arange(len(order), dtype=np.int32), counts), order
 
 
-def dgm_eval_unread(root, images: Images) -> list[str]:
+def dgm_eval_unread(root, images: Images, scan: DgmEvalScan | None = None) -> list[str]:
     """The files of the folder ``root`` that dgm-eval reads (:func:`dgm_eval_listing`) and fidkit
     does not (``images``: its listing of ``root``, before any cut), as paths relative to
-    ``root``, sorted: e.g. ``.ppm`` and ``.pgm`` files, which dgm-eval globs."""
+    ``root``, sorted: e.g. ``.ppm`` and ``.pgm`` files, which dgm-eval globs. ``scan``:
+    :func:`dgm_eval_scan` of ``root``, when the caller took one."""
     cut = _folder_prefix(Path(root))
     ours = {images.path(i)[cut:].replace(os.sep, "/") for i in range(len(images))} \
         if isinstance(images, FileImages) else set()
-    return sorted(set(dgm_eval_listing(root)) - ours)
+    return sorted(set(dgm_eval_listing(root, scan)) - ours)
 
 
-def dgm_eval_row_labels(root, images: Images) -> tuple:
+def dgm_eval_row_labels(root, images: Images, scan: DgmEvalScan | None = None) -> tuple:
     """The class label dgm-eval's features carry for each item of ``images``, files of the folder
     ``root`` as fidkit listed (and perhaps cut) them, in any order: the label of dgm-eval's row of
     that file (:func:`dgm_eval_labels`: the r-th label falls on the r-th file of
     :func:`dgm_eval_listing`). Returns (int32 (len(images),), whether every label is the file's
     own class folder's). Raises :class:`SourceError` in one line when the top level holds images
     (dgm-eval has no classes then), ``images`` is not files of ``root``, or one of them is a
-    file dgm-eval does not read."""
-    labels, order = dgm_eval_labels(root)
+    file dgm-eval does not read. ``scan``: :func:`dgm_eval_scan` of ``root``, when the caller
+    took one (before any cut: the folder's names, not the images kept)."""
+    scan = _scanned(root, scan)
+    labels, order = dgm_eval_labels(root, scan)
     if labels is None:
         raise SourceError(f"{root} holds images at its top level, so dgm-eval gives it no classes (its per-class "
                           f"Vendi score is then nan); put each class's images in a folder of its own")
     if not isinstance(images, FileImages):
         raise SourceError(f"{root}: dgm-eval's class labels need the folder's files")
-    rows = {name: r for r, name in enumerate(dgm_eval_listing(root))}
+    rows = {name: r for r, name in enumerate(dgm_eval_listing(root, scan))}
     cut = _folder_prefix(Path(root))
     at = np.empty(len(images), dtype=np.int64)
     for i in range(len(images)):

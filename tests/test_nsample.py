@@ -292,6 +292,32 @@ def test_dgm_evals_class_labels_fall_on_its_rows(real_b, tmp_path, names, follow
     if not follows:
         own = [order.index(Path(images.path(i)).parent.name) for i in range(len(images))]
         assert row_labels.tolist() != own
+    # one scan of the folder, handed on, gives what each function reads for itself
+    from fidkit.sources import dgm_eval_scan, dgm_eval_unread
+    scan = dgm_eval_scan(tmp_path)
+    assert dgm_eval_listing(tmp_path, scan) == dgm_eval_listing(tmp_path)
+    got_labels, got_order = dgm_eval_labels(tmp_path, scan)
+    assert got_labels.tolist() == labels.tolist() and got_order == order
+    got_rows, got_ok = dgm_eval_row_labels(str(tmp_path), images, scan)
+    assert got_rows.tolist() == row_labels.tolist() and got_ok is ok
+    assert dgm_eval_unread(tmp_path, images, scan) == []
+    with pytest.raises(ValueError, match="a scan of"):
+        dgm_eval_listing(real_b, scan)
+
+
+def test_vendi_dgm_eval_reads_bs_names_once(real_a, real_b, tmp_path, monkeypatch):
+    import fidkit.sources as sources
+
+    names = [str(k) for k in range(11)]
+    _class_folders(real_b, tmp_path / "gen", names)
+    want = fidkit.compare(real_a, tmp_path / "gen", metrics="vendi-dgm-eval", nsample=16, device="cpu", workers=0)
+    looked = []
+    names_in = sources._names_in
+    monkeypatch.setattr(sources, "_names_in", lambda folder: looked.append(folder) or names_in(folder))
+    got = fidkit.compare(real_a, tmp_path / "gen", metrics="vendi-dgm-eval", nsample=16, device="cpu", workers=0)
+    assert got.scores["dgm_eval_vendi_per_class"] == want.scores["dgm_eval_vendi_per_class"]
+    looked_b = [f for f in looked if f.startswith(str(tmp_path))]  # A is listed dgm-eval's way too, for its cut
+    assert sorted(looked_b) == sorted([str(tmp_path / "gen")] + [str(tmp_path / "gen" / n) for n in names])
 
 
 def test_dgm_evals_class_labels_refused_where_it_has_none_or_stops(real_b, tmp_path):
