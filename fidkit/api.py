@@ -89,15 +89,16 @@ def network(w: Weights, device: torch.device, mode: str):
 
 def conv_arithmetic(mode: str, emulate: str | None = None) -> Split | None:
     """The :class:`~fidkit.inception.Split` the convolutions run with under precision ``mode``
-    on CUDA: :data:`~fidkit.inception.TF32X3` for ``tf32x3``, None (cuDNN as it is) otherwise.
-    With ``emulate`` (``nearest`` or ``truncate``: how the tensor cores convert float32), the
-    same arithmetic with the TF32 rounding done in float32, for the CPU; ``tf32`` is then one
-    product of the operands as given, ``fp32`` stays None."""
+    on CUDA: :data:`~fidkit.inception.TF32X3` for ``tf32x3``, None (cuDNN as it is, under
+    autocast for ``bf16``) for ``fp32``, ``tf32`` and ``bf16``. With ``emulate`` (``nearest``
+    or ``truncate``: how the tensor cores convert float32), the same arithmetic with the TF32
+    rounding done in float32, for the CPU; ``tf32`` is then one product of the operands as
+    given, ``fp32`` stays None, and ``bf16`` has none."""
     if mode == "tf32x3":
         return dataclasses.replace(TF32X3, emulate=emulate)
     if mode == "tf32" and emulate is not None:
         return Split(TF32X3.bits, ("hh",), emulate)
-    if mode in ("fp32", "tf32"):
+    if mode in ("fp32", "tf32") or (mode == "bf16" and emulate is None):
         return None
     raise FidkitError(f"precision {mode!r} has no TF32 emulation; fp32, tf32 or tf32x3")
 

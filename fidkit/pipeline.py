@@ -29,12 +29,22 @@ from .sources import ArrayImages, Images, Picked
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """'auto' gives CUDA when available, else the CPU."""
+    """'auto' gives CUDA when available, else the CPU; otherwise ``device`` as ``torch.device``
+    reads it (``cpu``, ``cuda``, ``cuda:N``, ...). One line (:class:`SourceError`) for a name
+    torch does not know, CUDA where torch sees none, or a CUDA index past the devices it sees."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise SourceError(f"device {str(device)!r} is not a device name torch reads; use auto, cpu, cuda or cuda:N "
+                          f"(--device, device=)") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise SourceError("--device cuda asked for, but torch sees no CUDA device; use --device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise SourceError(f"--device {dev} asked for, but torch sees {count} CUDA device{'s' * (count != 1)} "
+                          f"(cuda:0 to cuda:{count - 1}); set CUDA_VISIBLE_DEVICES or pick one of those")
     return dev
 
 

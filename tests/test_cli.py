@@ -149,6 +149,28 @@ def test_cuda_fast_modes_run_and_stay_close(real_a, real_b):
         assert r.fid == pytest.approx(REFERENCE["ttur"], rel=2e-2)
 
 
+def test_every_precision_has_its_convolution_arithmetic_and_the_fast_ones_need_cuda(real_a, tmp_path):
+    # the CUDA tests above skip without a GPU; the network each precision builds must not
+    from fidkit.api import conv_arithmetic
+    from fidkit.pipeline import PRECISIONS
+    assert conv_arithmetic("fp32") is None and conv_arithmetic("tf32") is None and conv_arithmetic("bf16") is None
+    assert conv_arithmetic("tf32x3") is not None and conv_arithmetic("tf32", "nearest") is not None
+    for precision in PRECISIONS[1:]:
+        out = tmp_path / f"{precision}.npz"
+        r = run("stats", real_a, "-o", out, "--precision", precision, "--device", "cpu", check=False)
+        assert r.returncode == 1 and not out.exists()
+        assert r.stderr.strip() == (f"fidkit: error: precision {precision} needs a CUDA device; on cpu fidkit "
+                                    f"computes in fp32")
+
+
+def test_a_device_torch_does_not_know_is_one_line(real_a, real_b, tmp_path):
+    for device, said in (("gpu", "device 'gpu' is not a device name torch reads; use auto, cpu, cuda or cuda:N"),
+                         ("cuda:x", "device 'cuda:x' is not a device name torch reads")):
+        r = run("compute", real_a, real_b, "--device", device, check=False)
+        assert r.returncode == 1 and said in r.stderr and len(r.stderr.strip().splitlines()) == 1
+        assert "unexpected" not in r.stderr
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_tf32x3_stays_within_1e6_of_strict_fp32(real_a, real_b):
     # emulated on the CPU (tests/test_precision_emulation.py) it moves this FID by ~2e-7
