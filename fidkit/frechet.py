@@ -6,7 +6,8 @@ values or NaN for singular covariances. Yet tr (Σ₁Σ₂)^½ = Σ √λ over t
 and those are the eigenvalues of the symmetric A = Lᵀ Σ₂ L, where L Lᵀ = Σ₁. In LAPACK:
 
 1. L: the Cholesky factor of Σ₁ (``dpotrf``); of Σ₂ with the roles exchanged when Σ₁ is singular
-   (N ≤ d samples); V·diag(√w) over the eigenpairs (w, V) of Σ₁ with w > 0 when both are.
+   (N ≤ d samples); V·diag(√w) over the eigenpairs (w, V) of Σ₁ with w > 0 when both are (then
+   Σ₁'s eigenvalues below rounding's −d·ε·max|w|, if any, are reported through step 3 too).
 2. A = Lᵀ Σ₂ L by ``dsygst``, which uses the symmetry of Σ₂ and the triangle of L.
 3. λ by ``dsyevr``. Negative λ are rounding: clamped to 0, their total and the smallest λ are
    reported, so that a covariance that is not positive semi-definite shows.
@@ -185,9 +186,29 @@ def _eigenvalues(s1: np.ndarray, s2: np.ndarray) -> np.ndarray:
         w, v = scipy.linalg.eigh(f1, check_finite=False, driver="evd")
         L = np.asfortranarray(v[:, w > 0]) * np.sqrt(w[w > 0])
         a = blas.dgemm(1.0, L, blas.dgemm(1.0, f2, L), trans_a=1)
+        below = _below_rank_tolerance(w)
+        if below.any():  # Σ₁ is not positive semi-definite: its negative part, weighted by Σ₂
+            K = np.asfortranarray(v[:, below]) * np.sqrt(-w[below])
+            c = scipy.linalg.eigvalsh(blas.dgemm(1.0, K, blas.dgemm(1.0, f2, K), trans_a=1), check_finite=False)
+            lam = scipy.linalg.eigvalsh(a, lower=True, overwrite_a=True, check_finite=False, driver="evr") \
+                if a.shape[0] else np.zeros(0)
+            return np.concatenate([lam, -c[c > 0]])
     if a.shape[0] == 0:
         return np.zeros(0)
     return scipy.linalg.eigvalsh(a, lower=True, overwrite_a=True, check_finite=False, driver="evr")
+
+
+def _below_rank_tolerance(w):
+    """Which eigenvalues ``w`` (NumPy or torch, of a d × d covariance Σ₁ that has no Cholesky
+    factor) are negative beyond rounding: below −d · ε · max |w| (the numerical-rank tolerance).
+    Their part of Σ₁, K Kᵀ with K = V · √(−w), is left out of L; the eigenvalues of Kᵀ Σ₂ K then
+    join A's as negative λ. They are reported (``negative_eigenvalue_mass``, ``min_eigenvalue``,
+    ``clamped_sqrt``) as A's negative λ are when Σ₁ or Σ₂ has a Cholesky factor, and they bound
+    the same way: counting that part with its magnitude (|Σ₁| for Σ₁) would raise tr (Σ₁Σ₂)^½ by
+    at most Σ √ of them (Rotfel'd and interlacing). A singular covariance's rounding noise stays
+    above the tolerance and costs nothing."""
+    largest = float(abs(w).max()) if w.shape[0] else 0.0
+    return w < -w.shape[0] * np.finfo(np.float64).eps * largest
 
 
 def _result(mu1, sigma1, mu2, sigma2, lam: np.ndarray) -> FrechetResult:
@@ -264,4 +285,11 @@ def frechet_distance_torch(mu1, sigma1, mu2, sigma2) -> FrechetResult:
         L, g = v[:, w > 0] * torch.sqrt(w[w > 0]), s2
     a = L.mT @ g @ L
     lam = torch.linalg.eigvalsh((a + a.mT) * 0.5).cpu().numpy() if a.shape[0] else np.zeros(0)
+    if int(info) != 0:  # neither had a Cholesky factor: Σ₁'s negative part, as in frechet_distance
+        below = _below_rank_tolerance(w)
+        if bool(below.any()):
+            K = v[:, below] * torch.sqrt(-w[below])
+            c = K.mT @ s2 @ K
+            c = torch.linalg.eigvalsh((c + c.mT) * 0.5).cpu().numpy()
+            lam = np.concatenate([lam, -c[c > 0]])
     return _result(m1, s1, m2, s2, lam)

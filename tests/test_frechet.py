@@ -267,6 +267,27 @@ def test_indefinite_input_is_reported_not_hidden():
     assert r.clamped_sqrt == pytest.approx(math.sqrt(0.5)) and r.clamping_matters()
 
 
+@pytest.mark.parametrize("func", [frechet_distance, frechet_distance_torch])
+def test_indefinite_input_is_reported_when_neither_covariance_has_a_cholesky_factor(func):
+    """Σ₂ singular and Σ₁ indefinite: L comes from Σ₁'s positive eigenpairs, and its negative
+    part (weighted by Σ₂) is reported as A's negative λ are, not dropped."""
+    rng = np.random.default_rng(0)
+    d = 40
+    x, y, u = rng.normal(size=(d, 20)), rng.normal(size=(d, 25)), rng.normal(size=d)
+    s1, s2 = x @ x.T / 20 - 5 * np.outer(u, u) / d, y @ y.T / 25
+    r = func(np.zeros(d), s1, np.zeros(d), s2)
+    w, v = np.linalg.eigh(s1)
+    assert (w < -1).sum() == 1  # one clearly negative eigenvalue
+    neg = v[:, w < -1] * np.sqrt(-w[w < -1])
+    want = float((neg.T @ s2 @ neg)[0, 0])  # its Σ₂-weighted mass: the one λ added
+    assert r.negative_eigenvalue_mass == pytest.approx(want, rel=1e-9, abs=1e-9)
+    assert r.min_eigenvalue == pytest.approx(-want, rel=1e-9) and r.clamping_matters()
+    assert r.clamped_sqrt == pytest.approx(math.sqrt(want), rel=1e-6)
+    # a singular but positive semi-definite Σ₁ (rounding-sized negative eigenvalues) adds nothing
+    quiet = func(np.zeros(d), x @ x.T / 20, np.zeros(d), s2)
+    assert not quiet.clamping_matters() and quiet.negative_eigenvalue_mass < 1e-12 * np.trace(s2) ** 2
+
+
 def test_rounding_sized_clamping_stays_silent():
     """Singular covariances (fewer samples than dimensions) clamp rounding-sized eigenvalues:
     reported in the result, but too small to move the digits, so no note is owed."""
