@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .api import (check_provenance, compute_stats, encoder_for, finish_stats, frechet_distance, load_weights,
-                  mode_of)
+from .api import (_is_stats_path, check_provenance, compute_stats, encoder_for, finish_stats, frechet_distance,
+                  load_weights, mode_of)
 from .encoders import DEFAULT_ENCODER, Encoder, get_info
 from .errors import FidkitError, SourceError, StatsError
 from .pipeline import default_batch_size, iter_array_features, resolve_device, reuse_freed_memory
@@ -173,6 +173,13 @@ class FID:
         mode = mode_of(encoder, protocol)
         self.encoder = encoder.name if isinstance(encoder, Encoder) else get_info(encoder).name
         self._net = None
+        if isinstance(reference, FID):
+            reference = reference.reference
+        if self.encoder != DEFAULT_ENCODER and not isinstance(encoder, Encoder) and (
+                isinstance(reference, Statistics) or _is_stats_path(reference)):
+            # statistics of another encoder or protocol are refused before this one's weights are
+            # loaded, which may mean downloading a ViT-L
+            reference = compute_stats(reference, mode, allow_mismatch=allow_mismatch, encoder=self.encoder)
         if self.encoder == DEFAULT_ENCODER and not isinstance(encoder, Encoder):
             self.weights = load_weights(weights if weights is not None else encoder_weights)
             self.protocol = get_protocol(mode)
@@ -186,8 +193,6 @@ class FID:
             self.protocol = self._net.preprocess
             self.feature, digest, net_or_weights = self._net.default_feature, self._net.weights_digest, self._net
         self.allow_mismatch = allow_mismatch
-        if isinstance(reference, FID):
-            reference = reference.reference
         ref = compute_stats(reference, mode, allow_mismatch=allow_mismatch, device=self.device,
                             weights=self.weights if self._net is None else None, precision=precision,
                             batch_size=self.batch_size, workers=workers, progress=False,

@@ -414,3 +414,17 @@ def test_evaluate_generator_with_a_metric_alone_runs():
     m = tiny_metric()
     r = fidkit.evaluate_generator(lambda k: torch.from_numpy(uint8_images(k)), 6, 3, metric=m)
     assert r.n == 6 and r.protocol == "raw" and np.isfinite(r.fid)
+
+
+def test_fid_refuses_statistics_of_another_encoder_before_loading_its_weights(monkeypatch):
+    # a ViT-L's weights may have to be downloaded first: the reference file is read before them
+    import fidkit.api
+
+    def no_weights(*args, **kw):
+        raise AssertionError("the encoder was built before the reference was checked")
+
+    monkeypatch.setattr(fidkit.api, "get_encoder", no_weights)
+    ref = os.path.join(os.path.dirname(__file__), "..", "reference_stats", "fashion-mnist-test.npz")
+    for reference in (ref, fidkit.Statistics.load(ref)):
+        with pytest.raises(StatsError, match="was made with encoder 'inception', not 'dinov2-vitl14'"):
+            fidkit.FID(reference, encoder="dinov2-vitl14", device="cpu")
