@@ -514,7 +514,15 @@ def _check_compatible(s1: Statistics, s2: Statistics, allow_mismatch: bool) -> N
     if s1.dim != s2.dim:
         raise StatsError(f"statistics have different feature dimensions ({s1.dim} and {s2.dim}); they come "
                          f"from different networks or layers")
-    check_provenance(s2, s1.protocol, s1.weights_digest, allow_mismatch)
+    if not allow_mismatch:  # the pair's own provenance, both named (either may be what is in use)
+        n1, n2 = s1.source or "the first statistics", s2.source or "the second statistics"
+        if s1.protocol is not None and s2.protocol is not None and s1.protocol != s2.protocol:
+            raise StatsError(f"{n1} was made with protocol {s1.protocol!r} and {n2} with {s2.protocol!r}; recompute one "
+                             f"with the other's protocol, or pass --allow-mismatch (allow_mismatch=True)")
+        d1, d2 = s1.weights_digest, s2.weights_digest
+        if d1 is not None and d2 is not None and d1 != d2:
+            raise StatsError(f"{n1} was made with weights {d1[:12]} and {n2} with weights {d2[:12]}; recompute one "
+                             f"with the other's weights (--weights), or pass --allow-mismatch (allow_mismatch=True)")
     for st, label in ((s1, "first"), (s2, "second")):
         if st.n is not None and st.n <= st.dim:
             warnings.warn(f"the {label} set has {st.n} images, not more than the {st.dim} feature dimensions: its "
@@ -743,7 +751,7 @@ def _one_pass(source, protocol: str, keep: bool, logits: bool, spatial: bool, kw
         return extract(source, protocol, keep_features=keep, logits=logits, spatial=spatial, **kw)
     st = file_stats if file_stats is not None else compute_stats(source, protocol, allow_mismatch=allow_mismatch,
                                                                  encoder=kw.get("encoder"), dgm_eval_note=False)
-    from_file = ("pool3",) + (("spatial",) if st.spatial is not None else ())
+    from_file = (st.extra.get("feature", "pool3"),) + (("spatial",) if st.spatial is not None else ())
     missing_spatial = spatial and st.spatial is None
     if not (keep or logits or missing_spatial):
         return Extraction(st, stats_from_file=from_file)

@@ -195,8 +195,11 @@ def from_state_dict_file(path) -> Weights:
     try:
         sd = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001
-        raise WeightsError(f"{path}: cannot read as a torch state dict ({type(e).__name__}: "
-                           f"{str(e).splitlines()[0][:120]}); the file may be truncated or not weights") from e
+        reason = (str(e).splitlines() or [""])[0]
+        if len(reason) > 120:  # torch's first line can be a paragraph: cut at a word, and say so
+            reason = reason[:120].rsplit(" ", 1)[0] + " …"
+        raise WeightsError(f"{path}: cannot read as a torch state dict ({type(e).__name__}"
+                           f"{': ' + reason if reason else ''}); the file may be truncated or not weights") from e
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
     if not isinstance(sd, dict):
@@ -272,7 +275,8 @@ def load_file(path) -> Weights:
     """Loads weights from a file in any supported format, chosen by content."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise WeightsError(f"weights file {path} does not exist; give an existing file with --weights")
+        raise WeightsError(f"weights file {path} does not exist; give an existing file with --weights (or the "
+                           f"environment variable FIDKIT_WEIGHTS, which --weights falls back to)")
     if not zipfile.is_zipfile(path):
         raise WeightsError(f"{path}: not a weights file (not a zip/npz/pth archive), or truncated")
     with zipfile.ZipFile(path) as z:

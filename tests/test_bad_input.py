@@ -281,6 +281,26 @@ def test_statistics_made_with_other_weights_are_refused_before_any_work(tmp_path
         fidkit.fid(str(tmp_path / "unread"), str(tmp_path / "other.npz"), device="cpu")
 
 
+def test_two_statistics_files_of_other_weights_or_protocols_are_both_named(tmp_path):
+    from fidkit.errors import StatsError
+    from fidkit.stats import Statistics
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(30, 8))
+    for name, protocol, digest in (("a", "ttur", "a" * 64), ("b", "ttur", "b" * 64), ("c", "clean", "a" * 64)):
+        Statistics(x.mean(0), np.cov(x, rowvar=False), 30, protocol=protocol,
+                   weights_digest=digest).save(tmp_path / f"{name}.npz")
+    a, b, c = (Statistics.load(tmp_path / f"{n}.npz") for n in "abc")
+    with pytest.raises(StatsError, match=r"a\.npz was made with weights aaaaaaaaaaaa and .*b\.npz with weights "
+                                         r"bbbbbbbbbbbb; recompute one"):
+        fidkit.frechet_distance(a, b)
+    with pytest.raises(StatsError, match=r"b\.npz was made with weights bbbbbbbbbbbb and .*a\.npz with weights "
+                                         r"aaaaaaaaaaaa"):
+        fidkit.frechet_distance(b, a)
+    with pytest.raises(StatsError, match=r"a\.npz was made with protocol 'ttur' and .*c\.npz with 'clean'"):
+        fidkit.frechet_distance(a, c)
+    assert fidkit.frechet_distance(a, b, allow_mismatch=True).fid == pytest.approx(0, abs=1e-9)
+
+
 def test_a_full_disk_leaves_no_partial_file(tmp_path, monkeypatch):
     import errno
     from fidkit.errors import StatsError

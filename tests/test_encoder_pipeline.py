@@ -186,6 +186,7 @@ def test_api_and_statistics_files(files, tmp_path, capsys, monkeypatch):
     r2 = fidkit.compare(tmp_path / "a.npz", files / "b", encoder="dinov2-vitl14", encoder_weights=w,
                         protocol="dgm-eval", device="cpu", workers=0)
     assert r2.fid == pytest.approx(r.fid, rel=1e-9)
+    assert r2.scores["statistics_from_file_a"] == ["cls"]  # DINOv2's feature, not Inception's pool3
     # the file is refused for another encoder or mode, and beside another encoder's statistics
     with pytest.raises(StatsError, match="made with encoder 'dinov2-vitl14', not 'inception'"):
         fidkit.compare(tmp_path / "a.npz", files / "b", device="cpu", workers=0)
