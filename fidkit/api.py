@@ -27,7 +27,7 @@ import torch
 from . import __version__
 from . import distances as _distances
 from . import scores as _scores
-from .encoders import DEFAULT_ENCODER, Encoder, encoders_with, get_encoder, get_info
+from .encoders import DEFAULT_ENCODER, Encoder, encoder_names, encoders_with, get_encoder, get_info
 from .encoders.inception import InceptionEncoder
 from .errors import FidkitError, FidkitWarning, SourceError, StatsError, WeightsError
 from .pipeline import default_batch_size, default_workers, iter_features, memory_format, resolve_device
@@ -134,10 +134,14 @@ def mode_of(encoder=None, protocol=None) -> str:
         return modes[0]
     mode = getattr(protocol, "name", protocol)
     if mode not in modes:
-        if name == DEFAULT_ENCODER:
+        owners = [e for e in encoder_names() if e != name and mode in get_info(e).modes]
+        if name == DEFAULT_ENCODER and not owners:
             get_protocol(mode)  # unknown protocol: the protocols' own message
-        raise FidkitError(f"encoder {name!r} has no preprocessing mode {mode!r}; choose one of {', '.join(modes)} "
-                          f"(--protocol; its default is {modes[0]})")
+        fix = "leave out --encoder" if owners and owners[0] == DEFAULT_ENCODER else \
+            f"add --encoder {owners[0]}" if owners else ""
+        whose = f" ({mode} is a mode of {' and '.join(owners)}: {fix})" if owners else ""
+        raise FidkitError(f"encoder {name!r} has no preprocessing mode {mode!r}{whose}; choose one of "
+                          f"{', '.join(modes)} (--protocol; its default is {modes[0]})")
     return mode
 
 

@@ -224,7 +224,10 @@ def test_old_files_are_inception():
     (["--metrics", "cmmd"], "needs the 'embedding' feature, which encoder 'inception' does not give; "
                             "use --encoder clip-vitl14-336"),
     (["--encoder", "dinov2-vitl14", "--protocol", "ttur"], "encoder 'dinov2-vitl14' has no preprocessing mode "
-                                                           "'ttur'; choose one of edm2, dgm-eval, dgm-eval-clean"),
+                                                           "'ttur' (ttur is a mode of inception: leave out --encoder); "
+                                                           "choose one of edm2, dgm-eval, dgm-eval-clean"),
+    (["--protocol", "edm2"], "encoder 'inception' has no preprocessing mode 'edm2' (edm2 is a mode of dinov2-vitl14: "
+                             "add --encoder dinov2-vitl14); choose one of ttur, pytorch-fid, clean, nvidia"),
 ])
 def test_refused_in_one_line(args, says, capsys, monkeypatch):
     code, out, err = cli(capsys, monkeypatch, "compute", str(DATA / "real_a"), str(DATA / "real_b"), *args)
