@@ -17,6 +17,7 @@ ROOT = pathlib.Path(fidkit.__file__).parent
 #: preprocessing and weights modules beside it)
 STAGES = (
     {"errors", "_io", "_tiff", "__version__"},  # used everywhere
+    {"_args"},  # the public functions' argument checks, on errors only
     {"sources"},
     {"inception", "preprocess", "weights", "encoders", "encoders._image", "encoders._linear", "encoders.weights",
      "encoders.inception", "encoders.dinov2", "encoders.clip", "encoders.Encoder", "encoders.Preprocess"},
@@ -29,7 +30,7 @@ STAGES = (
     {"cli"},
     {"__main__"},
 )
-SAME_STAGE_OK = {2}
+SAME_STAGE_OK = {3}
 
 
 def _module_name(path: pathlib.Path) -> str:
