@@ -62,6 +62,24 @@ def check_writable(path) -> None:
         raise StatsError(f"{path}: cannot write there; choose another output path")
 
 
+#: the ``fidkit_meta`` keys :meth:`Statistics.save` writes from the statistics themselves (and
+#: :meth:`Statistics.load` reads back into attributes, not into ``extra``): an ``extra`` key
+#: among them is refused, as it would overwrite what the file records
+META_KEYS = ("n", "protocol", "weights_digest", "fidkit_version", "feature_dim", "features", "encoder",
+             "per_image_features")
+
+
+def _file_path(path, what: str) -> Path:
+    """``path`` (a str or an os.PathLike such as :class:`pathlib.Path`) as a Path; anything else
+    (None, a number, bytes) refused in one line."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise StatsError(f"{what} must be a file path (str or pathlib.Path), got {type(path).__name__} {path!r:.60}")
+    try:
+        return Path(path)
+    except TypeError:  # an os.PathLike whose __fspath__ gives no str
+        raise StatsError(f"{what} must be a file path (str or pathlib.Path), got {type(path).__name__}") from None
+
+
 def _is_count(n) -> bool:
     return isinstance(n, (int, np.integer)) and not isinstance(n, (bool, np.bool_))
 
@@ -78,15 +96,22 @@ def _plain_count(n):
     return int(n) if _is_count(n) else n
 
 
-def _file_count(path, a) -> int:
-    """The image count of a file's ``n`` array: one integer (integer dtype, or a float of integral
-    value), refused in one line otherwise."""
+def _file_count(path, a) -> int | None:
+    """The image count of a file's ``n`` array: one positive integer (integer dtype, or a float of
+    integral value), or -1, which fidkit writes for an unknown count (None); refused in one line
+    otherwise (0 and other negative values included)."""
     a = np.asarray(a)
     ok = a.shape == () and (a.dtype.kind in "iu" or (a.dtype.kind == "f" and np.isfinite(a) and a == np.round(a)))
     if not ok:
         raise StatsError(f"{path}: its 'n' is {a.dtype} of shape {a.shape}, not one integer image count; the file "
                          f"was not written by fidkit or is damaged: save n as a scalar integer, or leave it out")
-    return int(a)
+    n = int(a)
+    if n == -1:
+        return None
+    if n < 1:
+        raise StatsError(f"{path}: its 'n' is {n}, not a positive image count (or -1 for unknown); the file is "
+                         f"damaged: save n as the number of images, or leave it out")
+    return n
 
 
 def _check_meta(path, meta) -> None:
@@ -95,15 +120,21 @@ def _check_meta(path, meta) -> None:
         raise StatsError(f"{path}: its fidkit_meta is a JSON {type(meta).__name__}, not an object; the file was not "
                          f"written by fidkit or is damaged: remove fidkit_meta to read it as a plain mu/sigma file")
     n = meta.get("n")
-    if n is not None and not _is_count(n):
-        raise StatsError(f"{path}: its fidkit_meta records n={n!r}, not an integer image count; the file is damaged")
+    if n is not None and not (_is_count(n) and n >= 1):
+        raise StatsError(f"{path}: its fidkit_meta records n={n!r}, not a positive integer image count; the file is "
+                         f"damaged: make it again")
+    for key in ("protocol", "weights_digest", "fidkit_version", "encoder"):
+        value = meta.get(key)
+        if key in meta and not (isinstance(value, str) or (value is None and key != "encoder")):
+            raise StatsError(f"{path}: its fidkit_meta records {key}={value!r}, not a string; the file is damaged: "
+                             f"make it again")
     features = meta.get("features", {})
     if not isinstance(features, dict) or not all(isinstance(v, dict) for v in features.values()):
         raise StatsError(f"{path}: its fidkit_meta 'features' is not an object of objects; the file is damaged")
     spatial_n = features.get("spatial", {}).get("n")
-    if spatial_n is not None and not _is_count(spatial_n):
-        raise StatsError(f"{path}: its fidkit_meta records spatial n={spatial_n!r}, not an integer image count; the "
-                         f"file is damaged")
+    if spatial_n is not None and not (_is_count(spatial_n) and spatial_n >= 1):
+        raise StatsError(f"{path}: its fidkit_meta records spatial n={spatial_n!r}, not a positive integer image "
+                         f"count; the file is damaged: make it again")
 
 
 class Accumulator:
@@ -199,7 +230,7 @@ class Statistics:
 
     @property
     def dim(self) -> int:
-        return int(self.mu.shape[0])
+        return int(np.shape(self.mu)[0])  # np.shape: mu given as a list too
 
     @property
     def spatial(self) -> "Statistics | None":
@@ -235,14 +266,20 @@ class Statistics:
         return m
 
     def save(self, path) -> Path:
-        """Writes the statistics to ``path`` (.npz) atomically; returns the path.
+        """Writes the statistics to ``path`` (a str or pathlib.Path, .npz) atomically; returns the path.
 
-        Checked first, before anything is written (:class:`StatsError`, one line): what
-        :meth:`validate` checks, of these statistics and of each entry of ``named``; ``n`` None
-        or a positive integer (a numpy integer is written as a plain one); ``named`` keys that
-        a file can hold (``spatial``, of 2023 values); ``features`` of shape (n, dim). So a
-        saved file can always be loaded again."""
-        path = Path(path)
+        Checked first, before anything is written (:class:`StatsError`, one line): ``path`` a
+        str or os.PathLike; what :meth:`validate` checks, of these statistics and of each entry
+        of ``named`` (mu and sigma may be numpy arrays or lists, written as float64); ``n`` None
+        or a positive integer (a numpy integer is written as a plain one); ``protocol``,
+        ``weights_digest`` and ``fidkit_version`` strings or None, ``encoder`` a string;
+        ``named`` keys that a file can hold (``spatial``, of 2023 values); ``extra`` a dict of
+        string keys, none of them one that save records itself (:data:`META_KEYS`: ``n``,
+        ``protocol``, ``weights_digest``, ...), with values JSON can write (plain str, int,
+        float, bool, None, list, dict: a numpy number is refused, not converted);
+        ``features`` (when kept) finite float32 of shape (n, dim), as fidkit computes them:
+        other dtypes are refused, not cast. So a saved file can always be loaded again."""
+        path = _file_path(path, "the path to save statistics to")
         self._check_savable(path)
         arrays = {"mu": np.asarray(self.mu, np.float64), "sigma": np.asarray(self.sigma, np.float64)}
         for name, st in sorted(self.named.items()):
@@ -250,10 +287,7 @@ class Statistics:
             arrays[FILE_KEYS[name][1]] = np.asarray(st.sigma, np.float64)
         meta = self.meta()
         if self.features is not None:
-            feats = np.asarray(self.features, np.float32)
-            if feats.shape != (self.n, self.dim):
-                raise StatsError(f"per-image features of shape {tuple(feats.shape)} do not belong to statistics of "
-                                 f"{self.n} images of {self.dim} dimensions")
+            feats = np.asarray(self.features)  # float32 (n, dim), finite: checked in _check_savable
             arrays["features"] = feats
             meta["per_image_features"] = {"rows": int(feats.shape[0]), "dtype": "float32"}
         arrays.update({"n": np.array(-1 if self.n is None else self.n, np.int64),
@@ -280,6 +314,16 @@ class Statistics:
         refuses (or could not write at all)."""
         self.validate(f"{path}: these statistics")
         _check_count(self.n, f"{path}: these statistics")
+        for attr in ("protocol", "weights_digest", "fidkit_version", "encoder"):
+            value = getattr(self, attr)
+            if not (isinstance(value, str) or (value is None and attr != "encoder")):
+                kind = "a string" if attr == "encoder" else "a string, or None when unknown"
+                raise StatsError(f"{path}: these statistics have {attr}={value!r} ({type(value).__name__}); it must "
+                                 f"be {kind} (load would refuse the file as damaged)")
+        self._check_extra(path)
+        if not isinstance(self.named, dict):
+            raise StatsError(f"{path}: named is a {type(self.named).__name__}, not a dict of Statistics "
+                             f"(e.g. {{'spatial': Statistics}}); give a dict, or an empty one")
         for name, st in sorted(self.named.items(), key=lambda kv: str(kv[0])):
             if name not in FILE_KEYS or name == "pool3":
                 saved = [n for n in FILE_KEYS if n != "pool3"]
@@ -293,6 +337,54 @@ class Statistics:
                 raise StatsError(f"{path}: the {name} statistics have {st.dim} values, but {name} has "
                                  f"{FEATURES[name]} ({FEATURE_DESCRIPTIONS.get(name, name)}); they are another "
                                  f"feature's, remove them from .named")
+        if self.features is not None:
+            self._check_savable_features(path)
+
+    def _check_extra(self, path) -> None:
+        """Refuses, in one line, an ``extra`` that :meth:`save` cannot write as it is: not a dict,
+        a key that is not a string or that save records itself (:data:`META_KEYS`), a value
+        JSON cannot write (named by its key)."""
+        if not isinstance(self.extra, dict):
+            raise StatsError(f"{path}: extra is a {type(self.extra).__name__}, not a dict; give a dict of "
+                             f"JSON-writable values, or an empty one")
+        for key in self.extra:
+            if not isinstance(key, str):
+                raise StatsError(f"{path}: extra has the key {key!r} ({type(key).__name__}); the keys of extra "
+                                 f"must be strings")
+        taken = [key for key in META_KEYS if key in self.extra]
+        if taken:
+            raise StatsError(f"{path}: extra holds {', '.join(map(repr, taken))}, which save records itself "
+                             f"({', '.join(META_KEYS)}) and extra would overwrite; remove "
+                             f"{'them' if len(taken) > 1 else 'it'} from extra (set the attribute, e.g. "
+                             f"Statistics.n, instead) or use another name")
+        for key, value in self.extra.items():
+            try:
+                json.dumps(value, sort_keys=True)
+            except (TypeError, ValueError, RecursionError) as e:
+                raise StatsError(f"{path}: extra[{key!r}] cannot be written to the file's JSON metadata "
+                                 f"({str(e).splitlines()[0] if str(e) else type(e).__name__}); give plain str, "
+                                 f"int, float, bool, None, lists and dicts (e.g. float(x) for a numpy number)") from None
+
+    def _check_savable_features(self, path) -> None:
+        """Refuses, in one line, per-image ``features`` that :meth:`load_features` would refuse:
+        anything but finite float32 of shape (n, dim), as fidkit computes them (not cast)."""
+        try:
+            feats = np.asarray(self.features)
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise StatsError(f"{path}: per-image features of type {type(self.features).__name__} are not an "
+                             f"array ({str(e).splitlines()[0] if str(e) else type(e).__name__}); give a numpy "
+                             f"float32 array of shape (n, dim)") from None
+        if feats.shape != (self.n, self.dim):
+            raise StatsError(f"{path}: per-image features of shape {tuple(feats.shape)} do not belong to statistics of "
+                             f"{self.n} images of {self.dim} dimensions; keep the features of the pass that made "
+                             f"them, or set features to None")
+        if feats.dtype != np.float32:
+            raise StatsError(f"{path}: per-image features have dtype {feats.dtype}; a statistics file keeps float32, "
+                             f"as fidkit computes them: convert them yourself (.astype(np.float32)) if that rounding "
+                             f"is meant, or set features to None")
+        if not np.isfinite(feats).all():
+            raise StatsError(f"{path}: per-image features hold NaN or inf; the pass that made them went wrong: "
+                             f"compute them again, or set features to None")
 
     @classmethod
     def load(cls, path, assume_protocol: str | None = None, encoder: str | None = None) -> "Statistics":
@@ -306,15 +398,33 @@ class Statistics:
         ``encoder`` chooses among the feature spaces of a file that holds several (an EDM2 pickle
         holds Inception's and DINOv2's: ``encoder="dinov2-vitl14"`` gives its ``fd_dinov2``
         statistics, protocol ``edm2``); other files record one encoder, which callers check.
+
+        Refused in one line (:class:`StatsError`): a ``path`` that is not a str or os.PathLike;
+        a file that is not a ``.npz`` (a ``.npy``, an image); an image count that is not a
+        positive integer (the ``n`` array: -1, which fidkit writes for an unknown count, reads
+        as None; ``fidkit_meta``'s ``n``: null reads as None); a ``fidkit_meta`` whose
+        ``protocol``, ``weights_digest`` or ``fidkit_version`` is neither a string nor null, or
+        whose ``encoder`` is not a string. An ADM batch whose ``arr_0`` holds no images has an
+        unknown count (None).
         """
-        path = Path(path)
+        path = _file_path(path, "the statistics file")
         if not path.is_file():
             raise StatsError(f"{path}: no such statistics file")
         if path.suffix.lower() == ".pkl":
             return _load_edm2_pickle(path, encoder)
         spatial = None
         try:
-            with np.load(path, allow_pickle=False) as z:
+            try:
+                z = np.load(path, allow_pickle=False)
+            except ValueError as e:
+                if "pickle" in str(e).lower():  # neither a zip nor a .npy header (an image, a text): not numpy's
+                    raise StatsError(f"{path}: not a statistics .npz (not a numpy file at all); give a .npz with "
+                                     f"arrays mu and sigma, as fidkit stats writes (EDM2's pickles: .pkl)") from None
+                raise
+            if not isinstance(z, np.lib.npyio.NpzFile):
+                raise StatsError(f"{path}: a .npy (one numpy array of shape {getattr(z, 'shape', '?')}), not a "
+                                 f"statistics .npz; save mu and sigma together: np.savez(path, mu=mu, sigma=sigma)")
+            with z:
                 files = set(z.files)
                 if not {"mu", "sigma"} <= files:
                     hint = (" (images only: a sample batch, not statistics)" if "arr_0" in files else "")
@@ -329,7 +439,8 @@ class Statistics:
                 n = _file_count(path, z["n"]) if "n" in files else None
                 adm = meta is None and ("arr_0" in files or "mu_s" in files)
                 if adm and "arr_0" in files and n is None:
-                    n = _npz_array_shape(path, "arr_0")[0]
+                    images = _npz_array_shape(path, "arr_0")
+                    n = images[0] if images and images[0] > 0 else None  # no images: count unknown
         except StatsError:
             raise
         except ValueError as e:
@@ -352,9 +463,7 @@ class Statistics:
             st.weights_digest = meta.get("weights_digest")
             st.fidkit_version = meta.get("fidkit_version")
             st.encoder = meta.get("encoder", DEFAULT_ENCODER)
-            st.extra = {k: v for k, v in meta.items() if k not in ("n", "protocol", "weights_digest", "fidkit_version",
-                                                                   "feature_dim", "features", "encoder",
-                                                                   "per_image_features")}
+            st.extra = {k: v for k, v in meta.items() if k not in META_KEYS}
             spatial_meta = meta.get("features", {}).get("spatial", {})
             if st.spatial is not None:
                 st.spatial.n = spatial_meta.get("n", st.n)
@@ -424,8 +533,14 @@ class Statistics:
 
     def validate(self, name: str = "statistics") -> None:
         """Checks that mu and sigma are real numeric arrays (float, integer) of shapes (d,) and
-        (d, d) with finite values; raises StatsError (one line starting with ``name``) otherwise."""
-        mu, sigma = np.asarray(self.mu), np.asarray(self.sigma)
+        (d, d) with finite values (numpy arrays, or lists numpy reads as such); raises StatsError
+        (one line starting with ``name``) otherwise."""
+        try:
+            mu, sigma = np.asarray(self.mu), np.asarray(self.sigma)
+        except (TypeError, ValueError, RuntimeError) as e:  # ragged lists, a CUDA tensor
+            raise StatsError(f"{name}: mu or sigma is not a numeric array "
+                             f"({str(e).splitlines()[0] if str(e) else type(e).__name__}); give numpy arrays of "
+                             f"shapes (d,) and (d, d)") from None
         if np.iscomplexobj(mu) or np.iscomplexobj(sigma):
             raise StatsError(f"{name}: complex mu or sigma; statistics must be real")
         for key, a in (("mu", mu), ("sigma", sigma)):
