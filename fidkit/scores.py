@@ -38,6 +38,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from . import _args
 from .errors import StatsError
 
 DEFAULT_SEED = 2020  # torch-fidelity's default rng_seed
@@ -69,12 +70,23 @@ IS_SPLITS = 10
 
 def _split_bounds(n: int, splits: int) -> list:
     """The ``splits`` consecutive parts ``[i·n // splits, (i+1)·n // splits)`` of n rows, each
-    non-empty: refused in one line when ``splits`` < 1 or n < ``splits``."""
-    if splits < 1:
-        raise StatsError(f"splits must be at least 1, got {splits}")
+    non-empty: refused in one line when ``splits`` is not an integer of at least 1 or n < ``splits``."""
+    _args.count(splits, "splits", 1, StatsError)
     if n < splits:
         raise StatsError(f"the Inception Score needs at least as many images as splits ({splits}), got {n}")
     return [(i * n // splits, (i + 1) * n // splits) for i in range(splits)]
+
+
+def check_is_args(splits=IS_SPLITS, seed=DEFAULT_SEED) -> None:
+    """Checks the arguments of :func:`inception_score` without logits (before a network pass).
+
+    ``splits``: an integer of at least 1 (not a bool, not a float); ``seed``: None (no shuffle)
+    or a numpy seed, an integer from 0 to 2**32 − 1. A bad value raises :class:`StatsError` in
+    one line; returns None.
+    """
+    _args.count(splits, "splits", 1, StatsError)
+    if seed is not None:
+        _args.seed(seed, "seed", StatsError)
 
 
 def inception_score(logits, splits: int = IS_SPLITS, seed: int | None = DEFAULT_SEED) -> MeanStd:
@@ -87,8 +99,11 @@ def inception_score(logits, splits: int = IS_SPLITS, seed: int | None = DEFAULT_
     chunk exp(mean KL(p(y|x) ‖ p(y))) with p(y) the chunk's mean softmax.
 
     Returns :class:`MeanStd` (mean and ddof-0 std over the splits). The score lies in
-    [1, C]; N must be at least ``splits``.
+    [1, C]; N must be at least ``splits``. Arguments are checked by :func:`check_is_args`; a
+    class probability that underflows to 0 in a whole split (logits far too large) makes
+    torch-fidelity's score NaN, and is a :class:`StatsError` here.
     """
+    check_is_args(splits, seed)
     x = _as_2d(logits, "logits", np.float64)
     n = x.shape[0]
     bounds = _split_bounds(n, splits)
@@ -103,6 +118,9 @@ def inception_score(logits, splits: int = IS_SPLITS, seed: int | None = DEFAULT_
         q = p_c.mean(dim=0, keepdim=True)
         kl = (p_c * (log_p_c - q.log())).sum(dim=1).mean().exp().item()
         scores.append(kl)
+    if not all(math.isfinite(v) for v in scores):
+        raise StatsError("the Inception Score is not finite: a class probability underflowed to 0 in float64 across a "
+                         "whole split (torch-fidelity would give nan); check the logits (far too large, or scaled?)")
     return MeanStd(float(np.mean(scores)), float(np.std(scores)))
 
 
@@ -113,6 +131,29 @@ def _mmd2_unbiased(k_xx: np.ndarray, k_xy: np.ndarray, k_yy: np.ndarray) -> floa
     kt_yy = (k_yy.sum(axis=1) - np.diagonal(k_yy)).sum()
     k_xy_sum = k_xy.sum(axis=0).sum()
     return (kt_xx + kt_yy) / (m * (m - 1)) - 2 * k_xy_sum / (m * m)
+
+
+def check_kid_args(subsets=100, subset_size=1000, degree=3, gamma=None, coef0=1, seed=DEFAULT_SEED) -> None:
+    """Checks the arguments of :func:`kid` without features (before a network pass).
+
+    ``subsets``: an integer of at least 1; ``subset_size``: an integer of at least 2 (the
+    unbiased estimate needs 2 rows per subset); ``degree``: the polynomial kernel's degree, an
+    integer of at least 1 (torch-fidelity's ``kid_kernel_poly_degree``, 3); ``gamma``: None
+    (1/D) or a finite positive number; ``coef0``: a finite number; ``seed``: a numpy seed, an
+    integer from 0 to 2**32 − 1. No bool is taken as a number, no float as a count. A bad
+    value raises :class:`StatsError` in one line; returns None.
+    """
+    _args.count(subsets, "subsets", 1, StatsError, " (KID's number of subsets)")
+    _args.count(subset_size, "subset_size", 2, StatsError, " (KID's rows per subset)")
+    _args.count(degree, "degree", 1, StatsError, " (the polynomial kernel's degree, 3 by default)")
+    if gamma is not None:
+        try:
+            _args.real(gamma, "gamma", StatsError, positive=True)
+        except StatsError:
+            raise StatsError(f"gamma (the polynomial kernel's scale) must be None (1/D) or a finite positive number, "
+                             f"got {gamma!r}") from None
+    _args.real(coef0, "coef0 (the polynomial kernel's constant term)", StatsError)
+    _args.seed(seed, "seed", StatsError)
 
 
 def kid(features_a, features_b, subsets: int = 100, subset_size: int = 1000, degree: int = 3,
@@ -131,13 +172,14 @@ def kid(features_a, features_b, subsets: int = 100, subset_size: int = 1000, deg
     about 0 for the same distribution and can be slightly negative (unbiased estimate).
     ``dtype`` (float32) is the arithmetic's; ``rng``, when given, is drawn from instead of a
     fresh ``RandomState(seed)`` (and advanced), as :func:`dgm_eval_kd` replays a generator.
+    Arguments are checked by :func:`check_kid_args`; a kernel value that overflows ``dtype``
+    (features or gamma far too large) would make the score NaN and is a :class:`StatsError`.
     """
+    check_kid_args(subsets, subset_size, degree, gamma, coef0, seed)
     a = _as_2d(features_a, "features_a", dtype)
     b = _as_2d(features_b, "features_b", dtype)
     if a.shape[1] != b.shape[1]:
         raise StatsError(f"features have different dimensions ({a.shape[1]} and {b.shape[1]})")
-    if subsets < 1:
-        raise StatsError(f"subsets must be at least 1, got {subsets}")
     n_a, n_b = len(a), len(b)
     m = min(subset_size, n_a, n_b)
     if m < 2:
@@ -149,10 +191,15 @@ def kid(features_a, features_b, subsets: int = 100, subset_size: int = 1000, deg
 
     rng = np.random.RandomState(seed) if rng is None else rng
     mmds = np.zeros(subsets)
-    for i in range(subsets):
-        x = a[rng.choice(n_a, m, replace=False)]
-        y = b[rng.choice(n_b, m, replace=False)]
-        mmds[i] = _mmd2_unbiased(kernel(x, x), kernel(x, y), kernel(y, y))
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused below, in one line
+        for i in range(subsets):
+            x = a[rng.choice(n_a, m, replace=False)]
+            y = b[rng.choice(n_b, m, replace=False)]
+            mmds[i] = _mmd2_unbiased(kernel(x, x), kernel(x, y), kernel(y, y))
+    if not np.isfinite(mmds).all():
+        raise StatsError(f"KID is not finite: the polynomial kernel (gamma * x.y + coef0) ** degree overflowed "
+                         f"{np.dtype(dtype).name} (features too large for the kernel, or gamma, coef0 or degree too "
+                         f"large; pool3 features are of order 1); scale the features down or lower gamma")
     return MeanStd(float(np.mean(mmds)), float(np.std(mmds)))
 
 
@@ -184,13 +231,46 @@ def _row_blocks(n: int, block: int, part: int) -> list:
     return [(p0 + lo, p0 + hi) for p0 in range(0, n, part) for lo, hi in _column_blocks(min(part, n - p0), block)]
 
 
+def _cdist_may_overflow(*sets: torch.Tensor) -> bool:
+    """Whether a ``torch.cdist`` distance between rows of ``sets`` might not be finite in their
+    dtype. Each of its paths (‖u‖² + ‖v‖² − 2u·v, or the sum of squared differences) stays
+    within (‖u‖ + ‖v‖)² ≤ (2·max‖·‖)² at every step, so below the dtype's largest value, with
+    1% to spare for rounding, no distance can overflow: one O(N·D) pass over the rows' norms,
+    which spares the distances a look. Features of order 1 (pool3's) are far below."""
+    if not all(torch.is_tensor(x) and x.is_floating_point() and x.dim() == 2 for x in sets):
+        return False  # not distances fidkit makes (cdist refuses them as before)
+    top = max((float(torch.linalg.vector_norm(x, dim=1).max()) for x in sets if x.shape[0]), default=0.0)
+    limit = float(torch.finfo(sets[0].dtype).max)
+    return not (math.isfinite(top) and (2 * top) ** 2 * 1.01 < limit)
+
+
+def _refuse_overflow(d: torch.Tensor, who: str) -> None:
+    """A :class:`StatsError` when a block ``d`` of distances holds inf or NaN (asked only when
+    :func:`_cdist_may_overflow` says it might)."""
+    if not bool(torch.isfinite(d).all()):
+        raise StatsError(f"{who}: a {str(d.dtype).replace('torch.', '')} distance between feature vectors is not "
+                         f"finite (features too large for {str(d.dtype).replace('torch.', '')} distances; pool3 "
+                         f"features are of order 1); scale the features down")
+
+
 def knn_radii(features: torch.Tensor, k: int = 3, block: int = 1000, chunk: int = 10000) -> torch.Tensor:
     """Distance of each row of ``features`` (N, D) to its k-th nearest neighbour, itself counted.
 
     That is the (k+1)-th smallest of its distances to all rows (the first being itself,
     about 0), as ``kthvalue(k + 1)`` in torch-fidelity and ``prdc``. Returns (N,) float32.
-    Memory: O(block × chunk).
+    Memory: O(block × chunk). ``k``, ``block``, ``chunk``: integers of at least 1; a distance
+    that overflows (features far too large) is a :class:`StatsError`.
     """
+    _args.count(k, "k", 1, StatsError)
+    _args.count(block, "block", 1, StatsError)
+    _args.count(chunk, "chunk", 1, StatsError)
+    return _knn_radii(features, k, block, chunk, _cdist_may_overflow(features))
+
+
+def _knn_radii(features: torch.Tensor, k: int, block: int, chunk: int, check: bool,
+               who: str = "the k-nearest-neighbour radii") -> torch.Tensor:
+    """:func:`knn_radii` with its arguments checked; ``check``: look at every block of
+    distances for one that is not finite (:func:`_refuse_overflow`)."""
     n = features.shape[0]
     out = torch.empty(n, dtype=features.dtype)
     for r0, r1 in _row_blocks(n, block, chunk):
@@ -198,6 +278,8 @@ def knn_radii(features: torch.Tensor, k: int = 3, block: int = 1000, chunk: int 
         best = None
         for c0, c1 in _chunks(n, chunk):
             d = torch.cdist(rows, features[c0:c1])
+            if check:
+                _refuse_overflow(d, who)
             cand = d if best is None else torch.cat([best, d], dim=1)
             best = torch.topk(cand, min(k + 1, cand.shape[1]), dim=1, largest=False).values
         out[r0:r1] = best[:, k]
@@ -211,12 +293,21 @@ def _knn_sets(a, name_a: str, b, name_b: str, k: int, metric: str) -> tuple[torc
     tb = torch.from_numpy(_as_2d(b, name_b, np.float32))
     if ta.shape[1] != tb.shape[1]:
         raise StatsError(f"features have different dimensions ({ta.shape[1]} and {tb.shape[1]})")
-    if k < 1:
-        raise StatsError(f"k must be at least 1, got {k}")
+    _args.count(k, "k", 1, StatsError, " (the nearest neighbour that sets the radii)")
     if min(ta.shape[0], tb.shape[0]) <= k:
         raise StatsError(f"{metric} with k={k} needs more than {k} feature vectors in each set, "
                          f"got {ta.shape[0]} and {tb.shape[0]}")
     return ta, tb
+
+
+def check_pr_args(k=3, block=1000) -> None:
+    """Checks the arguments of :func:`precision_recall` without features (before a network
+    pass): ``k`` (the nearest neighbour that sets the radii, torch-fidelity's 3) and ``block``
+    (fake rows per block of distances), each an integer of at least 1, not a bool or a float.
+    A bad value raises :class:`StatsError` in one line; returns None.
+    """
+    _args.count(k, "k", 1, StatsError, " (the nearest neighbour that sets the radii)")
+    _args.count(block, "block", 1, StatsError, " (rows per block of distances)")
 
 
 def precision_recall(features_real, features_fake, k: int = 3, block: int = 1000,
@@ -238,12 +329,17 @@ def precision_recall(features_real, features_fake, k: int = 3, block: int = 1000
     ``chunk`` real columns at a time (``torch.cdist``, in torch-fidelity's orientation and
     within its parts of ``chunk`` rows, its ``prc_batch_size``, so that every distance has
     its bits), so memory beyond the features is O(block × chunk), never N × M. Returns a
-    dict of four floats.
+    dict of four Python floats. Arguments are checked by :func:`check_pr_args` (``chunk``: an
+    integer of at least 1); a float32 distance that overflows (features far too large) would
+    count every point in every ball, and is a :class:`StatsError`.
     """
+    check_pr_args(k, block)
+    _args.count(chunk, "chunk", 1, StatsError, " (columns per block of distances)")
     real, fake = _knn_sets(features_real, "features_real", features_fake, "features_fake", k, "precision/recall")
     n, m = real.shape[0], fake.shape[0]
-    r_real = knn_radii(real, k, block, chunk)
-    r_fake = knn_radii(fake, k, block, chunk)
+    check = _cdist_may_overflow(real, fake)
+    r_real = _knn_radii(real, k, block, chunk, check, "precision/recall")
+    r_fake = _knn_radii(fake, k, block, chunk, check, "precision/recall")
     recall_hit = torch.zeros(n, dtype=torch.bool)
     nearest_fake = torch.full((n,), float("inf"), dtype=torch.float32)
     precision_hit = torch.zeros(m, dtype=torch.bool)
@@ -254,15 +350,17 @@ def precision_recall(features_real, features_fake, k: int = 3, block: int = 1000
         rows, rad = fake[r0:r1], r_fake[r0:r1, None]
         for c0, c1 in _chunks(n, chunk):
             d = torch.cdist(rows, real[c0:c1])
+            if check:
+                _refuse_overflow(d, "precision/recall")
             precision_hit[r0:r1] |= (d <= r_real[None, c0:c1]).any(dim=1)
             recall_hit[c0:c1] |= (d <= rad).any(dim=0)
             nearest_fake[c0:c1] = torch.minimum(nearest_fake[c0:c1], d.min(dim=0).values)
             density_count[r0:r1] += (d < r_real[None, c0:c1]).sum(dim=1)
     return {
-        "precision": precision_hit.double().mean().item(),
-        "recall": recall_hit.double().mean().item(),
-        "density": density_count.sum().item() / (k * m),
-        "coverage": (nearest_fake < r_real).double().mean().item(),
+        "precision": float(precision_hit.double().mean().item()),
+        "recall": float(recall_hit.double().mean().item()),
+        "density": float(density_count.sum().item() / (k * m)),
+        "coverage": float((nearest_fake < r_real).double().mean().item()),
     }
 
 
@@ -292,10 +390,12 @@ def fid_bootstrap(features_a, features_b, resamples: int = 100, seed: int = DEFA
     """
     from .frechet import frechet_distance
 
-    if resamples < 2:
-        raise StatsError(f"a bootstrap needs at least 2 resamples, got {resamples}")
-    if not 0 < level < 1:
-        raise StatsError(f"confidence level must lie in (0, 1), got {level}")
+    if isinstance(resamples, (bool, np.bool_)) or not isinstance(resamples, (int, np.integer)) or resamples < 2:
+        raise StatsError(f"a bootstrap needs at least 2 resamples (an integer), got {resamples!r}")
+    _args.count(seed, "seed", 0, StatsError, " (numpy.random.default_rng's)")
+    if isinstance(level, (bool, np.bool_)) or not isinstance(level, (int, float, np.integer, np.floating)) \
+            or not 0 < level < 1:
+        raise StatsError(f"confidence level must be a number in (0, 1), got {level!r}")
     b = _as_2d(features_b, "features_b", np.float64)
     a = None if features_a is None else _as_2d(features_a, "features_a", np.float64)
     if a is None and reference is None:
@@ -349,9 +449,8 @@ def adm_inception_score(logits, chunk: int = ADM_IS_CHUNK) -> float:
     up to 4.7e-6 relative (benchmarks/adm_is_float32.py: 0.001 on a score of 252). A probability that underflows to 0 makes
     ADM's score NaN; here that is a :class:`StatsError`.
     """
+    _args.count(chunk, "chunk", 1, StatsError, " (ADM's images per Inception Score chunk, 5000)")
     x = _as_2d(logits, "logits", np.float32)
-    if chunk < 1:
-        raise StatsError(f"chunk must be at least 1, got {chunk}")
     if x.shape[0] < 1:
         raise StatsError("the Inception Score needs at least one image")
     n = x.shape[0]
@@ -495,7 +594,12 @@ def adm_radii(features, k: int = 3, block: int = 2000, chunk: int = 10000,
     """Squared distance of each row to its k-th nearest neighbour in the same set, itself not
     counted: the (k+1)-th smallest of its squared distances to all rows, itself included (ADM's
     ``np.partition(..., kth=range(k+1))[:, k]``). (N,) float64 (float32 values for ``float16``).
-    Memory O(block × chunk)."""
+    Memory O(block × chunk). ``k``, ``block``, ``chunk``: integers of at least 1."""
+    if distances not in ADM_DISTANCES:
+        raise StatsError(f"distances must be one of {', '.join(ADM_DISTANCES)}, got {distances!r}")
+    _args.count(k, "k", 1, StatsError)
+    _args.count(block, "block", 1, StatsError)
+    _args.count(chunk, "chunk", 1, StatsError)
     return _radii(features, _adm_norms(features, distances), k, block, chunk, distances)
 
 
@@ -529,6 +633,7 @@ def authpct(features_real, features_fake, block: int = 1000) -> float:
     ``cdist(real, x[lo:hi])`` is the original's column, bit for bit, for the block widths
     :func:`_column_blocks` gives. Needs 2 real and 1 generated sample at least.
     """
+    _args.count(block, "block", 1, StatsError, " (columns per block of distances)")
     tr = torch.from_numpy(_as_2d(features_real, "features_real", np.float32))
     tg = torch.from_numpy(_as_2d(features_fake, "features_fake", np.float32))
     if tr.shape[1] != tg.shape[1]:
@@ -575,6 +680,8 @@ def adm_precision_recall(features_ref, features_sample, k: int = ADM_K, block: i
     """
     if distances not in ADM_DISTANCES:
         raise StatsError(f"distances must be one of {', '.join(ADM_DISTANCES)}, got {distances!r}")
+    _args.count(block, "block", 1, StatsError, " (rows per block of distances)")
+    _args.count(chunk, "chunk", 1, StatsError, " (columns per block of distances)")
     ref, smp = _knn_sets(features_ref, "features_ref", features_sample, "features_sample", k,
                          "ADM precision/recall")
     n, m = ref.shape[0], smp.shape[0]
@@ -651,6 +758,8 @@ def dgm_eval_inception_score(logits, splits: int = IS_SPLITS, seed: int = DEFAUL
     """
     from scipy.special import rel_entr
 
+    _args.count(splits, "splits", 1, StatsError)
+    _args.seed(seed, "seed", StatsError)
     x = _as_2d(logits, "logits", np.float32)
     n = x.shape[0]
     _split_bounds(n, splits)  # the same refusals; its parts are N // splits rows each
@@ -761,6 +870,8 @@ def dgm_eval_prdc(features_real, features_fake, rng: np.random.RandomState, k: i
     if min(x.shape[0], y.shape[0]) < k + 2:
         raise StatsError(f"dgm-eval's prdc with k={k} needs at least {k + 2} feature vectors in each set (its "
                          f"argpartition at k + 1), got {x.shape[0]} and {y.shape[0]}")
+    _args.count(reduced_n, "reduced_n", k + 2, StatsError, f" (dgm-eval's --reduced_n, 10000; its prdc with k={k} "
+                f"needs k + 2 rows)")
     r = min(reduced_n, x.shape[0], y.shape[0])
     x = x[rng.choice(x.shape[0], r, replace=False)]
     y = y[rng.choice(np.arange(y.shape[0]), min(y.shape[0], r), replace=False)]
