@@ -25,12 +25,14 @@ import numpy as np
 import torch
 
 from . import __version__
+from . import _args
 from . import distances as _distances
 from . import scores as _scores
 from .encoders import DEFAULT_ENCODER, Encoder, encoder_names, encoders_with, get_encoder, get_info
 from .encoders.inception import InceptionEncoder
 from .errors import FidkitError, FidkitWarning, SourceError, StatsError, WeightsError
-from .pipeline import default_batch_size, default_workers, iter_features, memory_format, resolve_device
+from .pipeline import (PRECISIONS, default_batch_size, default_workers, iter_features, memory_format,
+                       resolve_device)
 from .frechet import FrechetResult, real_array
 from .inception import TF32X3, Split
 from .frechet import frechet_distance as _frechet_arrays
@@ -260,6 +262,38 @@ def pass_device(device, batch_size: int | None) -> tuple:
     return dev, int(batch_size) if batch_size is not None else default_batch_size(dev)
 
 
+#: the keywords of a pass that the public functions hand on to :func:`extract` (through ``kw``)
+PASS_KEYWORDS = ("batch_size", "device", "workers", "weights", "progress", "precision", "skip_bad", "label",
+                 "encoder", "encoder_weights")
+
+
+def check_pass_args(kw: dict, where: str, also: tuple = ()) -> None:
+    """Refuses, in one line and before anything is read, what ``where`` (a public function's
+    name) would otherwise hand on to a pass as it is: a keyword it does not take (a typo, or
+    one the function sets itself, such as ``keep_features`` in :func:`compare`), a precision
+    fidkit does not know, a batch size or worker count that is not a count, a device name
+    torch does not read, a flag that is not True or False (``progress`` may also be None: on
+    a terminal). ``also``: the further keywords ``where`` takes in ``kw``. Checked even where
+    the sources turn out to be statistics files, which no pass reads."""
+    unknown = sorted(k for k in kw if k not in PASS_KEYWORDS and k not in also)
+    if unknown:
+        raise FidkitError(f"{where}() takes no keyword {unknown[0]!r}; its keywords for the pass are "
+                          f"{', '.join(sorted(PASS_KEYWORDS + tuple(also)))}")
+    if kw.get("precision", "fp32") not in PRECISIONS:
+        raise FidkitError(f"precision must be one of {', '.join(PRECISIONS)}, got {kw['precision']!r}")
+    if kw.get("batch_size") is not None:
+        _args.count(kw["batch_size"], "batch_size", 1, SourceError, " (images per network batch; None: the default)")
+    if kw.get("workers") is not None:
+        _args.count(kw["workers"], "workers", 0, SourceError, " (decoding processes; None: the default)")
+    if kw.get("progress") is not None:
+        _args.flag(kw["progress"], "progress (None: shown on a terminal)")
+    if "skip_bad" in kw:
+        _args.flag(kw["skip_bad"], "skip_bad")
+    if kw.get("label") is not None and not isinstance(kw["label"], str):
+        raise FidkitError(f"label must be a string (the source's name on the progress bar), got {kw['label']!r}")
+    resolve_device(kw.get("device", "auto"))
+
+
 def check_classifier(encoder, weights=None, encoder_weights=None) -> None:
     """Refuses, in one line, Inception weights without the classifier that logits need (other
     encoders give no logits, which :func:`pass_encoder` says)."""
@@ -370,6 +404,7 @@ def features(source, protocol: str | None = None, **kw) -> np.ndarray:
     For metrics that need every feature vector (KID, precision/recall) computed more than
     once against the same reference; ``kw`` as for :func:`extract`.
     """
+    check_pass_args(kw, "features")
     if _is_stats(source) and _holds_features(source):  # kept by fidkit stats --features
         return _functional_file_features(source, protocol, kw)
     _refuse_stats_file(source, "features")
@@ -408,6 +443,9 @@ def compute_stats(source, protocol: str | None = None, *, allow_mismatch: bool =
     a warning when the set (or statistics file) holds more than dgm-eval's default 50,000,
     which dgm-eval would cut (``dgm_eval_note=False``: not here; :func:`compare` says it itself).
     """
+    allow_mismatch = _args.flag(allow_mismatch, "allow_mismatch")
+    spatial, keep_features = _args.flag(spatial, "spatial"), _args.flag(keep_features, "keep_features")
+    check_pass_args(kw, "compute_stats")
     nsample, nsample_seed = _nsample_args(nsample, nsample_seed)
     enc = kw.get("encoder")
     name = enc.name if isinstance(enc, Encoder) else get_info(enc).name
@@ -555,8 +593,20 @@ def frechet_distance(s1, s2, *, allow_mismatch: bool = False) -> FrechetResult:
     Returns a :class:`~fidkit.frechet.FrechetResult`; ``float(result)`` or ``result.fid``
     is the FID (≥ 0).
     """
-    s1, s2 = (s if isinstance(s, Statistics) else Statistics(real_array(s[0], f"mu{i}"), real_array(s[1], f"sigma{i}"))
-              for i, s in ((1, s1), (2, s2)))
+    allow_mismatch = _args.flag(allow_mismatch, "allow_mismatch")  # a safety check: "no" is not False
+
+    def as_stats(s, i: int) -> Statistics:
+        if isinstance(s, Statistics):
+            s.validate(s.source or f"statistics {i}")  # shapes and values, before .dim or the provenance is read
+            if not (isinstance(s.mu, np.ndarray) and isinstance(s.sigma, np.ndarray)):  # e.g. lists
+                s = dataclasses.replace(s, mu=np.asarray(s.mu), sigma=np.asarray(s.sigma))
+            return s
+        if not (isinstance(s, (tuple, list)) and len(s) == 2):
+            got = f"a {type(s).__name__} of length {len(s)}" if isinstance(s, (tuple, list)) else type(s).__name__
+            raise StatsError(f"statistics {i} must be a Statistics or a (mu, sigma) pair, got {got}")
+        return Statistics(real_array(s[0], f"mu{i}"), real_array(s[1], f"sigma{i}"))
+
+    s1, s2 = as_stats(s1, 1), as_stats(s2, 2)
     _check_compatible(s1, s2, allow_mismatch)
     return _frechet_arrays(s1.mu, s1.sigma, s2.mu, s2.sigma)
 
@@ -643,6 +693,9 @@ def parse_metrics(metrics) -> tuple:
     """Metric names from ``"fid,kid,pr"`` or an iterable: a tuple of fid (alias fd), is, kid, pr, sfid,
     adm-pr, is-adm, is-stylegan, is-dgm-eval, kd-dgm-eval, prdc-dgm-eval, fd-inf, cmmd, authpct,
     sw-approx, vendi, vendi-dgm-eval (fid first: the Fréchet distance in the encoder's space)."""
+    if not isinstance(metrics, str) and not (isinstance(metrics, (list, tuple, set, frozenset))
+                                             and all(isinstance(m, str) for m in metrics)):
+        raise FidkitError(f"metrics must be a comma-separated string or a list of metric names, got {metrics!r}")
     items = metrics.split(",") if isinstance(metrics, str) else list(metrics)
     out = ["fid"]
     for m in items:
@@ -698,7 +751,7 @@ def _refuse_stats_file(source, metric: str, features_serve: bool = True, kind: _
         kept = " (its per-image features are not logits)" if kind.features else ""
         make = ", or make the file with fidkit stats --features" if features_serve else ""
         raise StatsError(f"{_METRIC_NAMES.get(metric, metric)} needs the {what} of every image, which a "
-                         f"statistics file does not keep ({source}){kept}; give the image folder or sample batch "
+                         f"statistics file does not keep ({_named(source)}){kept}; give the image folder or sample batch "
                          f"instead{make}")
 
 
@@ -729,6 +782,16 @@ def _digest_in_use(enc, mode: str, kw: dict) -> str | None:
     recorded digest is checked against when no pass computes one."""
     return encoder_for(enc, mode, weights=kw.get("weights"), encoder_weights=kw.get("encoder_weights"),
                        device=kw.get("device", "auto"), precision=kw.get("precision", "fp32")).weights_digest
+
+
+def _named(source) -> str:
+    """A source as one line names it: a path as it is, a :class:`Statistics` by its ``source``
+    (never its repr, which prints the arrays over many lines), anything else by its type."""
+    if isinstance(source, (str, Path)):
+        return str(source)
+    if isinstance(source, Statistics):
+        return source.source or "the Statistics given"
+    return f"the {type(source).__name__} given"
 
 
 def _side_label(side: str, source) -> str:
@@ -993,6 +1056,13 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     holds more than dgm-eval's default 50,000.
     """
     t0 = time.perf_counter()
+    allow_mismatch = _args.flag(allow_mismatch, "allow_mismatch")  # a safety check: "no" is not False
+    seed = _args.seed(seed, "seed (of kid's subsets, the IS splits, the bootstrap)")
+    bootstrap = _args.count(bootstrap, "bootstrap", 0, FidkitError, " (resamples; 0: none)")
+    if "label" in kw:
+        raise FidkitError("compare() names its two sources itself ('A path', 'B path'); leave out label")
+    check_pass_args(kw, "compare", also=("adm_distances", "biased_covariance", "pr_k", "subset", "subset_seed",
+                                         "nsample", "nsample_seed"))
     wanted = parse_metrics(metrics)
     enc = kw.get("encoder")
     enc_name = enc.name if isinstance(enc, Encoder) else get_info(enc).name
@@ -1063,10 +1133,14 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
         raise StatsError(f"--subset (subset=) picks images of B, the generated set, but {label_b[2:] or 'B'} holds "
                          f"statistics; put the reference first (fidkit compute REF IMAGES), or leave out the subset")
     files = _load_files({"a": a, "b": b}, kinds, protocol, enc, allow_mismatch, spatial, biased)
-    if len(files) == 1 and not allow_mismatch:  # a statistics file of other weights: refused before any listing
-        (st,) = files.values()
-        if st.weights_digest:
-            check_provenance(st, None, _digest_in_use(enc, protocol, kw), allow_mismatch)
+    explicit = kw.get("weights") is not None or kw.get("encoder_weights") is not None
+    if files and (len(files) == 1 or explicit) and not allow_mismatch:
+        # a statistics file of other weights than those in use: refused before any listing (with two
+        # files, only where weights were given: else none are in use, and the pair's own check speaks)
+        digest = _digest_in_use(enc, protocol, kw)
+        for st in files.values():
+            if st.weights_digest:
+                check_provenance(st, None, digest, allow_mismatch)
     subset_info: dict = {}
     # each image source listed once, before any pass, and handed on listed: a source short of the
     # subset or of what a metric needs is refused before any image goes through the network
@@ -1262,6 +1336,8 @@ def adm_evaluate(ref, sample, *, distances: str = _scores.ADM_DEFAULT_DISTANCES,
     device, batch_size, workers, progress, precision).
     """
     t0 = time.perf_counter()
+    allow_mismatch = _args.flag(allow_mismatch, "allow_mismatch")
+    check_pass_args(kw, "adm_evaluate")
     for source in (ref, sample):
         check_exists(source)
     w = load_weights(kw.get("weights"))
@@ -1289,18 +1365,18 @@ def adm_evaluate(ref, sample, *, distances: str = _scores.ADM_DEFAULT_DISTANCES,
                       FidkitWarning, stacklevel=2)
     want_is = w.has_classifier and img_s
     if w.has_classifier and not img_s:
-        warnings.warn(f"Inception Score: null, {sample} holds statistics, not the sample images", FidkitWarning,
+        warnings.warn(f"Inception Score: null, {_named(sample)} holds statistics, not the sample images", FidkitWarning,
                       stacklevel=2)
     want_pr = (img_r or feat_r) and (img_s or feat_s)
     if not want_pr:
         which = ref if not (img_r or feat_r) else sample
-        warnings.warn(f"precision and recall: null, {which} holds statistics, not images (or the per-image features "
+        warnings.warn(f"precision and recall: null, {_named(which)} holds statistics, not images (or the per-image features "
                       f"of `fidkit stats DIR --features -o FILE`)", FidkitWarning, stacklevel=2)
     spatial_r = img_r or st_r.spatial is not None
     spatial_s = img_s or st_s.spatial is not None
     if not (spatial_r and spatial_s):
         which = ref if not spatial_r else sample
-        warnings.warn(f"sFID: null, {which} holds no spatial statistics (mu_s/sigma_s); make them with `fidkit "
+        warnings.warn(f"sFID: null, {_named(which)} holds no spatial statistics (mu_s/sigma_s); make them with `fidkit "
                       f"stats DIR --metrics fid,sfid -o FILE`", FidkitWarning, stacklevel=2)
     want_sfid = spatial_r and spatial_s
     ex_r = _one_pass(ref, "ttur", want_pr, False, want_sfid, {"label": _side_label("REF", ref), **kw},
@@ -1345,6 +1421,17 @@ def _is_values(x) -> bool:
     return isinstance(x, np.ndarray) and x.ndim == 2 and np.issubdtype(x.dtype, np.floating)
 
 
+def _check_functional(where: str, sources: tuple, protocol, kw: dict) -> None:
+    """The pass arguments of a functional score (:func:`kid`, :func:`precision_recall`,
+    :func:`inception_score`) checked before any pass; refused when every source is a feature
+    or logit array, where nothing would read them."""
+    check_pass_args(kw, where)
+    if all(_is_values(s) for s in sources) and (kw or protocol is not None):
+        given = sorted(kw) + (["protocol"] if protocol is not None else [])
+        raise FidkitError(f"{where}() was given features (or logits) directly, which no pass reads, and "
+                          f"{', '.join(given)} for a pass; leave them out, or give image sources")
+
+
 def _features(source, protocol: str, metric: str, kw: dict) -> np.ndarray:
     if _is_values(source):
         return source
@@ -1363,6 +1450,8 @@ def inception_score(source, protocol: str = "ttur", *, splits: int = 10, seed: i
     and needs weights with the 1008-way classifier (pytorch-fid's ``.pth``); see
     :func:`fidkit.scores.inception_score` for the arithmetic (torch-fidelity 0.4.0's).
     """
+    _scores.check_is_args(splits, seed)  # before the pass, not after it
+    _check_functional("inception_score", (source,), None if protocol == "ttur" else protocol, kw)
     if _is_values(source):
         logits = source
     else:
@@ -1378,6 +1467,8 @@ def kid(a, b, protocol: str | None = None, *, subsets: int = 100, subset_size: i
     Sources are extracted once each with ``kw`` (as :func:`extract`); see
     :func:`fidkit.scores.kid` (a subset size above the set sizes is reduced to them).
     """
+    _scores.check_kid_args(subsets, subset_size, degree, gamma, coef0, seed)  # before the passes, not after
+    _check_functional("kid", (a, b), protocol, kw)
     return _scores.kid(_features(a, protocol, "kid", kw), _features(b, protocol, "kid", kw), subsets, subset_size,
                        degree, gamma, coef0, seed)
 
@@ -1391,5 +1482,7 @@ def precision_recall(real, fake, protocol: str | None = None, *, k: int = 3, blo
     :func:`fidkit.scores.precision_recall` (blocked: memory O(block × 10,000) beside the
     features).
     """
+    _scores.check_pr_args(k, block)  # before the passes, not after them
+    _check_functional("precision_recall", (real, fake), protocol, kw)
     return _scores.precision_recall(_features(real, protocol, "pr", kw), _features(fake, protocol, "pr", kw), k,
                                     block)

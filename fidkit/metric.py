@@ -25,11 +25,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from . import _args
 from .api import (_is_stats_path, check_provenance, compute_stats, encoder_for, finish_stats, frechet_distance,
                   load_weights, mode_of)
 from .encoders import DEFAULT_ENCODER, Encoder, get_info
 from .errors import FidkitError, SourceError, StatsError
-from .pipeline import default_batch_size, iter_array_features, resolve_device, reuse_freed_memory
+from .pipeline import PRECISIONS, default_batch_size, iter_array_features, resolve_device, reuse_freed_memory
 from .inception import FEATURE_DIM
 from .preprocess import get_protocol
 from .stats import Accumulator, Statistics
@@ -83,6 +84,9 @@ def _as_uint8_nchw(images, input_range) -> torch.Tensor:
         raise SourceError(f"images must be a tensor of shape (N, 3, H, W), got {type(images).__name__}")
     if images.ndim != 4 or images.shape[1] != 3:
         raise SourceError(f"images must have shape (N, 3, H, W) with 3 channels, got {tuple(images.shape)}")
+    if images.shape[2] == 0 or images.shape[3] == 0:
+        raise SourceError(f"images of shape {tuple(images.shape)} have no pixels; each needs a height and width of "
+                          f"at least 1")
     if images.dtype == torch.uint8:
         if input_range is not None and _check_range(input_range) != (0.0, 255.0):
             raise SourceError(f"uint8 images are 0..255; input_range {input_range!r} is for float images")
@@ -164,6 +168,14 @@ class FID:
                  batch_size: int | None = None, *, allow_mismatch: bool = False, workers: int | None = None,
                  keep_features: bool = False, encoder=None, encoder_weights=None):
         self.device = resolve_device(device)
+        if precision not in PRECISIONS:
+            raise FidkitError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        if precision != "fp32" and self.device.type != "cuda":  # refused now, not at the first update
+            raise SourceError(f"precision {precision} needs a CUDA device; on {self.device.type} fidkit computes in fp32")
+        allow_mismatch = _args.flag(allow_mismatch, "allow_mismatch")
+        keep_features = _args.flag(keep_features, "keep_features")
+        if isinstance(encoder, Encoder) and (weights is not None or encoder_weights is not None):
+            raise FidkitError("an Encoder instance brings its own weights; leave out weights and encoder_weights")
         self.precision = precision
         if batch_size is not None and not (isinstance(batch_size, (int, np.integer))
                                            and not isinstance(batch_size, (bool, np.bool_)) and batch_size >= 1):
@@ -344,8 +356,13 @@ def evaluate_generator(sample_fn, n: int, batch_size: int, reference=None, *, in
     freed memory stays in the process's heap until the draw ends (then it is trimmed).
     """
     t0 = time.perf_counter()
-    if n < 2 or batch_size < 1:
-        raise FidkitError(f"need n >= 2 images and batch_size >= 1, got n={n}, batch_size={batch_size}")
+    n = _args.count(n, "n", 2, FidkitError, " (images to draw)")
+    batch_size = _args.count(batch_size, "batch_size", 1, FidkitError, " (images per sample_fn call)")
+    if not callable(sample_fn):
+        raise FidkitError(f"sample_fn must be a function of a batch size that returns images, got "
+                          f"{type(sample_fn).__name__}")
+    if metric is not None and not isinstance(metric, FID):
+        raise FidkitError(f"metric must be a fidkit.FID, got {type(metric).__name__}")
     if metric is not None:
         given = [name for name, value, default in (
             ("reference", reference, None), ("protocol", protocol, None), ("device", device, "auto"),
@@ -374,6 +391,9 @@ def evaluate_generator(sample_fn, n: int, batch_size: int, reference=None, *, in
         while done < mine:
             k = min(batch_size, mine - done)
             images = sample_fn(k)
+            if not (torch.is_tensor(images) or isinstance(images, np.ndarray)):
+                raise SourceError(f"sample_fn({k}) returned a {type(images).__name__}; return images as a torch "
+                                  f"tensor or NumPy array")
             if images.shape[0] == 0:
                 raise SourceError("sample_fn returned no images")
             images = images[:k]

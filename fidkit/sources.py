@@ -199,6 +199,9 @@ def check_uint8_images(images, layout: str) -> None:
         raise SourceError(f"images must be uint8 (0..255), got {images.dtype}; convert them first")
     if images.ndim != 4 or images.shape[layout.index("C")] != 3:
         raise SourceError(f"images must have shape {layout} with 3 channels, got {tuple(images.shape)}")
+    if images.shape[layout.index("H")] == 0 or images.shape[layout.index("W")] == 0:
+        raise SourceError(f"images of shape {tuple(images.shape)} ({layout}) have no pixels; each needs a height "
+                          f"and width of at least 1")
 
 
 def shard(files, spec: str):
@@ -852,6 +855,9 @@ def _check_batch_array(path, shape, dtype, sample) -> None:
                           f"(RGB) in NHWC order")
     if shape[0] == 0:
         raise SourceError(f"{path}: arr_0 holds no images")
+    if shape[1] == 0 or shape[2] == 0:
+        raise SourceError(f"{path}: arr_0 has shape {tuple(shape)}: images without pixels (each needs a height and "
+                          f"width of at least 1)")
 
 
 class BatchImages(Images):
