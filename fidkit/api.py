@@ -140,7 +140,7 @@ def mode_of(encoder=None, protocol=None) -> str:
         if name == DEFAULT_ENCODER and not owners:
             get_protocol(mode)  # unknown protocol: the protocols' own message
         fix = "leave out --encoder" if owners and owners[0] == DEFAULT_ENCODER else \
-            f"add --encoder {owners[0]}" if owners else ""
+            f"{'add' if name == DEFAULT_ENCODER else 'use'} --encoder {owners[0]}" if owners else ""
         whose = f" ({mode} is a mode of {' and '.join(owners)}: {fix})" if owners else ""
         raise FidkitError(f"encoder {name!r} has no preprocessing mode {mode!r}{whose}; choose one of "
                           f"{', '.join(modes)} (--protocol; its default is {modes[0]})")
@@ -267,18 +267,20 @@ PASS_KEYWORDS = ("batch_size", "device", "workers", "weights", "progress", "prec
                  "encoder", "encoder_weights")
 
 
-def check_pass_args(kw: dict, where: str, also: tuple = ()) -> None:
+def check_pass_args(kw: dict, where: str, also: tuple = (), without: tuple = ()) -> None:
     """Refuses, in one line and before anything is read, what ``where`` (a public function's
     name) would otherwise hand on to a pass as it is: a keyword it does not take (a typo, or
     one the function sets itself, such as ``keep_features`` in :func:`compare`), a precision
     fidkit does not know, a batch size or worker count that is not a count, a device name
     torch does not read, a flag that is not True or False (``progress`` may also be None: on
     a terminal). ``also``: the further keywords ``where`` takes in ``kw``. Checked even where
-    the sources turn out to be statistics files, which no pass reads."""
-    unknown = sorted(k for k in kw if k not in PASS_KEYWORDS and k not in also)
+    the sources turn out to be statistics files, which no pass reads. ``without``: keywords of
+    :data:`PASS_KEYWORDS` that ``where`` sets itself (refused by the caller, not listed)."""
+    taken = sorted(k for k in PASS_KEYWORDS + tuple(also) if k not in without)
+    unknown = sorted(k for k in kw if k not in taken and k not in without)
     if unknown:
         raise FidkitError(f"{where}() takes no keyword {unknown[0]!r}; its keywords for the pass are "
-                          f"{', '.join(sorted(PASS_KEYWORDS + tuple(also)))}")
+                          f"{', '.join(taken)}")
     if kw.get("precision", "fp32") not in PRECISIONS:
         raise FidkitError(f"precision must be one of {', '.join(PRECISIONS)}, got {kw['precision']!r}")
     if kw.get("batch_size") is not None:
@@ -693,10 +695,13 @@ def parse_metrics(metrics) -> tuple:
     """Metric names from ``"fid,kid,pr"`` or an iterable: a tuple of fid (alias fd), is, kid, pr, sfid,
     adm-pr, is-adm, is-stylegan, is-dgm-eval, kd-dgm-eval, prdc-dgm-eval, fd-inf, cmmd, authpct,
     sw-approx, vendi, vendi-dgm-eval (fid first: the Fréchet distance in the encoder's space)."""
-    if not isinstance(metrics, str) and not (isinstance(metrics, (list, tuple, set, frozenset))
-                                             and all(isinstance(m, str) for m in metrics)):
-        raise FidkitError(f"metrics must be a comma-separated string or a list of metric names, got {metrics!r}")
-    items = metrics.split(",") if isinstance(metrics, str) else list(metrics)
+    try:
+        items = metrics.split(",") if isinstance(metrics, str) else list(metrics)
+    except TypeError:
+        items = None
+    if items is None or not all(isinstance(m, str) for m in items):
+        raise FidkitError(f"metrics must be a comma-separated string or an iterable of metric names, got "
+                          f"{_args.shown(metrics)}")
     out = ["fid"]
     for m in items:
         m = _METRIC_ALIASES.get(str(m).strip().lower(), str(m).strip().lower())
@@ -1059,10 +1064,12 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     allow_mismatch = _args.flag(allow_mismatch, "allow_mismatch")  # a safety check: "no" is not False
     seed = _args.seed(seed, "seed (of kid's subsets, the IS splits, the bootstrap)")
     bootstrap = _args.count(bootstrap, "bootstrap", 0, FidkitError, " (resamples; 0: none)")
+    if bootstrap == 1:  # before any pass, not after both
+        raise FidkitError("bootstrap must be 0 (none) or at least 2 resamples, got 1")
     if "label" in kw:
         raise FidkitError("compare() names its two sources itself ('A path', 'B path'); leave out label")
     check_pass_args(kw, "compare", also=("adm_distances", "biased_covariance", "pr_k", "subset", "subset_seed",
-                                         "nsample", "nsample_seed"))
+                                         "nsample", "nsample_seed"), without=("label",))
     wanted = parse_metrics(metrics)
     enc = kw.get("encoder")
     enc_name = enc.name if isinstance(enc, Encoder) else get_info(enc).name
@@ -1134,7 +1141,8 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
                          f"statistics; put the reference first (fidkit compute REF IMAGES), or leave out the subset")
     files = _load_files({"a": a, "b": b}, kinds, protocol, enc, allow_mismatch, spatial, biased)
     explicit = kw.get("weights") is not None or kw.get("encoder_weights") is not None
-    if files and (len(files) == 1 or explicit) and not allow_mismatch:
+    recorded = any(st.weights_digest for st in files.values())  # else no digest to check: no network built
+    if recorded and (len(files) == 1 or explicit) and not allow_mismatch:
         # a statistics file of other weights than those in use: refused before any listing (with two
         # files, only where weights were given: else none are in use, and the pair's own check speaks)
         digest = _digest_in_use(enc, protocol, kw)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from . import _args
-from .api import (_is_stats_path, check_provenance, compute_stats, encoder_for, finish_stats, frechet_distance,
+from .api import (_holds_images, _is_stats_path, check_provenance, compute_stats, encoder_for, finish_stats, frechet_distance,
                   load_weights, mode_of)
 from .encoders import DEFAULT_ENCODER, Encoder, get_info
 from .errors import FidkitError, SourceError, StatsError
@@ -188,10 +188,12 @@ class FID:
         if isinstance(reference, FID):
             reference = reference.reference
         if self.encoder != DEFAULT_ENCODER and not isinstance(encoder, Encoder) and (
-                isinstance(reference, Statistics) or _is_stats_path(reference)):
+                isinstance(reference, Statistics) or (_is_stats_path(reference) and not _holds_images(reference))):
             # statistics of another encoder or protocol are refused before this one's weights are
-            # loaded, which may mean downloading a ViT-L
-            reference = compute_stats(reference, mode, allow_mismatch=allow_mismatch, encoder=self.encoder)
+            # loaded, which may mean downloading a ViT-L (an ADM reference batch is read as its
+            # images under another encoder: that pass needs the encoder, below)
+            reference = compute_stats(reference, mode, allow_mismatch=allow_mismatch, encoder=self.encoder,
+                                      dgm_eval_note=False)
         if self.encoder == DEFAULT_ENCODER and not isinstance(encoder, Encoder):
             self.weights = load_weights(weights if weights is not None else encoder_weights)
             self.protocol = get_protocol(mode)

@@ -417,7 +417,8 @@ class Statistics:
             try:
                 z = np.load(path, allow_pickle=False)
             except ValueError as e:
-                if "pickle" in str(e).lower():  # neither a zip nor a .npy header (an image, a text): not numpy's
+                said = str(e).lower()  # numpy's words differ by version; an object .npy says "object arrays"
+                if "pickle" in said and "object arrays" not in said:  # neither a zip nor a .npy header
                     raise StatsError(f"{path}: not a statistics .npz (not a numpy file at all); give a .npz with "
                                      f"arrays mu and sigma, as fidkit stats writes (EDM2's pickles: .pkl)") from None
                 raise

@@ -63,13 +63,33 @@ def test_allow_mismatch_takes_true_or_false_only(value, two_files, no_pass):
     (dict(bootstrap=True), "bootstrap (resamples; 0: none) must be an integer of at least 0, got True"),
     (dict(seed=-1), "must be an integer from 0 to 2**32 - 1 (a numpy seed), got -1"),
     (dict(seed=1.5), "must be an integer from 0 to 2**32 - 1 (a numpy seed), got 1.5"),
-    (dict(metrics=5), "metrics must be a comma-separated string or a list of metric names, got 5"),
+    (dict(metrics=5), "metrics must be a comma-separated string or an iterable of metric names, got 5"),
+    (dict(metrics=[1]), "metrics must be a comma-separated string or an iterable of metric names, got [1]"),
+    (dict(bootstrap=1), "bootstrap must be 0 (none) or at least 2 resamples, got 1"),
+    (dict(batch_size=np.ones((2, 2), int)), "got array([[1, 1], [1, 1]])"),
 ])
 def test_compare_refuses_bad_arguments_even_for_two_statistics_files(kw, says, two_files, no_pass):
     # two statistics files: no pass would read the pass arguments, which were dropped unchecked
     with pytest.raises(FidkitError) as e:
         fidkit.compare(*two_files, **kw)
     assert says in one_line(e)
+
+
+def test_metrics_may_be_any_iterable_of_names():
+    assert fidkit.api.parse_metrics(m for m in ["kid", "pr"]) == ("fid", "kid", "pr")
+    assert fidkit.api.parse_metrics(np.array(["kid"])) == ("fid", "kid")
+
+
+def test_files_without_a_digest_build_no_network(tmp_path, monkeypatch):
+    # nothing to check the weights against: the encoder (perhaps a download) is not built
+    def refuse(*a, **k):
+        raise AssertionError("the encoder was built with no digest to check")
+    for name, seed in (("a", 1), ("b", 2)):
+        stats(seed=seed, protocol="ttur").save(tmp_path / f"{name}.npz")
+    monkeypatch.setattr(fidkit.api, "encoder_for", refuse)
+    a, b = str(tmp_path / "a.npz"), str(tmp_path / "b.npz")
+    assert fidkit.compare(a, b).fid > 0
+    assert fidkit.compare(a, b, weights="/no/such/weights.pth").fid > 0  # given, but nothing recorded to check
 
 
 def test_two_statistics_files_are_checked_against_weights_given_explicitly(two_files):
