@@ -68,6 +68,15 @@ def default_workers() -> int:
 PRECISIONS = ("fp32", "tf32", "bf16", "tf32x3")  # the first is the default
 
 
+def check_precision(device: torch.device, mode: str) -> None:
+    """The refusals of :func:`precision`, for callers that check before any pass: a mode not in
+    :data:`PRECISIONS`, or a fast one on another device than CUDA (one line, SourceError)."""
+    if mode not in PRECISIONS:
+        raise SourceError(f"unknown precision {mode!r}; choose one of {', '.join(PRECISIONS)}")
+    if device.type != "cuda" and mode != "fp32":
+        raise SourceError(f"precision {mode} needs a CUDA device; on {device.type} fidkit computes in fp32")
+
+
 @contextlib.contextmanager
 def precision(device: torch.device, mode: str = "fp32"):
     """Arithmetic of the network while features are computed.
@@ -80,11 +89,8 @@ def precision(device: torch.device, mode: str = "fp32"):
     :func:`fidkit.api.network`); matmuls stay strict float32. Emulated on the CPU, the FID
     stays within 1e-6 of strict fp32 (benchmarks/emulate_precision.py).
     """
-    if mode not in PRECISIONS:
-        raise SourceError(f"unknown precision {mode!r}; choose one of {', '.join(PRECISIONS)}")
+    check_precision(device, mode)
     if device.type != "cuda":
-        if mode != "fp32":
-            raise SourceError(f"precision {mode} needs a CUDA device; on {device.type} fidkit computes in fp32")
         yield
         return
     saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32

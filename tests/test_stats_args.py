@@ -13,23 +13,18 @@ import pytest
 
 from fidkit.errors import StatsError
 from fidkit.stats import META_KEYS, Statistics
+from test_stats_metric_checks import one_line, stats as _stats
 
 REF = Path(__file__).resolve().parents[1] / "reference_stats"
 D = 4
 DIGEST = "a" * 64
 
 
-def one_line(excinfo):
-    assert "\n" not in str(excinfo.value)
-    return str(excinfo.value)
-
-
 def stats(n=12, d=D, seed=0, **kw):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, d))
+    """test_stats_metric_checks' statistics, with a protocol and a weights digest by default."""
     kw.setdefault("protocol", "ttur")
     kw.setdefault("weights_digest", DIGEST)
-    return Statistics(x.mean(0), np.cov(x, rowvar=False), n, **kw)
+    return _stats(n, d, seed, **kw)
 
 
 def fidkit_file(path, mu=np.zeros(D), sigma=np.eye(D), n=12, **meta):
