@@ -40,7 +40,7 @@ from .preprocess import get_protocol
 from .sources import (BATCH_KEY, DGM_EVAL_NSAMPLE, DGM_EVAL_SEED, BatchImages, as_images, check_exists,
                       dgm_eval_generator, dgm_eval_row_labels, dgm_eval_scan, dgm_eval_subset, dgm_eval_unread,
                       npz_kind, npz_members, nvidia_listing_note, seeded_subset)
-from .stats import Accumulator, Statistics
+from .stats import FILE_KEYS, Accumulator, Statistics
 from .weights import PTFID_URL, Weights, build_network, load_file, resolve
 
 _NETWORKS: dict = {}
@@ -335,19 +335,24 @@ class Extraction:
     when the sFID feature was asked for); features: float32 numpy (N, dim) of the default
     feature (Inception pool3, DINOv2 cls, CLIP embedding) or None; logits: float32 numpy (N, 1008)
     without the classifier's bias, or None. ``stats_from_file``: names of the features whose
-    statistics were read from a file rather than computed (see :func:`compare`).
+    statistics were read from a file rather than computed (see :func:`compare`). ``means32``:
+    feature name -> its mean as guided-diffusion's evaluator takes it (float32 (dim,), see
+    :meth:`~fidkit.stats.Accumulator.mean_float32`), for the features computed in a pass
+    asked for ``float32_means``; empty otherwise.
     """
 
     stats: Statistics
     features: np.ndarray | None = None
     logits: np.ndarray | None = None
     stats_from_file: tuple = ()
+    means32: dict = field(default_factory=dict)
 
 
 def extract(source, protocol: str | None = None, *, batch_size: int | None = None, device="auto",
             workers: int | None = None, weights=None, progress: bool | None = None, precision: str = "fp32",
             keep_features: bool = False, logits: bool = False, spatial: bool = False,
-            skip_bad: bool = False, label: str | None = None, encoder=None, encoder_weights=None) -> Extraction:
+            skip_bad: bool = False, label: str | None = None, encoder=None, encoder_weights=None,
+            float32_means: bool = False) -> Extraction:
     """One pass of ``source`` (folder, sample batch, file list or uint8 images) through an encoder.
 
     ``encoder``: a name of :data:`fidkit.encoders.ENCODERS` or an :class:`Encoder` (None:
@@ -360,6 +365,8 @@ def extract(source, protocol: str | None = None, *, batch_size: int | None = Non
     features. With ``skip_bad``, files that cannot be decoded are left out, counted and
     listed (in ``stats.extra["skipped"]`` and a warning) instead of stopping the run.
     ``label`` names the source on the progress bar (default: the folder, or what the source is).
+    ``float32_means``: also each accumulated feature's mean as guided-diffusion's evaluator
+    takes it, a float32 sum of the rows in reading order (``Extraction.means32``).
     When the ``fidkit`` command runs under torchrun (:mod:`fidkit.distributed`), every rank reads
     a block of the source and rank 0 gets this same result.
     """
@@ -367,13 +374,14 @@ def extract(source, protocol: str | None = None, *, batch_size: int | None = Non
         return _distributed_extract(source, protocol, batch_size=batch_size, device=device, workers=workers,
                                     weights=weights, progress=progress, precision=precision,
                                     keep_features=keep_features, logits=logits, spatial=spatial, skip_bad=skip_bad,
-                                    label=label, encoder=encoder, encoder_weights=encoder_weights)
+                                    label=label, encoder=encoder, encoder_weights=encoder_weights,
+                                    float32_means=float32_means)
     dev, bs = pass_device(device, batch_size)
     images = as_images(source)
     net, names = pass_encoder(encoder, protocol, weights=weights, encoder_weights=encoder_weights, device=dev,
                               precision=precision, spatial=spatial, logits=logits)
     main = net.default_feature
-    accs = {k: Accumulator(net.outputs[k], dev) for k in names if k != "logits"}
+    accs = {k: Accumulator(net.outputs[k], dev, float32_sum=float32_means) for k in names if k != "logits"}
     skipped = [] if skip_bad else None
     nw = (default_workers() if workers is None else workers) if images.in_workers else 0
     name = images.name
@@ -395,7 +403,14 @@ def extract(source, protocol: str | None = None, *, batch_size: int | None = Non
             filled += out[main].shape[0]
     st = finish_pass(accs, net, precision, name, skipped)
     kept = {k: arr[:filled] for k, arr in kept.items()}  # fewer rows when files were skipped
-    return Extraction(st, kept.get(main) if keep_features else None, kept.get("logits") if logits else None)
+    return Extraction(st, kept.get(main) if keep_features else None, kept.get("logits") if logits else None,
+                      means32=means_float32(accs) if float32_means else {})
+
+
+def means_float32(accs: dict) -> dict:
+    """Feature name -> float32 mean (:meth:`~fidkit.stats.Accumulator.mean_float32`) of a pass's
+    accumulators; shared with the torchrun pass (:mod:`fidkit.distributed`)."""
+    return {k: acc.mean_float32() for k, acc in accs.items()}
 
 
 def features(source, protocol: str | None = None, **kw) -> np.ndarray:
@@ -806,21 +821,24 @@ def _side_label(side: str, source) -> str:
 
 def _one_pass(source, protocol: str, keep: bool, logits: bool, spatial: bool, kw: dict,
               allow_mismatch: bool, file_stats: Statistics | None = None,
-              batch: BatchImages | None = None, kind: _Kind | None = None) -> Extraction:
+              batch: BatchImages | None = None, kind: _Kind | None = None,
+              float32_means: bool = False) -> Extraction:
     """Statistics (and, when asked, per-image features) of one source, in at most one pass.
 
     A statistics file gives its statistics as they are; when it also holds its images (an ADM
     reference batch) and per-image features or statistics it lacks (sFID) are needed, those
     images go through the network once, and the file's own statistics still win, as in ADM's
     evaluator. ``Extraction.stats_from_file`` says which features came from the file. ``kind``:
-    the source's :class:`_Kind` when the caller has it (else read here).
+    the source's :class:`_Kind` when the caller has it (else read here). ``float32_means``: the
+    computed features' means also as the evaluator takes them (``Extraction.means32``).
     """
     kind = _kind_of(source) if kind is None else kind
     if not kind.stats:
-        if not (keep or logits or spatial):
+        if not (keep or logits or spatial or float32_means):
             return Extraction(compute_stats(source, protocol, allow_mismatch=allow_mismatch, dgm_eval_note=False,
                                             **kw))
-        return extract(source, protocol, keep_features=keep, logits=logits, spatial=spatial, **kw)
+        return extract(source, protocol, keep_features=keep, logits=logits, spatial=spatial,
+                       float32_means=float32_means, **kw)
     st = file_stats if file_stats is not None else compute_stats(source, protocol, allow_mismatch=allow_mismatch,
                                                                  encoder=kw.get("encoder"), dgm_eval_note=False)
     from_file = (st.extra.get("feature", "pool3"),) + (("spatial",) if st.spatial is not None else ())
@@ -834,12 +852,12 @@ def _one_pass(source, protocol: str, keep: bool, logits: bool, spatial: bool, kw
             st.feature("spatial")  # one line: how to make a file with spatial statistics
         _refuse_stats_file(source, "is" if logits else "adm-pr", features_serve=not logits, kind=kind)
     ex = extract(batch if batch is not None else BatchImages(source), protocol, keep_features=keep, logits=logits,
-                 spatial=missing_spatial, **kw)
+                 spatial=missing_spatial, float32_means=float32_means and missing_spatial, **kw)
     if st.weights_digest is None:  # recorded-unknown weights: the file's statistics, the pass's images
         check_provenance(ex.stats, st.protocol, None, allow_mismatch)
     if missing_spatial:
         st.named["spatial"] = ex.stats.spatial
-    return Extraction(st, ex.features, ex.logits, from_file)
+    return Extraction(st, ex.features, ex.logits, from_file, {k: m for k, m in ex.means32.items() if k == "spatial"})
 
 
 def _load_files(sources: dict, kinds: dict, protocol: str, enc, allow_mismatch: bool, spatial: bool,
@@ -1303,6 +1321,7 @@ class ADMResult:
     features. ``ref_statistics`` and ``sample_statistics`` say for ``fid`` and ``sfid`` whether
     the statistics were read from the file (``"file"``) or computed from the images
     (``"computed"``), and hold ``precision_recall: "file"`` where a file's kept features served them.
+    ``means``: how the means of ``fid`` and ``sfid`` were taken (see :func:`adm_evaluate`).
     """
 
     inception_score: float | None
@@ -1317,17 +1336,18 @@ class ADMResult:
     sample_statistics: dict
     seconds: float
     distances: str = _scores.ADM_DEFAULT_DISTANCES
+    means: str = _scores.ADM_DEFAULT_MEANS
 
     def as_dict(self) -> dict:
         return {"inception_score": self.inception_score, "fid": self.fid, "sfid": self.sfid,
                 "precision": self.precision, "recall": self.recall, "n_ref": self.n_ref, "n_sample": self.n_sample,
                 "weights_digest": self.weights_digest, "protocol": "ttur", "ref_statistics": self.ref_statistics,
                 "sample_statistics": self.sample_statistics, "pr_distances": self.distances,
-                "seconds": round(self.seconds, 3)}
+                "means": self.means, "seconds": round(self.seconds, 3)}
 
 
-def adm_evaluate(ref, sample, *, distances: str = _scores.ADM_DEFAULT_DISTANCES, allow_mismatch: bool = False,
-                 **kw) -> ADMResult:
+def adm_evaluate(ref, sample, *, distances: str = _scores.ADM_DEFAULT_DISTANCES,
+                 means: str = _scores.ADM_DEFAULT_MEANS, allow_mismatch: bool = False, **kw) -> ADMResult:
     """What ``python evaluations/evaluator.py REF SAMPLE`` of guided-diffusion prints, without TensorFlow.
 
     ``ref`` and ``sample``: sample/reference batches (``.npz`` with ``arr_0``, or ``.npy``),
@@ -1341,7 +1361,12 @@ def adm_evaluate(ref, sample, *, distances: str = _scores.ADM_DEFAULT_DISTANCES,
     files that record another protocol are refused unless ``allow_mismatch``. Protocol ``ttur`` (the TF
     graph's own resize). One pass per source serves all five numbers. ``distances`` as for
     :func:`fidkit.scores.adm_precision_recall`; ``kw`` as for :func:`extract` (weights,
-    device, batch_size, workers, progress, precision).
+    device, batch_size, workers, progress, precision). ``means``: ``"float32"`` (the default)
+    takes the means of FID and sFID as the evaluator does: ``np.mean`` of the float32 features,
+    a float32 sum of the rows in file order, and a file's means as it stores them, their
+    difference in numpy's dtype of the two (:func:`fidkit.scores.adm_frechet`); the covariances
+    and the trace term are fidkit's float64 ones (the evaluator's ``np.cov`` is float64 too).
+    ``"float64"``: fidkit's own statistics throughout, the digits of ``fidkit compute``.
     """
     t0 = time.perf_counter()
     allow_mismatch = _args.flag(allow_mismatch, "allow_mismatch")
@@ -1351,6 +1376,9 @@ def adm_evaluate(ref, sample, *, distances: str = _scores.ADM_DEFAULT_DISTANCES,
     w = load_weights(kw.get("weights"))
     if distances not in _scores.ADM_DISTANCES:
         raise FidkitError(f"distances must be one of {', '.join(_scores.ADM_DISTANCES)}, got {distances!r}")
+    if means not in _scores.ADM_MEANS:
+        raise FidkitError(f"means must be one of {', '.join(_scores.ADM_MEANS)}, got {means!r}")
+    float32_means = means == "float32"
 
     def plan(src):
         st = Statistics.load(src, assume_protocol="ttur") if _is_stats_path(src) else None
@@ -1388,16 +1416,22 @@ def adm_evaluate(ref, sample, *, distances: str = _scores.ADM_DEFAULT_DISTANCES,
                       f"stats DIR --metrics fid,sfid -o FILE`", FidkitWarning, stacklevel=2)
     want_sfid = spatial_r and spatial_s
     ex_r = _one_pass(ref, "ttur", want_pr, False, want_sfid, {"label": _side_label("REF", ref), **kw},
-                     allow_mismatch, st_r)
+                     allow_mismatch, st_r, float32_means=float32_means)
     ex_s = _one_pass(sample, "ttur", want_pr, want_is, want_sfid, {"label": _side_label("SAMPLE", sample), **kw},
-                     allow_mismatch, st_s)
+                     allow_mismatch, st_s, float32_means=float32_means)
     s_r, s_s = ex_r.stats, ex_s.stats
-    # provenance checked above. Reference first, as `fidkit compute REF SAMPLE` does: the same value to
-    # rounding (ADM passes the sample first), the same digits as fidkit's own FID of the two sets
-    fid_ = frechet_distance(s_r, s_s, allow_mismatch=True).fid
+
+    def distance(feature):
+        # provenance checked above. Reference first, as `fidkit compute REF SAMPLE` does: the same value
+        # to rounding (ADM passes the sample first); with float64 means the digits of fidkit's own FID
+        r = frechet_distance(s_r.feature(feature), s_s.feature(feature), allow_mismatch=True)
+        if not float32_means:
+            return r.fid
+        return _scores.adm_frechet(r, _adm_mean(ex_s, sample, feature), _adm_mean(ex_r, ref, feature))
+
+    fid_ = distance("pool3")
     with _small_n_warned():
-        sfid = (frechet_distance(s_r.feature("spatial"), s_s.feature("spatial"), allow_mismatch=True).fid
-                if want_sfid else None)
+        sfid = distance("spatial") if want_sfid else None
     pr = _scores.adm_precision_recall(ex_r.features, ex_s.features, distances=distances) if want_pr else {}
     isc = _scores.adm_inception_score(ex_s.logits) if want_is else None
 
@@ -1414,7 +1448,22 @@ def adm_evaluate(ref, sample, *, distances: str = _scores.ADM_DEFAULT_DISTANCES,
                                                                  else s_s.n)
     return ADMResult(isc, fid_, sfid, pr.get("adm_precision"), pr.get("adm_recall"), n_r, n_s,
                      s_s.weights_digest or s_r.weights_digest or w.digest, origin(ex_r, st_r), origin(ex_s, st_s),
-                     time.perf_counter() - t0, distances)
+                     time.perf_counter() - t0, distances, means)
+
+
+def _adm_mean(ex: Extraction, source, feature: str) -> np.ndarray:
+    """The mean of ``feature`` (``pool3``, ``spatial``) of one side of ``fidkit adm`` as
+    guided-diffusion's evaluator holds it: float32 when the pass computed it, a file's in the
+    dtype the file stores (the evaluator subtracts the means in numpy's promotion of the two)."""
+    if feature in ex.means32:
+        return ex.means32[feature]
+    st = ex.stats.feature(feature)
+    key = FILE_KEYS[feature][0]
+    if isinstance(source, (str, os.PathLike)) and str(source).endswith(".npz"):
+        with np.load(source) as z:
+            if key in z.files and z[key].shape == np.shape(st.mu) and np.array_equal(z[key], st.mu):
+                return z[key]
+    return np.asarray(st.mu)  # given as Statistics, or read from a pickle: as it was handed over
 
 
 def fid(a, b, protocol: str | None = None, **kw) -> float:

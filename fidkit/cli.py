@@ -18,7 +18,7 @@ from . import __version__
 from .api import (DGM_EVAL_MODES, _batch_images_of, _dgm_eval_cut_note, _is_stats_path, adm_evaluate,
                   check_metrics, compare, compute_stats, inception_score, load_weights, mode_of, parse_metrics)
 from .encoders import ENCODERS, get_info
-from .scores import ADM_DEFAULT_DISTANCES, ADM_DISTANCES
+from .scores import ADM_DEFAULT_DISTANCES, ADM_DEFAULT_MEANS, ADM_DISTANCES, ADM_MEANS
 from .errors import FidkitError, FidkitWarning
 from .pipeline import BATCH_SIZE_CPU, BATCH_SIZE_CUDA, MAX_DEFAULT_WORKERS, PRECISIONS
 from .preprocess import PROTOCOLS
@@ -318,11 +318,15 @@ def _fetch(names, output, as_json, other_options) -> None:
               show_default=True,
               help="Arithmetic of precision/recall's squared distances: float16 emulates ADM's GPU step (its "
                    "rounding ties raise both scores a little); float32 gives the exact memberships.")
+@click.option("--means", type=click.Choice(list(ADM_MEANS)), default=ADM_DEFAULT_MEANS, show_default=True,
+              help="How FID's and sFID's means are taken: float32 as the evaluator does (a float32 sum of the "
+                   "features in file order); float64 gives fidkit's own statistics, the digits of "
+                   "`fidkit compute`.")
 @click.option("--allow-mismatch", is_flag=True, help="Use statistics files made with other weights.")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar on stderr [default: when stderr is a terminal].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
-def adm_cmd(ref, sample, pr_distances, allow_mismatch, as_json, **run):
+def adm_cmd(ref, sample, pr_distances, means, allow_mismatch, as_json, **run):
     """The table of guided-diffusion's evaluator (ADM): Inception Score, FID, sFID, precision, recall.
 
     \b
@@ -331,7 +335,7 @@ def adm_cmd(ref, sample, pr_distances, allow_mismatch, as_json, **run):
     and its arr_0 still feeds precision/recall, as in the original; a file of `fidkit stats --features`
     feeds them from its kept features. Protocol ttur.
     """
-    r = adm_evaluate(ref, sample, distances=pr_distances, allow_mismatch=allow_mismatch, **run)
+    r = adm_evaluate(ref, sample, distances=pr_distances, means=means, allow_mismatch=allow_mismatch, **run)
     if as_json:
         click.echo(json.dumps(r.as_dict()))
         return

@@ -184,7 +184,8 @@ class Session:
                               precision=kw.get("precision", "fp32"))
         names = outcome["names"]
         main = net.default_feature
-        accs = {k: Accumulator(net.outputs[k], dev) for k in names if k != "logits"}
+        accs = {k: Accumulator(net.outputs[k], dev, float32_sum=bool(kw.get("float32_means"))) for k in names
+                if k != "logits"}
         # every rank's features straight into arrays of the final size, as api.extract keeps them
         total = sum(status["shapes"][main][0] for status in outcome["statuses"])
         kept = {k: np.empty((total, net.outputs[k]), np.float32)
@@ -209,7 +210,8 @@ class Session:
             del feats
         skipped = [BadFile(*b) for s in outcome["statuses"] for b in s["skipped"]]
         st = api.finish_pass(accs, net, kw.get("precision", "fp32"), images.name, skipped)
-        return api.Extraction(st, kept.get(main), kept.get("logits"))
+        return api.Extraction(st, kept.get(main), kept.get("logits"),
+                              means32=api.means_float32(accs) if kw.get("float32_means") else {})
 
     def finish(self, code: int) -> None:
         """Rank 0: tells the other ranks that the command ended with exit status ``code`` and waits

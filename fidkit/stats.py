@@ -144,11 +144,16 @@ class Accumulator:
     finite values, on any device (it is moved to the accumulator's); anything else is refused.
     """
 
-    def __init__(self, dim: int, device="cpu"):
+    def __init__(self, dim: int, device="cpu", float32_sum: bool = False):
         self.dim = dim
         self.n = 0
         self.mean = torch.zeros(dim, dtype=torch.float64, device=device)
         self.m2 = torch.zeros(dim, dim, dtype=torch.float64, device=device)
+        #: with ``float32_sum``: the float32 sum of the rows :meth:`update` folded in, added one row
+        #: after another in the order given, as ``np.mean(x, axis=0)`` of a float32 (n, d) array adds
+        #: them; :meth:`mean_float32` divides it. ``_rows32``: the rows it holds.
+        self.sum32 = torch.zeros(dim, dtype=torch.float32, device=device) if float32_sum else None
+        self._rows32 = 0
 
     def update(self, x: torch.Tensor) -> None:
         """Folds in a batch x: torch tensor (n, dim) of a real floating dtype (float16, bfloat16,
@@ -169,6 +174,7 @@ class Accumulator:
         nb = x.shape[0]
         if nb == 0:
             return
+        x32 = x.to(device=self.mean.device, dtype=torch.float32) if self.sum32 is not None else None
         x = x.to(device=self.mean.device, dtype=torch.float64)
         mb = x.mean(0)
         xc = x - mb
@@ -176,10 +182,15 @@ class Accumulator:
         if x.device.type == "cpu" and not torch.isfinite(torch.cat((mb, m2b.diagonal()))).all():
             raise StatsError(f"a batch of {nb} feature vectors holds NaN or inf (or values too large to square); "
                              f"the network's input or arithmetic went wrong: check the images and the precision")
+        if x32 is not None:
+            for row in x32:  # one correctly rounded float32 add per row, in order (no tree, no wider sum)
+                self.sum32.add_(row)
+            self._rows32 += nb
         self.merge_moments(nb, mb, m2b)
 
     def merge_moments(self, nb: int, mb: torch.Tensor, m2b: torch.Tensor) -> None:
-        """Folds in another partial (count, mean, M2) with the Chan–Golub–LeVeque update."""
+        """Folds in another partial (count, mean, M2) with the Chan–Golub–LeVeque update (not into
+        ``sum32``: rows merged so have no order to add them in, and :meth:`mean_float32` refuses)."""
         na = self.n
         n = na + nb
         delta = mb - self.mean
@@ -187,6 +198,17 @@ class Accumulator:
         self.m2 += m2b
         self.m2 += torch.outer(delta, delta) * (na * nb / n)
         self.n = n
+
+    def mean_float32(self) -> np.ndarray:
+        """The mean as numpy's ``np.mean(x, axis=0)`` gives it for the float32 rows folded in, in
+        their order: float32 (d,), ``sum32`` divided by n (computed in float64 and rounded once to
+        float32, as numpy 2 does, which for n < 2²⁴ is float32's own correctly rounded quotient).
+        guided-diffusion's evaluator takes its means so. Needs ``float32_sum`` and rows folded in
+        by :meth:`update` only. (For d ≥ 2: a single column, d = 1, numpy sums pairwise instead.)"""
+        if self.sum32 is None or self._rows32 != self.n or self.n == 0:
+            raise StatsError("no float32 running sum of these rows: make the Accumulator with float32_sum=True "
+                             "and fold every row in with update()")
+        return (self.sum32.cpu().numpy().astype(np.float64) / self.n).astype(np.float32)
 
     def result(self, **meta) -> "Statistics":
         if self.n < 2:

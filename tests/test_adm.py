@@ -412,8 +412,16 @@ def test_fidkit_adm_on_batches_equals_compute_on_folders(batches, real_weights):
     adm = json.loads(lines[0])
     assert set(adm) >= {"inception_score", "fid", "sfid", "precision", "recall", "n_ref", "n_sample",
                         "weights_digest"}
-    assert adm["fid"] == pytest.approx(folder["fid"], rel=1e-9)
-    assert adm["sfid"] == pytest.approx(folder["sfid"], rel=1e-9)
+    # the evaluator's float32 means by default: within float32's reach of fidkit's float64 FID ...
+    assert adm["means"] == "float32"
+    assert adm["fid"] == pytest.approx(folder["fid"], rel=1e-6)
+    assert adm["sfid"] == pytest.approx(folder["sfid"], rel=1e-6)
+    # ... and with --means float64, fidkit's own statistics: compute's digits
+    f64 = json.loads(run("adm", batches["a_npz"], batches["b_npz"], "--json", "--device", "cpu", "--workers", "1",
+                         "--means", "float64").stdout)
+    assert f64["means"] == "float64"
+    assert f64["fid"] == pytest.approx(folder["fid"], rel=1e-9)
+    assert f64["sfid"] == pytest.approx(folder["sfid"], rel=1e-9)
     assert (adm["precision"], adm["recall"]) == (folder["adm_precision"], folder["adm_recall"])
     # both in ADM's own arithmetic by default (its float16 step), and both say so
     assert adm["pr_distances"] == folder["adm_pr_distances"] == "float16"
@@ -455,7 +463,11 @@ def test_a_features_file_feeds_adms_precision_recall(batches, tmp_path):
     assert r.ref_statistics == {"fid": "file", "sfid": "file", "precision_recall": "file"}
     assert r.sample_statistics == {"fid": "computed", "sfid": "computed"} and r.n_ref == 10
     assert (r.precision, r.recall) == (from_images.precision, from_images.recall)
-    assert r.fid == pytest.approx(from_images.fid, rel=1e-9) and r.sfid == pytest.approx(from_images.sfid, rel=1e-9)
+    # the file's float64 means against the images' float32 ones (what the evaluator would do with either)
+    assert r.fid == pytest.approx(from_images.fid, rel=1e-6) and r.sfid == pytest.approx(from_images.sfid, rel=1e-6)
+    f64 = [fidkit.adm_evaluate(str(src), str(batches["b_npz"]), device="cpu", workers=0, means="float64")
+           for src in (ref, batches["a_npz"])]
+    assert f64[0].fid == pytest.approx(f64[1].fid, rel=1e-9) and f64[0].sfid == pytest.approx(f64[1].sfid, rel=1e-9)
     # a file without them still gives no precision/recall, and the warning names the way to keep them
     plain = tmp_path / "plain.npz"
     run("stats", batches["a"], "-o", plain, "--device", "cpu", "--workers", "0")
@@ -483,3 +495,77 @@ def test_cli_stats_with_sfid_serves_a_later_compare(tmp_path):
     assert got["sfid"] == pytest.approx(from_images["sfid"], rel=1e-12)
     warned = [l for l in from_file.stderr.splitlines() if "feature dimensions" in l]
     assert len(warned) == 2 and all("2048" in l for l in warned), from_file.stderr
+
+
+def _rows(npz) -> dict:
+    """Every image's pool3 and spatial features of a batch (float32 numpy, file order), from the
+    network with the settings of `fidkit adm`'s own pass (CPU, its batch size, no workers)."""
+    from fidkit import api
+    from fidkit.pipeline import iter_features
+
+    dev = torch.device("cpu")
+    net, names = api.pass_encoder(None, "ttur", weights=None, encoder_weights=None, device=dev, precision="fp32",
+                                  spatial=True, logits=False)
+    out = {k: [] for k in names}
+    for b in iter_features(as_images(str(npz)), net.preprocess, net, dev, api.default_batch_size(dev), 0, False,
+                           names=names):
+        for k in names:
+            out[k].append(b[k].numpy())
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def _evaluators_mean_term(mean_sample, mean_ref) -> float:
+    """guided-diffusion's own lines: ``diff = mu1 - mu2``, ``diff.dot(diff)``, in the means' dtypes."""
+    diff = mean_sample - mean_ref
+    return float(diff.dot(diff))
+
+
+def test_adm_takes_the_evaluators_float32_means(batches):
+    """FID and sFID with the evaluator's means, ``np.mean`` of the float32 features (numpy adds the
+    rows in float32 one after another), subtracted and dotted in float32; the trace term is
+    fidkit's float64 one, the same as with ``means="float64"``, which differs by the mean term only."""
+    from fidkit.frechet import frechet_distance as arrays_distance
+
+    kw = dict(device="cpu", workers=0)
+    r = fidkit.adm_evaluate(str(batches["a_npz"]), str(batches["b_npz"]), **kw)
+    f64 = fidkit.adm_evaluate(str(batches["a_npz"]), str(batches["b_npz"]), means="float64", **kw)
+    assert (r.means, f64.means) == ("float32", "float64") and r.as_dict()["means"] == "float32"
+    ref, smp = _rows(batches["a_npz"]), _rows(batches["b_npz"])
+    st_r, st_s = (fidkit.compute_stats(str(batches[k]), spatial=True, **kw) for k in ("a_npz", "b_npz"))
+    for feature, got, plain in (("pool3", r.fid, f64.fid), ("spatial", r.sfid, f64.sfid)):
+        a, b = st_r.feature(feature), st_s.feature(feature)
+        fr = arrays_distance(a.mu, a.sigma, b.mu, b.sigma)
+        assert plain == fr.fid  # float64 means: fidkit's own distance of the same statistics
+        m_r, m_s = np.mean(ref[feature], axis=0), np.mean(smp[feature], axis=0)  # the evaluator's call
+        assert m_r.dtype == m_s.dtype == np.float32
+        assert got == pytest.approx(_evaluators_mean_term(m_s, m_r) + fr.trace_term, rel=1e-14, abs=0)
+        # the float32 means are not the float64 ones rounded: the test sees which were used
+        assert not np.array_equal(m_s, b.mu.astype(np.float32))
+        assert abs(got - plain) > 1e-11 * plain
+
+
+def test_a_reference_batchs_means_are_used_in_the_dtype_it_stores(batches, tmp_path):
+    """A reference batch's ``mu``/``mu_s`` as stored: float32 ones are subtracted from the sample's
+    float32 means in float32, float64 ones in float64, as numpy does in the evaluator."""
+    from fidkit.frechet import frechet_distance as arrays_distance
+
+    kw = dict(device="cpu", workers=0)
+    st = fidkit.compute_stats(str(batches["a_npz"]), spatial=True, **kw)
+    st_s = fidkit.compute_stats(str(batches["b_npz"]), spatial=True, **kw)
+    smp = _rows(batches["b_npz"])
+    images = np.load(batches["a_npz"])["arr_0"]
+    got = {}
+    for dtype in (np.float32, np.float64):
+        mu, mu_s = (st.mu + 1.0).astype(dtype), (st.spatial.mu + 1.0).astype(dtype)  # shifted: rounding shows
+        path = tmp_path / f"ref_{np.dtype(dtype).name}.npz"
+        np.savez(path, arr_0=images, mu=mu, sigma=st.sigma, mu_s=mu_s, sigma_s=st.spatial.sigma)
+        r = fidkit.adm_evaluate(str(path), str(batches["b_npz"]), **kw)
+        assert r.ref_statistics == {"fid": "file", "sfid": "file"}
+        for feature, value, m in (("pool3", r.fid, mu), ("spatial", r.sfid, mu_s)):
+            a, b = (st if feature == "pool3" else st.spatial), st_s.feature(feature)
+            trace = arrays_distance(m, a.sigma, b.mu, b.sigma).trace_term
+            m_s = np.mean(smp[feature], axis=0)
+            assert (m_s - m).dtype == dtype
+            assert value == pytest.approx(_evaluators_mean_term(m_s, m) + trace, rel=1e-14, abs=0)
+        got[np.dtype(dtype).name] = (r.fid, r.sfid)
+    assert got["float32"] != got["float64"]

@@ -166,6 +166,25 @@ def test_sample_batch_with_sfid_statistics_equal_one_process(tmp_path, real_weig
     assert (tmp_path / "two.npz").read_bytes() == (tmp_path / "one.npz").read_bytes()  # the same file
 
 
+def test_adm_float32_means_equal_one_process(tmp_path, real_weights):
+    """`fidkit adm`'s float32 means add the rows one after another in file order: rank 0 folds
+    every rank's rows in that order, so FID and sFID are one process's to the bit."""
+    from PIL import Image
+
+    for name, folder, n in (("ref", "real_a", 6), ("sample", "real_b", 7)):
+        x = np.stack([np.asarray(Image.open(p).convert("RGB").resize((40, 40)))
+                      for p in sorted((DATA / folder).glob("*.png"))[:n]])
+        np.savez(tmp_path / f"{name}.npz", arr_0=x)
+    args = ("adm", tmp_path / "ref.npz", tmp_path / "sample.npz", "--json", "--batch-size", "2", "--workers", "0",
+            "--device", "cpu")
+    code, out, _ = torchrun(tmp_path / "logs", *args)
+    assert code == 0, out
+    two, one = json.loads(out[0][0]), json.loads(run_fidkit(*args, env=ENV).stdout)
+    assert two["means"] == "float32" and (two["n_ref"], two["n_sample"]) == (6, 7)
+    assert {k: v for k, v in two.items() if k != "seconds"} == {k: v for k, v in one.items() if k != "seconds"}
+    assert out[1] == ("", "")
+
+
 def test_an_error_on_one_rank_ends_both_naming_it(tmp_path, with_bad, real_weights):
     t0 = time.monotonic()
     code, out, agent = torchrun(tmp_path / "logs", "stats", with_bad, "--batch-size", "4", "--workers", "0",

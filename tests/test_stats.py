@@ -45,6 +45,39 @@ def test_accumulation_is_float64_and_avoids_cancellation():
     np.testing.assert_allclose(acc.result().sigma, np.cov(x, rowvar=False), rtol=1e-9)
 
 
+@settings(max_examples=30, deadline=None, derandomize=True, database=None)
+@given(n=st.integers(1, 400), d=st.integers(2, 40), cuts=st.lists(st.integers(1, 399), max_size=6),
+       seed=st.integers(0, 2**31 - 1))
+def test_float32_mean_is_numpys_mean_of_float32_rows_for_any_batching(n, d, cuts, seed):
+    # guided-diffusion's evaluator takes np.mean(x, axis=0) of float32 features: a float32 sum, row
+    # after row; wide magnitudes make float32's rounding show, so a float64 mean rounded would differ.
+    # (d = 1 is a plain column, which numpy sums pairwise instead: not the evaluator's 2048 or 2023)
+    rng = np.random.default_rng(seed)
+    x = (rng.gamma(0.5, 2.0, (n, d)) * rng.lognormal(0.0, 3.0, d)).astype(np.float32)
+    acc = Accumulator(d, float32_sum=True)
+    bounds = sorted({0, n, *[c for c in cuts if c < n]})
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        acc.update(torch.from_numpy(x[a:b]))
+    got = acc.mean_float32()
+    assert got.dtype == np.float32 and np.array_equal(got, np.mean(x, axis=0))
+
+
+def test_float32_mean_differs_from_the_rounded_float64_one_and_needs_its_sum():
+    x = (np.random.default_rng(1).gamma(0.5, 2.0, (5000, 64))).astype(np.float32)
+    acc = Accumulator(64, float32_sum=True)
+    for i in range(0, len(x), 16):
+        acc.update(torch.from_numpy(x[i:i + 16]))
+    assert np.array_equal(acc.mean_float32(), np.mean(x, axis=0))
+    assert not np.array_equal(acc.mean_float32(), x.astype(np.float64).mean(0).astype(np.float32))
+    np.testing.assert_allclose(acc.result().mu, x.astype(np.float64).mean(0), rtol=1e-13)  # float64 as ever
+    plain = Accumulator(64)
+    plain.update(torch.from_numpy(x[:16]))
+    acc.merge_moments(16, torch.zeros(64, dtype=torch.float64), torch.zeros(64, 64, dtype=torch.float64))
+    for a in (plain, acc):  # no sum kept, or rows merged that it does not hold
+        with pytest.raises(StatsError, match="no float32 running sum of these rows"):
+            a.mean_float32()
+
+
 def test_fewer_than_two_images_is_reported():
     acc = Accumulator(4)
     acc.update(torch.zeros(1, 4))
