@@ -60,13 +60,22 @@ def _check_nsample_seed(ctx, run: dict) -> None:
         warnings.warn("--nsample-seed applies to --nsample, which was not given: it changes nothing", FidkitWarning)
 
 
-def _run_options(f):
+def _run_options(f=None, *, inception_only: bool = False):
     """Options shared by the commands that run the network; the command gets them (but
-    ``--protocol``) as ``**run``, the keyword arguments of :func:`fidkit.api.extract`."""
+    ``--protocol``) as ``**run``, the keyword arguments of :func:`fidkit.api.extract`.
+    ``inception_only``: a command without ``--encoder`` (``is``): only Inception's modes."""
+    if f is None:
+        return lambda g: _run_options(g, inception_only=inception_only)
+    protocol = (click.option("--protocol", type=click.Choice(list(PROTOCOLS)), default=None,
+                             help="Resize and scaling of the reference implementation to reproduce: one of "
+                                  "Inception's preprocessing modes [default: ttur].")
+                if inception_only else
+                click.option("--protocol", type=click.Choice(_MODES), default=None,
+                             help="Resize and scaling of the reference implementation to reproduce: the encoder's "
+                                  "preprocessing mode [default: ttur for Inception, edm2 for DINOv2, cmmd for "
+                                  "CLIP]."))
     opts = [
-        click.option("--protocol", type=click.Choice(_MODES), default=None,
-                     help="Resize and scaling of the reference implementation to reproduce: the encoder's "
-                          "preprocessing mode [default: ttur for Inception, edm2 for DINOv2, cmmd for CLIP]."),
+        protocol,
         click.option("--batch-size", type=click.IntRange(min=1), default=None,
                      help=f"Images per network batch [default: {BATCH_SIZE_CPU} on the CPU, {BATCH_SIZE_CUDA} on CUDA]."),
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
@@ -357,7 +366,7 @@ def adm_cmd(ref, sample, pr_distances, means, allow_mismatch, as_json, **run):
 
 @cli.command("is")
 @click.argument("source")
-@_run_options
+@_run_options(inception_only=True)
 @click.option("--splits", type=click.IntRange(min=1), default=10, show_default=True, help="Number of splits.")
 @click.option("--seed", type=int, default=2020, show_default=True, help="Seed of the shuffle before splitting.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")

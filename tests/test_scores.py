@@ -306,6 +306,10 @@ def test_cli_metrics_and_is(real_a, real_b, real_weights):
                            env={**os.environ, "FIDKIT_WEIGHTS": real_weights.path or ""})
         assert r.returncode == 1 and r.stdout == ""
         assert len(r.stderr.strip().splitlines()) == 1 and "classifier" in r.stderr
+    # `is` runs Inception only: its --protocol offers Inception's modes, not other encoders'
+    r = subprocess.run(cmd + ["is", str(real_a), "--protocol", "edm2"], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stdout == ""
+    assert "'edm2' is not one of 'ttur', 'pytorch-fid', 'clean', 'nvidia', 'dgm-eval-clean'." in r.stderr
 
 
 def test_bootstrap_interval_covers_the_estimate_and_is_reproducible():
