@@ -72,7 +72,7 @@ def check_precision(device: torch.device, mode: str) -> None:
     """The refusals of :func:`precision`, for callers that check before any pass: a mode not in
     :data:`PRECISIONS`, or a fast one on another device than CUDA (one line, SourceError)."""
     if mode not in PRECISIONS:
-        raise SourceError(f"unknown precision {mode!r}; choose one of {', '.join(PRECISIONS)}")
+        raise SourceError(f"precision must be one of {', '.join(PRECISIONS)}, got {mode!r}")  # the API's words
     if device.type != "cuda" and mode != "fp32":
         raise SourceError(f"precision {mode} needs a CUDA device; on {device.type} fidkit computes in fp32")
 

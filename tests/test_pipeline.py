@@ -85,3 +85,14 @@ def test_progress_line_names_the_source_and_the_time_left(capsys, monkeypatch):
     assert "160/250" in line and "16.0 images/s, 0:06 left" in line
     short = features.Progress(4, "B samples/", enabled=True)
     assert short.line(short.t0).startswith("fidkit B samples/ [") and short.line(short.t0).endswith("--:-- left")
+
+
+def test_an_unknown_precision_reads_as_the_apis_refusal():
+    import pytest
+
+    from fidkit.errors import SourceError
+
+    for call in (lambda: features.check_precision(torch.device("cpu"), "fp8"),
+                 lambda: features.precision(torch.device("cpu"), "fp8").__enter__()):
+        with pytest.raises(SourceError, match=r"^precision must be one of fp32, tf32, bf16, tf32x3, got 'fp8'$"):
+            call()
