@@ -27,8 +27,12 @@ def flag(value, name: str, error: type = FidkitError) -> bool:
     raise error(f"{name} must be True or False, got {shown(value)}")
 
 
-def _is_int(value) -> bool:
+def is_int(value) -> bool:
+    """Whether ``value`` is a Python or numpy integer that is not a bool (nor numpy's)."""
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+_is_int = is_int
 
 
 def count(value, name: str, minimum: int = 1, error: type = FidkitError, hint: str = "") -> int:

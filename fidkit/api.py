@@ -256,9 +256,9 @@ def finish_pass(accs: dict, net: Encoder, precision: str, name: str, skipped: li
 def pass_device(device, batch_size: int | None) -> tuple:
     """(torch device, images per network batch) of a pass; one line for a batch size below 1."""
     dev = resolve_device(device)
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
-                                   or batch_size < 1):
-        raise SourceError(f"batch size must be an integer of at least 1 (None: the device's default), got {batch_size!r}")
+    if batch_size is not None and (not _args.is_int(batch_size) or batch_size < 1):
+        raise SourceError(f"batch size must be an integer of at least 1 (None: the device's default), "
+                          f"got {_args.shown(batch_size)}")
     return dev, int(batch_size) if batch_size is not None else default_batch_size(dev)
 
 
@@ -530,12 +530,12 @@ def _dgm_eval_cut_note(counts: dict, files: dict, mode: str = "dgm-eval") -> Non
 def _nsample_args(nsample, seed) -> tuple:
     """``nsample`` and ``nsample_seed`` checked: an image count of at least 2 (or None) and a
     seed numpy takes (0 to 2**32 − 1)."""
-    if nsample is not None and (isinstance(nsample, bool) or not isinstance(nsample, (int, np.integer))
-                                or nsample < 2):
-        raise FidkitError(f"nsample must be an image count of at least 2 (dgm-eval's --nsample: 50000), got {nsample!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2 ** 32:
+    if nsample is not None and (not _args.is_int(nsample) or nsample < 2):
+        raise FidkitError(f"nsample must be an image count of at least 2 (dgm-eval's --nsample: 50000), got "
+                          f"{_args.shown(nsample)}")
+    if not _args.is_int(seed) or not 0 <= seed < 2 ** 32:
         raise FidkitError(f"nsample_seed must be an integer from 0 to 2**32 - 1, as numpy's seed (dgm-eval's --seed: "
-                          f"13579), got {seed!r}")
+                          f"13579), got {_args.shown(seed)}")
     return (None if nsample is None else int(nsample)), int(seed)
 
 
@@ -1103,17 +1103,18 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
         raise FidkitError("a 1/N covariance (biased_covariance, StyleGAN's) applies to the Fréchet distance alone; "
                           "leave out sfid, fd-inf and the bootstrap, which no evaluator computes that way")
     pr_k = kw.pop("pr_k", None)
-    if pr_k is not None and (isinstance(pr_k, bool) or not isinstance(pr_k, (int, np.integer)) or pr_k < 1):
-        raise FidkitError(f"pr_k must be a positive integer (torch-fidelity's 3, dgm-eval's 5), got {pr_k!r}")
+    if pr_k is not None and (not _args.is_int(pr_k) or pr_k < 1):
+        raise FidkitError(f"pr_k must be a positive integer (torch-fidelity's 3, dgm-eval's 5), got "
+                          f"{_args.shown(pr_k)}")
     # k of pr (torch-fidelity's default 3) and of prdc-dgm-eval (dgm-eval's --nearest_k, 5)
     dgm_eval_k = _scores.DGM_EVAL_NEAREST_K if pr_k is None else int(pr_k)
     pr_k = 3 if pr_k is None else int(pr_k)
     subset, subset_seed = kw.pop("subset", None), kw.pop("subset_seed", 0)
-    if subset is not None and (isinstance(subset, bool) or not isinstance(subset, (int, np.integer)) or subset < 2):
+    if subset is not None and (not _args.is_int(subset) or subset < 2):
         raise FidkitError(f"subset must be an image count of at least 2 (EDM's and EDM2's --num: 50000), "
-                          f"got {subset!r}")
-    if isinstance(subset_seed, bool) or not isinstance(subset_seed, (int, np.integer)):
-        raise FidkitError(f"subset_seed must be an integer (EDM's and EDM2's --seed: 0), got {subset_seed!r}")
+                          f"got {_args.shown(subset)}")
+    if not _args.is_int(subset_seed):
+        raise FidkitError(f"subset_seed must be an integer (EDM's and EDM2's --seed: 0), got {_args.shown(subset_seed)}")
     nsample, nsample_seed = _nsample_args(kw.pop("nsample", None), kw.pop("nsample_seed", DGM_EVAL_SEED))
     if nsample is not None and subset is not None:
         raise FidkitError("subset (EDM's and EDM2's pick of B's images) and nsample (dgm-eval's cut of each set) "

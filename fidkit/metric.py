@@ -175,10 +175,9 @@ class FID:
         if isinstance(encoder, Encoder) and (weights is not None or encoder_weights is not None):
             raise FidkitError("an Encoder instance brings its own weights; leave out weights and encoder_weights")
         self.precision = precision
-        if batch_size is not None and not (isinstance(batch_size, (int, np.integer))
-                                           and not isinstance(batch_size, (bool, np.bool_)) and batch_size >= 1):
+        if batch_size is not None and not (_args.is_int(batch_size) and batch_size >= 1):
             raise SourceError(f"batch size must be an integer of at least 1 (None: the default, "
-                              f"{default_batch_size(self.device)} here), got {batch_size!r}")
+                              f"{default_batch_size(self.device)} here), got {_args.shown(batch_size)}")
         self.batch_size = int(batch_size) if batch_size is not None else default_batch_size(self.device)
         mode = mode_of(encoder, protocol)
         self.encoder = encoder.name if isinstance(encoder, Encoder) else get_info(encoder).name

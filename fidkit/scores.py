@@ -390,12 +390,12 @@ def fid_bootstrap(features_a, features_b, resamples: int = 100, seed: int = DEFA
     """
     from .frechet import frechet_distance
 
-    if isinstance(resamples, (bool, np.bool_)) or not isinstance(resamples, (int, np.integer)) or resamples < 2:
-        raise StatsError(f"a bootstrap needs at least 2 resamples (an integer), got {resamples!r}")
+    if not _args.is_int(resamples) or resamples < 2:
+        raise StatsError(f"a bootstrap needs at least 2 resamples (an integer), got {_args.shown(resamples)}")
     _args.count(seed, "seed", 0, StatsError, " (numpy.random.default_rng's)")
     if isinstance(level, (bool, np.bool_)) or not isinstance(level, (int, float, np.integer, np.floating)) \
             or not 0 < level < 1:
-        raise StatsError(f"confidence level must be a number in (0, 1), got {level!r}")
+        raise StatsError(f"confidence level must be a number in (0, 1), got {_args.shown(level)}")
     b = _as_2d(features_b, "features_b", np.float64)
     a = None if features_a is None else _as_2d(features_a, "features_a", np.float64)
     if a is None and reference is None:
@@ -895,8 +895,8 @@ def dgm_eval_prdc(features_real, features_fake, rng: np.random.RandomState, k: i
     y = _as_2d(features_fake, "features_fake", np.float64)
     if x.shape[1] != y.shape[1]:
         raise StatsError(f"features have different dimensions ({x.shape[1]} and {y.shape[1]})")
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise StatsError(f"k must be a positive integer (dgm-eval's --nearest_k, 5), got {k!r}")
+    if not _args.is_int(k) or k < 1:
+        raise StatsError(f"k must be a positive integer (dgm-eval's --nearest_k, 5), got {_args.shown(k)}")
     if min(x.shape[0], y.shape[0]) < k + 2:
         raise StatsError(f"dgm-eval's prdc with k={k} needs at least {k + 2} feature vectors in each set (its "
                          f"argpartition at k + 1), got {x.shape[0]} and {y.shape[0]}")

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import _args
 from ._io import atomic_write
 from .encoders import DEFAULT_ENCODER
 from .errors import FidkitWarning, StatsError
@@ -80,15 +81,14 @@ def _file_path(path, what: str) -> Path:
         raise StatsError(f"{what} must be a file path (str or pathlib.Path), got {type(path).__name__}") from None
 
 
-def _is_count(n) -> bool:
-    return isinstance(n, (int, np.integer)) and not isinstance(n, (bool, np.bool_))
+_is_count = _args.is_int
 
 
 def _check_count(n, name: str) -> None:
     """Refuses, in one line, an image count ``n`` that is neither None nor a positive integer."""
     if n is not None and not (_is_count(n) and n >= 1):
-        raise StatsError(f"{name}: image count n={n!r} ({type(n).__name__}); it must be a positive integer, or None "
-                         f"when unknown")
+        raise StatsError(f"{name}: image count n={_args.shown(n)} ({type(n).__name__}); it must be a positive "
+                         f"integer, or None when unknown")
 
 
 def _plain_count(n):
@@ -556,8 +556,9 @@ class Statistics:
 
     def validate(self, name: str = "statistics") -> None:
         """Checks that mu and sigma are real numeric arrays (float, integer) of shapes (d,) and
-        (d, d) with finite values (numpy arrays, or lists numpy reads as such); raises StatsError
-        (one line starting with ``name``) otherwise."""
+        (d, d) with finite values (numpy arrays, or lists numpy reads as such), and that n is a
+        positive integer or None; raises StatsError (one line starting with ``name``) otherwise."""
+        _check_count(self.n, name)
         try:
             mu, sigma = np.asarray(self.mu), np.asarray(self.sigma)
         except (TypeError, ValueError, RuntimeError) as e:  # ragged lists, a CUDA tensor

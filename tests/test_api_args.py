@@ -195,3 +195,36 @@ def test_images_without_pixels_are_one_line(tmp_path):
     m = tiny_metric()
     with pytest.raises(SourceError, match="have no pixels"):
         m.update(torch.zeros(2, 3, 0, 0, dtype=torch.uint8))
+
+
+def test_an_array_where_a_count_belongs_is_named_on_one_line(two_files, no_pass):
+    """A value's repr that spans lines (a numpy array) is cut to one line in every count's refusal."""
+    from fidkit import scores
+
+    a, b = two_files
+    arr = np.arange(60)
+    x = np.random.default_rng(0).normal(size=(20, 8))
+    cases = [(lambda: fidkit.compare(a, b, pr_k=arr, metrics="pr"), "pr_k must be a positive integer"),
+             (lambda: fidkit.compare(a, b, subset=arr), "subset must be an image count of at least 2"),
+             (lambda: fidkit.compare(a, b, subset_seed=arr), "subset_seed must be an integer"),
+             (lambda: fidkit.compare(a, b, nsample=arr), "nsample must be an image count of at least 2"),
+             (lambda: fidkit.compare(a, b, nsample_seed=arr), "nsample_seed must be an integer from 0"),
+             (lambda: fidkit.api.pass_device("cpu", arr), "batch size must be an integer of at least 1"),
+             (lambda: tiny_metric(batch_size=arr), "batch size must be an integer of at least 1"),
+             (lambda: scores.fid_bootstrap(x, x, resamples=arr), "a bootstrap needs at least 2 resamples"),
+             (lambda: scores.fid_bootstrap(x, x, level=arr), "confidence level must be a number in (0, 1)"),
+             (lambda: scores.dgm_eval_prdc(x, x, np.random.RandomState(0), k=arr), "k must be a positive integer"),
+             (lambda: fidkit.frechet_distance(Statistics(np.zeros(3), np.eye(3), n=arr),
+                                              Statistics(np.zeros(3), np.eye(3), n=5)),
+              "statistics 1: image count n=array([ 0, 1, 2,")]
+    for call, says in cases:
+        with pytest.raises(FidkitError) as e:
+            call()
+        msg = one_line(e)
+        assert says in msg and "array([ 0, 1, 2," in msg and "..." in msg, msg  # named, cut to 80 characters
+
+
+@pytest.mark.parametrize("n", [0, -3, 2.0, True, "10"])
+def test_statistics_objects_with_a_bad_image_count_are_refused(n):
+    with pytest.raises(StatsError, match=r"^statistics 1: image count n=.*; it must be a positive integer, or None"):
+        fidkit.frechet_distance(Statistics(np.zeros(3), np.eye(3), n=n), Statistics(np.zeros(3), np.eye(3), n=5))
