@@ -24,7 +24,7 @@ from .pipeline import BATCH_SIZE_CPU, BATCH_SIZE_CUDA, MAX_DEFAULT_WORKERS, PREC
 from .preprocess import PROTOCOLS
 from .sources import DATASETS, DGM_EVAL_SEED, DatasetImages, is_archive_source, npz_members, shardable
 from .sources import shard as shard_files
-from .stats import Statistics, check_writable, merge
+from .stats import Statistics, check_writable, merge, shard_order
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
@@ -205,6 +205,7 @@ def stats(sources, output, protocol, shard, dataset, metrics, keep_features, as_
     fidkit stats ffhq/ --nsample 50000 -o ffhq.npz  the 50,000 of them dgm-eval reads
     fidkit stats samples.npz --metrics fid,sfid -o s.npz   a sample batch, with sFID statistics
     fidkit stats DIR --features -o data.npz         with every image's features (for kid, pr, ...)
+    fidkit stats merge part*.npz --features -o data.npz   shards of --shard I/K --features, features kept
     fidkit stats fetch ttur-cifar10-train           published statistics, into fidkit's cache
     fidkit stats fetch                              the list of published statistics
     """
@@ -219,9 +220,6 @@ def stats(sources, output, protocol, shard, dataset, metrics, keep_features, as_
         raise click.UsageError(f"stats --metrics takes fid (alias fd) and sfid, not {', '.join(bad)}")
     check_metrics(wanted, run.get("encoder"))
     run["spatial"] = "sfid" in wanted
-    if keep_features and (shard or (sources and sources[0] == "merge")):
-        raise click.UsageError("--features keeps the features of one whole pass: leave out --shard and merge (a "
-                               "merged file holds statistics only)")
     run["keep_features"] = keep_features
     check_writable(output)  # before the long part, not after it
     if dataset:
@@ -239,11 +237,18 @@ def stats(sources, output, protocol, shard, dataset, metrics, keep_features, as_
             raise click.UsageError("--nsample chooses images; stats merge merges statistics files whole")
         for k in ("spatial", "encoder", "encoder_weights", "nsample", "nsample_seed", "keep_features"):
             run.pop(k)
-        st = merge([Statistics.load(p) for p in sources[1:]])
+        parts = [Statistics.load(p) for p in sources[1:]]
+        if keep_features:  # every part's, joined in shard order (one pass's), else in the order given
+            for part in parts:  # a part without them: merge() says so
+                if part.source.lower().endswith(".npz") and "features" in npz_members(part.source):
+                    part.features = Statistics.load_features(part.source, part)
+            parts = shard_order(parts)
+        st = merge(parts, keep_features=keep_features)
         kept = [p for p in sources[1:] if p.lower().endswith(".npz") and "features" in npz_members(p)]
-        if kept:
+        if kept and not keep_features:
             warnings.warn(f"{kept[0]}{f' and {len(kept) - 1} more' if len(kept) > 1 else ''} keep per-image "
-                          f"features, which are not merged: {output} holds statistics only", FidkitWarning)
+                          f"features, which are not merged: {output} holds statistics only (merge with --features "
+                          f"to keep them)", FidkitWarning)
     else:
         if len(sources) != 1 and not is_archive_source(list(sources)):
             raise click.UsageError("give one image folder or archive, or tar shards (or: fidkit stats merge A.npz "

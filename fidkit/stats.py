@@ -576,7 +576,7 @@ class Statistics:
             raise StatsError(f"{name}: mu or sigma holds NaN or inf; recompute the statistics")
 
 
-def merge(parts) -> "Statistics":
+def merge(parts, keep_features: bool = False) -> "Statistics":
     """Statistics of the union of the image sets behind ``parts`` (exact up to rounding).
 
     Each part must record its image count (fidkit files do), hold valid statistics
@@ -590,10 +590,14 @@ def merge(parts) -> "Statistics":
     The result's ``extra`` is the first part's, less what describes one part (``shard``,
     ``nsample*``), with ``skipped`` the union of the parts' skipped files in part order.
     Named features (sFID's ``spatial``) are merged when every part holds them; when only
-    some do they are left out, with a :class:`FidkitWarning`.
+    some do they are left out, with a :class:`FidkitWarning`. ``keep_features``: the result
+    also keeps the per-image features, every part's (``features``, which each must hold:
+    :meth:`load_features`) one after another in the parts' order; refused in one line when a
+    part holds none.
     """
     from . import __version__
 
+    keep_features = _args.flag(keep_features, "keep_features", StatsError)
     parts = list(parts)
     if not parts:
         raise StatsError("nothing to merge; give two or more statistics files")
@@ -616,6 +620,9 @@ def merge(parts) -> "Statistics":
         if not _is_count(p.n) or p.n < 2:
             raise StatsError(f"{name}: its image count is unknown, so it cannot be merged exactly; merge only "
                              f"files written by fidkit")
+        if keep_features and p.features is None:
+            raise StatsError(f"{name}: keeps no per-image features, so the merge cannot keep them; make every part "
+                             f"with fidkit stats --features, or merge without keeping them")
         if p.dim != first.dim:
             raise StatsError(f"{name}: feature dimension {p.dim}, but {first_name} has {first.dim}")
         for attr in ("encoder", "protocol", "weights_digest"):
@@ -658,7 +665,24 @@ def merge(parts) -> "Statistics":
         warnings.warn(f"the merge leaves out the {name} statistics ({keys}): only {len(holders)} of {len(parts)} parts "
                       f"hold them ({lacking.source or 'a part'} does not), and a part's images cannot be left out; "
                       f"compute every part with them (--metrics fid,sfid) to keep them", FidkitWarning, stacklevel=2)
+    if keep_features:
+        out.features = np.concatenate([p.checked_features(p.features, p.source) for p in parts])
     return out
+
+
+def shard_order(parts) -> list:
+    """``parts`` (:class:`Statistics`) in the order of the shards they record (``extra["shard"]``,
+    "I/K" of ``fidkit stats --shard``) when every part records one of the same K, so that their
+    per-image features join in the order one pass reads them; as given otherwise."""
+    parts = list(parts)
+    specs = [p.extra.get("shard") for p in parts]
+    try:
+        ik = [tuple(int(x) for x in spec.split("/")) for spec in specs]
+    except (AttributeError, ValueError):  # a part without a shard record (or not one fidkit writes)
+        return parts
+    if len({k for _, k in ik}) != 1:
+        return parts
+    return [p for _, p in sorted(zip((i for i, _ in ik), parts), key=lambda t: t[0])]
 
 
 def _part_identities(p: Statistics) -> list:

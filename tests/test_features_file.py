@@ -53,11 +53,9 @@ def test_features_in_python_and_their_refusals(real_a, real_b, tmp_path):
     assert fidkit.kid(fa, tmp_path / "b.npz") == fidkit.kid(fa, real_b, device="cpu", workers=0)
     st.save(tmp_path / "b2.npz")
     r = run("stats", "merge", tmp_path / "b.npz", tmp_path / "b2.npz", "-o", tmp_path / "m.npz")
-    assert "keep per-image features, which are not merged" in r.stderr
+    assert "keep per-image features, which are not merged" in r.stderr and "(merge with --features" in r.stderr
     with np.load(tmp_path / "m.npz") as z:
         assert "features" not in z.files
-    r = run("stats", real_a, "--features", "--shard", "0/2", "-o", tmp_path / "s.npz", *RUN, check=False)
-    assert r.returncode == 2 and "--features keeps the features of one whole pass" in r.stderr
     # features that do not belong to the statistics: refused, not used
     with np.load(tmp_path / "b.npz") as z:
         arrays = {k: z[k] for k in z.files}
@@ -99,3 +97,52 @@ def test_only_fidkits_own_files_keep_features(tmp_path):
         fidkit.api._file_features(st, st)
     r = run("stats", "fetch", "ttur-cifar10-train", "--features", check=False)
     assert r.returncode == 2 and "stats fetch takes a name and -o only" in r.stderr
+
+
+def test_shards_kept_with_features_merge_into_the_whole_sets_file(real_a, real_b, tmp_path):
+    """`stats --shard I/K --features` on each machine, then `stats merge --features`: the features
+    join in shard order whatever order the parts are given in, and the file serves the per-image
+    metrics as the whole pass's does (to float32 rounding: a shard's network batches differ)."""
+    whole = tmp_path / "whole.npz"
+    run("stats", real_a, "--features", "-o", whole, *RUN)
+    parts = [tmp_path / f"part{i}.npz" for i in range(3)]
+    for i in (2, 0, 1):
+        run("stats", real_a, "--features", "--shard", f"{i}/3", "-o", parts[i], *RUN)
+    merged = tmp_path / "merged.npz"
+    info = json.loads(run("stats", "merge", parts[2], parts[0], parts[1], "--features", "-o", merged,
+                          "--json").stdout)
+    assert (info["n"], info["per_image_features"]) == (10, 10)
+    with np.load(whole) as z, np.load(merged) as m:
+        assert m["features"].dtype == np.float32 and m["features"].shape == (10, 2048)
+        np.testing.assert_allclose(m["features"], z["features"], rtol=1e-4, atol=1e-5)  # row for row: in order
+        np.testing.assert_allclose(m["mu"], z["mu"], rtol=1e-5, atol=1e-6)
+    metrics = ("--metrics", "kid,pr", "--json", *RUN)
+    got = json.loads(run("compute", merged, real_b, *metrics).stdout)
+    want = json.loads(run("compute", whole, real_b, *metrics).stdout)
+    assert got["statistics_from_file_a"] == ["pool3", "features"]
+    for key in ("fid", "kid_mean", "precision", "recall", "density", "coverage"):
+        assert got[key] == pytest.approx(want[key], rel=1e-5, abs=1e-7), key
+    # a part without features: the merge cannot keep them, in one line
+    run("stats", real_b, "-o", tmp_path / "plain.npz", *RUN)
+    r = run("stats", "merge", parts[0], tmp_path / "plain.npz", "--features", "-o", tmp_path / "x.npz", check=False)
+    assert r.returncode == 1 and not (tmp_path / "x.npz").exists()
+    assert r.stderr.strip().endswith("plain.npz: keeps no per-image features, so the merge cannot keep them; make "
+                                     "every part with fidkit stats --features, or merge without keeping them"), r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_shard_order_sorts_by_the_recorded_shard_only_when_every_part_has_one():
+    from fidkit.stats import shard_order
+
+    def part(shard):
+        st = Statistics(np.zeros(2), np.eye(2), 5)
+        if shard:
+            st.extra["shard"] = shard
+        return st
+
+    a, b, c = part("2/3"), part("0/3"), part("1/3")
+    assert shard_order([a, b, c]) == [b, c, a]
+    d = part(None)
+    assert shard_order([a, d, b]) == [a, d, b]  # one part records no shard: as given
+    e = part("0/4")
+    assert shard_order([a, e]) == [a, e]  # shards of different K: as given

@@ -175,3 +175,25 @@ def test_merge_refuses_unknown_counts_and_mismatches(tmp_path):
         merge([make_stats(protocol="clean", weights_digest="a" * 64), a][::-1])
     with pytest.raises(StatsError, match="image count is unknown"):
         merge([a, Statistics(a.mu, a.sigma, None)])
+
+
+def test_merge_keeps_the_parts_features_in_their_order_when_asked():
+    from fidkit.stats import merge
+
+    rng = np.random.default_rng(3)
+    xs = [rng.normal(size=(n, 4)).astype(np.float32) for n in (5, 7)]
+    parts = []
+    for x in xs:
+        st = Statistics(x.mean(0, dtype=np.float64), np.cov(x, rowvar=False), len(x), protocol="ttur",
+                        weights_digest="f" * 64)
+        st.features = x
+        parts.append(st)
+    out = merge(parts, keep_features=True)
+    assert np.array_equal(out.features, np.concatenate(xs)) and out.n == 12
+    np.testing.assert_allclose(out.mu, np.concatenate(xs).astype(np.float64).mean(0), rtol=1e-12)
+    assert merge(parts).features is None  # statistics only, unless asked
+    parts[1].features = None
+    with pytest.raises(StatsError, match="keeps no per-image features, so the merge cannot keep them"):
+        merge(parts, keep_features=True)
+    with pytest.raises(StatsError, match="keep_features must be True or False, got 'yes'"):
+        merge(parts, keep_features="yes")
