@@ -33,7 +33,7 @@ from .encoders.inception import InceptionEncoder
 from .errors import FidkitError, FidkitWarning, SourceError, StatsError, WeightsError
 from .pipeline import (PRECISIONS, default_batch_size, default_workers, iter_features, memory_format,
                        resolve_device)
-from .frechet import FrechetResult, real_array
+from .frechet import FrechetResult, mean_term_as_held, real_array, with_mean_term
 from .inception import TF32X3, Split
 from .frechet import frechet_distance as _frechet_arrays
 from .preprocess import get_protocol
@@ -1077,6 +1077,14 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     ``nsample_seed`` and ``nsample_from_a``/``nsample_from_b``, the images each set held. Without
     it, ``protocol="dgm-eval"`` or ``"dgm-eval-clean"`` warns when a set or statistics file
     holds more than dgm-eval's default 50,000.
+
+    ``means="float32"`` takes the means of ``fid`` and ``sfid`` as clean-fid, torch-fidelity
+    and guided-diffusion's evaluator do: ``np.mean`` of the float32 features (a float32 sum in
+    reading order) and a statistics file's means as it stores them, subtracted in numpy's
+    dtype of the two (:func:`fidkit.frechet.mean_term_as_held`); recorded as
+    ``scores["means"]``. The default ``"float64"`` is fidkit's own statistics (TTUR,
+    pytorch-fid, torchmetrics, EDM and StyleGAN take float64 means). The covariances, the
+    trace term and every other metric are the same either way.
     """
     t0 = time.perf_counter()
     allow_mismatch = _args.flag(allow_mismatch, "allow_mismatch")  # a safety check: "no" is not False
@@ -1087,7 +1095,11 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     if "label" in kw:
         raise FidkitError("compare() names its two sources itself ('A path', 'B path'); leave out label")
     check_pass_args(kw, "compare", also=("adm_distances", "biased_covariance", "pr_k", "subset", "subset_seed",
-                                         "nsample", "nsample_seed"), without=("label",))
+                                         "nsample", "nsample_seed", "means"), without=("label",))
+    means = kw.pop("means", "float64")
+    if means not in _scores.MEANS:  # before any pass
+        raise FidkitError(f"means must be one of {', '.join(_scores.MEANS)}, got {_args.shown(means)}")
+    float32_means = means == "float32"
     wanted = parse_metrics(metrics)
     enc = kw.get("encoder")
     enc_name = enc.name if isinstance(enc, Encoder) else get_info(enc).name
@@ -1226,9 +1238,9 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     _check_counts(wanted, pr_k, counts, cut, dgm_eval_k)
     a, b = images.get("a", a), images.get("b", b)
     ex1 = _one_pass(a, protocol, keep_a, False, spatial, {"label": label_a, **kw}, allow_mismatch, files.get("a"),
-                    batches.get("a"), kinds["a"])
+                    batches.get("a"), kinds["a"], float32_means=float32_means)
     ex2 = _one_pass(b, protocol, keep_b, logits, spatial, {"label": label_b, **kw}, allow_mismatch, files.get("b"),
-                    batches.get("b"), kinds["b"])
+                    batches.get("b"), kinds["b"], float32_means=float32_means)
     s1 = ex1.stats
     s2 = ex2.stats
     if subset is not None and s2.extra.get("skipped"):  # EDM and EDM2 would have stopped at such a file
@@ -1243,10 +1255,13 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
         scores["covariance"] = "1/N"
     else:
         r = frechet_distance(s1, s2, allow_mismatch=allow_mismatch)
+    if float32_means:
+        r = _with_means_as_held(r, ex1, a, ex2, b)
+        scores["means"] = "float32"
     if spatial:
         with _small_n_warned():
-            scores["sfid"] = frechet_distance(s1.feature("spatial"), s2.feature("spatial"),
-                                              allow_mismatch=allow_mismatch).fid
+            rs = frechet_distance(s1.feature("spatial"), s2.feature("spatial"), allow_mismatch=allow_mismatch)
+            scores["sfid"] = (_with_means_as_held(rs, ex1, a, ex2, b, spatial=True) if float32_means else rs).fid
     if "kid" in wanted:
         k = _scores.kid(ex1.features, ex2.features, seed=seed)
         scores.update(kid_mean=k.mean, kid_std=k.std)
@@ -1365,7 +1380,7 @@ def adm_evaluate(ref, sample, *, distances: str = _scores.ADM_DEFAULT_DISTANCES,
     device, batch_size, workers, progress, precision). ``means``: ``"float32"`` (the default)
     takes the means of FID and sFID as the evaluator does: ``np.mean`` of the float32 features,
     a float32 sum of the rows in file order, and a file's means as it stores them, their
-    difference in numpy's dtype of the two (:func:`fidkit.scores.adm_frechet`); the covariances
+    difference in numpy's dtype of the two (:func:`fidkit.frechet.mean_term_as_held`); the covariances
     and the trace term are fidkit's float64 ones (the evaluator's ``np.cov`` is float64 too).
     ``"float64"``: fidkit's own statistics throughout, the digits of ``fidkit compute``.
     """
@@ -1377,8 +1392,8 @@ def adm_evaluate(ref, sample, *, distances: str = _scores.ADM_DEFAULT_DISTANCES,
     w = load_weights(kw.get("weights"))
     if distances not in _scores.ADM_DISTANCES:
         raise FidkitError(f"distances must be one of {', '.join(_scores.ADM_DISTANCES)}, got {distances!r}")
-    if means not in _scores.ADM_MEANS:
-        raise FidkitError(f"means must be one of {', '.join(_scores.ADM_MEANS)}, got {means!r}")
+    if means not in _scores.MEANS:
+        raise FidkitError(f"means must be one of {', '.join(_scores.MEANS)}, got {_args.shown(means)}")
     float32_means = means == "float32"
 
     def plan(src):
@@ -1428,7 +1443,7 @@ def adm_evaluate(ref, sample, *, distances: str = _scores.ADM_DEFAULT_DISTANCES,
         r = frechet_distance(s_r.feature(feature), s_s.feature(feature), allow_mismatch=True)
         if not float32_means:
             return r.fid
-        return _scores.adm_frechet(r, _adm_mean(ex_s, sample, feature), _adm_mean(ex_r, ref, feature))
+        return _with_means_as_held(r, ex_s, sample, ex_r, ref, feature == "spatial").fid
 
     fid_ = distance("pool3")
     with _small_n_warned():
@@ -1452,14 +1467,25 @@ def adm_evaluate(ref, sample, *, distances: str = _scores.ADM_DEFAULT_DISTANCES,
                      time.perf_counter() - t0, distances, means)
 
 
-def _adm_mean(ex: Extraction, source, feature: str) -> np.ndarray:
-    """The mean of ``feature`` (``pool3``, ``spatial``) of one side of ``fidkit adm`` as
-    guided-diffusion's evaluator holds it: float32 when the pass computed it, a file's in the
-    dtype the file stores (the evaluator subtracts the means in numpy's promotion of the two)."""
-    if feature in ex.means32:
-        return ex.means32[feature]
-    st = ex.stats.feature(feature)
-    key = FILE_KEYS[feature][0]
+def _with_means_as_held(r: FrechetResult, ex1: Extraction, source1, ex2: Extraction, source2,
+                        spatial: bool = False) -> FrechetResult:
+    """``r`` (the two sides' Fréchet result of the encoder's default feature, or of ``spatial``)
+    with the mean term of the means as guided-diffusion's evaluator, clean-fid and torch-fidelity
+    hold them (:func:`_mean_as_held`)."""
+    return with_mean_term(r, mean_term_as_held(_mean_as_held(ex1, source1, spatial),
+                                               _mean_as_held(ex2, source2, spatial)))
+
+
+def _mean_as_held(ex: Extraction, source, spatial: bool = False) -> np.ndarray:
+    """The mean of the encoder's default feature (e.g. ``pool3``), or of ``spatial``, of one
+    side as ``np.mean`` of float32 features holds it: float32 when the pass computed it
+    (``Extraction.means32``), a file's in the dtype the file stores (the evaluators subtract
+    the means in numpy's promotion of the two)."""
+    computed = [k for k in ex.means32 if (k == "spatial") == spatial]
+    if computed:
+        return ex.means32[computed[0]]
+    st = ex.stats.feature("spatial") if spatial else ex.stats
+    key = FILE_KEYS["spatial"][0] if spatial else "mu"
     if isinstance(source, (str, os.PathLike)) and str(source).endswith(".npz"):
         with np.load(source) as z:
             if key in z.files and z[key].shape == np.shape(st.mu) and np.array_equal(z[key], st.mu):

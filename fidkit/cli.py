@@ -18,7 +18,7 @@ from . import __version__
 from .api import (DGM_EVAL_MODES, _batch_images_of, _dgm_eval_cut_note, _is_stats_path, adm_evaluate,
                   check_metrics, compare, compute_stats, inception_score, load_weights, mode_of, parse_metrics)
 from .encoders import ENCODERS, get_info
-from .scores import ADM_DEFAULT_DISTANCES, ADM_DEFAULT_MEANS, ADM_DISTANCES, ADM_MEANS
+from .scores import ADM_DEFAULT_DISTANCES, ADM_DEFAULT_MEANS, ADM_DISTANCES, MEANS
 from .errors import FidkitError, FidkitWarning
 from .pipeline import BATCH_SIZE_CPU, BATCH_SIZE_CUDA, MAX_DEFAULT_WORKERS, PRECISIONS
 from .preprocess import PROTOCOLS
@@ -135,9 +135,13 @@ def cli(debug):
 @click.option("--subset-seed", type=int, default=0, show_default=True, metavar="S",
               help="The seed of --subset's choice (EDM's and EDM2's --seed).")
 @_nsample_options
+@click.option("--means", type=click.Choice(list(MEANS)), default="float64", show_default=True,
+              help="How FID's and sFID's means are taken: float64 (fidkit's statistics, as TTUR, pytorch-fid, "
+                   "torchmetrics, EDM and StyleGAN) or float32 (np.mean of the float32 features, as clean-fid, "
+                   "torch-fidelity and ADM's evaluator).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 def compute(a, b, protocol, allow_mismatch, metrics, biased_covariance, pr_k, pr_distances, bootstrap, subset,
-            subset_seed, as_json, **run):
+            subset_seed, means, as_json, **run):
     """FID (and --metrics) between A and B: image folders, archives (.zip, .tar, .tar.gz, 'shards/*.tar'),
     sample batches (.npz with arr_0, .npy) or statistics files (.npz with mu/sigma, EDM2 .pkl: FID and sFID; with --features, from `fidkit stats --features`, also
     the metrics that read every image's features)."""
@@ -153,7 +157,7 @@ def compute(a, b, protocol, allow_mismatch, metrics, biased_covariance, pr_k, pr
     _check_nsample_seed(ctx, run)
     r = compare(a, b, protocol, allow_mismatch=allow_mismatch, metrics=metrics, bootstrap=bootstrap, pr_k=pr_k,
                 adm_distances=pr_distances, biased_covariance=biased_covariance, subset=subset,
-                subset_seed=subset_seed, **run)
+                subset_seed=subset_seed, means=means, **run)
     if as_json:
         click.echo(json.dumps(r.as_dict()))
     else:
@@ -332,7 +336,7 @@ def _fetch(names, output, as_json, other_options) -> None:
               show_default=True,
               help="Arithmetic of precision/recall's squared distances: float16 emulates ADM's GPU step (its "
                    "rounding ties raise both scores a little); float32 gives the exact memberships.")
-@click.option("--means", type=click.Choice(list(ADM_MEANS)), default=ADM_DEFAULT_MEANS, show_default=True,
+@click.option("--means", type=click.Choice(list(MEANS)), default=ADM_DEFAULT_MEANS, show_default=True,
               help="How FID's and sFID's means are taken: float32 as the evaluator does (a float32 sum of the "
                    "features in file order); float64 gives fidkit's own statistics, the digits of "
                    "`fidkit compute`.")

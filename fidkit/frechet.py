@@ -20,6 +20,7 @@ square roots: every float64 evaluation (sqrtm included) is then uncertain by abo
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass
 
@@ -27,7 +28,8 @@ import numpy as np
 
 from .errors import StatsError
 
-__all__ = ["FrechetResult", "frechet_distance", "frechet_distance_torch", "trace_sqrt_product"]
+__all__ = ["FrechetResult", "frechet_distance", "frechet_distance_torch", "mean_term_as_held", "trace_sqrt_product",
+           "with_mean_term"]
 
 #: A covariance whose largest |Σ − Σᵀ| exceeds this fraction of its largest |entry| is refused as
 #: not symmetric; below it, Σ is replaced by (Σ + Σᵀ)/2.
@@ -255,6 +257,34 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> FrechetResult:
     """
     m1, s1, m2, s2 = _statistics(_numpy, mu1, sigma1, mu2, sigma2)
     return _result(m1, s1, m2, s2, _eigenvalues(s1, s2))
+
+
+def mean_term_as_held(mu1, mu2) -> float:
+    """‖μ₁ − μ₂‖² as numpy computes ``diff = mu1 - mu2; diff.dot(diff)`` for means held in their own
+    dtypes: in numpy's promotion of the two, so float32 when both are (``np.mean`` of float32
+    features gives float32 means, as guided-diffusion's evaluator, clean-fid and torch-fidelity
+    take them), and then ``dot`` is the BLAS's ``sdot``, whose last bits follow the BLAS build
+    and CPU. μ: real numpy arrays of one shape (d,); StatsError otherwise or for a result that is
+    not finite."""
+    mu1, mu2 = np.asarray(mu1), np.asarray(mu2)
+    for mu, name in ((mu1, "mu1"), (mu2, "mu2")):
+        if mu.dtype.kind not in "fiu" or mu.ndim != 1:
+            raise StatsError(f"{name} must be a real vector of shape (d,), got {mu.dtype} of shape {mu.shape}")
+    if mu1.shape != mu2.shape:
+        raise StatsError(f"mu1 has d = {mu1.shape[0]} but mu2 has d = {mu2.shape[0]}; compare means of one feature")
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused just below, in one line
+        diff = mu1 - mu2
+        value = float(diff.dot(diff))
+    if not math.isfinite(value):
+        raise StatsError("the squared distance of the two means is not a finite number; check the statistics")
+    return value
+
+
+def with_mean_term(result: FrechetResult, mean_term: float) -> FrechetResult:
+    """``result`` with another ``mean_term`` (e.g. :func:`mean_term_as_held`'s), its trace term
+    kept: ``fid_raw`` = mean_term + trace_term and ``fid`` = max(fid_raw, 0) follow."""
+    raw = float(mean_term) + result.trace_term
+    return dataclasses.replace(result, fid=max(raw, 0.0), fid_raw=raw, mean_term=float(mean_term))
 
 
 def frechet_distance_torch(mu1, sigma1, mu2, sigma2) -> FrechetResult:

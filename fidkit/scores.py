@@ -472,34 +472,13 @@ def stylegan_inception_score(logits, splits: int = IS_SPLITS) -> MeanStd:
     return MeanStd(float(np.mean(scores)), float(np.std(scores)))
 
 
-#: how ``fidkit adm`` takes the means of its FID and sFID: ``float32``, as guided-diffusion's
-#: evaluator (``np.mean`` of float32 features, see :func:`adm_frechet`), or ``float64``, fidkit's
-#: own statistics (the digits of ``fidkit compute``)
-ADM_MEANS = ("float32", "float64")
+#: how FID's and sFID's means may be taken: ``float32``, as guided-diffusion's evaluator,
+#: clean-fid and torch-fidelity do (``np.mean`` of float32 features: a float32 sum in reading
+#: order, :meth:`fidkit.stats.Accumulator.mean_float32`; the difference in the means' dtype,
+#: :func:`fidkit.frechet.mean_term_as_held`), or ``float64``, fidkit's own statistics
+MEANS = ("float32", "float64")
+#: ``fidkit adm``'s default: the evaluator's (``compute``'s is float64)
 ADM_DEFAULT_MEANS = "float32"
-
-
-def adm_frechet(result, mean_sample, mean_ref) -> float:
-    """guided-diffusion's FID (or sFID) of two sets: its mean term, fidkit's trace term.
-
-    ``result``: fidkit's :class:`~fidkit.frechet.FrechetResult` of the two sets' statistics (its
-    ``trace_term``, tr Σ₁ + tr Σ₂ − 2 tr (Σ₁Σ₂)^½, is used); ``mean_sample``, ``mean_ref``: numpy
-    (d,) means in the dtype the evaluator holds them in: float32 when computed from images
-    (:meth:`fidkit.stats.Accumulator.mean_float32`), a file's as it stores them. As the evaluator's
-    ``frechet_distance``: ``diff = mu1 - mu2`` in numpy's promotion of the two dtypes (float32 when
-    both are), then ``diff.dot(diff)`` in that dtype (for float32 the BLAS's ``sdot``, whose last
-    bits follow the BLAS build and the CPU, in the evaluator as here). Returns max(mean term +
-    trace term, 0), as fidkit's FID; a float.
-    """
-    mean_sample, mean_ref = np.asarray(mean_sample), np.asarray(mean_ref)
-    if mean_sample.shape != mean_ref.shape or mean_sample.ndim != 1:
-        raise StatsError(f"the two means must be vectors of one length, got shapes {mean_sample.shape} and "
-                         f"{mean_ref.shape}")
-    diff = mean_sample - mean_ref
-    mean_term = float(diff.dot(diff))
-    if not math.isfinite(mean_term):
-        raise StatsError("the squared distance of the two means is not a finite number; check the statistics")
-    return max(mean_term + float(result.trace_term), 0.0)
 
 
 #: how :func:`adm_precision_recall` computes squared distances

@@ -569,3 +569,21 @@ def test_a_reference_batchs_means_are_used_in_the_dtype_it_stores(batches, tmp_p
             assert value == pytest.approx(_evaluators_mean_term(m_s, m) + trace, rel=1e-14, abs=0)
         got[np.dtype(dtype).name] = (r.fid, r.sfid)
     assert got["float32"] != got["float64"]
+
+
+def test_compare_with_float32_means_is_the_evaluators_arithmetic(batches):
+    """``compare(means="float32")`` (``compute --means float32``: clean-fid's, torch-fidelity's and
+    ADM's np.mean of float32 features) gives `fidkit adm`'s FID and sFID to the bit, its mean
+    term the float32 one; the default keeps fidkit's float64 statistics and says nothing."""
+    kw = dict(device="cpu", workers=0)
+    a, b = str(batches["a_npz"]), str(batches["b_npz"])
+    r32 = fidkit.compare(a, b, metrics="fid,sfid", means="float32", **kw)
+    r64 = fidkit.compare(a, b, metrics="fid,sfid", **kw)
+    adm = fidkit.adm_evaluate(a, b, **kw)
+    assert (r32.fid, r32.scores["sfid"]) == (adm.fid, adm.sfid) and r32.scores["means"] == "float32"
+    assert "means" not in r64.scores and r64.fid != r32.fid and r64.frechet.trace_term == r32.frechet.trace_term
+    m_a, m_b = (np.mean(_rows(p)["pool3"], axis=0) for p in (a, b))
+    assert r32.frechet.mean_term == _evaluators_mean_term(m_a, m_b)
+    assert r32.fid == r32.frechet.mean_term + r32.frechet.trace_term
+    out = json.loads(run("compute", a, b, "--means", "float32", "--json", "--device", "cpu", "--workers", "0").stdout)
+    assert out["means"] == "float32" and out["fid"] == r32.fid

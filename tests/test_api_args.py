@@ -111,6 +111,7 @@ def test_other_public_functions_refuse_keywords_they_would_drop(two_files, no_pa
               "distances must be one of float16, float32, float64, got 'float8'"),
              (lambda: fidkit.adm_evaluate(a, b, means="float16"), "means must be one of float32, float64, got "
                                                                   "'float16'"),
+             (lambda: fidkit.compare(a, b, means="float16"), "means must be one of float32, float64, got 'float16'"),
              (lambda: fidkit.fid(a, b, frob=1), "compare() takes no keyword 'frob'"),
              (lambda: fidkit.kid(x, x, frob=1), "kid() takes no keyword 'frob'"),
              (lambda: fidkit.kid(x, x, device="cpu"), "kid() was given features (or logits) directly, which no "

@@ -599,3 +599,24 @@ def test_torch_variant_matches_numpy(n1, n2, device):
     if device == "cpu":  # arrays with negative strides: the coordinates in reverse order
         e = frechet_distance_torch(*(x[::-1, ::-1] if x.ndim == 2 else x[::-1] for x in (mu1, s1, mu2, s2)))
         assert abs(a.fid - e.fid) <= tol
+
+
+def test_mean_term_as_held_keeps_the_means_dtypes_and_with_mean_term_keeps_the_trace():
+    from fidkit.frechet import mean_term_as_held, with_mean_term
+
+    rng = np.random.default_rng(5)
+    m1, m2 = (rng.gamma(0.5, 2.0, 64).astype(np.float32) for _ in range(2))
+    d32 = m1 - m2
+    assert mean_term_as_held(m1, m2) == float(d32.dot(d32))  # numpy's float32 lines
+    d64 = m1.astype(np.float64) - m2
+    assert mean_term_as_held(m1.astype(np.float64), m2) == float(d64.dot(d64))  # promoted: float64
+    r = frechet_distance(m1, np.eye(64), m2, 2 * np.eye(64))
+    held = with_mean_term(r, mean_term_as_held(m1, m2))
+    assert held.trace_term == r.trace_term and held.mean_term == float(d32.dot(d32))
+    assert held.fid == held.fid_raw == held.mean_term + r.trace_term
+    assert with_mean_term(r, 0.0).fid == max(r.trace_term, 0.0)
+    for bad in ((m1, m2[:3]), (m1[None], m2[None]), (m1.astype(complex), m2)):
+        with pytest.raises(StatsError):
+            mean_term_as_held(*bad)
+    with pytest.raises(StatsError, match="not a finite number"):
+        mean_term_as_held(np.full(2, 3e38, np.float32), np.full(2, -3e38, np.float32))
