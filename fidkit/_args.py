@@ -32,21 +32,19 @@ def is_int(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
-_is_int = is_int
-
 
 def count(value, name: str, minimum: int = 1, error: type = FidkitError, hint: str = "") -> int:
     """``value`` as an int of at least ``minimum``: a Python or numpy integer, not a bool or a
     float (2.0 included: a count is never a measurement). ``hint``: what the count is, for the
     message (e.g. `` (--pr-k)``)."""
-    if not _is_int(value) or value < minimum:
+    if not is_int(value) or value < minimum:
         raise error(f"{name}{hint} must be an integer of at least {minimum}, got {shown(value)}")
     return int(value)
 
 
 def seed(value, name: str = "seed", error: type = FidkitError) -> int:
     """``value`` as a numpy seed: an integer from 0 to 2**32 − 1."""
-    if not _is_int(value) or not 0 <= value < 2 ** 32:
+    if not is_int(value) or not 0 <= value < 2 ** 32:
         raise error(f"{name} must be an integer from 0 to 2**32 - 1 (a numpy seed), got {shown(value)}")
     return int(value)
 

@@ -31,7 +31,7 @@ from . import scores as _scores
 from .encoders import DEFAULT_ENCODER, Encoder, encoder_names, encoders_with, get_encoder, get_info
 from .encoders.inception import InceptionEncoder
 from .errors import FidkitError, FidkitWarning, SourceError, StatsError, WeightsError
-from .pipeline import (PRECISIONS, default_batch_size, default_workers, iter_features, memory_format,
+from .pipeline import (check_precision_name, default_batch_size, default_workers, iter_features, memory_format,
                        resolve_device)
 from .frechet import FrechetResult, mean_term_as_held, real_array, with_mean_term
 from .inception import TF32X3, Split
@@ -281,8 +281,7 @@ def check_pass_args(kw: dict, where: str, also: tuple = (), without: tuple = ())
     if unknown:
         raise FidkitError(f"{where}() takes no keyword {unknown[0]!r}; its keywords for the pass are "
                           f"{', '.join(taken)}")
-    if kw.get("precision", "fp32") not in PRECISIONS:
-        raise FidkitError(f"precision must be one of {', '.join(PRECISIONS)}, got {kw['precision']!r}")
+    check_precision_name(kw.get("precision", "fp32"), FidkitError)
     if kw.get("batch_size") is not None:
         _args.count(kw["batch_size"], "batch_size", 1, SourceError, " (images per network batch; None: the default)")
     if kw.get("workers") is not None:

@@ -242,13 +242,13 @@ def stats(sources, output, protocol, shard, dataset, metrics, keep_features, as_
         for k in ("spatial", "encoder", "encoder_weights", "nsample", "nsample_seed", "keep_features"):
             run.pop(k)
         parts = [Statistics.load(p) for p in sources[1:]]
+        kept = [p for p in sources[1:] if p.lower().endswith(".npz") and "features" in npz_members(p)]
         if keep_features:  # every part's, joined in shard order (one pass's), else in the order given
-            for part in parts:  # a part without them: merge() says so
-                if part.source.lower().endswith(".npz") and "features" in npz_members(part.source):
-                    part.features = Statistics.load_features(part.source, part)
+            for path, part in zip(sources[1:], parts):  # a part without them: merge() says so
+                if path in kept:
+                    part.features = Statistics.load_features(path, part)
             parts = shard_order(parts)
         st = merge(parts, keep_features=keep_features)
-        kept = [p for p in sources[1:] if p.lower().endswith(".npz") and "features" in npz_members(p)]
         if kept and not keep_features:
             warnings.warn(f"{kept[0]}{f' and {len(kept) - 1} more' if len(kept) > 1 else ''} keep per-image "
                           f"features, which are not merged: {output} holds statistics only (merge with --features "

@@ -26,11 +26,11 @@ import numpy as np
 import torch
 
 from . import _args
-from .api import (_holds_images, _is_stats_path, check_pass_args, check_provenance, compute_stats, encoder_for,
+from .api import (_holds_images, _is_stats_path, check_provenance, compute_stats, encoder_for,
                   finish_stats, frechet_distance, load_weights, mode_of)
 from .encoders import DEFAULT_ENCODER, Encoder, get_info
 from .errors import FidkitError, SourceError, StatsError
-from .pipeline import check_precision, default_batch_size, iter_array_features, resolve_device, reuse_freed_memory
+from .pipeline import check_precision, check_precision_name, default_batch_size, iter_array_features, resolve_device, reuse_freed_memory
 from .inception import FEATURE_DIM
 from .preprocess import get_protocol
 from .stats import Accumulator, Statistics
@@ -168,7 +168,7 @@ class FID:
                  batch_size: int | None = None, *, allow_mismatch: bool = False, workers: int | None = None,
                  keep_features: bool = False, encoder=None, encoder_weights=None):
         self.device = resolve_device(device)
-        check_pass_args({"precision": precision}, "FID")  # the API's message for an unknown precision
+        check_precision_name(precision, FidkitError)  # as the API refuses an unknown precision
         check_precision(self.device, precision)  # a fast one off CUDA: refused now, not at the first update
         allow_mismatch = _args.flag(allow_mismatch, "allow_mismatch")
         keep_features = _args.flag(keep_features, "keep_features")

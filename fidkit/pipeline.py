@@ -68,11 +68,17 @@ def default_workers() -> int:
 PRECISIONS = ("fp32", "tf32", "bf16", "tf32x3")  # the first is the default
 
 
+def check_precision_name(mode: str, error: type = SourceError) -> None:
+    """Refuses, in one line (``error``), a mode not in :data:`PRECISIONS`: the one wording of the
+    API's checks (:func:`fidkit.api.check_pass_args`, :class:`fidkit.FID`) and of the pass's."""
+    if mode not in PRECISIONS:
+        raise error(f"precision must be one of {', '.join(PRECISIONS)}, got {mode!r}")
+
+
 def check_precision(device: torch.device, mode: str) -> None:
     """The refusals of :func:`precision`, for callers that check before any pass: a mode not in
     :data:`PRECISIONS`, or a fast one on another device than CUDA (one line, SourceError)."""
-    if mode not in PRECISIONS:
-        raise SourceError(f"precision must be one of {', '.join(PRECISIONS)}, got {mode!r}")  # the API's words
+    check_precision_name(mode)
     if device.type != "cuda" and mode != "fp32":
         raise SourceError(f"precision {mode} needs a CUDA device; on {device.type} fidkit computes in fp32")
 

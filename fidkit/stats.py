@@ -81,19 +81,16 @@ def _file_path(path, what: str) -> Path:
         raise StatsError(f"{what} must be a file path (str or pathlib.Path), got {type(path).__name__}") from None
 
 
-_is_count = _args.is_int
-
-
 def _check_count(n, name: str) -> None:
     """Refuses, in one line, an image count ``n`` that is neither None nor a positive integer."""
-    if n is not None and not (_is_count(n) and n >= 1):
+    if n is not None and not (_args.is_int(n) and n >= 1):
         raise StatsError(f"{name}: image count n={_args.shown(n)} ({type(n).__name__}); it must be a positive "
                          f"integer, or None when unknown")
 
 
 def _plain_count(n):
     """``n`` as a plain int for JSON (numpy integers are not serialisable); None stays None."""
-    return int(n) if _is_count(n) else n
+    return int(n) if _args.is_int(n) else n
 
 
 def _file_count(path, a) -> int | None:
@@ -120,7 +117,7 @@ def _check_meta(path, meta) -> None:
         raise StatsError(f"{path}: its fidkit_meta is a JSON {type(meta).__name__}, not an object; the file was not "
                          f"written by fidkit or is damaged: remove fidkit_meta to read it as a plain mu/sigma file")
     n = meta.get("n")
-    if n is not None and not (_is_count(n) and n >= 1):
+    if n is not None and not (_args.is_int(n) and n >= 1):
         raise StatsError(f"{path}: its fidkit_meta records n={n!r}, not a positive integer image count; the file is "
                          f"damaged: make it again")
     for key in ("protocol", "weights_digest", "fidkit_version", "encoder"):
@@ -132,7 +129,7 @@ def _check_meta(path, meta) -> None:
     if not isinstance(features, dict) or not all(isinstance(v, dict) for v in features.values()):
         raise StatsError(f"{path}: its fidkit_meta 'features' is not an object of objects; the file is damaged")
     spatial_n = features.get("spatial", {}).get("n")
-    if spatial_n is not None and not (_is_count(spatial_n) and spatial_n >= 1):
+    if spatial_n is not None and not (_args.is_int(spatial_n) and spatial_n >= 1):
         raise StatsError(f"{path}: its fidkit_meta records spatial n={spatial_n!r}, not a positive integer image "
                          f"count; the file is damaged: make it again")
 
@@ -617,7 +614,7 @@ def merge(parts, keep_features: bool = False) -> "Statistics":
                 raise StatsError(f"{p.source or 'the same statistics'} is given twice (as parts {seen[key] + 1} and "
                                  f"{i + 1}); merging it twice would count its images twice: give each part once")
             seen[key] = i
-        if not _is_count(p.n) or p.n < 2:
+        if not _args.is_int(p.n) or p.n < 2:
             raise StatsError(f"{name}: its image count is unknown, so it cannot be merged exactly; merge only "
                              f"files written by fidkit")
         if keep_features and p.features is None:
