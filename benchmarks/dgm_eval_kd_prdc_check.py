@@ -1,15 +1,18 @@
-"""Whether ``fidkit compute --metrics kd-dgm-eval,prdc-dgm-eval --nsample N`` gives dgm-eval's
-``kd`` and ``prdc`` values bit for bit, by running dgm-eval's own code on the same features.
+"""Whether ``fidkit compute --metrics kd-dgm-eval,prdc-dgm-eval,fls-dgm-eval --nsample N`` gives
+dgm-eval's ``kd``, ``prdc``, ``fls`` and ``fls_overfit`` values bit for bit, by running dgm-eval's
+own code on the same features.
 
     PYTHONPATH=SKLEARN_AND_TQDM python benchmarks/dgm_eval_kd_prdc_check.py DGM_EVAL_CHECKOUT [--dim 64]
 
 dgm-eval's side, from the checkout: its ``DataLoader`` reads a real folder, then a generated
-one, each cut by ``--nsample`` (seeding numpy's global generator as it does), and its
-``__main__.compute_scores`` (the function's own source, executed with its ``metrics/mmd.py``
-and ``metrics/prdc.py``, which need scikit-learn and tqdm) computes ``kd`` and ``prdc`` from
-the features of the images it kept, in its row order, as float64. fidkit's side: the cut and
+one (and, for ``fls``, its ``--test_path`` folder between them, as its ``main`` reads them),
+each cut by ``--nsample`` (seeding numpy's global generator as it does), and its
+``__main__.compute_scores`` (the function's own source, executed with its ``metrics/mmd.py``,
+``metrics/prdc.py`` and ``metrics/fls.py``, which need scikit-learn and tqdm; ``fls.py`` with its
+``.cuda()`` calls made the CPU, its only change) computes ``kd``, ``prdc`` and ``fls`` from the
+features of the images it kept, in its row order, as float64. fidkit's side: the cut and
 row order of :func:`fidkit.sources.dgm_eval_subset` and the draws and arithmetic of
-``fidkit.api._dgm_eval_kd_prdc``, the function ``compare`` calls. The features stand in for an
+``fidkit.api._dgm_eval_drawn``, the function ``compare`` calls. The features stand in for an
 encoder's (a fixed float32 vector per image, clustered so that the balls overlap): the network
 pass is not what is checked. ``torchvision``, which dgm-eval's loader imports, is stubbed as in
 ``dgm_eval_subset_check.py``.
@@ -17,7 +20,9 @@ pass is not what is checked. ``torchvision``, which dgm-eval's loader imports, i
 Cases: both sets cut (the generated set's cut seeds the draws), only the real set cut, each
 with ``kd`` before ``prdc`` or ``prdc`` alone, ``--reduced_n`` below and above the sets, a
 generated set of class folders whose ``Path`` order is not fidkit's, and neither set cut with
-equal sets of at most ``reduced_n`` (dgm-eval's draws are then unseeded but only permute).
+equal sets of at most ``reduced_n`` (dgm-eval's draws are then unseeded but only permute); for
+``fls``, a test set whose cut seeds the draws (the generated set not cut) after ``kd``'s and
+``prdc``'s, and a generated set whose cut does.
 Prints one line per case and exits 1 on a difference.
 """
 from __future__ import annotations
@@ -38,7 +43,7 @@ def main() -> int:
     from PIL import Image
 
     from dgm_eval_subset_check import _compute_scores, _load_dataloaders, _module
-    from fidkit.api import _dgm_eval_kd_prdc
+    from fidkit.api import _dgm_eval_drawn
     from fidkit.sources import as_images, dgm_eval_subset
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -48,9 +53,13 @@ def main() -> int:
     checkout = args.checkout.resolve()
     dl = _load_dataloaders(checkout)
     metrics = checkout / "dgm_eval" / "metrics"
+    fls_src = (metrics / "fls.py").read_text().replace(".cuda()", "").replace('device="cuda"', 'device="cpu"')
+    fls = {}
+    exec(compile(fls_src, str(metrics / "fls.py"), "exec"), fls)
     compute_scores = _compute_scores(checkout,
                                      compute_mmd=_module("dgm_eval_mmd", metrics / "mmd.py").compute_mmd,
-                                     compute_prdc=_module("dgm_eval_prdc", metrics / "prdc.py").compute_prdc)
+                                     compute_prdc=_module("dgm_eval_prdc", metrics / "prdc.py").compute_prdc,
+                                     compute_fls=fls["compute_fls"], compute_fls_overfit=fls["compute_fls_overfit"])
     table = np.random.default_rng(7)
     centres = table.normal(size=(6, args.dim)).astype(np.float32) * 1.5
 
@@ -66,21 +75,28 @@ def main() -> int:
             feats[str(p)] = f.astype(np.float32)
         return feats
 
-    cases = [  # name, real images, generated images, generated in class folders, nsample, reduced_n, metrics
-        ("both cut, kd then prdc", 130, 120, False, 100, 10000, ["kd", "prdc"]),
-        ("both cut, prdc alone, reduced_n 60", 130, 120, False, 100, 60, ["prdc"]),
-        ("real cut only, kd then prdc, reduced_n 50", 130, 80, False, 100, 50, ["kd", "prdc"]),
-        ("both cut, class folders, kd then prdc, reduced_n 70", 130, 125, True, 100, 70, ["kd", "prdc"]),
-        ("real cut only, class folders, prdc alone, reduced_n 40", 110, 90, True, 100, 40, ["prdc"]),
-        ("neither cut, equal sets, prdc alone", 90, 90, True, 100, 10000, ["prdc"]),
+    cases = [  # name, real images, generated images, generated in class folders, nsample, reduced_n, metrics,
+        # test images (fls)
+        ("both cut, kd then prdc", 130, 120, False, 100, 10000, ["kd", "prdc"], 0),
+        ("both cut, prdc alone, reduced_n 60", 130, 120, False, 100, 60, ["prdc"], 0),
+        ("real cut only, kd then prdc, reduced_n 50", 130, 80, False, 100, 50, ["kd", "prdc"], 0),
+        ("both cut, class folders, kd then prdc, reduced_n 70", 130, 125, True, 100, 70, ["kd", "prdc"], 0),
+        ("real cut only, class folders, prdc alone, reduced_n 40", 110, 90, True, 100, 40, ["prdc"], 0),
+        ("neither cut, equal sets, prdc alone", 90, 90, True, 100, 10000, ["prdc"], 0),
+        ("test cut, fake not, kd, prdc then fls, reduced_n 30", 130, 80, False, 100, 30,
+         ["kd", "prdc", "fls", "fls_overfit"], 120),
+        ("all cut, fls alone", 130, 110, False, 100, 10000, ["fls", "fls_overfit"], 105),
     ]
     ok = True
-    for name, n_a, n_b, classes, nsample, reduced_n, metrics in cases:
+    for name, n_a, n_b, classes, nsample, reduced_n, metrics, n_t in cases:
         with tempfile.TemporaryDirectory() as tmp:
             fa = write(Path(tmp, "real"), n_a, False, 0)
             fb = write(Path(tmp, "fake"), n_b, classes, 1000)
+            ft = write(Path(tmp, "test"), n_t, False, 2000) if n_t else None
             np.random.seed(12345)  # whatever state the process had: dgm-eval's cuts re-seed it
             real = dl.DataLoader(str(Path(tmp, "real")), nsample=nsample, transform=lambda x: x, num_workers=0)
+            test = (dl.DataLoader(str(Path(tmp, "test")), nsample=nsample, transform=lambda x: x, num_workers=0)
+                    if n_t else None)  # main() reads it after the real set, before the generated one
             fake = dl.DataLoader(str(Path(tmp, "fake")), nsample=nsample, transform=lambda x: x, num_workers=0)
 
             def rows(loader, feats):
@@ -90,31 +106,36 @@ def main() -> int:
 
             reps = [rows(real, fa), rows(fake, fb)]
             theirs, _ = compute_scores(argparse.Namespace(metrics=metrics, reduced_n=reduced_n, nearest_k=5),
-                                       reps, None, None)
+                                       reps, rows(test, ft) if n_t else None, None)
             ours_rows, info = [], {}
-            for side, folder, feats, total in (("a", "real", fa, n_a), ("b", "fake", fb, n_b)):
+            for side, folder, feats, total in (("a", "real", fa, n_a), ("b", "fake", fb, n_b),
+                                               ("t", "test", ft, n_t)):
+                if not total:
+                    continue
                 picked, note = dgm_eval_subset(as_images(str(Path(tmp, folder))), nsample, 13579,
                                                str(Path(tmp, folder)))
                 assert note is None, note
                 ours_rows.append(np.stack([feats[picked.path(i)] for i in range(len(picked))]))
                 info[f"nsample_from_{side}"] = total
-            wanted = tuple(f"{m}-dgm-eval" for m in metrics)
-            ours = _dgm_eval_kd_prdc(wanted, ours_rows[0], ours_rows[1], info, nsample, 13579, 5, reduced_n)
+            wanted = tuple(dict.fromkeys(f"{m.replace('_overfit', '')}-dgm-eval" for m in metrics))
+            ours = _dgm_eval_drawn(wanted, ours_rows[0], ours_rows[1], info, nsample, 13579, 5, reduced_n,
+                                   ft=ours_rows[2] if n_t else None)
             keys = (["kd_value", "kd_variance"] if "kd" in metrics else []) + \
-                (["precision", "recall", "density", "coverage"] if "prdc" in metrics else [])
+                (["precision", "recall", "density", "coverage"] if "prdc" in metrics else []) + \
+                (["fls", "fls_overfit"] if "fls" in metrics else [])
             same = all(float(theirs[k]) == ours[f"dgm_eval_{k}"] for k in keys)
             ok &= same
             # controls, to show the comparison can fail: prdc without kd's 200 draws before it, and
             # the generated rows in fidkit's path order instead of dgm-eval's
             controls = []
             pk = ["precision", "recall", "density", "coverage"]
-            if metrics == ["kd", "prdc"]:
-                alone = _dgm_eval_kd_prdc(("prdc-dgm-eval",), ours_rows[0], ours_rows[1], info, nsample, 13579, 5,
+            if metrics[:2] == ["kd", "prdc"]:
+                alone = _dgm_eval_drawn(("prdc-dgm-eval",), ours_rows[0], ours_rows[1], info, nsample, 13579, 5,
                                           reduced_n)
                 controls.append(("without kd's draws", any(alone[f"dgm_eval_{k}"] != float(theirs[k]) for k in pk)))
             if classes:
                 as_strings = np.argsort([picked.path(i) for i in range(len(picked))], kind="stable")
-                shuffled = _dgm_eval_kd_prdc(wanted, ours_rows[0], ours_rows[1][as_strings], info, nsample, 13579, 5,
+                shuffled = _dgm_eval_drawn(wanted, ours_rows[0], ours_rows[1][as_strings], info, nsample, 13579, 5,
                                              reduced_n)
                 controls.append(("in fidkit's row order", any(shuffled[f"dgm_eval_{k}"] != float(theirs[k])
                                                                 for k in keys)))

@@ -671,21 +671,21 @@ class FIDResult:
 
 
 METRICS = ("fid", "is", "kid", "pr", "sfid", "adm-pr", "is-adm", "is-stylegan", "is-dgm-eval", "kd-dgm-eval",
-           "prdc-dgm-eval", "fd-inf", "cmmd", "authpct", "sw-approx", "vendi", "vendi-dgm-eval")
+           "prdc-dgm-eval", "fls-dgm-eval", "fd-inf", "cmmd", "authpct", "sw-approx", "vendi", "vendi-dgm-eval")
 _METRIC_ALIASES = {"isc": "is", "prc": "pr", "prdc": "pr", "adm_pr": "adm-pr", "is_adm": "is-adm",
                    "is_stylegan": "is-stylegan", "is_dgm_eval": "is-dgm-eval", "kd_dgm_eval": "kd-dgm-eval",
                    "prdc_dgm_eval": "prdc-dgm-eval", "sw_approx": "sw-approx", "fd": "fid",
                    "fd-inf": "fd-inf", "fd_inf": "fd-inf", "fid-inf": "fd-inf", "fid_inf": "fd-inf",
-                   "fd-infinity": "fd-inf", "vendi_dgm_eval": "vendi-dgm-eval"}
+                   "fd-infinity": "fd-inf", "vendi_dgm_eval": "vendi-dgm-eval", "fls_dgm_eval": "fls-dgm-eval"}
 _METRIC_NAMES = {"is": "the Inception Score", "kid": "KID", "pr": "precision/recall",
                  "adm-pr": "ADM precision/recall", "is-adm": "the Inception Score (ADM)",
                  "is-stylegan": "the Inception Score (StyleGAN)", "is-dgm-eval": "the Inception Score (dgm-eval)",
-                 "kd-dgm-eval": "dgm-eval's kd", "prdc-dgm-eval": "dgm-eval's prdc",
+                 "kd-dgm-eval": "dgm-eval's kd", "prdc-dgm-eval": "dgm-eval's prdc", "fls-dgm-eval": "dgm-eval's fls",
                  "sfid": "sFID",
                  "fd-inf": "FD∞", "cmmd": "CMMD", "authpct": "AuthPct", "sw-approx": "sliced W2 (approx.)",
                  "vendi": "the Vendi score", "vendi-dgm-eval": "dgm-eval's per-class Vendi score"}
 #: metrics that read every image's features, of both sets
-_PER_IMAGE = ("kid", "pr", "adm-pr", "cmmd", "authpct", "sw-approx", "kd-dgm-eval", "prdc-dgm-eval")
+_PER_IMAGE = ("kid", "pr", "adm-pr", "cmmd", "authpct", "sw-approx", "kd-dgm-eval", "prdc-dgm-eval", "fls-dgm-eval")
 _LOGITS = ("is", "is-adm", "is-stylegan", "is-dgm-eval")  # metrics that read every generated image's logits
 #: the named feature a metric reads, where it is not the encoder's default feature (any encoder's
 #: FD, KID, precision/recall, FD∞ and bootstrap read that one). Which encoders can give a metric
@@ -707,7 +707,7 @@ def check_metrics(wanted, encoder=None) -> None:
 
 def parse_metrics(metrics) -> tuple:
     """Metric names from ``"fid,kid,pr"`` or an iterable: a tuple of fid (alias fd), is, kid, pr, sfid,
-    adm-pr, is-adm, is-stylegan, is-dgm-eval, kd-dgm-eval, prdc-dgm-eval, fd-inf, cmmd, authpct,
+    adm-pr, is-adm, is-stylegan, is-dgm-eval, kd-dgm-eval, prdc-dgm-eval, fls-dgm-eval, fd-inf, cmmd, authpct,
     sw-approx, vendi, vendi-dgm-eval (fid first: the Fréchet distance in the encoder's space)."""
     try:
         items = metrics.split(",") if isinstance(metrics, str) else list(metrics)
@@ -913,38 +913,50 @@ def _check_counts(wanted, pr_k: int, counts: dict, cut: str = "", dgm_eval_k: in
                 if side in counts and counts[side] < least:
                     held = "'s subset holds" if side in cut else " holds"
                     raise StatsError(f"{side.upper()}{held} {counts[side]} image(s): {why}")
+    if "fls-dgm-eval" in wanted:  # the train set (A) is split in two by dgm-eval's draw
+        for side, least, name in (("a", 4, "A (the train set, which it splits in two)"), ("b", 2, "B"),
+                                  ("t", 2, "the test set")):
+            if side in counts and counts[side] < least:
+                held = "'s subset holds" if side in cut else " holds"
+                raise StatsError(f"{name}{held} {counts[side]} image(s): dgm-eval's fls needs at least 4 images in A "
+                                 f"and 2 in B and in the test set")
     if "fd-inf" in wanted and "b" in counts:
         problem = _distances.fd_infinity_refusal(counts["b"])
         if problem:
             raise StatsError(problem)
 
 
-def _dgm_eval_kd_prdc(wanted, fa, fb, info: dict, nsample: int | None, seed: int, k: int,
-                      reduced_n: int = _scores.DGM_EVAL_REDUCED_N) -> dict:
-    """dgm-eval's ``kd`` and ``prdc`` of A (real) against B, their subsets drawn as dgm-eval draws
-    them: from numpy's global generator in the state its ``--nsample`` cut left it
-    (:func:`fidkit.sources.dgm_eval_generator`), ``kd``'s 200 draws before ``prdc``'s when both
-    are asked for, as dgm-eval computes them in that order (so ``prdc-dgm-eval`` alone is
-    dgm-eval's ``--metrics prdc`` without ``kd``). Where neither set was cut, dgm-eval draws from
+def _dgm_eval_drawn(wanted, fa, fb, info: dict, nsample: int | None, seed: int, k: int,
+                    reduced_n: int = _scores.DGM_EVAL_REDUCED_N, ft=None, device="cpu") -> dict:
+    """dgm-eval's ``kd``, ``prdc`` and ``fls`` of A (real) against B, their subsets drawn as
+    dgm-eval draws them: from numpy's global generator in the state its ``--nsample`` cut left it
+    (:func:`fidkit.sources.dgm_eval_generator`), in its order: ``kd``'s 200 draws, then
+    ``prdc``'s, then ``fls``'s, each only when asked for (so ``prdc-dgm-eval`` alone is
+    dgm-eval's ``--metrics prdc`` without ``kd``). Where no set was cut, dgm-eval draws from
     an unseeded generator: the draws here come from ``RandomState(seed)``, and a warning says so
-    when they pick a proper subset (its values then vary from run to run), and suggests
-    ``--nsample 50000`` when dgm-eval's default would have cut a set. Rows missing from the
-    features (files skipped as undecodable) shift every draw: warned, and not called replayed.
-    ``fa``/``fb``: the features in dgm-eval's row order; ``info``: ``nsample_from_a``/``_b``, the
+    when they pick a proper subset or, for ``fls``, split the train set (its values then vary from
+    run to run), and suggests ``--nsample 50000`` when dgm-eval's default would have cut a set.
+    Rows missing from the features (files skipped as undecodable) shift every draw: warned, and
+    not called replayed. ``fa``/``fb``/``ft`` (``ft``: the ``--test_path`` set of ``fls``, else
+    None): the features in dgm-eval's row order; ``info``: ``nsample_from_a``/``_b``/``_t``, the
     images each set held before the cut. Keys ``dgm_eval_kd_value``, ``dgm_eval_kd_variance``,
-    ``dgm_eval_precision``, ..., ``dgm_eval_nearest_k``, ``dgm_eval_draws`` (``"replayed"``,
-    ``"seeded here"`` or ``"not dgm-eval's"``) and ``dgm_eval_draw_order`` (``"kd,prdc"``, the
-    draws made, in order). ``reduced_n``: dgm-eval's ``--reduced_n``, prdc's subsample (10,000)."""
-    n_a, n_b = info.get("nsample_from_a") or len(fa), info.get("nsample_from_b") or len(fb)
-    rng = dgm_eval_generator(n_a, n_b, nsample, seed)
-    order = [m for m in ("kd", "prdc") if f"{m}-dgm-eval" in wanted]
+    ``dgm_eval_precision``, ..., ``dgm_eval_nearest_k``, ``dgm_eval_fls``, ``dgm_eval_fls_overfit``,
+    ``dgm_eval_fls_reduced_n``, ``dgm_eval_draws`` (``"replayed"``, ``"seeded here"`` or
+    ``"not dgm-eval's"``) and ``dgm_eval_draw_order`` (``"kd,prdc,fls"``, the draws made, in
+    order). ``reduced_n``: dgm-eval's ``--reduced_n``, the subsample of ``prdc`` and ``fls``
+    (10,000). ``device``: where ``fls`` fits its bandwidths."""
+    sets = {"a": fa, "b": fb, **({"t": ft} if ft is not None else {})}
+    totals = {side: info.get(f"nsample_from_{side}") or len(f) for side, f in sets.items()}
+    rng = dgm_eval_generator(totals["a"], totals["b"], nsample, seed, totals.get("t"))
+    order = [m for m in ("kd", "prdc", "fls") if f"{m}-dgm-eval" in wanted]
     out: dict = {"dgm_eval_draws": "replayed" if rng is not None else "seeded here",
                  "dgm_eval_draw_order": ",".join(order)}
-    rows = [min(t, nsample) if nsample is not None else t for t in (n_a, n_b)]
-    if [len(fa), len(fb)] != rows:
+    rows = {side: min(t, nsample) if nsample is not None else t for side, t in totals.items()}
+    if any(len(sets[side]) != rows[side] for side in sets):
         out["dgm_eval_draws"] = "not dgm-eval's"
-        warnings.warn(f"the features hold {len(fa)} and {len(fb)} rows where dgm-eval would hold {rows[0]} and "
-                      f"{rows[1]} (images skipped as undecodable, at which dgm-eval would stop, or a statistics file not "
+        held = " and ".join(str(len(f)) for f in sets.values())
+        warnings.warn(f"the features hold {held} rows where dgm-eval would hold {' and '.join(map(str, rows.values()))} "
+                      f"(images skipped as undecodable, at which dgm-eval would stop, or a statistics file not "
                       f"cut as it cuts): the subsets of its "
                       f"{' and '.join(order)} index other rows, so these are not its values", FidkitWarning,
                       stacklevel=3)
@@ -952,16 +964,20 @@ def _dgm_eval_kd_prdc(wanted, fa, fb, info: dict, nsample: int | None, seed: int
         rng = np.random.RandomState(seed)
         reduced = min(reduced_n, len(fa), len(fb))
         parts = [m for m, proper in (("kd", min(1000, len(fa), len(fb)) < max(len(fa), len(fb))),
-                                     ("prdc", reduced < max(len(fa), len(fb)))) if m in order and proper]
-        if parts and nsample is None and max(n_a, n_b) > DGM_EVAL_NSAMPLE:
-            warnings.warn(f"dgm-eval's default --nsample {DGM_EVAL_NSAMPLE} would cut a set of {max(n_a, n_b)} "
+                                     ("prdc", reduced < max(len(fa), len(fb))),
+                                     ("fls", True)) if m in order and proper]  # fls splits the train set by draw
+        biggest = max(totals.values())
+        if parts and nsample is None and biggest > DGM_EVAL_NSAMPLE:
+            warnings.warn(f"dgm-eval's default --nsample {DGM_EVAL_NSAMPLE} would cut a set of {biggest} "
                           f"images, which seeds the draws of its {' and '.join(parts)}: give --nsample "
                           f"{DGM_EVAL_NSAMPLE} (nsample=) to read the images it reads and replay them; these draw "
                           f"from RandomState({seed})", FidkitWarning, stacklevel=3)
         elif parts:
+            counts = " and ".join(str(t) for t in totals.values())
             warnings.warn(f"dgm-eval draws the subsets of its {' and '.join(parts)} from numpy's global generator, "
-                          f"which it seeds only when --nsample cuts a set, and neither set is cut here ({n_a} and "
-                          f"{n_b} images{'' if nsample is None else f', nsample {nsample}'}): its own values vary "
+                          f"which it seeds only when --nsample cuts a set, and {'neither' if len(totals) == 2 else 'no'} set "
+                          f"is cut here ({counts} "
+                          f"images{'' if nsample is None else f', nsample {nsample}'}): its own values vary "
                           f"from run to run; these draw from RandomState({seed}) (--nsample-seed)", FidkitWarning,
                           stacklevel=3)
     if "kd" in order:
@@ -970,6 +986,9 @@ def _dgm_eval_kd_prdc(wanted, fa, fb, info: dict, nsample: int | None, seed: int
     if "prdc" in order:
         prdc = _scores.dgm_eval_prdc(fa, fb, rng, k=k, reduced_n=reduced_n)
         out.update({f"dgm_eval_{key}": v for key, v in prdc.items()}, dgm_eval_nearest_k=k)
+    if "fls" in order:
+        fls = _scores.dgm_eval_fls(*_scores.dgm_eval_fls_sets(fa, ft, fb, rng, reduced_n), device=device)
+        out.update(dgm_eval_fls=fls.fls, dgm_eval_fls_overfit=fls.fls_overfit, dgm_eval_fls_reduced_n=fls.reduced_n)
     return out
 
 
@@ -1007,7 +1026,7 @@ def _check_biased_n(label: str, n) -> None:
 
 
 def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, metrics=("fid",),
-            seed: int = _scores.DEFAULT_SEED, bootstrap: int = 0, **kw) -> FIDResult:
+            seed: int = _scores.DEFAULT_SEED, bootstrap: int = 0, test=None, **kw) -> FIDResult:
     """FID between sources ``a`` and ``b`` with details; ``kw`` as for :func:`compute_stats`.
 
     A source is an image folder, an archive (``.zip``, ``.tar``, ``.tar.gz``, a pattern of tar
@@ -1046,7 +1065,13 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     the class labels dgm-eval gives B's images (:func:`_dgm_eval_vendi`; B a folder of class folders).
     ``kd-dgm-eval`` and ``prdc-dgm-eval`` add dgm-eval's ``kd`` and ``prdc`` (k = ``pr_k``,
     default 5), their subsets drawn as dgm-eval draws them after the cut of ``nsample``
-    (:func:`_dgm_eval_kd_prdc`: keys ``dgm_eval_kd_value``, ``dgm_eval_precision``, ...).
+    (:func:`_dgm_eval_drawn`: keys ``dgm_eval_kd_value``, ``dgm_eval_precision``, ...).
+    ``fls-dgm-eval`` adds dgm-eval's ``fls`` and ``fls_overfit`` (:func:`fidkit.scores.dgm_eval_fls`;
+    keys ``dgm_eval_fls``, ``dgm_eval_fls_overfit``, ``dgm_eval_fls_reduced_n``) with ``a`` its
+    train set and ``test`` its ``--test_path`` set, a source like ``a`` and ``b`` (images, or a
+    statistics file that keeps per-image features) of real images the generator never saw, read
+    in the same pass settings and cut by ``nsample`` as dgm-eval cuts it; its draws follow
+    ``kd``'s and ``prdc``'s. ``test`` is read for that metric only (recorded: ``n_test``).
     They land in ``result.scores`` with keys ``kid_mean``, ``kid_std``, ``precision``,
     ``recall``, ``density``, ``coverage``, ``isc_mean``, ``isc_std``, ``sfid``,
     ``adm_precision``, ``adm_recall`` (with ``adm_pr_distances``, their arithmetic: ``adm_distances=``,
@@ -1133,11 +1158,21 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     if subset is not None and "vendi-dgm-eval" in wanted:
         raise FidkitError("vendi-dgm-eval is dgm-eval's, which reads all of B's images or those of its --nsample cut "
                           "(nsample=), not EDM's subset; leave out subset")
+    fls = "fls-dgm-eval" in wanted
+    if fls and test is None:
+        raise FidkitError("fls-dgm-eval (dgm-eval's fls) needs a set of real images the generator never saw, "
+                          "dgm-eval's --test_path: give it as --test PATH (test=)")
+    if test is not None and not fls:
+        raise FidkitError("a test set (--test, test=) is read only by fls-dgm-eval (dgm-eval's --test_path set); "
+                          "add fls-dgm-eval to the metrics, or leave out the test set")
     per_image = any(m in wanted for m in _PER_IMAGE)
     # per-image features of each side: every metric of _PER_IMAGE needs both; FD∞ needs B's
     # (A may be a statistics file, whose mean and covariance it then uses); the bootstrap
     # resamples the sides that have images and keeps a statistics file fixed
     kinds = {"a": _kind_of(a), "b": _kind_of(b)}  # each file's kind read once (a missing path: none), passed down
+    if fls:
+        kinds["t"] = _kind_of(test)
+        _refuse_stats_file(test, "fls-dgm-eval", kind=kinds["t"])
     keep_a = per_image or ((bootstrap > 0 or "fd-inf" in wanted) and not kinds["a"].stats_only)
     keep_b = (per_image or any(m in wanted for m in ("fd-inf", "vendi", "vendi-dgm-eval"))
               or (bootstrap > 0 and not kinds["b"].stats_only))
@@ -1154,15 +1189,18 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
         if m in wanted:
             _refuse_stats_file(b, m, features_serve=False, kind=kinds["b"])
             _require_classifier(load_weights(kw.get("weights")))  # before spending time on a
-    for source in (a, b):  # after the checks of the arguments, before any source is read: a missing B
-        check_exists(source)  # is named before A's images go through the network
+    for source in (a, b) + ((test,) if fls else ()):  # after the checks of the arguments, before any source
+        check_exists(source)  # is read: a missing B is named before A's images go through the network
     label_a, label_b = _side_label("A", a), _side_label("B", b)
-    converted = {"a": _batch_images_of(a, enc_name, nsample, protocol),
-                 "b": _batch_images_of(b, enc_name, nsample, protocol)}
-    for side, src in (("a", a), ("b", b)):
+    label_t = _side_label("test", test)
+    sources = {"a": a, "b": b, **({"t": test} if fls else {})}
+    converted = {side: _batch_images_of(src, enc_name, nsample, protocol) for side, src in sources.items()}
+    for side, src in sources.items():
         if converted[side] is not src:  # an ADM reference batch read as its images: no longer statistics
             kinds[side] = _Kind()
-    a, b = converted["a"], converted["b"]
+    a, b, test = converted["a"], converted["b"], converted.get("t")
+    sources = {"a": a, "b": b, **({"t": test} if fls else {})}
+    side_names = {"a": "A", "b": "B", "t": "the test set"}
     if bootstrap > 0 and kinds["a"].stats_only and kinds["b"].stats_only:
         raise StatsError("a bootstrap resamples images, but both sources are statistics files; give at least "
                          "one image folder")
@@ -1170,6 +1208,8 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
         raise StatsError(f"--subset (subset=) picks images of B, the generated set, but {label_b[2:] or 'B'} holds "
                          f"statistics; put the reference first (fidkit compute REF IMAGES), or leave out the subset")
     files = _load_files({"a": a, "b": b}, kinds, protocol, enc, allow_mismatch, spatial, biased)
+    if fls:  # a test file's spatial statistics and count are of no use to fls: not asked of it
+        files.update(_load_files({"t": test}, kinds, protocol, enc, allow_mismatch, False, False))
     explicit = kw.get("weights") is not None or kw.get("encoder_weights") is not None
     recorded = any(st.weights_digest for st in files.values())  # else no digest to check: no network built
     if recorded and (len(files) == 1 or explicit) and not allow_mismatch:
@@ -1182,7 +1222,7 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     subset_info: dict = {}
     # each image source listed once, before any pass, and handed on listed: a source short of the
     # subset or of what a metric needs is refused before any image goes through the network
-    images = {side: as_images(src) for side, src in (("a", a), ("b", b)) if not kinds[side].stats}
+    images = {side: as_images(src) for side, src in sources.items() if not kinds[side].stats}
     scan_b = None  # B's folder as dgm-eval looks at it, read once for its unread files, cut and labels
     if "vendi-dgm-eval" in wanted and "b" in images and isinstance(b, (str, Path)) and Path(b).is_dir():
         scan_b = dgm_eval_scan(b)  # before the cut: B's files as listed
@@ -1201,17 +1241,17 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
         images["b"] = seeded_subset(images["b"], int(subset), int(subset_seed), label_b)
     if nsample is not None:  # every set, as dgm-eval cuts the real set and each generated one
         subset_info.update(nsample=nsample, nsample_seed=nsample_seed)
-        for side, src in (("a", a), ("b", b)):
+        for side, src in sources.items():
             if side in images:
-                images[side], info = _nsample_cut(src, images[side], nsample, nsample_seed, side.upper(),
+                images[side], info = _nsample_cut(src, images[side], nsample, nsample_seed, side_names[side],
                                                   scan_b if side == "b" else None)
                 subset_info[f"nsample_from_{side}"] = info["from"]
                 cut += side if info["from"] > nsample else ""
             else:
-                _nsample_file_check(f"{side.upper()}: the statistics", files[side], nsample, nsample_seed)
+                _nsample_file_check(f"{side_names[side]}: the statistics", files[side], nsample, nsample_seed)
     elif protocol in DGM_EVAL_MODES and subset is None:
-        _dgm_eval_cut_note({side.upper(): len(im) for side, im in images.items()},
-                           {f"{side.upper()}'s statistics file": st for side, st in files.items()}, protocol)
+        _dgm_eval_cut_note({side_names[side]: len(im) for side, im in images.items()},
+                           {f"{side_names[side]}'s statistics file": st for side, st in files.items()}, protocol)
     counts = {side: len(im) for side, im in images.items()}
     vendi_labels = None  # dgm-eval's class label of each of B's images, known before the pass
     if "vendi-dgm-eval" in wanted:
@@ -1228,18 +1268,25 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
                               f"every top-level entry, so a file or a folder without images beside the class "
                               f"folders leaves a gap{', as can the --nsample cut' if nsample is not None else ''})")
     batches = {}  # an ADM reference batch whose images are read: opened once, to count and to read
-    for side, src, needed in (("a", a, keep_a), ("b", b, keep_b or logits)):
+    for side, src, needed in (("a", a, keep_a), ("b", b, keep_b or logits)) + ((("t", test, True),) if fls else ()):
         if side not in counts and needed and kinds[side].images:
             batches[side] = BatchImages(src)
             counts[side] = len(batches[side])
         elif side not in counts and needed and kinds[side].features and files[side].n is not None:
             counts[side] = files[side].n  # its per-image features' rows
     _check_counts(wanted, pr_k, counts, cut, dgm_eval_k)
-    a, b = images.get("a", a), images.get("b", b)
+    a, b, test = images.get("a", a), images.get("b", b), images.get("t", test)
     ex1 = _one_pass(a, protocol, keep_a, False, spatial, {"label": label_a, **kw}, allow_mismatch, files.get("a"),
                     batches.get("a"), kinds["a"], float32_means=float32_means)
     ex2 = _one_pass(b, protocol, keep_b, logits, spatial, {"label": label_b, **kw}, allow_mismatch, files.get("b"),
                     batches.get("b"), kinds["b"], float32_means=float32_means)
+    ex3 = None  # the test set of fls: features only
+    if fls:
+        ex3 = _one_pass(test, protocol, True, False, False, {"label": label_t, **kw}, allow_mismatch, files.get("t"),
+                        batches.get("t"), kinds["t"])
+        with warnings.catch_warnings():  # its image count matters to no covariance: no warning of a small set
+            warnings.simplefilter("ignore", FidkitWarning)
+            _check_compatible(ex1.stats, ex3.stats, allow_mismatch)  # a file of other weights or protocol
     s1 = ex1.stats
     s2 = ex2.stats
     if subset is not None and s2.extra.get("skipped"):  # EDM and EDM2 would have stopped at such a file
@@ -1266,12 +1313,18 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
         scores.update(kid_mean=k.mean, kid_std=k.std)
     if "pr" in wanted:
         scores.update(_scores.precision_recall(ex1.features, ex2.features, k=int(pr_k)), pr_k=int(pr_k))
-    if "kd-dgm-eval" in wanted or "prdc-dgm-eval" in wanted:
+    if any(m in wanted for m in ("kd-dgm-eval", "prdc-dgm-eval", "fls-dgm-eval")):
         # the images each set held before a cut (a kept file: before its cut, skipped files counted)
         listed = {f"nsample_from_{side}": subset_info.get(f"nsample_from_{side}", files[side].extra.get(
             "nsample_from", files[side].n + len(files[side].extra.get("skipped", []))) if side in files
-            else counts.get(side)) for side in "ab"}
-        scores.update(_dgm_eval_kd_prdc(wanted, ex1.features, ex2.features, listed, nsample, nsample_seed, dgm_eval_k))
+            else counts.get(side)) for side in sources}
+        scores.update(_dgm_eval_drawn(wanted, ex1.features, ex2.features, listed, nsample, nsample_seed, dgm_eval_k,
+                                      ft=ex3.features if fls else None,
+                                      device=resolve_device(kw.get("device", "auto"))))
+        if fls:
+            scores["n_test"] = ex3.stats.n
+            if ex3.stats.extra.get("skipped"):
+                scores["skipped_test"] = list(ex3.stats.extra["skipped"])
     if "adm-pr" in wanted:
         scores.update(_scores.adm_precision_recall(ex1.features, ex2.features, distances=adm_distances),
                       adm_pr_distances=adm_distances)
@@ -1303,8 +1356,8 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
         scores.update({key: inf.value, f"{key}_slope": inf.slope, f"{key}_sizes": [int(n) for n in inf.sizes],
                        f"{key}_values": [float(v) for v in inf.fd], f"{key}_seed": int(inf.seed)})
     scores.update(subset_info)
-    for label, ex in (("a", ex1), ("b", ex2)):
-        if ex.stats_from_file:
+    for label, ex in (("a", ex1), ("b", ex2), ("test", ex3)):
+        if ex is not None and ex.stats_from_file:
             scores[f"statistics_from_file_{label}"] = list(ex.stats_from_file)
     if bootstrap > 0:
         fa, fb, ref = ex1.features, ex2.features, None

@@ -116,7 +116,8 @@ def cli(debug):
                    "(its precision/recall), is-adm (its Inception Score), is-stylegan (StyleGAN2-ADA/3's "
                    "is50k; with --protocol nvidia) and is-dgm-eval (dgm-eval's is): Inception only; cmmd: "
                    "CLIP only; dgm-eval's kd-dgm-eval and prdc-dgm-eval (its kd and prdc, their subsets drawn as "
-                   "it draws them after --nsample's cut), authpct and sw-approx, vendi (the Vendi score of B) and "
+                   "it draws them after --nsample's cut), fls-dgm-eval (its fls and fls_overfit; needs --test), "
+                   "authpct and sw-approx, vendi (the Vendi score of B) and "
                    "vendi-dgm-eval (dgm-eval's vendi: its mean per class folder of B): any encoder. "
                    "One pass over each source serves them all.")
 @click.option("--biased-covariance", is_flag=True,
@@ -135,13 +136,16 @@ def cli(debug):
 @click.option("--subset-seed", type=int, default=0, show_default=True, metavar="S",
               help="The seed of --subset's choice (EDM's and EDM2's --seed).")
 @_nsample_options
+@click.option("--test", "test", default=None, metavar="PATH",
+              help="Real images the generator never saw (dgm-eval's --test_path), for --metrics fls-dgm-eval; "
+                   "A is then its train set.")
 @click.option("--means", type=click.Choice(list(MEANS)), default="float64", show_default=True,
               help="How FID's and sFID's means are taken: float64 (fidkit's statistics, as TTUR, pytorch-fid, "
                    "torchmetrics, EDM and StyleGAN) or float32 (np.mean of the float32 features, as clean-fid, "
                    "torch-fidelity and ADM's evaluator).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 def compute(a, b, protocol, allow_mismatch, metrics, biased_covariance, pr_k, pr_distances, bootstrap, subset,
-            subset_seed, means, as_json, **run):
+            subset_seed, test, means, as_json, **run):
     """FID (and --metrics) between A and B: image folders, archives (.zip, .tar, .tar.gz, 'shards/*.tar'),
     sample batches (.npz with arr_0, .npy) or statistics files (.npz with mu/sigma, EDM2 .pkl: FID and sFID; with --features, from `fidkit stats --features`, also
     the metrics that read every image's features)."""
@@ -157,7 +161,7 @@ def compute(a, b, protocol, allow_mismatch, metrics, biased_covariance, pr_k, pr
     _check_nsample_seed(ctx, run)
     r = compare(a, b, protocol, allow_mismatch=allow_mismatch, metrics=metrics, bootstrap=bootstrap, pr_k=pr_k,
                 adm_distances=pr_distances, biased_covariance=biased_covariance, subset=subset,
-                subset_seed=subset_seed, means=means, **run)
+                subset_seed=subset_seed, means=means, test=test, **run)
     if as_json:
         click.echo(json.dumps(r.as_dict()))
     else:

@@ -28,6 +28,9 @@ reproduce the arithmetic of the reference implementations:
 - :func:`dgm_eval_kd` and :func:`dgm_eval_prdc` follow dgm-eval's ``kd`` and ``prdc``: float64
   features, scikit-learn's kernel and distance arithmetic, their subsets drawn from a generator
   in the state dgm-eval's global one is in (:func:`fidkit.sources.dgm_eval_generator`).
+- :func:`dgm_eval_fls` follows dgm-eval's ``fls`` and ``fls_overfit`` (``metrics/fls.py``, from
+  the FLS repository): its float32 torch operations in their order, on the four sets that
+  :func:`dgm_eval_fls_sets` draws as its ``compute_scores`` does.
 """
 
 from __future__ import annotations
@@ -934,3 +937,141 @@ def dgm_eval_vendi_per_class(features, labels) -> np.ndarray:
         from scipy.linalg import eigvalsh
         out[i] = np.exp(_entropy_q(eigvalsh((rows @ rows.T) / rows.shape[0]), 1))
     return out
+
+
+class FLS(NamedTuple):
+    """dgm-eval's Feature Likelihood Score and its overfitting score (:func:`dgm_eval_fls`)."""
+
+    fls: float
+    fls_overfit: float
+    reduced_n: int
+
+
+def dgm_eval_fls_sets(features_train, features_test, features_gen, rng: np.random.RandomState,
+                      reduced_n: int = DGM_EVAL_REDUCED_N) -> tuple:
+    """The four sets of dgm-eval's ``fls`` as its ``compute_scores`` draws them: r = min(``reduced_n``,
+    N_train // 2, N_test, N_gen); r test rows, r generated rows, then 2r train rows, each with
+    ``rng.choice(n, ·, replace=False)``; the first r train rows drawn are its train set, the other
+    r its baseline. ``rng`` stands for numpy's global generator, in the state dgm-eval leaves it
+    (after its ``kd`` and ``prdc`` draws where those were computed). Returns (train, baseline,
+    test, gen) as float64 arrays of r rows each (dgm-eval keeps its features in float64)."""
+    sets = [_as_2d(x, name, np.float64) for x, name in ((features_train, "features_train"),
+                                                        (features_test, "features_test"),
+                                                        (features_gen, "features_gen"))]
+    train, test, gen = sets
+    if not train.shape[1] == test.shape[1] == gen.shape[1]:
+        raise StatsError(f"features have different dimensions (train {train.shape[1]}, test {test.shape[1]}, "
+                         f"generated {gen.shape[1]})")
+    _args.count(reduced_n, "reduced_n", 1, StatsError, " (dgm-eval's --reduced_n, 10000)")
+    r = min(int(reduced_n), train.shape[0] // 2, test.shape[0], gen.shape[0])
+    if r < 2:
+        raise StatsError(f"dgm-eval's fls needs at least 4 train, 2 test and 2 generated feature vectors (it splits "
+                         f"the train set in two), got {train.shape[0]}, {test.shape[0]} and {gen.shape[0]}")
+    test = test[rng.choice(test.shape[0], r, replace=False)]
+    gen = gen[rng.choice(gen.shape[0], r, replace=False)]
+    train = train[rng.choice(train.shape[0], 2 * r, replace=False)]
+    return train[:r], train[r:], test, gen
+
+
+#: dgm-eval's bandwidth fit (``metrics/fls.py``'s ``optimize_sigmas``): Adam at lr 0.5 for 100
+#: steps, the rate cut by 10 after step 50, log σ clamped to [−100, 20] after each step
+FLS_STEPS, FLS_LR, FLS_MILESTONE, FLS_CLAMP = 100, 0.5, 50, (-100.0, 20.0)
+
+
+def _fls_nll(dists: torch.Tensor, log_sigmas: torch.Tensor, dim: int, detailed: bool = False):
+    """dgm-eval's ``nll`` with its ``lambd`` 0, in its operations and their order (float32)."""
+    exponent_term = (-0.5 * dists) / torch.exp(log_sigmas)
+    exponent_term -= (dim / 2) * log_sigmas
+    exponent_term += torch.log(torch.tensor(1 / dists.shape[1], device=dists.device))
+    inner_term = torch.logsumexp(exponent_term, dim=1)
+    total_nll = torch.mean(-inner_term)
+    # its regulariser, 0 · ‖exp(−log σ)‖², kept: it is what makes the loss NaN where a log σ
+    # has fallen below −88 (exp overflows float32 and 0 · inf is NaN), as dgm-eval's does
+    final_nll = total_nll + 0 / 2 * torch.norm(torch.exp(-log_sigmas)) ** 2
+    return (final_nll, -inner_term) if detailed else final_nll
+
+
+def _fls_bandwidths(x_data: torch.Tensor, x_kernel: torch.Tensor) -> torch.Tensor:
+    """dgm-eval's ``optimize_sigmas(x_data, x_kernel, init_val=0)``: the log bandwidths (M,)
+    of a Gaussian KDE on ``x_kernel`` that maximise the likelihood of ``x_data``."""
+    with torch.inference_mode(False), torch.enable_grad():  # a fit, whatever mode the caller is in
+        log_sigmas = torch.zeros(x_kernel.shape[0], device=x_kernel.device, requires_grad=True)
+        optim = torch.optim.Adam([log_sigmas], lr=FLS_LR)
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optim, milestones=[FLS_MILESTONE], gamma=0.1)
+        dists = (torch.cdist(x_data, x_kernel) ** 2).detach()
+        dim = x_data.shape[1]
+        for _ in range(FLS_STEPS):
+            loss = _fls_nll(dists, log_sigmas, dim)
+            optim.zero_grad()
+            loss.backward()
+            optim.step()
+            scheduler.step()
+            with torch.no_grad():
+                log_sigmas.data = log_sigmas.clamp(*FLS_CLAMP).data
+    return log_sigmas.detach()
+
+
+def _fls_pairwise(x_data: torch.Tensor, x_kernel: torch.Tensor, log_sigmas: torch.Tensor) -> torch.Tensor:
+    """dgm-eval's ``get_pairwise_likelihood``: (N, M) log-likelihood terms of each data row under
+    each kernel point's Gaussian."""
+    dists = torch.cdist(x_data, x_kernel) ** 2
+    exponent_term = (-0.5 * dists) / torch.exp(log_sigmas)
+    exponent_term -= (x_kernel.shape[1] / 2) * log_sigmas
+    exponent_term += torch.log(torch.tensor(1 / dists.shape[1], device=dists.device))
+    return exponent_term
+
+
+def dgm_eval_fls(train, baseline, test, gen, device="cpu") -> FLS:
+    """dgm-eval's ``fls`` and ``fls_overfit`` (Jiralerspong et al. 2023, its ``metrics/fls.py``) of
+    the four drawn sets (:func:`dgm_eval_fls_sets`), in its float32 torch arithmetic on ``device``
+    (dgm-eval runs them on CUDA only).
+
+    The features are standardised by the mean and std (unbiased) of all four sets together. A
+    Gaussian KDE centred on the generated rows, one bandwidth per row fitted to the train rows
+    (:func:`_fls_bandwidths`), gives the test rows a mean negative log-likelihood; so does one
+    centred on the baseline rows (real images the fit did not see). ``fls`` = 100 ·
+    exp(−2 (nll_gen − nll_baseline) / D): 100 when the generated set explains unseen real images
+    as well as real images do, more when better (memorised train images can do that), less when
+    worse. ``fls_overfit``: the percentage of generated rows whose Gaussian gives the train rows
+    a higher total likelihood than the test rows, minus 50 (0: no preference for the train set).
+
+    ``train``, ``baseline``, ``test``, ``gen``: (r, D) float arrays, r ≥ 2 (dgm-eval draws the
+    same r for all four). Memory: a few r × r float32 matrices (400 MB each at r = 10,000). StatsError
+    when a score is not a finite number (a feature constant over all four sets, or a bandwidth
+    that collapsed on identical rows, where dgm-eval prints NaN).
+    """
+    sets = [_as_2d(x, name, np.float32) for x, name in ((train, "train"), (baseline, "baseline"), (test, "test"),
+                                                        (gen, "gen"))]
+    if len({s.shape[1] for s in sets}) != 1:
+        raise StatsError(f"features have different dimensions ({', '.join(str(s.shape[1]) for s in sets)})")
+    if min(s.shape[0] for s in sets) < 2:
+        raise StatsError(f"dgm-eval's fls needs at least 2 feature vectors in each set, got "
+                         f"{', '.join(str(s.shape[0]) for s in sets)} (train, baseline, test, generated)")
+    t_train, t_base, t_test, t_gen = (torch.tensor(s, dtype=torch.float32, device=device) for s in sets)
+    everything = torch.cat((t_train, t_base, t_test, t_gen), dim=0)
+    mean, std = everything.mean(dim=0), everything.std(dim=0)
+    del everything
+    t_train, t_base, t_test, t_gen = ((t - mean) / std for t in (t_train, t_base, t_test, t_gen))
+    dim = t_train.shape[1]
+    gen_sigmas = _fls_bandwidths(t_train, t_gen)
+    with torch.no_grad():
+        gen_nll = _fls_nll(torch.cdist(t_test, t_gen) ** 2, gen_sigmas, dim, detailed=True)[0].item()
+    base_sigmas = _fls_bandwidths(t_train, t_base)
+    with torch.no_grad():
+        base_nll = _fls_nll(torch.cdist(t_test, t_base) ** 2, base_sigmas, dim, detailed=True)[0].item()
+        size = min(t_test.shape[0], t_train.shape[0])
+        ll_diff = (_fls_pairwise(t_train[:size], t_gen, gen_sigmas).logsumexp(axis=0)
+                   - _fls_pairwise(t_test[:size], t_gen, gen_sigmas).logsumexp(axis=0))
+        overfit = ((ll_diff > 0).sum().item() / ll_diff.shape[0]) * 100 - 50
+    diff = 2 * (gen_nll - base_nll) / dim
+    try:
+        score = math.e ** (-diff) * 100
+    except OverflowError:  # where dgm-eval stops with the same error
+        raise StatsError(f"dgm-eval's fls overflows: the generated set's KDE gives the test set an NLL lower than "
+                         f"the baseline's by {base_nll - gen_nll:.6g} nats ({-diff:.6g} per half dimension), a "
+                         f"likelihood that only bandwidths collapsed on copies of the data reach") from None
+    if not (math.isfinite(score) and math.isfinite(gen_nll) and math.isfinite(base_nll)):
+        raise StatsError(f"dgm-eval's fls is not a finite number (test-set NLL {gen_nll} under the generated set's "
+                         f"KDE, {base_nll} under the baseline's): a feature constant over all four sets, or a "
+                         f"bandwidth collapsed on identical rows; check the features")
+    return FLS(float(score), float(overfit), int(sets[0].shape[0]))

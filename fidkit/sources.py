@@ -506,23 +506,22 @@ def dgm_eval_indices(total: int, n: int, seed: int = DGM_EVAL_SEED) -> np.ndarra
 
 
 def dgm_eval_generator(total_real: int, total_fake: int, n: int | None,
-                       seed: int = DGM_EVAL_SEED) -> np.random.RandomState | None:
+                       seed: int = DGM_EVAL_SEED, total_test: int | None = None) -> np.random.RandomState | None:
     """numpy's global generator in the state dgm-eval leaves it after reading its real set of
-    ``total_real`` items and one generated set of ``total_fake`` under ``--nsample n --seed seed``,
-    as a fresh ``RandomState``; None when neither set was cut (``n`` None or at least both
-    totals), where dgm-eval never seeds it and draws its ``kd`` and ``prdc`` subsets from an
-    unseeded generator.
+    ``total_real`` items, its ``--test_path`` set of ``total_test`` (None: none) and one generated
+    set of ``total_fake`` under ``--nsample n --seed seed``, as a fresh ``RandomState``; None when
+    no set was cut (``n`` None or at least every total), where dgm-eval never seeds it and draws
+    its ``kd``, ``prdc`` and ``fls`` subsets from an unseeded generator.
 
     Each cut (:func:`dgm_eval_indices`) calls ``np.random.seed(seed)`` then draws its pick, and
-    dgm-eval cuts the real set before the generated one, so the state is that after the last cut:
-    the generated set's when it was cut, else the real set's. Nothing between the cuts and its
-    ``compute_scores`` draws from that generator (its FD∞ draws from an unseeded generator of its
-    own). Assumes dgm-eval's single generated path, no ``--test_path`` set that it cuts and no
-    ``:train`` path (which re-seeds with seed + 1)."""
+    dgm-eval reads the real set, then the test set, then the generated one, so the state is that
+    after the last cut. Nothing between the cuts and its ``compute_scores`` draws from that
+    generator (its FD∞ draws from an unseeded generator of its own). Assumes dgm-eval's single
+    generated path and no ``:train`` path (which re-seeds with seed + 1)."""
     if n is None:
         return None
-    for total in (total_fake, total_real):  # the last set cut is the one that counts
-        if total > n:
+    for total in (total_fake, total_test, total_real):  # the last set cut is the one that counts
+        if total is not None and total > n:
             rng = np.random.RandomState(seed)
             rng.choice(total, n, replace=False)
             return rng

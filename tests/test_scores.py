@@ -568,7 +568,7 @@ def _dgm_eval_scores(real_all, fake_all, nsample, metrics, reduced_n, k=5):
     (1300, 1100, 1200, ("kd",), 10000, 5),  # kd's subsets of 1000 of 1200 and of 1100
 ])
 def test_dgm_eval_kd_and_prdc_replay_its_global_generator_bit_for_bit(n_a, n_b, nsample, metrics, reduced_n, k):
-    from fidkit.api import _dgm_eval_kd_prdc
+    from fidkit.api import _dgm_eval_drawn
     from fidkit.sources import dgm_eval_indices
 
     g = np.random.default_rng(11)
@@ -581,7 +581,7 @@ def test_dgm_eval_kd_and_prdc_replay_its_global_generator_bit_for_bit(n_a, n_b, 
     finally:
         np.random.set_state(state)
     ra, rb = real[dgm_eval_indices(n_a, nsample)], fake[dgm_eval_indices(n_b, nsample)]
-    got = _dgm_eval_kd_prdc(tuple(f"{m}-dgm-eval" for m in metrics), ra, rb,
+    got = _dgm_eval_drawn(tuple(f"{m}-dgm-eval" for m in metrics), ra, rb,
                             {"nsample_from_a": n_a, "nsample_from_b": n_b}, nsample, 13579, k, reduced_n)
     assert got["dgm_eval_draws"] == "replayed"
     assert {key: got[f"dgm_eval_{key}"] for key in want} == {key: float(v) for key, v in want.items()}
@@ -604,13 +604,13 @@ def test_dgm_eval_prdc_slices_radii_as_the_full_matrix():
 
 
 def test_dgm_eval_draws_without_a_cut_are_warned_of():
-    from fidkit.api import _dgm_eval_kd_prdc
+    from fidkit.api import _dgm_eval_drawn
 
     g = np.random.default_rng(3)
     fa, fb = g.normal(size=(60000, 4)).astype(np.float32), g.normal(size=(500, 4)).astype(np.float32)
     with pytest.warns(fidkit.FidkitWarning, match="dgm-eval's default --nsample 50000 would cut a set of 60000 "
                                                   "images, which seeds the draws of its kd: give --nsample 50000"):
-        out = _dgm_eval_kd_prdc(("kd-dgm-eval",), fa, fb, {}, None, 13579, 5)
+        out = _dgm_eval_drawn(("kd-dgm-eval",), fa, fb, {}, None, 13579, 5)
     assert out["dgm_eval_draws"] == "seeded here" and out["dgm_eval_draw_order"] == "kd"
     want = S.kid(fa.astype(np.float64), fb.astype(np.float64), seed=13579, dtype=np.float64)
     assert (out["dgm_eval_kd_value"], out["dgm_eval_kd_variance"]) == want
