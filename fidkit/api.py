@@ -1065,6 +1065,7 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     the class labels dgm-eval gives B's images (:func:`_dgm_eval_vendi`; B a folder of class folders).
     ``kd-dgm-eval`` and ``prdc-dgm-eval`` add dgm-eval's ``kd`` and ``prdc`` (k = ``pr_k``,
     default 5), their subsets drawn as dgm-eval draws them after the cut of ``nsample``
+    (``reduced_n``: dgm-eval's ``--reduced_n``, the subsample of its ``prdc`` and ``fls``, 10,000)
     (:func:`_dgm_eval_drawn`: keys ``dgm_eval_kd_value``, ``dgm_eval_precision``, ...).
     ``fls-dgm-eval`` adds dgm-eval's ``fls`` and ``fls_overfit`` (:func:`fidkit.scores.dgm_eval_fls`;
     keys ``dgm_eval_fls``, ``dgm_eval_fls_overfit``, ``dgm_eval_fls_reduced_n``) with ``a`` its
@@ -1119,7 +1120,7 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     if "label" in kw:
         raise FidkitError("compare() names its two sources itself ('A path', 'B path'); leave out label")
     check_pass_args(kw, "compare", also=("adm_distances", "biased_covariance", "pr_k", "subset", "subset_seed",
-                                         "nsample", "nsample_seed", "means"), without=("label",))
+                                         "nsample", "nsample_seed", "means", "reduced_n"), without=("label",))
     means = kw.pop("means", "float64")
     if means not in _scores.MEANS:  # before any pass
         raise FidkitError(f"means must be one of {', '.join(_scores.MEANS)}, got {_args.shown(means)}")
@@ -1145,6 +1146,13 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     # k of pr (torch-fidelity's default 3) and of prdc-dgm-eval (dgm-eval's --nearest_k, 5)
     dgm_eval_k = _scores.DGM_EVAL_NEAREST_K if pr_k is None else int(pr_k)
     pr_k = 3 if pr_k is None else int(pr_k)
+    # dgm-eval's --reduced_n: the subsample of its prdc (k + 2 rows at least) and fls (2)
+    reduced_n = _args.count(kw.pop("reduced_n", _scores.DGM_EVAL_REDUCED_N), "reduced_n", 1, FidkitError,
+                            " (dgm-eval's --reduced_n, 10000)")
+    for m, least in (("prdc-dgm-eval", dgm_eval_k + 2), ("fls-dgm-eval", 2)):
+        if m in wanted and reduced_n < least:  # before any pass
+            raise FidkitError(f"reduced_n (dgm-eval's --reduced_n) is {reduced_n}, but {_METRIC_NAMES[m]} needs at "
+                              f"least {least} rows in its subsample")
     subset, subset_seed = kw.pop("subset", None), kw.pop("subset_seed", 0)
     if subset is not None and (not _args.is_int(subset) or subset < 2):
         raise FidkitError(f"subset must be an image count of at least 2 (EDM's and EDM2's --num: 50000), "
@@ -1319,8 +1327,10 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
             "nsample_from", files[side].n + len(files[side].extra.get("skipped", []))) if side in files
             else counts.get(side)) for side in sources}
         scores.update(_dgm_eval_drawn(wanted, ex1.features, ex2.features, listed, nsample, nsample_seed, dgm_eval_k,
-                                      ft=ex3.features if fls else None,
+                                      reduced_n, ft=ex3.features if fls else None,
                                       device=resolve_device(kw.get("device", "auto"))))
+        if "prdc-dgm-eval" in wanted or fls:
+            scores["dgm_eval_reduced_n"] = reduced_n
         if fls:
             scores["n_test"] = ex3.stats.n
             if ex3.stats.extra.get("skipped"):

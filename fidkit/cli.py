@@ -136,6 +136,8 @@ def cli(debug):
 @click.option("--subset-seed", type=int, default=0, show_default=True, metavar="S",
               help="The seed of --subset's choice (EDM's and EDM2's --seed).")
 @_nsample_options
+@click.option("--reduced-n", type=click.IntRange(min=1), default=None, metavar="N",
+              help="The subsample of prdc-dgm-eval and fls-dgm-eval (dgm-eval's --reduced_n) [default: 10000].")
 @click.option("--test", "test", default=None, metavar="PATH",
               help="Real images the generator never saw (dgm-eval's --test_path), for --metrics fls-dgm-eval; "
                    "A is then its train set.")
@@ -145,14 +147,15 @@ def cli(debug):
                    "torch-fidelity and ADM's evaluator).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 def compute(a, b, protocol, allow_mismatch, metrics, biased_covariance, pr_k, pr_distances, bootstrap, subset,
-            subset_seed, test, means, as_json, **run):
+            subset_seed, reduced_n, test, means, as_json, **run):
     """FID (and --metrics) between A and B: image folders, archives (.zip, .tar, .tar.gz, 'shards/*.tar'),
     sample batches (.npz with arr_0, .npy) or statistics files (.npz with mu/sigma, EDM2 .pkl: FID and sFID; with --features, from `fidkit stats --features`, also
     the metrics that read every image's features)."""
     ctx = click.get_current_context()
     wanted = parse_metrics(metrics)
     for option, name, needs in (("--pr-k", "pr_k", ("pr", "prdc-dgm-eval")), ("--pr-distances", "pr_distances",
-                                                                               ("adm-pr",))):
+                                                                               ("adm-pr",)),
+                                ("--reduced-n", "reduced_n", ("prdc-dgm-eval", "fls-dgm-eval"))):
         if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE and not set(needs) & set(wanted):
             warnings.warn(f"{option} applies to --metrics {' and '.join(needs)}, which "
                           f"{'was' if len(needs) == 1 else 'were'} not asked for: it changes nothing", FidkitWarning)
@@ -161,7 +164,8 @@ def compute(a, b, protocol, allow_mismatch, metrics, biased_covariance, pr_k, pr
     _check_nsample_seed(ctx, run)
     r = compare(a, b, protocol, allow_mismatch=allow_mismatch, metrics=metrics, bootstrap=bootstrap, pr_k=pr_k,
                 adm_distances=pr_distances, biased_covariance=biased_covariance, subset=subset,
-                subset_seed=subset_seed, means=means, test=test, **run)
+                subset_seed=subset_seed, means=means, test=test,
+                **({} if reduced_n is None else {"reduced_n": reduced_n}), **run)
     if as_json:
         click.echo(json.dumps(r.as_dict()))
     else:

@@ -233,3 +233,17 @@ def test_cli_fls_needs_a_test_set_and_reports_it(real_a, real_b):
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
     assert out["n_test"] == 10 and out["dgm_eval_fls_reduced_n"] == 5 and out["dgm_eval_fls"] > 0
+
+
+def test_reduced_n_is_dgm_evals_subsample_and_checked_before_any_pass(real_a, real_b):
+    with pytest.raises(FidkitError, match=r"reduced_n \(dgm-eval's --reduced_n\) is 6, but dgm-eval's prdc needs at "
+                                          r"least 7 rows"):
+        fidkit.compare(real_a, "no/such/folder", metrics="prdc-dgm-eval", reduced_n=6, device="cpu")
+    with pytest.raises(FidkitError, match=r"reduced_n \(dgm-eval's --reduced_n, 10000\) must be an integer of at "
+                                          r"least 1, got 0"):
+        fidkit.compare(real_a, real_b, metrics="prdc-dgm-eval", reduced_n=0, device="cpu")
+    with pytest.warns(fidkit.FidkitWarning, match="its prdc and fls from numpy's global generator"):
+        r = fidkit.compare(real_a, real_b, metrics="prdc-dgm-eval,fls-dgm-eval", test=real_b, reduced_n=7,
+                           device="cpu", workers=0)
+    assert r.scores["dgm_eval_reduced_n"] == 7 and r.scores["dgm_eval_fls_reduced_n"] == 5
+    assert r.scores["dgm_eval_draw_order"] == "prdc,fls"
