@@ -1031,9 +1031,10 @@ def dgm_eval_fls(train, baseline, test, gen, device="cpu") -> FLS:
     (:func:`_fls_bandwidths`), gives the test rows a mean negative log-likelihood; so does one
     centred on the baseline rows (real images the fit did not see). ``fls`` = 100 ·
     exp(−2 (nll_gen − nll_baseline) / D): 100 when the generated set explains unseen real images
-    as well as real images do, more when better (memorised train images can do that), less when
-    worse. ``fls_overfit``: the percentage of generated rows whose Gaussian gives the train rows
-    a higher total likelihood than the test rows, minus 50 (0: no preference for the train set).
+    as well as real images do, more when better, less when worse; copies of train rows lower it,
+    as the fit shrinks their bandwidths onto the rows they copy. ``fls_overfit``: the percentage
+    of generated rows whose Gaussian gives the train rows a higher total likelihood than the test
+    rows, minus 50 (0: no preference for the train set; it rises with memorisation).
 
     ``train``, ``baseline``, ``test``, ``gen``: (r, D) float arrays, r ≥ 2 (dgm-eval draws the
     same r for all four). Memory: a few r × r float32 matrices (400 MB each at r = 10,000). StatsError
