@@ -9,7 +9,6 @@ them all with the command, git commit, machine and date.
 """
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -44,12 +43,9 @@ def main():
         print(json.dumps(row), flush=True)
         rows.append(row)
     if args.out:
-        from _machine import cpu_model
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        Path(args.out).write_text(json.dumps({
-            "command": "python benchmarks/bench_fls.py " + " ".join(sys.argv[1:]), "git_commit": commit,
-            "machine": cpu_model(), "note": args.note, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "rows": rows},
-            indent=1) + "\n")
+        from _machine import provenance
+        Path(args.out).write_text(json.dumps({**provenance("bench_fls.py"), "note": args.note, "rows": rows},
+                                             indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ JSON line per set; ``--out`` writes them with the command, git commit, machine a
 """
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -46,12 +45,9 @@ def main():
         print(json.dumps(row), flush=True)
         rows.append(row)
     if args.out:
-        from _machine import cpu_model
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        Path(args.out).write_text(json.dumps({
-            "command": "python benchmarks/fls_memorisation.py " + " ".join(sys.argv[1:]), "git_commit": commit,
-            "machine": cpu_model(), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "features": args.features, "rows": rows}, indent=1) + "\n")
+        from _machine import provenance
+        Path(args.out).write_text(json.dumps({**provenance("fls_memorisation.py"), "features": args.features,
+                                              "rows": rows}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

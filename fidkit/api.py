@@ -887,7 +887,8 @@ def _load_files(sources: dict, kinds: dict, protocol: str, enc, allow_mismatch: 
 def _check_counts(wanted, pr_k: int, counts: dict, cut: str = "", dgm_eval_k: int = _scores.DGM_EVAL_NEAREST_K) -> None:
     """Refuses, in one line and before any pass, an image source too small for the Fréchet
     distance or a metric asked for. ``counts``: ``"a"``/``"b"`` -> the images that side will
-    read (a statistics file has none); ``cut``: the sides (``"b"``, ``"ab"``) that ``subset`` or
+    read (a statistics file has none), ``"t"`` the test set of ``fls-dgm-eval``; ``cut``: the
+    sides (``"b"``, ``"ab"``) that ``subset`` or
     ``nsample`` cut. The
     metrics check their features again (files skipped with ``skip_bad``)."""
     needs = {"fid": ("ab", 2, "the Fréchet distance needs at least 2 images in each set (thousands for a "
@@ -906,20 +907,17 @@ def _check_counts(wanted, pr_k: int, counts: dict, cut: str = "", dgm_eval_k: in
                                                      f"{_scores.IS_SPLITS} images (its splits) in B"),
              "is-dgm-eval": ("b", _scores.IS_SPLITS, f"dgm-eval's Inception Score needs at least "
                                                      f"{_scores.IS_SPLITS} images (its splits) in B")}
+    fls_why = ("dgm-eval's fls needs at least 4 images in A (its train set, which it splits in two) and 2 in B "
+               "and in the test set")
+    needs["fls-dgm-eval"] = [("a", 4, fls_why), ("bt", 2, fls_why)]  # a metric with per-side minima: a list
+    names = {"a": "A", "b": "B", "t": "the test set"}
     for m in wanted:
-        if m in needs:
-            sides, least, why = needs[m]
+        spec = needs.get(m, [])
+        for sides, least, why in (spec if isinstance(spec, list) else [spec]):
             for side in sides:
                 if side in counts and counts[side] < least:
                     held = "'s subset holds" if side in cut else " holds"
-                    raise StatsError(f"{side.upper()}{held} {counts[side]} image(s): {why}")
-    if "fls-dgm-eval" in wanted:  # the train set (A) is split in two by dgm-eval's draw
-        for side, least, name in (("a", 4, "A (the train set, which it splits in two)"), ("b", 2, "B"),
-                                  ("t", 2, "the test set")):
-            if side in counts and counts[side] < least:
-                held = "'s subset holds" if side in cut else " holds"
-                raise StatsError(f"{name}{held} {counts[side]} image(s): dgm-eval's fls needs at least 4 images in A "
-                                 f"and 2 in B and in the test set")
+                    raise StatsError(f"{names[side]}{held} {counts[side]} image(s): {why}")
     if "fd-inf" in wanted and "b" in counts:
         problem = _distances.fd_infinity_refusal(counts["b"])
         if problem:
@@ -1201,13 +1199,12 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
         check_exists(source)  # is read: a missing B is named before A's images go through the network
     label_a, label_b = _side_label("A", a), _side_label("B", b)
     label_t = _side_label("test", test)
-    sources = {"a": a, "b": b, **({"t": test} if fls else {})}
-    converted = {side: _batch_images_of(src, enc_name, nsample, protocol) for side, src in sources.items()}
-    for side, src in sources.items():
-        if converted[side] is not src:  # an ADM reference batch read as its images: no longer statistics
+    given = {"a": a, "b": b, **({"t": test} if fls else {})}
+    sources = {side: _batch_images_of(src, enc_name, nsample, protocol) for side, src in given.items()}
+    for side, src in given.items():
+        if sources[side] is not src:  # an ADM reference batch read as its images: no longer statistics
             kinds[side] = _Kind()
-    a, b, test = converted["a"], converted["b"], converted.get("t")
-    sources = {"a": a, "b": b, **({"t": test} if fls else {})}
+    a, b, test = sources["a"], sources["b"], sources.get("t")
     side_names = {"a": "A", "b": "B", "t": "the test set"}
     if bootstrap > 0 and kinds["a"].stats_only and kinds["b"].stats_only:
         raise StatsError("a bootstrap resamples images, but both sources are statistics files; give at least "

@@ -978,12 +978,19 @@ def dgm_eval_fls_sets(features_train, features_test, features_gen, rng: np.rando
 FLS_STEPS, FLS_LR, FLS_MILESTONE, FLS_CLAMP = 100, 0.5, 50, (-100.0, 20.0)
 
 
-def _fls_nll(dists: torch.Tensor, log_sigmas: torch.Tensor, dim: int, detailed: bool = False):
-    """dgm-eval's ``nll`` with its ``lambd`` 0, in its operations and their order (float32)."""
+def _fls_log_terms(dists: torch.Tensor, log_sigmas: torch.Tensor, dim: int) -> torch.Tensor:
+    """(N, M) log-likelihood terms of N data rows under each of M kernel points' Gaussians, from
+    their squared distances ``dists``: the lines dgm-eval's ``nll`` and ``get_pairwise_likelihood``
+    share, in their operations and order (float32)."""
     exponent_term = (-0.5 * dists) / torch.exp(log_sigmas)
     exponent_term -= (dim / 2) * log_sigmas
     exponent_term += torch.log(torch.tensor(1 / dists.shape[1], device=dists.device))
-    inner_term = torch.logsumexp(exponent_term, dim=1)
+    return exponent_term
+
+
+def _fls_nll(dists: torch.Tensor, log_sigmas: torch.Tensor, dim: int, detailed: bool = False):
+    """dgm-eval's ``nll`` with its ``lambd`` 0, in its operations and their order (float32)."""
+    inner_term = torch.logsumexp(_fls_log_terms(dists, log_sigmas, dim), dim=1)
     total_nll = torch.mean(-inner_term)
     # its regulariser, 0 · ‖exp(−log σ)‖², kept: it is what makes the loss NaN where a log σ
     # has fallen below −88 (exp overflows float32 and 0 · inf is NaN), as dgm-eval's does
@@ -1014,11 +1021,7 @@ def _fls_bandwidths(x_data: torch.Tensor, x_kernel: torch.Tensor) -> torch.Tenso
 def _fls_pairwise(x_data: torch.Tensor, x_kernel: torch.Tensor, log_sigmas: torch.Tensor) -> torch.Tensor:
     """dgm-eval's ``get_pairwise_likelihood``: (N, M) log-likelihood terms of each data row under
     each kernel point's Gaussian."""
-    dists = torch.cdist(x_data, x_kernel) ** 2
-    exponent_term = (-0.5 * dists) / torch.exp(log_sigmas)
-    exponent_term -= (x_kernel.shape[1] / 2) * log_sigmas
-    exponent_term += torch.log(torch.tensor(1 / dists.shape[1], device=dists.device))
-    return exponent_term
+    return _fls_log_terms(torch.cdist(x_data, x_kernel) ** 2, log_sigmas, x_kernel.shape[1])
 
 
 def dgm_eval_fls(train, baseline, test, gen, device="cpu") -> FLS:

@@ -247,3 +247,18 @@ def test_reduced_n_is_dgm_evals_subsample_and_checked_before_any_pass(real_a, re
                            device="cpu", workers=0)
     assert r.scores["dgm_eval_reduced_n"] == 7 and r.scores["dgm_eval_fls_reduced_n"] == 5
     assert r.scores["dgm_eval_draw_order"] == "prdc,fls"
+
+
+def test_fls_counts_are_refused_before_any_pass(real_a, real_b, tmp_path):
+    import shutil
+    small = tmp_path / "three"
+    small.mkdir()
+    for p in sorted(real_a.iterdir())[:3]:
+        shutil.copy(p, small / p.name)
+    with pytest.raises(StatsError, match=r"^A holds 3 image\(s\): dgm-eval's fls needs at least 4 images in A"):
+        fidkit.compare(small, real_b, metrics="fls-dgm-eval", test=real_b, device="cpu")
+    one = tmp_path / "one"
+    one.mkdir()
+    shutil.copy(sorted(real_b.iterdir())[0], one / "x.png")
+    with pytest.raises(StatsError, match=r"^the test set holds 1 image\(s\): dgm-eval's fls needs"):
+        fidkit.compare(real_a, real_b, metrics="fls-dgm-eval", test=one, device="cpu")
