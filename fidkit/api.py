@@ -687,6 +687,7 @@ _METRIC_NAMES = {"is": "the Inception Score", "kid": "KID", "pr": "precision/rec
 #: metrics that read every image's features, of both sets
 _PER_IMAGE = ("kid", "pr", "adm-pr", "cmmd", "authpct", "sw-approx", "kd-dgm-eval", "prdc-dgm-eval", "fls-dgm-eval")
 _LOGITS = ("is", "is-adm", "is-stylegan", "is-dgm-eval")  # metrics that read every generated image's logits
+_DGM_EVAL_DRAWN = ("kd-dgm-eval", "prdc-dgm-eval", "fls-dgm-eval")  # drawn from the state dgm-eval's cuts leave
 #: the named feature a metric reads, where it is not the encoder's default feature (any encoder's
 #: FD, KID, precision/recall, FD∞ and bootstrap read that one). Which encoders can give a metric
 #: follows from their outputs; metric code never names an encoder.
@@ -937,7 +938,8 @@ def _dgm_eval_drawn(wanted, fa, fb, info: dict, nsample: int | None, seed: int, 
     Rows missing from the features (files skipped as undecodable) shift every draw: warned, and
     not called replayed. ``fa``/``fb``/``ft`` (``ft``: the ``--test_path`` set of ``fls``, else
     None): the features in dgm-eval's row order; ``info``: ``nsample_from_a``/``_b``/``_t``, the
-    images each set held before the cut. Keys ``dgm_eval_kd_value``, ``dgm_eval_kd_variance``,
+    images each set held before the cut (``_t`` without ``ft``: a ``--test_path`` set read for
+    its count, whose cut seeds the draws when the generated set is not cut). Keys ``dgm_eval_kd_value``, ``dgm_eval_kd_variance``,
     ``dgm_eval_precision``, ..., ``dgm_eval_nearest_k``, ``dgm_eval_fls``, ``dgm_eval_fls_overfit``,
     ``dgm_eval_fls_reduced_n``, ``dgm_eval_draws`` (``"replayed"``, ``"seeded here"`` or
     ``"not dgm-eval's"``) and ``dgm_eval_draw_order`` (``"kd,prdc,fls"``, the draws made, in
@@ -945,6 +947,8 @@ def _dgm_eval_drawn(wanted, fa, fb, info: dict, nsample: int | None, seed: int, 
     (10,000). ``device``: where ``fls`` fits its bandwidths."""
     sets = {"a": fa, "b": fb, **({"t": ft} if ft is not None else {})}
     totals = {side: info.get(f"nsample_from_{side}") or len(f) for side, f in sets.items()}
+    if ft is None and info.get("nsample_from_t") is not None:  # a test set read for its count: its cut seeds
+        totals["t"] = info["nsample_from_t"]
     rng = dgm_eval_generator(totals["a"], totals["b"], nsample, seed, totals.get("t"))
     order = [m for m in ("kd", "prdc", "fls") if f"{m}-dgm-eval" in wanted]
     out: dict = {"dgm_eval_draws": "replayed" if rng is not None else "seeded here",
@@ -953,7 +957,8 @@ def _dgm_eval_drawn(wanted, fa, fb, info: dict, nsample: int | None, seed: int, 
     if any(len(sets[side]) != rows[side] for side in sets):
         out["dgm_eval_draws"] = "not dgm-eval's"
         held = " and ".join(str(len(f)) for f in sets.values())
-        warnings.warn(f"the features hold {held} rows where dgm-eval would hold {' and '.join(map(str, rows.values()))} "
+        warnings.warn(f"the features hold {held} rows where dgm-eval would hold "
+                      f"{' and '.join(str(rows[side]) for side in sets)} "
                       f"(images skipped as undecodable, at which dgm-eval would stop, or a statistics file not "
                       f"cut as it cuts): the subsets of its "
                       f"{' and '.join(order)} index other rows, so these are not its values", FidkitWarning,
@@ -1070,7 +1075,10 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     train set and ``test`` its ``--test_path`` set, a source like ``a`` and ``b`` (images, or a
     statistics file that keeps per-image features) of real images the generator never saw, read
     in the same pass settings and cut by ``nsample`` as dgm-eval cuts it; its draws follow
-    ``kd``'s and ``prdc``'s. ``test`` is read for that metric only (recorded: ``n_test``).
+    ``kd``'s and ``prdc``'s. With ``kd-dgm-eval`` or ``prdc-dgm-eval`` and without ``fls-dgm-eval``,
+    ``test`` is listed and counted, not read through the network: dgm-eval reads a ``--test_path``
+    set whatever its metrics, and where ``nsample`` cuts it but not the generated set, that cut
+    seeds their draws (recorded: ``n_test``, and ``test_read: "count only"``).
     They land in ``result.scores`` with keys ``kid_mean``, ``kid_std``, ``precision``,
     ``recall``, ``density``, ``coverage``, ``isc_mean``, ``isc_std``, ``sfid``,
     ``adm_precision``, ``adm_recall`` (with ``adm_pr_distances``, their arithmetic: ``adm_distances=``,
@@ -1168,17 +1176,21 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     if fls and test is None:
         raise FidkitError("fls-dgm-eval (dgm-eval's fls) needs a set of real images the generator never saw, "
                           "dgm-eval's --test_path: give it as --test PATH (test=)")
-    if test is not None and not fls:
-        raise FidkitError("a test set (--test, test=) is read only by fls-dgm-eval (dgm-eval's --test_path set); "
-                          "add fls-dgm-eval to the metrics, or leave out the test set")
+    drawn = [m for m in _DGM_EVAL_DRAWN if m in wanted]
+    if test is not None and not drawn:
+        raise FidkitError("a test set (--test, test=) is dgm-eval's --test_path set, read by fls-dgm-eval and, for the "
+                          "cut that seeds their draws, by kd-dgm-eval and prdc-dgm-eval; add one of them to the "
+                          "metrics, or leave out the test set")
+    count_t = test is not None and not fls  # the test set's image count only: its cut seeds kd's and prdc's draws
     per_image = any(m in wanted for m in _PER_IMAGE)
     # per-image features of each side: every metric of _PER_IMAGE needs both; FD∞ needs B's
     # (A may be a statistics file, whose mean and covariance it then uses); the bootstrap
     # resamples the sides that have images and keeps a statistics file fixed
     kinds = {"a": _kind_of(a), "b": _kind_of(b)}  # each file's kind read once (a missing path: none), passed down
-    if fls:
+    if test is not None:
         kinds["t"] = _kind_of(test)
-        _refuse_stats_file(test, "fls-dgm-eval", kind=kinds["t"])
+        if fls:
+            _refuse_stats_file(test, "fls-dgm-eval", kind=kinds["t"])
     keep_a = per_image or ((bootstrap > 0 or "fd-inf" in wanted) and not kinds["a"].stats_only)
     keep_b = (per_image or any(m in wanted for m in ("fd-inf", "vendi", "vendi-dgm-eval"))
               or (bootstrap > 0 and not kinds["b"].stats_only))
@@ -1195,11 +1207,11 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
         if m in wanted:
             _refuse_stats_file(b, m, features_serve=False, kind=kinds["b"])
             _require_classifier(load_weights(kw.get("weights")))  # before spending time on a
-    for source in (a, b) + ((test,) if fls else ()):  # after the checks of the arguments, before any source
+    for source in (a, b) + ((test,) if test is not None else ()):  # after the checks of the arguments, before any source
         check_exists(source)  # is read: a missing B is named before A's images go through the network
     label_a, label_b = _side_label("A", a), _side_label("B", b)
     label_t = _side_label("test", test)
-    given = {"a": a, "b": b, **({"t": test} if fls else {})}
+    given = {"a": a, "b": b, **({"t": test} if test is not None else {})}
     sources = {side: _batch_images_of(src, enc_name, nsample, protocol) for side, src in given.items()}
     for side, src in given.items():
         if sources[side] is not src:  # an ADM reference batch read as its images: no longer statistics
@@ -1213,8 +1225,12 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
         raise StatsError(f"--subset (subset=) picks images of B, the generated set, but {label_b[2:] or 'B'} holds "
                          f"statistics; put the reference first (fidkit compute REF IMAGES), or leave out the subset")
     files = _load_files({"a": a, "b": b}, kinds, protocol, enc, allow_mismatch, spatial, biased)
-    if fls:  # a test file's spatial statistics and count are of no use to fls: not asked of it
+    if test is not None:  # a test file's spatial statistics and count are of no use to fls: not asked of it
         files.update(_load_files({"t": test}, kinds, protocol, enc, allow_mismatch, False, False))
+        if count_t and "t" in files and files["t"].n is None:
+            raise StatsError(f"the test set {label_t[2:] or ''}: its statistics do not record an image count, which "
+                             f"dgm-eval's cut of it (and so the draws of its kd and prdc) depends on; make them again "
+                             f"with fidkit stats, or leave out the test set")
     explicit = kw.get("weights") is not None or kw.get("encoder_weights") is not None
     recorded = any(st.weights_digest for st in files.values())  # else no digest to check: no network built
     if recorded and (len(files) == 1 or explicit) and not allow_mismatch:
@@ -1252,7 +1268,7 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
                                                   scan_b if side == "b" else None)
                 subset_info[f"nsample_from_{side}"] = info["from"]
                 cut += side if info["from"] > nsample else ""
-            else:
+            elif not (side == "t" and count_t):  # a test file read for its count: its features are not used
                 _nsample_file_check(f"{side_names[side]}: the statistics", files[side], nsample, nsample_seed)
     elif protocol in DGM_EVAL_MODES and subset is None:
         _dgm_eval_cut_note({side_names[side]: len(im) for side, im in images.items()},
@@ -1273,7 +1289,8 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
                               f"every top-level entry, so a file or a folder without images beside the class "
                               f"folders leaves a gap{', as can the --nsample cut' if nsample is not None else ''})")
     batches = {}  # an ADM reference batch whose images are read: opened once, to count and to read
-    for side, src, needed in (("a", a, keep_a), ("b", b, keep_b or logits)) + ((("t", test, True),) if fls else ()):
+    for side, src, needed in (("a", a, keep_a), ("b", b, keep_b or logits)) + ((("t", test, True),) if test is not None
+                                                                                else ()):
         if side not in counts and needed and kinds[side].images:
             batches[side] = BatchImages(src)
             counts[side] = len(batches[side])
@@ -1318,7 +1335,7 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
         scores.update(kid_mean=k.mean, kid_std=k.std)
     if "pr" in wanted:
         scores.update(_scores.precision_recall(ex1.features, ex2.features, k=int(pr_k)), pr_k=int(pr_k))
-    if any(m in wanted for m in ("kd-dgm-eval", "prdc-dgm-eval", "fls-dgm-eval")):
+    if drawn:
         # the images each set held before a cut (a kept file: before its cut, skipped files counted)
         listed = {f"nsample_from_{side}": subset_info.get(f"nsample_from_{side}", files[side].extra.get(
             "nsample_from", files[side].n + len(files[side].extra.get("skipped", []))) if side in files
@@ -1332,6 +1349,9 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
             scores["n_test"] = ex3.stats.n
             if ex3.stats.extra.get("skipped"):
                 scores["skipped_test"] = list(ex3.stats.extra["skipped"])
+        elif count_t:  # read for its count: the images dgm-eval keeps of it (before the cut: nsample_from_t)
+            total = listed["nsample_from_t"]
+            scores.update(n_test=min(total, nsample) if nsample is not None else total, test_read="count only")
     if "adm-pr" in wanted:
         scores.update(_scores.adm_precision_recall(ex1.features, ex2.features, distances=adm_distances),
                       adm_pr_distances=adm_distances)

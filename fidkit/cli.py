@@ -139,8 +139,9 @@ def cli(debug):
 @click.option("--reduced-n", type=click.IntRange(min=1), default=None, metavar="N",
               help="The subsample of prdc-dgm-eval and fls-dgm-eval (dgm-eval's --reduced_n) [default: 10000].")
 @click.option("--test", "test", default=None, metavar="PATH",
-              help="Real images the generator never saw (dgm-eval's --test_path), for --metrics fls-dgm-eval; "
-                   "A is then its train set.")
+              help="Real images the generator never saw (dgm-eval's --test_path), for --metrics fls-dgm-eval "
+                   "(A is then its train set); with kd-dgm-eval or prdc-dgm-eval alone it is only counted, as its "
+                   "--nsample cut seeds their draws when B is not cut.")
 @click.option("--means", type=click.Choice(list(MEANS)), default="float64", show_default=True,
               help="How FID's and sFID's means are taken: float64 (fidkit's statistics, as TTUR, pytorch-fid, "
                    "torchmetrics, EDM and StyleGAN) or float32 (np.mean of the float32 features, as clean-fid, "

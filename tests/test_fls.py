@@ -213,7 +213,7 @@ def test_compare_reads_the_test_set_for_fls(real_a, real_b, tmp_path):
     assert r.scores["n_test"] == 10 and r.scores["dgm_eval_draws"] == "seeded here"
     with pytest.raises(FidkitError, match="needs a set of real images the generator never saw"):
         fidkit.compare(real_a, real_b, metrics="fls-dgm-eval", device="cpu")
-    with pytest.raises(FidkitError, match="read only by fls-dgm-eval"):
+    with pytest.raises(FidkitError, match="is dgm-eval's --test_path set, read by fls-dgm-eval and"):
         fidkit.compare(real_a, real_b, test=real_b, device="cpu")
     with pytest.raises(FidkitError, match="none: no such file or folder"):
         fidkit.compare(real_a, real_b, metrics="fls-dgm-eval", test=tmp_path / "none", device="cpu")
@@ -221,6 +221,45 @@ def test_compare_reads_the_test_set_for_fls(real_a, real_b, tmp_path):
     fidkit.compute_stats(real_b, device="cpu", workers=0).save(stats)
     with pytest.raises(StatsError, match="dgm-eval's fls needs the features of every image"):
         fidkit.compare(real_a, real_b, metrics="fls-dgm-eval", test=stats, device="cpu")
+
+
+def test_a_test_set_cut_without_fls_is_counted_and_seeds_kds_and_prdcs_draws(real_a, real_b, tmp_path, monkeypatch):
+    """dgm-eval reads and cuts a --test_path set whatever its metrics: where it cuts the test set
+    and not the generated one, that cut leaves the generator kd's and prdc's draws start from.
+    fidkit lists and counts the test set then, without a pass through the network."""
+    import shutil
+    from fidkit import api
+    test = tmp_path / "test"
+    test.mkdir()
+    for i, f in enumerate(sorted(real_a.iterdir()) + sorted(real_b.iterdir())[:2]):
+        shutil.copy(f, test / f"{i:02d}{f.suffix}")
+    passes = []
+    one_pass = api._one_pass
+    monkeypatch.setattr(api, "_one_pass", lambda src, *a, **k: passes.append(src) or one_pass(src, *a, **k))
+    wanted = "kd-dgm-eval,prdc-dgm-eval"
+    kw = dict(nsample=10, pr_k=3, reduced_n=8, device="cpu", workers=0)  # prdc draws 8 of each set's 10 rows
+    r = fidkit.compare(real_a, real_b, metrics=wanted, test=test, **kw)
+    assert len(passes) == 2 and test not in passes  # A's and B's passes only
+    assert r.scores["test_read"] == "count only" and r.scores["n_test"] == 10 and r.scores["nsample_from_t"] == 12
+    assert r.scores["dgm_eval_draws"] == "replayed"
+    fa, fb = (fidkit.features(p, device="cpu", workers=0) for p in (real_a, real_b))
+    rng = np.random.RandomState(13579)
+    rng.choice(12, 10, replace=False)  # the test set's cut: the last one, as A and B hold 10 images each
+    kd = S.dgm_eval_kd(fa, fb, rng)
+    prdc = S.dgm_eval_prdc(fa, fb, rng, k=3, reduced_n=8)
+    assert (r.scores["dgm_eval_kd_value"], r.scores["dgm_eval_kd_variance"]) == (kd.mean, kd.std)
+    assert r.scores["dgm_eval_precision"] == prdc["precision"] and r.scores["dgm_eval_coverage"] == prdc["coverage"]
+    # without the test set, nothing is cut: the draws are fidkit's own, and warned of
+    with pytest.warns(fidkit.FidkitWarning, match="from numpy's global generator"):
+        alone = fidkit.compare(real_a, real_b, metrics=wanted, **kw)
+    assert alone.scores["dgm_eval_draws"] == "seeded here" and "n_test" not in alone.scores
+    assert alone.scores["dgm_eval_density"] != r.scores["dgm_eval_density"]  # here the test set's cut tells
+    # a statistics file serves as the test set by its recorded count, features or not
+    stats = tmp_path / "t.npz"
+    fidkit.compute_stats(test, device="cpu", workers=0).save(stats)
+    by_file = fidkit.compare(real_a, real_b, metrics=wanted, test=stats, **kw)
+    assert by_file.scores["dgm_eval_precision"] == prdc["precision"] and by_file.scores["n_test"] == 10
+    assert by_file.scores["dgm_eval_recall"] == prdc["recall"]
 
 
 def test_cli_fls_needs_a_test_set_and_reports_it(real_a, real_b):
