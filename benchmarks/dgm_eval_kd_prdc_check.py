@@ -22,7 +22,8 @@ with ``kd`` before ``prdc`` or ``prdc`` alone, ``--reduced_n`` below and above t
 generated set of class folders whose ``Path`` order is not fidkit's, and neither set cut with
 equal sets of at most ``reduced_n`` (dgm-eval's draws are then unseeded but only permute); for
 ``fls``, a test set whose cut seeds the draws (the generated set not cut) after ``kd``'s and
-``prdc``'s, and a generated set whose cut does.
+``prdc``'s, and a generated set whose cut does; and a test set read with ``kd`` and ``prdc`` alone
+(dgm-eval reads it whatever its metrics), whose cut seeds their draws: fidkit counts it.
 Prints one line per case and exits 1 on a difference.
 """
 from __future__ import annotations
@@ -86,6 +87,7 @@ def main() -> int:
         ("test cut, fake not, kd, prdc then fls, reduced_n 30", 130, 80, False, 100, 30,
          ["kd", "prdc", "fls", "fls_overfit"], 120),
         ("all cut, fls alone", 130, 110, False, 100, 10000, ["fls", "fls_overfit"], 105),
+        ("test cut, fake not, kd then prdc, no fls, reduced_n 30", 130, 80, False, 100, 30, ["kd", "prdc"], 120),
     ]
     ok = True
     for name, n_a, n_b, classes, nsample, reduced_n, metrics, n_t in cases:
@@ -119,7 +121,7 @@ def main() -> int:
                 info[f"nsample_from_{side}"] = total
             wanted = tuple(dict.fromkeys(f"{m.replace('_overfit', '')}-dgm-eval" for m in metrics))
             ours = _dgm_eval_drawn(wanted, ours_rows[0], ours_rows[1], info, nsample, 13579, 5, reduced_n,
-                                   ft=ours_rows[2] if n_t else None)
+                                   ft=ours_rows[2] if "fls" in metrics else None)  # else counted only
             keys = (["kd_value", "kd_variance"] if "kd" in metrics else []) + \
                 (["precision", "recall", "density", "coverage"] if "prdc" in metrics else []) + \
                 (["fls", "fls_overfit"] if "fls" in metrics else [])
@@ -133,6 +135,11 @@ def main() -> int:
                 alone = _dgm_eval_drawn(("prdc-dgm-eval",), ours_rows[0], ours_rows[1], info, nsample, 13579, 5,
                                           reduced_n)
                 controls.append(("without kd's draws", any(alone[f"dgm_eval_{k}"] != float(theirs[k]) for k in pk)))
+            if n_t and "fls" not in metrics:  # the test set's count left out, as if it had not been given
+                untold = {k: v for k, v in info.items() if k != "nsample_from_t"}
+                blind = _dgm_eval_drawn(wanted, ours_rows[0], ours_rows[1], untold, nsample, 13579, 5, reduced_n)
+                controls.append(("without the test set's cut", any(blind[f"dgm_eval_{k}"] != float(theirs[k])
+                                                                     for k in keys)))
             if classes:
                 as_strings = np.argsort([picked.path(i) for i in range(len(picked))], kind="stable")
                 shuffled = _dgm_eval_drawn(wanted, ours_rows[0], ours_rows[1][as_strings], info, nsample, 13579, 5,
