@@ -23,7 +23,9 @@ generated set of class folders whose ``Path`` order is not fidkit's, and neither
 equal sets of at most ``reduced_n`` (dgm-eval's draws are then unseeded but only permute); for
 ``fls``, a test set whose cut seeds the draws (the generated set not cut) after ``kd``'s and
 ``prdc``'s, and a generated set whose cut does; and a test set read with ``kd`` and ``prdc`` alone
-(dgm-eval reads it whatever its metrics), whose cut seeds their draws: fidkit counts it.
+(dgm-eval reads it whatever its metrics), whose cut seeds their draws: fidkit counts it; and
+``realism`` (its ``--metrics prdc,realism``: every fake row kept, one score each), alone and
+with ``fls``'s draws after it.
 Prints one line per case and exits 1 on a difference.
 """
 from __future__ import annotations
@@ -88,6 +90,9 @@ def main() -> int:
          ["kd", "prdc", "fls", "fls_overfit"], 120),
         ("all cut, fls alone", 130, 110, False, 100, 10000, ["fls", "fls_overfit"], 105),
         ("test cut, fake not, kd then prdc, no fls, reduced_n 30", 130, 80, False, 100, 30, ["kd", "prdc"], 120),
+        ("both cut, kd, prdc with realism, reduced_n 40", 130, 120, False, 100, 40, ["kd", "prdc", "realism"], 0),
+        ("test cut, fake not, kd, prdc with realism, then fls, reduced_n 30", 130, 80, True, 100, 30,
+         ["kd", "prdc", "realism", "fls", "fls_overfit"], 120),
     ]
     ok = True
     for name, n_a, n_b, classes, nsample, reduced_n, metrics, n_t in cases:
@@ -118,6 +123,8 @@ def main() -> int:
                                                str(Path(tmp, folder)))
                 assert note is None, note
                 ours_rows.append(np.stack([feats[picked.path(i)] for i in range(len(picked))]))
+                if side == "b":
+                    picked_b = picked
                 info[f"nsample_from_{side}"] = total
             wanted = tuple(dict.fromkeys(f"{m.replace('_overfit', '')}-dgm-eval" for m in metrics))
             ours = _dgm_eval_drawn(wanted, ours_rows[0], ours_rows[1], info, nsample, 13579, 5, reduced_n,
@@ -126,30 +133,40 @@ def main() -> int:
                 (["precision", "recall", "density", "coverage"] if "prdc" in metrics else []) + \
                 (["fls", "fls_overfit"] if "fls" in metrics else [])
             same = all(float(theirs[k]) == ours[f"dgm_eval_{k}"] for k in keys)
+            if "realism" in metrics:  # one score per fake row, in its rows
+                same &= np.array_equal(np.asarray(theirs["realism"], np.float64), ours["dgm_eval_realism"],
+                                       equal_nan=True)
             ok &= same
             # controls, to show the comparison can fail: prdc without kd's 200 draws before it, and
             # the generated rows in fidkit's path order instead of dgm-eval's
             controls = []
             pk = ["precision", "recall", "density", "coverage"]
             if metrics[:2] == ["kd", "prdc"]:
-                alone = _dgm_eval_drawn(("prdc-dgm-eval",), ours_rows[0], ours_rows[1], info, nsample, 13579, 5,
-                                          reduced_n)
+                alone = _dgm_eval_drawn(("prdc-dgm-eval",) + (("realism-dgm-eval",) if "realism" in metrics else ()),
+                                        ours_rows[0], ours_rows[1], info, nsample, 13579, 5, reduced_n)
                 controls.append(("without kd's draws", any(alone[f"dgm_eval_{k}"] != float(theirs[k]) for k in pk)))
+            if "realism" in metrics:  # prdc as without realism: its fake rows drawn
+                drawn = _dgm_eval_drawn(tuple(m for m in wanted if m != "realism-dgm-eval"), ours_rows[0], ours_rows[1],
+                                        info, nsample, 13579, 5, reduced_n, ft=ours_rows[2] if "fls" in metrics else None)
+                controls.append(("with the fake rows drawn", any(drawn[f"dgm_eval_{k}"] != float(theirs[k])
+                                                                   for k in pk)))
             if n_t and "fls" not in metrics:  # the test set's count left out, as if it had not been given
                 untold = {k: v for k, v in info.items() if k != "nsample_from_t"}
                 blind = _dgm_eval_drawn(wanted, ours_rows[0], ours_rows[1], untold, nsample, 13579, 5, reduced_n)
                 controls.append(("without the test set's cut", any(blind[f"dgm_eval_{k}"] != float(theirs[k])
                                                                      for k in keys)))
             if classes:
-                as_strings = np.argsort([picked.path(i) for i in range(len(picked))], kind="stable")
+                as_strings = np.argsort([picked_b.path(i) for i in range(len(picked_b))], kind="stable")
                 shuffled = _dgm_eval_drawn(wanted, ours_rows[0], ours_rows[1][as_strings], info, nsample, 13579, 5,
-                                             reduced_n)
+                                           reduced_n, ft=ours_rows[2] if "fls" in metrics else None)
                 controls.append(("in fidkit's row order", any(shuffled[f"dgm_eval_{k}"] != float(theirs[k])
                                                                 for k in keys)))
+            told = ([f"realism of {len(theirs['realism'])} rows, median {np.median(theirs['realism']):.6g}"]
+                    if "realism" in metrics else [])
             print(f"{name}: {'same' if same else 'DIFFERENT'} ({ours['dgm_eval_draws']}; "
-                  + ", ".join(f"{k} {float(theirs[k]):.6g}" + ("" if float(theirs[k]) == ours[f"dgm_eval_{k}"]
+                  + ", ".join(told + [f"{k} {float(theirs[k]):.6g}" + ("" if float(theirs[k]) == ours[f"dgm_eval_{k}"]
                                                                 else f" vs {ours[f'dgm_eval_{k}']:.6g}")
-                              for k in keys) + ")"
+                                    for k in keys]) + ")"
                   + "".join(f"; control {c}: {'differs' if d else 'the same'}" for c, d in controls))
     return 0 if ok else 1
 

@@ -671,21 +671,25 @@ class FIDResult:
 
 
 METRICS = ("fid", "is", "kid", "pr", "sfid", "adm-pr", "is-adm", "is-stylegan", "is-dgm-eval", "kd-dgm-eval",
-           "prdc-dgm-eval", "fls-dgm-eval", "fd-inf", "cmmd", "authpct", "sw-approx", "vendi", "vendi-dgm-eval")
+           "prdc-dgm-eval", "realism-dgm-eval", "fls-dgm-eval", "fd-inf", "cmmd", "authpct", "sw-approx", "vendi",
+           "vendi-dgm-eval")
 _METRIC_ALIASES = {"isc": "is", "prc": "pr", "prdc": "pr", "adm_pr": "adm-pr", "is_adm": "is-adm",
                    "is_stylegan": "is-stylegan", "is_dgm_eval": "is-dgm-eval", "kd_dgm_eval": "kd-dgm-eval",
                    "prdc_dgm_eval": "prdc-dgm-eval", "sw_approx": "sw-approx", "fd": "fid",
                    "fd-inf": "fd-inf", "fd_inf": "fd-inf", "fid-inf": "fd-inf", "fid_inf": "fd-inf",
-                   "fd-infinity": "fd-inf", "vendi_dgm_eval": "vendi-dgm-eval", "fls_dgm_eval": "fls-dgm-eval"}
+                   "fd-infinity": "fd-inf", "vendi_dgm_eval": "vendi-dgm-eval", "fls_dgm_eval": "fls-dgm-eval",
+                   "realism_dgm_eval": "realism-dgm-eval"}
 _METRIC_NAMES = {"is": "the Inception Score", "kid": "KID", "pr": "precision/recall",
                  "adm-pr": "ADM precision/recall", "is-adm": "the Inception Score (ADM)",
                  "is-stylegan": "the Inception Score (StyleGAN)", "is-dgm-eval": "the Inception Score (dgm-eval)",
                  "kd-dgm-eval": "dgm-eval's kd", "prdc-dgm-eval": "dgm-eval's prdc", "fls-dgm-eval": "dgm-eval's fls",
+                 "realism-dgm-eval": "dgm-eval's realism",
                  "sfid": "sFID",
                  "fd-inf": "FD∞", "cmmd": "CMMD", "authpct": "AuthPct", "sw-approx": "sliced W2 (approx.)",
                  "vendi": "the Vendi score", "vendi-dgm-eval": "dgm-eval's per-class Vendi score"}
 #: metrics that read every image's features, of both sets
-_PER_IMAGE = ("kid", "pr", "adm-pr", "cmmd", "authpct", "sw-approx", "kd-dgm-eval", "prdc-dgm-eval", "fls-dgm-eval")
+_PER_IMAGE = ("kid", "pr", "adm-pr", "cmmd", "authpct", "sw-approx", "kd-dgm-eval", "prdc-dgm-eval", "realism-dgm-eval",
+              "fls-dgm-eval")
 _LOGITS = ("is", "is-adm", "is-stylegan", "is-dgm-eval")  # metrics that read every generated image's logits
 _DGM_EVAL_DRAWN = ("kd-dgm-eval", "prdc-dgm-eval", "fls-dgm-eval")  # drawn from the state dgm-eval's cuts leave
 #: the named feature a metric reads, where it is not the encoder's default feature (any encoder's
@@ -708,7 +712,8 @@ def check_metrics(wanted, encoder=None) -> None:
 
 def parse_metrics(metrics) -> tuple:
     """Metric names from ``"fid,kid,pr"`` or an iterable: a tuple of fid (alias fd), is, kid, pr, sfid,
-    adm-pr, is-adm, is-stylegan, is-dgm-eval, kd-dgm-eval, prdc-dgm-eval, fls-dgm-eval, fd-inf, cmmd, authpct,
+    adm-pr, is-adm, is-stylegan, is-dgm-eval, kd-dgm-eval, prdc-dgm-eval, realism-dgm-eval, fls-dgm-eval, fd-inf,
+    cmmd, authpct,
     sw-approx, vendi, vendi-dgm-eval (fid first: the Fréchet distance in the encoder's space)."""
     try:
         items = metrics.split(",") if isinstance(metrics, str) else list(metrics)
@@ -900,6 +905,8 @@ def _check_counts(wanted, pr_k: int, counts: dict, cut: str = "", dgm_eval_k: in
              "kd-dgm-eval": ("ab", 2, "dgm-eval's kd needs at least 2 images in each set"),
              "prdc-dgm-eval": ("ab", dgm_eval_k + 2, f"dgm-eval's prdc with k = {dgm_eval_k} (--pr-k, pr_k=) needs at "
                                                      f"least {dgm_eval_k + 2} images in each set (its argpartition)"),
+             "realism-dgm-eval": ("ab", dgm_eval_k + 2, f"dgm-eval's realism, of its prdc with k = {dgm_eval_k} (--pr-k, "
+                                                        f"pr_k=), needs at least {dgm_eval_k + 2} images in each set"),
              "adm-pr": ("ab", _scores.ADM_K + 1, f"adm-pr (k = {_scores.ADM_K}) needs more than {_scores.ADM_K} "
                                                 f"images in each set"),
              "is": ("b", _scores.IS_SPLITS, f"the Inception Score needs at least {_scores.IS_SPLITS} images "
@@ -943,16 +950,20 @@ def _dgm_eval_drawn(wanted, fa, fb, info: dict, nsample: int | None, seed: int, 
     ``dgm_eval_precision``, ..., ``dgm_eval_nearest_k``, ``dgm_eval_fls``, ``dgm_eval_fls_overfit``,
     ``dgm_eval_fls_reduced_n``, ``dgm_eval_draws`` (``"replayed"``, ``"seeded here"`` or
     ``"not dgm-eval's"``) and ``dgm_eval_draw_order`` (``"kd,prdc,fls"``, the draws made, in
-    order). ``reduced_n``: dgm-eval's ``--reduced_n``, the subsample of ``prdc`` and ``fls``
+    order; ``prdc+realism`` where ``realism-dgm-eval`` is asked too: dgm-eval's ``--metrics
+    prdc,realism``, whose ``prdc`` then draws the real rows only and keeps every fake row, and
+    ``dgm_eval_realism`` holds each fake row's realism score, in B's row order: huge, or ``inf``
+    (counted in ``dgm_eval_realism_infinite``), for an exact copy of a real row with a small ball). ``reduced_n``: dgm-eval's ``--reduced_n``, the subsample of ``prdc`` and ``fls``
     (10,000). ``device``: where ``fls`` fits its bandwidths."""
     sets = {"a": fa, "b": fb, **({"t": ft} if ft is not None else {})}
     totals = {side: info.get(f"nsample_from_{side}") or len(f) for side, f in sets.items()}
     if ft is None and info.get("nsample_from_t") is not None:  # a test set read for its count: its cut seeds
         totals["t"] = info["nsample_from_t"]
     rng = dgm_eval_generator(totals["a"], totals["b"], nsample, seed, totals.get("t"))
+    realism = "realism-dgm-eval" in wanted  # computed by prdc, whose fake rows it then leaves undrawn
     order = [m for m in ("kd", "prdc", "fls") if f"{m}-dgm-eval" in wanted]
     out: dict = {"dgm_eval_draws": "replayed" if rng is not None else "seeded here",
-                 "dgm_eval_draw_order": ",".join(order)}
+                 "dgm_eval_draw_order": ",".join(m + ("+realism" if m == "prdc" and realism else "") for m in order)}
     rows = {side: min(t, nsample) if nsample is not None else t for side, t in totals.items()}
     if any(len(sets[side]) != rows[side] for side in sets):
         out["dgm_eval_draws"] = "not dgm-eval's"
@@ -967,7 +978,7 @@ def _dgm_eval_drawn(wanted, fa, fb, info: dict, nsample: int | None, seed: int, 
         rng = np.random.RandomState(seed)
         reduced = min(reduced_n, len(fa), len(fb))
         parts = [m for m, proper in (("kd", min(1000, len(fa), len(fb)) < max(len(fa), len(fb))),
-                                     ("prdc", reduced < max(len(fa), len(fb))),
+                                     ("prdc", reduced < (len(fa) if realism else max(len(fa), len(fb)))),
                                      ("fls", True)) if m in order and proper]  # fls splits the train set by draw
         biggest = max(totals.values())
         if parts and nsample is None and biggest > DGM_EVAL_NSAMPLE:
@@ -987,12 +998,25 @@ def _dgm_eval_drawn(wanted, fa, fb, info: dict, nsample: int | None, seed: int, 
         kd = _scores.dgm_eval_kd(fa, fb, rng)
         out.update(dgm_eval_kd_value=kd.mean, dgm_eval_kd_variance=kd.std)
     if "prdc" in order:
-        prdc = _scores.dgm_eval_prdc(fa, fb, rng, k=k, reduced_n=reduced_n)
+        prdc = _scores.dgm_eval_prdc(fa, fb, rng, k=k, reduced_n=reduced_n, realism=realism)
+        if realism:
+            values = prdc.pop("realism")
+            out.update(dgm_eval_realism=[float(v) for v in values],
+                       dgm_eval_realism_infinite=int(np.isinf(values).sum()))  # copies whose distance rounded to 0
         out.update({f"dgm_eval_{key}": v for key, v in prdc.items()}, dgm_eval_nearest_k=k)
     if "fls" in order:
         fls = _scores.dgm_eval_fls(*_scores.dgm_eval_fls_sets(fa, ft, fb, rng, reduced_n), device=device)
         out.update(dgm_eval_fls=fls.fls, dgm_eval_fls_overfit=fls.fls_overfit, dgm_eval_fls_reduced_n=fls.reduced_n)
     return out
+
+
+def _row_files(images, skipped: list) -> list | None:
+    """The file of each row of a side's features: ``images`` (its :class:`Images` after any cut,
+    None for a statistics file) less the files ``skipped`` as undecodable, in order."""
+    if images is None:
+        return None
+    gone = set(skipped)
+    return [p for p in (images.path(i) for i in range(len(images))) if p not in gone]
 
 
 def _dgm_eval_vendi(fb: np.ndarray, labels: np.ndarray, follows: bool, images, skipped: list) -> dict:
@@ -1176,6 +1200,9 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     if fls and test is None:
         raise FidkitError("fls-dgm-eval (dgm-eval's fls) needs a set of real images the generator never saw, "
                           "dgm-eval's --test_path: give it as --test PATH (test=)")
+    if "realism-dgm-eval" in wanted and "prdc-dgm-eval" not in wanted:
+        raise FidkitError("realism-dgm-eval is computed by dgm-eval's prdc (its --metrics prdc,realism), whose fake "
+                          "rows it leaves undrawn: add prdc-dgm-eval to the metrics")
     drawn = [m for m in _DGM_EVAL_DRAWN if m in wanted]
     if test is not None and not drawn:
         raise FidkitError("a test set (--test, test=) is dgm-eval's --test_path set, read by fls-dgm-eval and, for the "
@@ -1345,6 +1372,8 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
                                       device=resolve_device(kw.get("device", "auto"))))
         if "prdc-dgm-eval" in wanted or fls:
             scores["dgm_eval_reduced_n"] = reduced_n
+        if "realism-dgm-eval" in wanted:  # the file of each row, where B was read as images
+            scores["dgm_eval_realism_files"] = _row_files(images.get("b"), s2.extra.get("skipped", []))
         if fls:
             scores["n_test"] = ex3.stats.n
             if ex3.stats.extra.get("skipped"):

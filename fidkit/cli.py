@@ -7,6 +7,8 @@ Results go to stdout; progress, notes and warnings to stderr.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import sys
@@ -24,6 +26,7 @@ from .pipeline import BATCH_SIZE_CPU, BATCH_SIZE_CUDA, MAX_DEFAULT_WORKERS, PREC
 from .preprocess import PROTOCOLS
 from .sources import DATASETS, DGM_EVAL_SEED, DatasetImages, is_archive_source, npz_members, shardable
 from .sources import shard as shard_files
+from ._io import atomic_write
 from .stats import Statistics, check_writable, merge, shard_order
 
 
@@ -116,7 +119,8 @@ def cli(debug):
                    "(its precision/recall), is-adm (its Inception Score), is-stylegan (StyleGAN2-ADA/3's "
                    "is50k; with --protocol nvidia) and is-dgm-eval (dgm-eval's is): Inception only; cmmd: "
                    "CLIP only; dgm-eval's kd-dgm-eval and prdc-dgm-eval (its kd and prdc, their subsets drawn as "
-                   "it draws them after --nsample's cut), fls-dgm-eval (its fls and fls_overfit; needs --test), "
+                   "it draws them after --nsample's cut), realism-dgm-eval (its realism, one score per image of B, "
+                   "with prdc-dgm-eval; needs --per-image), fls-dgm-eval (its fls and fls_overfit; needs --test), "
                    "authpct and sw-approx, vendi (the Vendi score of B) and "
                    "vendi-dgm-eval (dgm-eval's vendi: its mean per class folder of B): any encoder. "
                    "One pass over each source serves them all.")
@@ -146,9 +150,12 @@ def cli(debug):
               help="How FID's and sFID's means are taken: float64 (fidkit's statistics, as TTUR, pytorch-fid, "
                    "torchmetrics, EDM and StyleGAN) or float32 (np.mean of the float32 features, as clean-fid, "
                    "torch-fidelity and ADM's evaluator).")
+@click.option("--per-image", "per_image", default=None, type=click.Path(dir_okay=False), metavar="PATH",
+              help="Write the scores of each image of B (realism-dgm-eval) to PATH as CSV: row, file, realism, "
+                   "in B's rows as dgm-eval reads them (an exact copy of a real image scores huge, or inf).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 def compute(a, b, protocol, allow_mismatch, metrics, biased_covariance, pr_k, pr_distances, bootstrap, subset,
-            subset_seed, reduced_n, test, means, as_json, **run):
+            subset_seed, reduced_n, test, means, per_image, as_json, **run):
     """FID (and --metrics) between A and B: image folders, archives (.zip, .tar, .tar.gz, 'shards/*.tar'),
     sample batches (.npz with arr_0, .npy) or statistics files (.npz with mu/sigma, EDM2 .pkl: FID and sFID; with --features, from `fidkit stats --features`, also
     the metrics that read every image's features)."""
@@ -163,10 +170,20 @@ def compute(a, b, protocol, allow_mismatch, metrics, biased_covariance, pr_k, pr
     if ctx.get_parameter_source("subset_seed") == click.core.ParameterSource.COMMANDLINE and subset is None:
         warnings.warn("--subset-seed applies to --subset, which was not given: it changes nothing", FidkitWarning)
     _check_nsample_seed(ctx, run)
+    if "realism-dgm-eval" in wanted and per_image is None:
+        raise FidkitError("realism-dgm-eval gives one score per image of B: give --per-image PATH.csv to write them")
+    if per_image is not None:
+        if "realism-dgm-eval" not in wanted:
+            raise FidkitError("--per-image writes realism-dgm-eval's scores, which were not asked for: add "
+                              "prdc-dgm-eval,realism-dgm-eval to --metrics, or leave out --per-image")
+        check_writable(per_image)  # before the long part, not after it
     r = compare(a, b, protocol, allow_mismatch=allow_mismatch, metrics=metrics, bootstrap=bootstrap, pr_k=pr_k,
                 adm_distances=pr_distances, biased_covariance=biased_covariance, subset=subset,
                 subset_seed=subset_seed, means=means, test=test,
                 **({} if reduced_n is None else {"reduced_n": reduced_n}), **run)
+    if per_image is not None:  # the per-image lists go to the file; the output says where
+        _write_per_image(per_image, r.scores.pop("dgm_eval_realism"), r.scores.pop("dgm_eval_realism_files"))
+        r.scores["per_image"] = str(per_image)
     if as_json:
         click.echo(json.dumps(r.as_dict()))
     else:
@@ -183,6 +200,18 @@ def compute(a, b, protocol, allow_mismatch, metrics, biased_covariance, pr_k, pr
             click.echo(f"note: clamped negative eigenvalue mass {r.frechet.negative_eigenvalue_mass:.3g} "
                        f"(smallest {r.frechet.min_eigenvalue:.3g}): the FID may be off by up to "
                        f"{2 * r.frechet.clamped_sqrt:.3g}; a covariance is not positive semi-definite", err=True)
+
+
+def _write_per_image(path, realism: list, files: list | None) -> None:
+    """The realism score of each of B's rows as CSV (``row,file,realism``; ``file`` empty where B
+    was not read as files), written whole or not at all. ``inf`` and ``nan`` as Python writes them."""
+    text = io.StringIO()
+    out = csv.writer(text, lineterminator="\n")
+    out.writerow(("row", "file", "realism"))
+    for i, v in enumerate(realism):
+        out.writerow((i, files[i] if files is not None else "", repr(float(v))))
+    data = text.getvalue().encode()
+    atomic_write(path, lambda f: f.write(data))
 
 
 @cli.command()

@@ -853,7 +853,7 @@ def _dgm_eval_radii(x: np.ndarray, k: int) -> np.ndarray:
 
 
 def dgm_eval_prdc(features_real, features_fake, rng: np.random.RandomState, k: int = DGM_EVAL_NEAREST_K,
-                  reduced_n: int = DGM_EVAL_REDUCED_N) -> dict:
+                  reduced_n: int = DGM_EVAL_REDUCED_N, realism: bool = False) -> dict:
     """dgm-eval's ``prdc``: precision, recall (Kynkäänniemi et al.), density and coverage (Naeem
     et al.) as its ``__main__.compute_scores`` and ``metrics/prdc.py`` compute them.
 
@@ -872,6 +872,15 @@ def dgm_eval_prdc(features_real, features_fake, rng: np.random.RandomState, k: i
     Memory: the r × r / 8 distances of one slice at a time, where dgm-eval forms each r × r
     matrix whole (at r = 10,000, 1024-d: 571 MiB above the inputs against its 1,627 MiB,
     ``benchmarks/bench_dgm_eval_prdc.py``). Returns a dict of four floats.
+
+    ``realism``: dgm-eval's ``--metrics prdc,realism``. Its fake rows are then not drawn (all M of
+    them, in their order, so that each realism score stays with its image; precision, recall,
+    density and coverage change with them), and the dict gains ``"realism"``: (M,) float64, the
+    realism score of each fake row (Kynkäänniemi et al. 2019, as dgm-eval's ``prdc.py`` has it):
+    the largest radius / distance over the real rows whose radius is below the median radius.
+    An exact copy of such a real row scores far above any other row: its distance, computed as
+    √(|x|² + |y|² − 2x·y), rounds to about 1e-8 of the norms, or to 0, which gives ``inf``; and
+    0 / 0 gives ``nan``, as in dgm-eval.
     """
     x = _as_2d(features_real, "features_real", np.float64)
     y = _as_2d(features_fake, "features_fake", np.float64)
@@ -886,10 +895,17 @@ def dgm_eval_prdc(features_real, features_fake, rng: np.random.RandomState, k: i
                 f"needs k + 2 rows)")
     r = min(reduced_n, x.shape[0], y.shape[0])
     x = x[rng.choice(x.shape[0], r, replace=False)]
-    y = y[rng.choice(np.arange(y.shape[0]), min(y.shape[0], r), replace=False)]
+    if not realism:  # with realism, dgm-eval keeps every fake row in its order
+        y = y[rng.choice(np.arange(y.shape[0]), min(y.shape[0], r), replace=False)]
     r_real = _dgm_eval_radii(x, k)
     r_fake = _dgm_eval_radii(y, k)
     n, m = x.shape[0], y.shape[0]
+    if realism:
+        small = r_real < np.median(r_real)  # its mask: the balls below the median radius
+        if not small.any():  # dgm-eval's max over no ball would stop with a ValueError
+            raise StatsError(f"dgm-eval's realism takes the real balls whose radius is below the median radius, "
+                             f"and none of the {n} is (their radii are all equal: repeated real features?)")
+        realism_of = np.empty(m)
     precision_hit = np.zeros(m, dtype=bool)
     recall_hit = np.zeros(n, dtype=bool)
     density_count = np.zeros(m, dtype=np.int64)
@@ -900,12 +916,18 @@ def dgm_eval_prdc(features_real, features_fake, rng: np.random.RandomState, k: i
         density_count[lo:hi] = inside.sum(axis=0)
         recall_hit |= (d < r_fake[None, lo:hi]).any(axis=1)
         np.minimum(nearest, d.min(axis=1), out=nearest)
-    return {
+        if realism:  # radius / distance, as dgm-eval divides: inf at a distance of 0, nan at 0 / 0
+            with np.errstate(divide="ignore", invalid="ignore"):
+                realism_of[lo:hi] = (np.expand_dims(r_real[small], axis=1) / d[small]).max(axis=0)
+    out = {
         "precision": float(precision_hit.mean()),
         "recall": float(recall_hit.mean()),
         "density": float((1. / float(k)) * density_count.mean()),
         "coverage": float((nearest < r_real).mean()),
     }
+    if realism:
+        out["realism"] = realism_of
+    return out
 
 
 def dgm_eval_vendi_per_class(features, labels) -> np.ndarray:

@@ -4,6 +4,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -515,16 +516,21 @@ def _sk_pairwise_distances(x, y):
     return ret
 
 
-def _dgm_eval_prdc(real, fake, k):
+def _dgm_eval_prdc(real, fake, k, realism=False):
     def radii(f):
         d = _sk_pairwise_distances(f, f)
         idx = np.argpartition(d, k + 1, axis=-1)[..., :k + 1]
         return np.take_along_axis(d, idx, axis=-1).max(axis=-1)
     rr, rf = radii(real), radii(fake)
     d = _sk_pairwise_distances(real, fake)
-    return {"precision": (d < rr[:, None]).any(axis=0).mean(), "recall": (d < rf[None, :]).any(axis=1).mean(),
-            "density": (1. / float(k)) * (d < rr[:, None]).sum(axis=0).mean(),
-            "coverage": (d.min(axis=1) < rr).mean()}
+    out = {"precision": (d < rr[:, None]).any(axis=0).mean(), "recall": (d < rf[None, :]).any(axis=1).mean(),
+           "density": (1. / float(k)) * (d < rr[:, None]).sum(axis=0).mean(),
+           "coverage": (d.min(axis=1) < rr).mean()}
+    if realism:
+        mask = rr < np.median(rr)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out["realism"] = (np.expand_dims(rr[mask], axis=1) / d[mask]).max(axis=0)
+    return out
 
 
 def _dgm_eval_mmd(real, fake):
@@ -556,8 +562,10 @@ def _dgm_eval_scores(real_all, fake_all, nsample, metrics, reduced_n, k=5):
     if "prdc" in metrics:
         r = min(reduced_n, reps[0].shape[0], reps[1].shape[0])
         i0 = np.random.choice(reps[0].shape[0], r, replace=False)
-        i1 = np.random.choice(np.arange(reps[1].shape[0]), min(reps[1].shape[0], r), replace=False)
-        out.update(_dgm_eval_prdc(reps[0][i0], reps[1][i1], k))
+        i1 = np.arange(reps[1].shape[0])
+        if "realism" not in metrics:
+            i1 = np.random.choice(i1, min(reps[1].shape[0], r), replace=False)
+        out.update(_dgm_eval_prdc(reps[0][i0], reps[1][i1], k, "realism" in metrics))
     return out
 
 
@@ -589,6 +597,40 @@ def test_dgm_eval_kd_and_prdc_replay_its_global_generator_bit_for_bit(n_a, n_b, 
         assert got["dgm_eval_nearest_k"] == k and 0 < got["dgm_eval_precision"] < 1
 
 
+@pytest.mark.parametrize("n_a, n_b, nsample, metrics, reduced_n", [
+    (70, 60, 50, ("kd", "prdc", "realism"), 30),  # fake rows not drawn: all 50 of its cut, 30 real rows
+    (70, 40, 80, ("prdc", "realism"), 25),  # nothing cut: seeded here; all 40 fake rows
+])
+def test_dgm_eval_realism_keeps_every_fake_row_and_scores_each(n_a, n_b, nsample, metrics, reduced_n):
+    from fidkit.api import _dgm_eval_drawn
+    from fidkit.sources import dgm_eval_indices
+
+    g = np.random.default_rng(12)
+    real = (g.normal(size=(n_a, 16)) + np.repeat(g.normal(size=(4, 16)), (n_a + 3) // 4, axis=0)[:n_a]).astype(np.float32)
+    fake = (g.normal(size=(n_b, 16)) * 1.1 + 0.2).astype(np.float32)
+    fake[: n_b // 2] = real[: n_b // 2]  # exact copies: realism inf where the copied row's ball is small
+    state = np.random.get_state()
+    try:
+        np.random.seed(99)
+        cut = nsample < max(n_a, n_b)
+        if not cut:  # dgm-eval then draws from its unseeded generator: fidkit from RandomState(seed)
+            np.random.seed(13579)
+        want = _dgm_eval_scores(real, fake, nsample, metrics, reduced_n)
+    finally:
+        np.random.set_state(state)
+    ra, rb = real[dgm_eval_indices(n_a, nsample)], fake[dgm_eval_indices(n_b, nsample)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fidkit.FidkitWarning)  # the unseeded draws, where nothing is cut
+        got = _dgm_eval_drawn(tuple(f"{m}-dgm-eval" for m in metrics), ra, rb,
+                              {"nsample_from_a": n_a, "nsample_from_b": n_b}, nsample, 13579, 5, reduced_n)
+    realism = np.asarray(got["dgm_eval_realism"])
+    assert realism.shape == (min(n_b, nsample),) and np.isinf(realism).any() and np.isfinite(realism).any()
+    assert np.array_equal(realism, want.pop("realism"))
+    assert {key: got[f"dgm_eval_{key}"] for key in want} == {key: float(v) for key, v in want.items()}
+    assert got["dgm_eval_draw_order"] == ",".join(m if m != "prdc" else "prdc+realism" for m in metrics
+                                                  if m != "realism")
+
+
 def test_dgm_eval_prdc_slices_radii_as_the_full_matrix():
     # the radii merged over sklearn's 8 column slices equal argpartition over whole rows, including
     # sets smaller than 8 slices' worth and ties (repeated rows)
@@ -614,3 +656,48 @@ def test_dgm_eval_draws_without_a_cut_are_warned_of():
     assert out["dgm_eval_draws"] == "seeded here" and out["dgm_eval_draw_order"] == "kd"
     want = S.kid(fa.astype(np.float64), fb.astype(np.float64), seed=13579, dtype=np.float64)
     assert (out["dgm_eval_kd_value"], out["dgm_eval_kd_variance"]) == want
+
+
+def test_realism_per_image_through_compare_and_the_cli(real_a, real_b, tmp_path):
+    """``--metrics prdc-dgm-eval,realism-dgm-eval --per-image F.csv``: one realism score per image
+    of B, in its rows, written whole to the CSV (huge, or inf, for an exact copy of a real image), and strict
+    JSON on stdout; the options that make no sense alone are refused before any pass."""
+    import csv
+    import shutil
+    gen = tmp_path / "gen"
+    gen.mkdir()
+    for i, f in enumerate(sorted(real_a.iterdir())[:4] + sorted(real_b.iterdir())[:5]):
+        shutil.copy(f, gen / f"{i}{f.suffix}")  # 4 exact copies of A's images, 5 others
+    kw = dict(pr_k=3, device="cpu", workers=0, nsample=20)  # nothing cut: seeded here (warned)
+    with pytest.warns(fidkit.FidkitWarning, match="numpy's global generator"):
+        r = fidkit.compare(real_a, gen, metrics="prdc-dgm-eval,realism-dgm-eval", **kw)
+    realism, files = r.scores["dgm_eval_realism"], r.scores["dgm_eval_realism_files"]
+    assert len(realism) == len(files) == 9 and files == sorted(str(p) for p in gen.iterdir())
+    assert r.scores["dgm_eval_draw_order"] == "prdc+realism"
+    # a copy's distance, sqrt(|x|² + |y|² − 2x·y) as scikit-learn computes it, rounds to about
+    # 1e-8 of the norms, or to 0 (then inf): a realism far above any other image's
+    assert r.scores["dgm_eval_realism_infinite"] == sum(np.isinf(realism))
+    assert max(realism[:4]) > 1e4 * max(realism[4:]) and all(np.isfinite(realism[4:]))
+    fa, fb = (fidkit.features(p, device="cpu", workers=0) for p in (real_a, gen))
+    want = S.dgm_eval_prdc(fa, fb, np.random.RandomState(13579), k=3, realism=True)
+    assert np.array_equal(realism, want["realism"]) and r.scores["dgm_eval_density"] == want["density"]
+    with pytest.raises(FidkitError, match="realism-dgm-eval is computed by dgm-eval's prdc"):
+        fidkit.compare(real_a, gen, metrics="realism-dgm-eval", **kw)
+
+    out = tmp_path / "realism.csv"
+    base = [sys.executable, "-m", "fidkit", "compute", str(real_a), str(gen), "--device", "cpu", "--workers", "0",
+            "--pr-k", "3", "--nsample", "20", "--metrics", "prdc-dgm-eval,realism-dgm-eval"]
+    p = subprocess.run(base + ["--per-image", str(out), "--json"], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    result = json.loads(p.stdout, parse_constant=lambda c: pytest.fail(f"not strict JSON: {c}"))
+    assert result["per_image"] == str(out) and "dgm_eval_realism" not in result
+    assert result["dgm_eval_realism_infinite"] == r.scores["dgm_eval_realism_infinite"]
+    rows = list(csv.DictReader(out.open()))
+    assert [row["file"] for row in rows] == files and [float(row["realism"]) for row in rows] == realism
+    for extra, says in ((["--json"], "give --per-image PATH.csv"),
+                        (["--per-image", str(tmp_path / "none" / "r.csv")], "does not exist")):
+        p = subprocess.run(base + extra, capture_output=True, text=True)
+        assert p.returncode == 1 and p.stdout == "" and says in p.stderr.strip().splitlines()[-1], p.stderr
+    p = subprocess.run(base[:-1] + ["prdc-dgm-eval", "--per-image", str(tmp_path / "x.csv")], capture_output=True,
+                       text=True)
+    assert p.returncode == 1 and "which were not asked for" in p.stderr and not (tmp_path / "x.csv").exists()
