@@ -1151,7 +1151,7 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
         raise FidkitError("compare() names its two sources itself ('A path', 'B path'); leave out label")
     check_pass_args(kw, "compare", also=("adm_distances", "biased_covariance", "pr_k", "subset", "subset_seed",
                                          "nsample", "nsample_seed", "means", "reduced_n"), without=("label",))
-    means = kw.pop("means", "float64")
+    means = kw.pop("means", _scores.DEFAULT_MEANS)
     if means not in _scores.MEANS:  # before any pass
         raise FidkitError(f"means must be one of {', '.join(_scores.MEANS)}, got {_args.shown(means)}")
     float32_means = means == "float32"

@@ -20,7 +20,7 @@ from . import __version__
 from .api import (DGM_EVAL_MODES, _batch_images_of, _dgm_eval_cut_note, _is_stats_path, adm_evaluate,
                   check_metrics, compare, compute_stats, inception_score, load_weights, mode_of, parse_metrics)
 from .encoders import ENCODERS, get_info
-from .scores import ADM_DEFAULT_DISTANCES, ADM_DEFAULT_MEANS, ADM_DISTANCES, MEANS
+from .scores import ADM_DEFAULT_DISTANCES, ADM_DEFAULT_MEANS, ADM_DISTANCES, DEFAULT_MEANS, MEANS
 from .errors import FidkitError, FidkitWarning
 from .pipeline import BATCH_SIZE_CPU, BATCH_SIZE_CUDA, MAX_DEFAULT_WORKERS, PRECISIONS
 from .preprocess import PROTOCOLS
@@ -146,7 +146,7 @@ def cli(debug):
               help="Real images the generator never saw (dgm-eval's --test_path), for --metrics fls-dgm-eval "
                    "(A is then its train set); with kd-dgm-eval or prdc-dgm-eval alone it is only counted, as its "
                    "--nsample cut seeds their draws when B is not cut.")
-@click.option("--means", type=click.Choice(list(MEANS)), default="float64", show_default=True,
+@click.option("--means", type=click.Choice(list(MEANS)), default=DEFAULT_MEANS, show_default=True,
               help="How FID's and sFID's means are taken: float64 (fidkit's statistics, as TTUR, pytorch-fid, "
                    "torchmetrics, EDM and StyleGAN) or float32 (np.mean of the float32 features, as clean-fid, "
                    "torch-fidelity and ADM's evaluator).")

@@ -480,7 +480,9 @@ def stylegan_inception_score(logits, splits: int = IS_SPLITS) -> MeanStd:
 #: order, :meth:`fidkit.stats.Accumulator.mean_float32`; the difference in the means' dtype,
 #: :func:`fidkit.frechet.mean_term_as_held`), or ``float64``, fidkit's own statistics
 MEANS = ("float32", "float64")
-#: ``fidkit adm``'s default: the evaluator's (``compute``'s is float64)
+#: ``fidkit compute``'s and ``compare``'s default: fidkit's own float64 statistics
+DEFAULT_MEANS = "float64"
+#: ``fidkit adm``'s default: the evaluator's
 ADM_DEFAULT_MEANS = "float32"
 
 
