@@ -671,27 +671,35 @@ class FIDResult:
 
 
 METRICS = ("fid", "is", "kid", "pr", "sfid", "adm-pr", "is-adm", "is-stylegan", "is-dgm-eval", "kd-dgm-eval",
-           "prdc-dgm-eval", "realism-dgm-eval", "fls-dgm-eval", "fd-inf", "cmmd", "authpct", "sw-approx", "vendi",
+           "prdc-dgm-eval", "realism-dgm-eval", "ct-dgm-eval", "ct-test-dgm-eval", "ct-modified-dgm-eval",
+           "fls-dgm-eval", "fd-inf", "cmmd", "authpct", "sw-approx", "vendi",
            "vendi-dgm-eval")
 _METRIC_ALIASES = {"isc": "is", "prc": "pr", "prdc": "pr", "adm_pr": "adm-pr", "is_adm": "is-adm",
                    "is_stylegan": "is-stylegan", "is_dgm_eval": "is-dgm-eval", "kd_dgm_eval": "kd-dgm-eval",
                    "prdc_dgm_eval": "prdc-dgm-eval", "sw_approx": "sw-approx", "fd": "fid",
                    "fd-inf": "fd-inf", "fd_inf": "fd-inf", "fid-inf": "fd-inf", "fid_inf": "fd-inf",
                    "fd-infinity": "fd-inf", "vendi_dgm_eval": "vendi-dgm-eval", "fls_dgm_eval": "fls-dgm-eval",
-                   "realism_dgm_eval": "realism-dgm-eval"}
+                   "realism_dgm_eval": "realism-dgm-eval", "ct_dgm_eval": "ct-dgm-eval",
+                   "ct_test_dgm_eval": "ct-test-dgm-eval", "ct_modified_dgm_eval": "ct-modified-dgm-eval"}
 _METRIC_NAMES = {"is": "the Inception Score", "kid": "KID", "pr": "precision/recall",
                  "adm-pr": "ADM precision/recall", "is-adm": "the Inception Score (ADM)",
                  "is-stylegan": "the Inception Score (StyleGAN)", "is-dgm-eval": "the Inception Score (dgm-eval)",
                  "kd-dgm-eval": "dgm-eval's kd", "prdc-dgm-eval": "dgm-eval's prdc", "fls-dgm-eval": "dgm-eval's fls",
-                 "realism-dgm-eval": "dgm-eval's realism",
+                 "realism-dgm-eval": "dgm-eval's realism", "ct-dgm-eval": "dgm-eval's ct",
+                 "ct-test-dgm-eval": "dgm-eval's ct_test", "ct-modified-dgm-eval": "dgm-eval's ct_modified",
                  "sfid": "sFID",
                  "fd-inf": "FD∞", "cmmd": "CMMD", "authpct": "AuthPct", "sw-approx": "sliced W2 (approx.)",
                  "vendi": "the Vendi score", "vendi-dgm-eval": "dgm-eval's per-class Vendi score"}
 #: metrics that read every image's features, of both sets
 _PER_IMAGE = ("kid", "pr", "adm-pr", "cmmd", "authpct", "sw-approx", "kd-dgm-eval", "prdc-dgm-eval", "realism-dgm-eval",
-              "fls-dgm-eval")
+              "ct-dgm-eval", "ct-test-dgm-eval", "ct-modified-dgm-eval", "fls-dgm-eval")
 _LOGITS = ("is", "is-adm", "is-stylegan", "is-dgm-eval")  # metrics that read every generated image's logits
-_DGM_EVAL_DRAWN = ("kd-dgm-eval", "prdc-dgm-eval", "fls-dgm-eval")  # drawn from the state dgm-eval's cuts leave
+#: drawn from the state dgm-eval's cuts leave, in its order
+_DGM_EVAL_DRAWN = ("kd-dgm-eval", "prdc-dgm-eval", "ct-dgm-eval", "ct-test-dgm-eval", "ct-modified-dgm-eval",
+                   "fls-dgm-eval")
+#: dgm-eval's metrics of its --test_path set's features (the CT variants, by their dgm-eval names, and fls)
+_TEST_SET = {"ct-dgm-eval": "ct", "ct-test-dgm-eval": "ct_test", "ct-modified-dgm-eval": "ct_modified",
+             "fls-dgm-eval": "fls"}
 #: the named feature a metric reads, where it is not the encoder's default feature (any encoder's
 #: FD, KID, precision/recall, FD∞ and bootstrap read that one). Which encoders can give a metric
 #: follows from their outputs; metric code never names an encoder.
@@ -712,8 +720,8 @@ def check_metrics(wanted, encoder=None) -> None:
 
 def parse_metrics(metrics) -> tuple:
     """Metric names from ``"fid,kid,pr"`` or an iterable: a tuple of fid (alias fd), is, kid, pr, sfid,
-    adm-pr, is-adm, is-stylegan, is-dgm-eval, kd-dgm-eval, prdc-dgm-eval, realism-dgm-eval, fls-dgm-eval, fd-inf,
-    cmmd, authpct,
+    adm-pr, is-adm, is-stylegan, is-dgm-eval, kd-dgm-eval, prdc-dgm-eval, realism-dgm-eval, ct-dgm-eval,
+    ct-test-dgm-eval, ct-modified-dgm-eval, fls-dgm-eval, fd-inf, cmmd, authpct,
     sw-approx, vendi, vendi-dgm-eval (fid first: the Fréchet distance in the encoder's space)."""
     try:
         items = metrics.split(",") if isinstance(metrics, str) else list(metrics)
@@ -918,6 +926,13 @@ def _check_counts(wanted, pr_k: int, counts: dict, cut: str = "", dgm_eval_k: in
     fls_why = ("dgm-eval's fls needs at least 4 images in A (its train set, which it splits in two) and 2 in B "
                "and in the test set")
     needs["fls-dgm-eval"] = [("a", 4, fls_why), ("bt", 2, fls_why)]  # a metric with per-side minima: a list
+    pca = _scores.DGM_EVAL_CT_COMPONENTS
+    for m, fitted, cut_of, gen in (("ct-dgm-eval", "a", "A", "b"), ("ct-test-dgm-eval", "t", "the first half of the "
+                                                                    "test set", "b"),
+                                   ("ct-modified-dgm-eval", "b", "B", "a")):
+        why = (f"{_METRIC_NAMES[m]} fits its {pca}-component PCA and k-means to {cut_of}, which needs at least {pca} "
+               f"images, and keeps only k-means cells of more than 20 of {'B' if gen == 'b' else 'A'}'s images")
+        needs[m] = [(fitted, 2 * pca if fitted == "t" else pca, why), (gen, 21, why), ("t", 1, why)]
     names = {"a": "A", "b": "B", "t": "the test set"}
     for m in wanted:
         spec = needs.get(m, [])
@@ -937,18 +952,19 @@ def _dgm_eval_drawn(wanted, fa, fb, info: dict, nsample: int | None, seed: int, 
     """dgm-eval's ``kd``, ``prdc`` and ``fls`` of A (real) against B, their subsets drawn as
     dgm-eval draws them: from numpy's global generator in the state its ``--nsample`` cut left it
     (:func:`fidkit.sources.dgm_eval_generator`), in its order: ``kd``'s 200 draws, then
-    ``prdc``'s, then ``fls``'s, each only when asked for (so ``prdc-dgm-eval`` alone is
+    ``prdc``'s, then those of the PCA and k-means of ``ct``, ``ct_test`` and ``ct_modified``
+    (:func:`fidkit.scores.dgm_eval_ct`), then ``fls``'s, each only when asked for (so ``prdc-dgm-eval`` alone is
     dgm-eval's ``--metrics prdc`` without ``kd``). Where no set was cut, dgm-eval draws from
     an unseeded generator: the draws here come from ``RandomState(seed)``, and a warning says so
     when they pick a proper subset or, for ``fls``, split the train set (its values then vary from
     run to run), and suggests ``--nsample 50000`` when dgm-eval's default would have cut a set.
     Rows missing from the features (files skipped as undecodable) shift every draw: warned, and
     not called replayed. ``fa``/``fb``/``ft`` (``ft``: the ``--test_path`` set of ``fls``, else
-    None): the features in dgm-eval's row order; ``info``: ``nsample_from_a``/``_b``/``_t``, the
+    None; ``ct`` reads it too): the features in dgm-eval's row order; ``info``: ``nsample_from_a``/``_b``/``_t``, the
     images each set held before the cut (``_t`` without ``ft``: a ``--test_path`` set read for
     its count, whose cut seeds the draws when the generated set is not cut). Keys ``dgm_eval_kd_value``, ``dgm_eval_kd_variance``,
     ``dgm_eval_precision``, ..., ``dgm_eval_nearest_k``, ``dgm_eval_fls``, ``dgm_eval_fls_overfit``,
-    ``dgm_eval_fls_reduced_n``, ``dgm_eval_draws`` (``"replayed"``, ``"seeded here"`` or
+    ``dgm_eval_fls_reduced_n``, ``dgm_eval_ct``, ``dgm_eval_ct_test``, ``dgm_eval_ct_modified``, ``dgm_eval_draws`` (``"replayed"``, ``"seeded here"`` or
     ``"not dgm-eval's"``) and ``dgm_eval_draw_order`` (``"kd,prdc,fls"``, the draws made, in
     order; ``prdc+realism`` where ``realism-dgm-eval`` is asked too: dgm-eval's ``--metrics
     prdc,realism``, whose ``prdc`` then draws the real rows only and keeps every fake row, and
@@ -961,7 +977,7 @@ def _dgm_eval_drawn(wanted, fa, fb, info: dict, nsample: int | None, seed: int, 
         totals["t"] = info["nsample_from_t"]
     rng = dgm_eval_generator(totals["a"], totals["b"], nsample, seed, totals.get("t"))
     realism = "realism-dgm-eval" in wanted  # computed by prdc, whose fake rows it then leaves undrawn
-    order = [m for m in ("kd", "prdc", "fls") if f"{m}-dgm-eval" in wanted]
+    order = [name for m, name in (("kd-dgm-eval", "kd"), ("prdc-dgm-eval", "prdc"), *_TEST_SET.items()) if m in wanted]
     out: dict = {"dgm_eval_draws": "replayed" if rng is not None else "seeded here",
                  "dgm_eval_draw_order": ",".join(m + ("+realism" if m == "prdc" and realism else "") for m in order)}
     rows = {side: min(t, nsample) if nsample is not None else t for side, t in totals.items()}
@@ -979,6 +995,7 @@ def _dgm_eval_drawn(wanted, fa, fb, info: dict, nsample: int | None, seed: int, 
         reduced = min(reduced_n, len(fa), len(fb))
         parts = [m for m, proper in (("kd", min(1000, len(fa), len(fb)) < max(len(fa), len(fb))),
                                      ("prdc", reduced < (len(fa) if realism else max(len(fa), len(fb)))),
+                                     ("ct", True), ("ct_test", True), ("ct_modified", True),  # PCA and k-means
                                      ("fls", True)) if m in order and proper]  # fls splits the train set by draw
         biggest = max(totals.values())
         if parts and nsample is None and biggest > DGM_EVAL_NSAMPLE:
@@ -1004,6 +1021,9 @@ def _dgm_eval_drawn(wanted, fa, fb, info: dict, nsample: int | None, seed: int, 
             out.update(dgm_eval_realism=[float(v) for v in values],
                        dgm_eval_realism_infinite=int(np.isinf(values).sum()))  # copies whose distance rounded to 0
         out.update({f"dgm_eval_{key}": v for key, v in prdc.items()}, dgm_eval_nearest_k=k)
+    for variant in _scores.DGM_EVAL_CT_VARIANTS:  # PCA's and k-means' draws, after prdc's, in its order
+        if variant in order:
+            out[f"dgm_eval_{variant}"] = _scores.dgm_eval_ct(fa, ft, fb, rng, variant)
     if "fls" in order:
         fls = _scores.dgm_eval_fls(*_scores.dgm_eval_fls_sets(fa, ft, fb, rng, reduced_n), device=device)
         out.update(dgm_eval_fls=fls.fls, dgm_eval_fls_overfit=fls.fls_overfit, dgm_eval_fls_reduced_n=fls.reduced_n)
@@ -1099,7 +1119,10 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     train set and ``test`` its ``--test_path`` set, a source like ``a`` and ``b`` (images, or a
     statistics file that keeps per-image features) of real images the generator never saw, read
     in the same pass settings and cut by ``nsample`` as dgm-eval cuts it; its draws follow
-    ``kd``'s and ``prdc``'s. With ``kd-dgm-eval`` or ``prdc-dgm-eval`` and without ``fls-dgm-eval``,
+    ``kd``'s and ``prdc``'s. ``ct-dgm-eval``, ``ct-test-dgm-eval`` and ``ct-modified-dgm-eval`` add
+    dgm-eval's ``ct``, ``ct_test`` and ``ct_modified`` (:func:`fidkit.scores.dgm_eval_ct`, which
+    needs scikit-learn; keys ``dgm_eval_ct``, ...) of the same three sets, their draws between
+    ``prdc``'s and ``fls``'s. With ``kd-dgm-eval`` or ``prdc-dgm-eval`` and none of those,
     ``test`` is listed and counted, not read through the network: dgm-eval reads a ``--test_path``
     set whatever its metrics, and where ``nsample`` cuts it but not the generated set, that cut
     seeds their draws (recorded: ``n_test``, and ``test_read: "count only"``).
@@ -1197,18 +1220,19 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
         raise FidkitError("vendi-dgm-eval is dgm-eval's, which reads all of B's images or those of its --nsample cut "
                           "(nsample=), not EDM's subset; leave out subset")
     fls = "fls-dgm-eval" in wanted
-    if fls and test is None:
-        raise FidkitError("fls-dgm-eval (dgm-eval's fls) needs a set of real images the generator never saw, "
-                          "dgm-eval's --test_path: give it as --test PATH (test=)")
+    of_test = [m for m in _TEST_SET if m in wanted]  # the metrics that read the test set's features
+    if of_test and test is None:
+        raise FidkitError(f"{of_test[0]} ({_METRIC_NAMES[of_test[0]]}) needs a set of real images the generator never "
+                          f"saw, dgm-eval's --test_path: give it as --test PATH (test=)")
     if "realism-dgm-eval" in wanted and "prdc-dgm-eval" not in wanted:
         raise FidkitError("realism-dgm-eval is computed by dgm-eval's prdc (its --metrics prdc,realism), whose fake "
                           "rows it leaves undrawn: add prdc-dgm-eval to the metrics")
     drawn = [m for m in _DGM_EVAL_DRAWN if m in wanted]
     if test is not None and not drawn:
-        raise FidkitError("a test set (--test, test=) is dgm-eval's --test_path set, read by fls-dgm-eval and, for the "
-                          "cut that seeds their draws, by kd-dgm-eval and prdc-dgm-eval; add one of them to the "
-                          "metrics, or leave out the test set")
-    count_t = test is not None and not fls  # the test set's image count only: its cut seeds kd's and prdc's draws
+        raise FidkitError("a test set (--test, test=) is dgm-eval's --test_path set, read by fls-dgm-eval and the ct "
+                          "metrics and, for the cut that seeds their draws, by kd-dgm-eval and prdc-dgm-eval; add "
+                          "one of them to the metrics, or leave out the test set")
+    count_t = test is not None and not of_test  # the test set's image count only: its cut seeds kd's and prdc's draws
     per_image = any(m in wanted for m in _PER_IMAGE)
     # per-image features of each side: every metric of _PER_IMAGE needs both; FD∞ needs B's
     # (A may be a statistics file, whose mean and covariance it then uses); the bootstrap
@@ -1216,8 +1240,8 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     kinds = {"a": _kind_of(a), "b": _kind_of(b)}  # each file's kind read once (a missing path: none), passed down
     if test is not None:
         kinds["t"] = _kind_of(test)
-        if fls:
-            _refuse_stats_file(test, "fls-dgm-eval", kind=kinds["t"])
+        if of_test:
+            _refuse_stats_file(test, of_test[0], kind=kinds["t"])
     keep_a = per_image or ((bootstrap > 0 or "fd-inf" in wanted) and not kinds["a"].stats_only)
     keep_b = (per_image or any(m in wanted for m in ("fd-inf", "vendi", "vendi-dgm-eval"))
               or (bootstrap > 0 and not kinds["b"].stats_only))
@@ -1329,8 +1353,8 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
                     batches.get("a"), kinds["a"], float32_means=float32_means)
     ex2 = _one_pass(b, protocol, keep_b, logits, spatial, {"label": label_b, **kw}, allow_mismatch, files.get("b"),
                     batches.get("b"), kinds["b"], float32_means=float32_means)
-    ex3 = None  # the test set of fls: features only
-    if fls:
+    ex3 = None  # the test set of fls and ct: features only
+    if of_test:
         ex3 = _one_pass(test, protocol, True, False, False, {"label": label_t, **kw}, allow_mismatch, files.get("t"),
                         batches.get("t"), kinds["t"])
         with warnings.catch_warnings():  # its image count matters to no covariance: no warning of a small set
@@ -1368,13 +1392,13 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
             "nsample_from", files[side].n + len(files[side].extra.get("skipped", []))) if side in files
             else counts.get(side)) for side in sources}
         scores.update(_dgm_eval_drawn(wanted, ex1.features, ex2.features, listed, nsample, nsample_seed, dgm_eval_k,
-                                      reduced_n, ft=ex3.features if fls else None,
+                                      reduced_n, ft=ex3.features if of_test else None,
                                       device=resolve_device(kw.get("device", "auto"))))
         if "prdc-dgm-eval" in wanted or fls:
             scores["dgm_eval_reduced_n"] = reduced_n
         if "realism-dgm-eval" in wanted:  # the file of each row, where B was read as images
             scores["dgm_eval_realism_files"] = _row_files(images.get("b"), s2.extra.get("skipped", []))
-        if fls:
+        if of_test:
             scores["n_test"] = ex3.stats.n
             if ex3.stats.extra.get("skipped"):
                 scores["skipped_test"] = list(ex3.stats.extra["skipped"])

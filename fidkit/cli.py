@@ -120,7 +120,9 @@ def cli(debug):
                    "is50k; with --protocol nvidia) and is-dgm-eval (dgm-eval's is): Inception only; cmmd: "
                    "CLIP only; dgm-eval's kd-dgm-eval and prdc-dgm-eval (its kd and prdc, their subsets drawn as "
                    "it draws them after --nsample's cut), realism-dgm-eval (its realism, one score per image of B, "
-                   "with prdc-dgm-eval; needs --per-image), fls-dgm-eval (its fls and fls_overfit; needs --test), "
+                   "with prdc-dgm-eval; needs --per-image), ct-dgm-eval, ct-test-dgm-eval and ct-modified-dgm-eval "
+                   "(its ct, ct_test and ct_modified; need --test and scikit-learn), fls-dgm-eval (its fls and "
+                   "fls_overfit; needs --test), "
                    "authpct and sw-approx, vendi (the Vendi score of B) and "
                    "vendi-dgm-eval (dgm-eval's vendi: its mean per class folder of B): any encoder. "
                    "One pass over each source serves them all.")
@@ -144,7 +146,7 @@ def cli(debug):
               help="The subsample of prdc-dgm-eval and fls-dgm-eval (dgm-eval's --reduced_n) [default: 10000].")
 @click.option("--test", "test", default=None, metavar="PATH",
               help="Real images the generator never saw (dgm-eval's --test_path), for --metrics fls-dgm-eval "
-                   "(A is then its train set); with kd-dgm-eval or prdc-dgm-eval alone it is only counted, as its "
+                   "and the ct metrics (A is then its train set); with kd-dgm-eval or prdc-dgm-eval alone it is only counted, as its "
                    "--nsample cut seeds their draws when B is not cut.")
 @click.option("--means", type=click.Choice(list(MEANS)), default=DEFAULT_MEANS, show_default=True,
               help="How FID's and sFID's means are taken: float64 (fidkit's statistics, as TTUR, pytorch-fid, "

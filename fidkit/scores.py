@@ -971,6 +971,104 @@ class FLS(NamedTuple):
     reduced_n: int
 
 
+#: dgm-eval's CT (``metrics/ct.py``, from Meehan et al.'s data-copying test): features above
+#: this many dimensions are projected on the train set's first principal components
+DGM_EVAL_CT_COMPONENTS = 64
+#: its k-means cells
+DGM_EVAL_CT_CELLS = 3
+#: its variants, in the order its ``compute_scores`` runs them: the name -> (train, test,
+#: generated) from dgm-eval's (train, test, generated) sets; ``ct_test`` splits the test set in
+#: two (``np.array_split``) and takes its first half as the train set, ``ct_modified`` swaps the
+#: train and generated sets
+DGM_EVAL_CT_VARIANTS = ("ct", "ct_test", "ct_modified")
+
+
+def _dgm_eval_ct_sets(variant: str, train, test, gen) -> tuple:
+    if variant == "ct_test":
+        first, second = np.array_split(test, 2)
+        return first, second, gen
+    if variant == "ct_modified":
+        return gen, test, train
+    return train, test, gen
+
+
+def dgm_eval_ct(features_train, features_test, features_gen, rng: np.random.RandomState,
+                variant: str = "ct") -> float:
+    """dgm-eval's ``ct``, ``ct_test`` or ``ct_modified`` (``variant``), as its ``metrics/ct.py``
+    computes them: the C_T statistic of Meehan et al. (2020), the test-set-weighted mean over
+    k-means cells of the Z-scored Mann-Whitney U of the generated rows' distances to their nearest
+    train row against the test rows' (much below 0: generated rows closer to the train set than
+    unseen real rows are, i.e. copying; much above 0: under-fitting).
+
+    As dgm-eval: features of more than 64 dimensions go through scikit-learn's
+    ``PCA(n_components=64)`` fitted on the train rows; ``KMeans(n_clusters=3, n_init=10)`` fitted on
+    them labels every row; per cell ``NearestNeighbors(n_neighbors=1)`` and scipy's
+    ``mannwhitneyu(..., alternative="less")``, Z-scored with a 0.5 continuity correction; cells
+    holding at most 20 generated rows left out. PCA's randomized solver and k-means' seeding draw
+    from ``rng``, which stands for numpy's global generator: pass it in the state dgm-eval leaves
+    it (after its ``kd`` and ``prdc`` draws, and the earlier variants'); it is advanced as dgm-eval
+    advances its own. Needs scikit-learn (``pip install scikit-learn``): the values depend on its
+    version as dgm-eval's do. ``features_*``: (N, D) float arrays, converted to float64 as
+    dgm-eval's features are; the set the PCA and k-means are fitted on needs at least 64 rows
+    (3 where D ≤ 64). StatsError where dgm-eval would stop: a cell without a test or a train row."""
+    try:
+        from sklearn.cluster import KMeans
+        from sklearn.decomposition import PCA
+        from sklearn.neighbors import NearestNeighbors
+    except ImportError:
+        raise StatsError("dgm-eval's ct clusters with scikit-learn's PCA and KMeans, whose draws and arithmetic "
+                         "fidkit replays by calling them: install scikit-learn (pip install 'fidkit[ct]')") from None
+    from scipy.stats import mannwhitneyu
+
+    if variant not in DGM_EVAL_CT_VARIANTS:
+        raise StatsError(f"variant must be one of {', '.join(DGM_EVAL_CT_VARIANTS)}, got {_args.shown(variant)}")
+    sets = [_as_2d(f, name, np.float64) for f, name in ((features_train, "features_train"),
+                                                         (features_test, "features_test"),
+                                                         (features_gen, "features_gen"))]
+    if len({f.shape[1] for f in sets}) != 1:
+        raise StatsError(f"features have different dimensions ({', '.join(str(f.shape[1]) for f in sets)})")
+    train, test, gen = _dgm_eval_ct_sets(variant, *sets)
+    least = DGM_EVAL_CT_COMPONENTS if train.shape[1] > DGM_EVAL_CT_COMPONENTS else DGM_EVAL_CT_CELLS
+    if train.shape[0] < least or min(test.shape[0], gen.shape[0]) < 1:
+        raise StatsError(f"dgm-eval's {variant} fits its PCA and k-means to {train.shape[0]} row(s); it needs at "
+                         f"least {least}, and a test and a generated row")
+    if train.shape[1] > DGM_EVAL_CT_COMPONENTS:  # its preprcoess_ct
+        pca = PCA(n_components=DGM_EVAL_CT_COMPONENTS, random_state=rng).fit(train)
+        train, test, gen = pca.transform(train), pca.transform(test), pca.transform(gen)
+    km = KMeans(n_clusters=DGM_EVAL_CT_CELLS, n_init=10, random_state=rng).fit(train)
+    t_cells, p_cells, q_cells = km.predict(train), km.predict(test), km.predict(gen)
+    m, n = gen.shape[0], test.shape[0]
+    k = np.max(np.unique(t_cells)) + 1
+    labels, cts = np.unique(q_cells, return_counts=True)
+    q_cts = np.zeros(k)
+    q_cts[labels.astype(int)] = cts
+    kept = q_cts / m > 20 / m  # its tau = 20 / len(gen): cells with more than 20 generated rows
+    labels, cts = np.unique(p_cells, return_counts=True)
+    p_cts = np.zeros(k)
+    p_cts[labels.astype(int)] = cts
+    p_of_pi = p_cts / n
+    zu = np.zeros(len(np.unique(p_cells)))  # its Zu_cells: one per test cell label 0 … u − 1
+    for i in range(len(zu)):
+        p_i, q_i, t_i = test[p_cells == i], gen[q_cells == i], train[t_cells == i]
+        if len(p_i) * len(t_i) == 0:
+            raise StatsError(f"dgm-eval's {variant}: k-means cell {i} holds no test or no train row, where dgm-eval "
+                             f"stops; more images in each set make that unlikely")
+        if len(q_i) > 0:
+            nearest = NearestNeighbors(n_neighbors=1).fit(t_i)
+            lq, _ = nearest.kneighbors(X=q_i, n_neighbors=1)
+            lp, _ = nearest.kneighbors(X=p_i, n_neighbors=1)
+            u, _ = mannwhitneyu(lq, lp, alternative="less")
+            mi, ni = q_i.shape[0], p_i.shape[0]
+            zu[i] = ((u - ((ni * mi / 2) - 0.5)) / np.sqrt(ni * mi * (ni + mi + 1) / 12))[0]
+    if len(zu) != k:  # dgm-eval's boolean index would not fit: it stops
+        raise StatsError(f"dgm-eval's {variant}: k-means cell {len(zu)} holds no test row, where dgm-eval stops; "
+                         f"more test images make that unlikely")
+    if not kept.any():
+        raise StatsError(f"dgm-eval's {variant}: no k-means cell holds more than 20 generated rows, so its C_T is "
+                         f"0 / 0; it needs more generated images")
+    return float(p_of_pi[kept].dot(zu[kept]) / np.sum(p_of_pi[kept]))
+
+
 def dgm_eval_fls_sets(features_train, features_test, features_gen, rng: np.random.RandomState,
                       reduced_n: int = DGM_EVAL_REDUCED_N) -> tuple:
     """The four sets of dgm-eval's ``fls`` as its ``compute_scores`` draws them: r = min(``reduced_n``,
