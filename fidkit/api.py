@@ -694,12 +694,11 @@ _METRIC_NAMES = {"is": "the Inception Score", "kid": "KID", "pr": "precision/rec
 _PER_IMAGE = ("kid", "pr", "adm-pr", "cmmd", "authpct", "sw-approx", "kd-dgm-eval", "prdc-dgm-eval", "realism-dgm-eval",
               "ct-dgm-eval", "ct-test-dgm-eval", "ct-modified-dgm-eval", "fls-dgm-eval")
 _LOGITS = ("is", "is-adm", "is-stylegan", "is-dgm-eval")  # metrics that read every generated image's logits
-#: drawn from the state dgm-eval's cuts leave, in its order
-_DGM_EVAL_DRAWN = ("kd-dgm-eval", "prdc-dgm-eval", "ct-dgm-eval", "ct-test-dgm-eval", "ct-modified-dgm-eval",
-                   "fls-dgm-eval")
 #: dgm-eval's metrics of its --test_path set's features (the CT variants, by their dgm-eval names, and fls)
 _TEST_SET = {"ct-dgm-eval": "ct", "ct-test-dgm-eval": "ct_test", "ct-modified-dgm-eval": "ct_modified",
              "fls-dgm-eval": "fls"}
+#: drawn from the state dgm-eval's cuts leave, by their dgm-eval names, in its order
+_DGM_EVAL_DRAWN = {"kd-dgm-eval": "kd", "prdc-dgm-eval": "prdc", **_TEST_SET}
 #: the named feature a metric reads, where it is not the encoder's default feature (any encoder's
 #: FD, KID, precision/recall, FD∞ and bootstrap read that one). Which encoders can give a metric
 #: follows from their outputs; metric code never names an encoder.
@@ -901,7 +900,7 @@ def _load_files(sources: dict, kinds: dict, protocol: str, enc, allow_mismatch: 
 def _check_counts(wanted, pr_k: int, counts: dict, cut: str = "", dgm_eval_k: int = _scores.DGM_EVAL_NEAREST_K) -> None:
     """Refuses, in one line and before any pass, an image source too small for the Fréchet
     distance or a metric asked for. ``counts``: ``"a"``/``"b"`` -> the images that side will
-    read (a statistics file has none), ``"t"`` the test set of ``fls-dgm-eval``; ``cut``: the
+    read (a statistics file has none), ``"t"`` the test set; ``cut``: the
     sides (``"b"``, ``"ab"``) that ``subset`` or
     ``nsample`` cut. The
     metrics check their features again (files skipped with ``skip_bad``)."""
@@ -977,7 +976,7 @@ def _dgm_eval_drawn(wanted, fa, fb, info: dict, nsample: int | None, seed: int, 
         totals["t"] = info["nsample_from_t"]
     rng = dgm_eval_generator(totals["a"], totals["b"], nsample, seed, totals.get("t"))
     realism = "realism-dgm-eval" in wanted  # computed by prdc, whose fake rows it then leaves undrawn
-    order = [name for m, name in (("kd-dgm-eval", "kd"), ("prdc-dgm-eval", "prdc"), *_TEST_SET.items()) if m in wanted]
+    order = [name for m, name in _DGM_EVAL_DRAWN.items() if m in wanted]
     out: dict = {"dgm_eval_draws": "replayed" if rng is not None else "seeded here",
                  "dgm_eval_draw_order": ",".join(m + ("+realism" if m == "prdc" and realism else "") for m in order)}
     rows = {side: min(t, nsample) if nsample is not None else t for side, t in totals.items()}
@@ -1030,13 +1029,19 @@ def _dgm_eval_drawn(wanted, fa, fb, info: dict, nsample: int | None, seed: int, 
     return out
 
 
+def _decoded(images, skipped: list) -> list:
+    """For each of ``images`` (a side's :class:`Images` after any cut), whether it is a row of
+    that side's features: not among the files ``skipped`` as undecodable."""
+    gone = set(skipped)
+    return [images.path(i) not in gone for i in range(len(images))]
+
+
 def _row_files(images, skipped: list) -> list | None:
-    """The file of each row of a side's features: ``images`` (its :class:`Images` after any cut,
-    None for a statistics file) less the files ``skipped`` as undecodable, in order."""
+    """The file of each row of a side's features: ``images`` (None for a statistics file) less
+    the files ``skipped`` as undecodable (:func:`_decoded`), in order."""
     if images is None:
         return None
-    gone = set(skipped)
-    return [p for p in (images.path(i) for i in range(len(images))) if p not in gone]
+    return [images.path(i) for i, kept in enumerate(_decoded(images, skipped)) if kept]
 
 
 def _dgm_eval_vendi(fb: np.ndarray, labels: np.ndarray, follows: bool, images, skipped: list) -> dict:
@@ -1049,8 +1054,7 @@ def _dgm_eval_vendi(fb: np.ndarray, labels: np.ndarray, follows: bool, images, s
     the last two."""
     how = "its folders" if follows else "dgm-eval's, not its folders"
     if skipped:  # rows left out: their labels with them; dgm-eval would have stopped at such a file
-        gone = set(skipped)
-        labels = labels[[images.path(i) not in gone for i in range(len(images))]]
+        labels = labels[_decoded(images, skipped)]
         how = "not dgm-eval's"
         warnings.warn(f"B: {len(skipped)} image(s) skipped as undecodable, at which dgm-eval would stop: the "
                       f"per-class Vendi scores are of the images decoded, not dgm-eval's", FidkitWarning, stacklevel=3)
@@ -1224,6 +1228,8 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
     if of_test and test is None:
         raise FidkitError(f"{of_test[0]} ({_METRIC_NAMES[of_test[0]]}) needs a set of real images the generator never "
                           f"saw, dgm-eval's --test_path: give it as --test PATH (test=)")
+    if any(_TEST_SET[m].startswith("ct") for m in of_test):
+        _scores.dgm_eval_ct_modules()  # scikit-learn, before any pass rather than after it
     if "realism-dgm-eval" in wanted and "prdc-dgm-eval" not in wanted:
         raise FidkitError("realism-dgm-eval is computed by dgm-eval's prdc (its --metrics prdc,realism), whose fake "
                           "rows it leaves undrawn: add prdc-dgm-eval to the metrics")
@@ -1276,7 +1282,7 @@ def compare(a, b, protocol: str | None = None, *, allow_mismatch: bool = False, 
         raise StatsError(f"--subset (subset=) picks images of B, the generated set, but {label_b[2:] or 'B'} holds "
                          f"statistics; put the reference first (fidkit compute REF IMAGES), or leave out the subset")
     files = _load_files({"a": a, "b": b}, kinds, protocol, enc, allow_mismatch, spatial, biased)
-    if test is not None:  # a test file's spatial statistics and count are of no use to fls: not asked of it
+    if test is not None:  # a test file's spatial statistics are of no use to fls and ct: not asked of it
         files.update(_load_files({"t": test}, kinds, protocol, enc, allow_mismatch, False, False))
         if count_t and "t" in files and files["t"].n is None:
             raise StatsError(f"the test set {label_t[2:] or ''}: its statistics do not record an image count, which "

@@ -976,14 +976,27 @@ class FLS(NamedTuple):
 DGM_EVAL_CT_COMPONENTS = 64
 #: its k-means cells
 DGM_EVAL_CT_CELLS = 3
-#: its variants, in the order its ``compute_scores`` runs them: the name -> (train, test,
-#: generated) from dgm-eval's (train, test, generated) sets; ``ct_test`` splits the test set in
-#: two (``np.array_split``) and takes its first half as the train set, ``ct_modified`` swaps the
-#: train and generated sets
+#: its variants, in the order its ``compute_scores`` runs them
 DGM_EVAL_CT_VARIANTS = ("ct", "ct_test", "ct_modified")
 
 
+def dgm_eval_ct_modules() -> tuple:
+    """scikit-learn's ``(KMeans, PCA, NearestNeighbors)``, which dgm-eval's CT calls; StatsError
+    saying how to install it where it is missing (checked by ``compare`` before any pass)."""
+    try:
+        from sklearn.cluster import KMeans
+        from sklearn.decomposition import PCA
+        from sklearn.neighbors import NearestNeighbors
+    except ImportError:
+        raise StatsError("dgm-eval's ct clusters with scikit-learn's PCA and KMeans, whose draws and arithmetic "
+                         "fidkit replays by calling them: install scikit-learn (pip install 'fidkit[ct]')") from None
+    return KMeans, PCA, NearestNeighbors
+
+
 def _dgm_eval_ct_sets(variant: str, train, test, gen) -> tuple:
+    """A variant's (train, test, generated) from dgm-eval's (train, test, generated) sets:
+    ``ct_test`` splits the test set in two (``np.array_split``) and takes its first half as the
+    train set, ``ct_modified`` swaps the train and generated sets."""
     if variant == "ct_test":
         first, second = np.array_split(test, 2)
         return first, second, gen
@@ -1011,13 +1024,7 @@ def dgm_eval_ct(features_train, features_test, features_gen, rng: np.random.Rand
     version as dgm-eval's do. ``features_*``: (N, D) float arrays, converted to float64 as
     dgm-eval's features are; the set the PCA and k-means are fitted on needs at least 64 rows
     (3 where D ≤ 64). StatsError where dgm-eval would stop: a cell without a test or a train row."""
-    try:
-        from sklearn.cluster import KMeans
-        from sklearn.decomposition import PCA
-        from sklearn.neighbors import NearestNeighbors
-    except ImportError:
-        raise StatsError("dgm-eval's ct clusters with scikit-learn's PCA and KMeans, whose draws and arithmetic "
-                         "fidkit replays by calling them: install scikit-learn (pip install 'fidkit[ct]')") from None
+    KMeans, PCA, NearestNeighbors = dgm_eval_ct_modules()
     from scipy.stats import mannwhitneyu
 
     if variant not in DGM_EVAL_CT_VARIANTS:
@@ -1039,14 +1046,15 @@ def dgm_eval_ct(features_train, features_test, features_gen, rng: np.random.Rand
     t_cells, p_cells, q_cells = km.predict(train), km.predict(test), km.predict(gen)
     m, n = gen.shape[0], test.shape[0]
     k = np.max(np.unique(t_cells)) + 1
-    labels, cts = np.unique(q_cells, return_counts=True)
-    q_cts = np.zeros(k)
-    q_cts[labels.astype(int)] = cts
-    kept = q_cts / m > 20 / m  # its tau = 20 / len(gen): cells with more than 20 generated rows
-    labels, cts = np.unique(p_cells, return_counts=True)
-    p_cts = np.zeros(k)
-    p_cts[labels.astype(int)] = cts
-    p_of_pi = p_cts / n
+
+    def per_cell(cells):  # its rows per cell label, as float64, in label order
+        labels, cts = np.unique(cells, return_counts=True)
+        out = np.zeros(k)
+        out[labels.astype(int)] = cts
+        return out
+
+    kept = per_cell(q_cells) / m > 20 / m  # its tau = 20 / len(gen): cells with more than 20 generated rows
+    p_of_pi = per_cell(p_cells) / n
     zu = np.zeros(len(np.unique(p_cells)))  # its Zu_cells: one per test cell label 0 … u − 1
     for i in range(len(zu)):
         p_i, q_i, t_i = test[p_cells == i], gen[q_cells == i], train[t_cells == i]

@@ -182,3 +182,11 @@ def test_compare_reads_the_test_set_for_ct_and_replays_dgm_evals_draws(tmp_path)
     with pytest.raises(StatsError, match="the first half of the test set, which needs at least 64 images"):
         fidkit.compare(a, b, metrics="ct-test-dgm-eval", test=_features_file(tmp_path / "s.npz", ft[:100]),
                        device="cpu")
+
+
+def test_compare_asks_for_scikit_learn_before_any_pass(monkeypatch, tmp_path):
+    from fidkit import api
+    monkeypatch.setitem(sys.modules, "sklearn.cluster", None)
+    monkeypatch.setattr(api, "_one_pass", lambda *a, **k: pytest.fail("a pass ran before the refusal"))
+    with pytest.raises(StatsError, match=r"install scikit-learn"):
+        fidkit.compare(tmp_path, tmp_path, metrics="ct-modified-dgm-eval", test=tmp_path, device="cpu")
