@@ -450,6 +450,24 @@ def test_critical_batch_is_the_sfo_minimum_or_a_bound():
     assert analysis._critical_from(bs, [math.inf] * 5) == (None, None)
 
 
+def test_steps_model_fits_recover_each_law_and_tell_them_apart():
+    bs = [4, 8, 16, 32, 64, 128, 256, 512]
+    noise = [2500 * (1 + 10 / b) for b in bs]  # K_min (1 + B/b): SFO rises at every b
+    f = analysis.steps_model_fits(bs, noise)
+    assert f["noise_scale_form"]["K_min"] == pytest.approx(2500, rel=1e-6)
+    assert f["noise_scale_form"]["B"] == pytest.approx(10, rel=1e-6)
+    assert f["noise_scale_form"]["rms_log_residual"] < 1e-6
+    assert f["bound_form"]["rms_log_residual"] > 0.05  # the other law does not fit it
+    bound = [3000 * b / (b - 3) for b in bs]  # A b / (b - B): SFO convex, minimum at 2B = 6
+    f = analysis.steps_model_fits(bs, bound)
+    assert f["bound_form"]["critical_batch"] == pytest.approx(6, rel=1e-6) and not f["bound_form"]["B_at_limit"]
+    assert f["bound_form"]["rms_log_residual"] < 1e-6 < f["noise_scale_form"]["rms_log_residual"]
+    # K at the smallest batch far above the rest: B runs into its limit, and 2B is no estimate
+    f = analysis.steps_model_fits(bs, [1e7] + [3000] * 7)
+    assert f["bound_form"]["B_at_limit"] and f["bound_form"]["critical_batch"] is None
+    assert analysis.steps_model_fits(bs[:2], noise[:2]) == {}  # two parameters, two points: nothing to judge
+
+
 def test_steps_to_threshold_skips_missing_fids_and_flags_the_first_bracket():
     evals = [{"step": 0, "fid": 400.0}, {"step": 100, "fid": None}, {"step": 200, "fid": 80.0}]
     steps, first = analysis._steps_to(evals, 100.0)
@@ -491,6 +509,7 @@ def test_critical_batch_aggregate_censors_bounds_and_compares_like_with_like(tmp
     assert doc["critical_batch_ci95"] == pytest.approx([64, 64], rel=1e-6)
     # means over the seeds that reached would compare 512's survivors with everyone elsewhere
     assert doc["paper_checks_on_means"] is None
+    assert doc["model_fits_on_means"] is None and doc["model_fits_over_seeds"] is None  # censored runs: no fit
     row = next(r for r in doc["per_run"] if r["batch_size"] == 64 and r["seed"] == 1)
     assert row["steps"] == pytest.approx(sfo_of(64, 1) / 64, rel=1e-9) and not row["steps_upper_bound"]
 
@@ -511,6 +530,10 @@ def test_critical_batch_aggregate_censors_bounds_and_compares_like_with_like(tmp
     doc = analysis.aggregate_critical_batch(plan, tmp_path / "runs3", tmp_path / "res")
     assert doc["paper_checks_on_means"]["steps_fall_with_batch"] is True
     assert doc["paper_checks_seeds_passing"]["steps_fall_with_batch"] == "3 of 3 seeds"
+    assert set(doc["model_fits_on_means"]) == {"bound_form", "noise_scale_form"}
+    over = doc["model_fits_over_seeds"]
+    assert over["seeds"] == [0, 1, 2] and over["noise_scale_B"]["seeds"] == 3
+    assert over["noise_scale_B"]["ci95"][0] <= over["noise_scale_B"]["mean"] <= over["noise_scale_B"]["ci95"][1]
     # SFO 1e5 + 1500 b + 1.6e7 / b has its minimum at b = 103: inside, on every seed
     assert doc["critical_batch_seeds_in_mean"] == [0, 1, 2] and 64 < doc["critical_batch_geometric_mean"] < 128
     # a --threshold below the target: the runs stopped at the target, so a miss is not censored at 2M

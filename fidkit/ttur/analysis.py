@@ -10,8 +10,9 @@ what each paper asks of them:
   common level, and the same at every step);
 - critical batch: steps K and SFO b·K to the target FID per batch size and seed (a run that
   never reaches it censored), the critical batch size (the SFO minimum) per seed or a bound
-  where the minimum is at the grid's end, and the paper's claims checked per seed and on
-  the means;
+  where the minimum is at the grid's end, the paper's claims checked per seed and on
+  the means, and K against b fitted to the form of the paper's bound and to the
+  noise-scale law, per seed and on the means;
 - truncation: FID, KID, precision, recall, density and coverage per threshold, and each
   generator's change from its own untruncated sample, tested against no change.
 
@@ -447,6 +448,62 @@ def _critical_from(bs: list, sfo: list) -> tuple:
     return float(bs[i]), None
 
 
+def steps_model_fits(bs: list, steps: list) -> dict:
+    """Two laws for the steps K to the threshold against the batch size b, each fitted by
+    least squares in log K (the seeds' spread in K is roughly relative) over the batch sizes
+    ``bs`` (ascending, every run reaching):
+
+    - ``bound_form``: K = A·b / (b − B), 0 ≤ B < min(bs): the form of Sato & Iiduka's
+      bound (from C1/K + C2/b ≤ ε², A = C1/ε², B = C2/ε²), whose SFO b·K = A·b²/(b − B) is
+      convex with its minimum at ``critical_batch`` = 2B; ``B_at_limit`` when the fit runs
+      into B's upper limit (K unbounded at the smallest batch), where 2B is no estimate.
+    - ``noise_scale_form``: K = K_min·(1 + B/b) (McCandlish et al., 2018): steps fall to
+      K_min for large batches and samples b·K = K_min·(b + B) rise at every b, so SFO has no
+      minimum above 0; ``B`` (the noise scale) is the batch at which K is twice K_min and
+      b·K twice its small-batch limit K_min·B, the critical batch in that paper's sense.
+
+    Each gives ``rms_log_residual`` and ``max_relative_residual`` (fitted over measured K)
+    so that the two can be told apart by how well they fit, against the seeds' spread.
+    Fewer than three batch sizes: {} (two parameters need a residual to judge them)."""
+    if len(bs) < 3:
+        return {}
+    from scipy.optimize import least_squares
+    b = np.asarray(bs, dtype=np.float64)
+    logk = np.log(np.asarray(steps, dtype=np.float64))
+
+    def result(model, params, names):
+        r = model(params) - logk
+        return {**{n: float(v) for n, v in zip(names, params)},
+                "rms_log_residual": float(np.sqrt(np.mean(r ** 2))),
+                "max_relative_residual": float(np.max(np.abs(np.expm1(r))))}
+
+    # K_min (1 + B/b): a start from the linear fit K = K_min + K_min·B/b
+    slope, icpt = np.polyfit(1 / b, np.exp(logk), 1)
+    start = [max(icpt, float(np.exp(logk).min()) / 2), max(slope / max(icpt, 1e-9), 1.0)]
+    noise = least_squares(lambda p: np.log(p[0] * (1 + p[1] / b)) - logk, start,
+                          bounds=([1e-12, 0.0], [np.inf, np.inf]))
+    noise_doc = result(lambda p: np.log(p[0] * (1 + p[1] / b)), noise.x, ("K_min", "B"))
+    # A b / (b - B), B below the smallest batch (else K would be unbounded or negative there)
+    limit = float(b[0]) * (1 - 1e-6)
+    bound = least_squares(lambda p: np.log(p[0] * b / (b - p[1])) - logk, [float(np.exp(logk).min()), b[0] / 2],
+                          bounds=([1e-12, 0.0], [np.inf, limit]))
+    bound_doc = result(lambda p: np.log(p[0] * b / (b - p[1])), bound.x, ("A", "B"))
+    at_limit = bool(bound.x[1] >= limit * (1 - 1e-3))
+    bound_doc.update(critical_batch=None if at_limit else 2 * float(bound.x[1]), B_at_limit=at_limit)
+    return {"bound_form": bound_doc, "noise_scale_form": noise_doc}
+
+
+def _t_summary(values: list) -> dict:
+    """mean, sample std and 95% t-interval of ``values`` (the seeds' estimates)."""
+    m, s = _mean_std(values)
+    ci = None
+    if s is not None:
+        from scipy import stats as sps
+        half = s / math.sqrt(len(values)) * float(sps.t.ppf(0.975, len(values) - 1))
+        ci = [m - half, m + half]
+    return {"seeds": len(values), "mean": m, "std": s, "ci95": ci}
+
+
 def aggregate_critical_batch(plan: Plan, runs_dir, results_dir, command=None, name="ttur_critical_batch",
                              threshold=None) -> dict:
     docs, missing, unfinished = _status(plan, runs_dir)
@@ -516,6 +573,7 @@ def aggregate_critical_batch(plan: Plan, runs_dir, results_dir, command=None, na
                  "not_reaching": [r["batch_size"] for r in rows if not r["reached"]]}
         if all(r["reached"] for r in rows):
             entry.update(paper_checks(bs, [r["steps"] for r in rows], sfo))
+            entry["model_fits"] = steps_model_fits(bs, [r["steps"] for r in rows])
         else:  # the minimum is still known; rises and convexity are not
             entry.update(steps_fall_with_batch=None, sfo_convex=None, sfo_minimum_inside=bound is None)
         critical[str(seed)] = entry
@@ -541,6 +599,18 @@ def aggregate_critical_batch(plan: Plan, runs_dir, results_dir, command=None, na
     full = batch_sizes if everyone else []
     on_means = (paper_checks(full, [per_batch[str(b)]["steps_mean"] for b in full],
                              [per_batch[str(b)]["sfo_mean"] for b in full]) if everyone else None)
+    fits_on_means = (steps_model_fits(full, [per_batch[str(b)]["steps_mean"] for b in full]) if everyone else None)
+    fitted = [v["model_fits"] for v in critical.values() if v.get("model_fits")]
+    fit_seeds = ({"seeds": sorted(int(k) for k, v in critical.items() if v.get("model_fits")),
+                  "noise_scale_B": _t_summary([f["noise_scale_form"]["B"] for f in fitted]),
+                  "noise_scale_rms_log_residual": _t_summary([f["noise_scale_form"]["rms_log_residual"]
+                                                              for f in fitted]),
+                  "bound_form_critical_batch": (_t_summary([f["bound_form"]["critical_batch"] for f in fitted])
+                                                if all(f["bound_form"]["critical_batch"] is not None
+                                                       for f in fitted) else None),
+                  "bound_form_rms_log_residual": _t_summary([f["bound_form"]["rms_log_residual"]
+                                                             for f in fitted])}
+                 if len(fitted) == len(seeds) and fitted else None)
     header = _header(plan, runs_dir, docs, missing, unfinished, command)
     doc = {**header,
            "question": "Sato & Iiduka (2022): the steps K needed to reach a target fall as the batch size b grows, "
@@ -569,6 +639,15 @@ def aggregate_critical_batch(plan: Plan, runs_dir, results_dir, command=None, na
            "critical_batch_log2_mean": lm, "critical_batch_log2_std": ls, "critical_batch_log2_ci95": ci,
            "critical_batch_ci95": None if ci is None else [2 ** v for v in ci],
            "critical_batch_geometric_mean": None if lm is None else 2 ** lm,
+           "model_fits_rule": "K against b fitted per seed (model_fits in critical_batch_per_seed, every run of "
+                              "the seed reaching the threshold) and on the means (only when paper_checks_on_means "
+                              "is), by least squares in log K, to two laws: the form of the paper's bound, "
+                              "K = A·b/(b − B) with 0 <= B < smallest batch, SFO minimum at 2B; and the "
+                              "noise-scale law K = K_min·(1 + B/b) (McCandlish et al. 2018), SFO rising at every "
+                              "b, B the batch where K is twice K_min; model_fits_over_seeds gives each law's "
+                              "estimate as mean ± std over seeds with a 95% t-interval, only when every seed "
+                              "has its fit",
+           "model_fits_on_means": fits_on_means, "model_fits_over_seeds": fit_seeds,
            "runs": {k: {"seed": v["seed"], "group": v["group"], "complete": v.get("complete"),
                         "evals": v["evals"]} for k, v in docs.items()}}
     fig, axes = new_figure(ncols=3, width=4.0, height=3.6)
@@ -595,6 +674,12 @@ def aggregate_critical_batch(plan: Plan, runs_dir, results_dir, command=None, na
         for r in table:
             if r.get(key) is not None:
                 ax.plot(r["batch_size"], r[key], ".", color="0.4", ms=4)
+        if fits_on_means:
+            nf = fits_on_means["noise_scale_form"]
+            grid = np.geomspace(batch_sizes[0], batch_sizes[-1], 100)
+            k_fit = nf["K_min"] * (1 + nf["B"] / grid)
+            ax.plot(grid, k_fit if key == "steps" else grid * k_fit, "--", color="C2", lw=1,
+                    label=f"K_min(1 + B/b), B ≈ {nf['B']:.1f} (means)")
         if lm is not None and key == "sfo":
             ax.axvline(2 ** lm, color="C3", ls="--", lw=1, label=f"critical batch ≈ {2 ** lm:.0f}")
             if ls:
