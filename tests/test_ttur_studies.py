@@ -228,6 +228,14 @@ def test_remaining_work_counts_what_is_left_and_prices_it_from_the_run_files(tmp
     assert left["training_steps"] == 1 + 2 + 2 * 3 and left["not_estimated"] == []
     assert left["core_hours"] == pytest.approx((10 * 10 + 9 * 1.0) / 3600)
     assert left["upper_bounds"] is False
+    # with the work folder: slow-s0 has no checkpoint there (a new machine) and is retrained from step 0
+    work = tmp_path / "work"
+    left = analysis.remaining(plan, tmp_path, docs, work)
+    assert left["training_steps"] == 2 + 2 + 2 * 3 and "latest checkpoint" in left["training_from"]
+    ckpts = work / "timescales" / "dcgan-single-slow-s0" / "checkpoints"
+    ckpts.mkdir(parents=True)
+    (ckpts / "step-1.pt").write_bytes(b"")  # from its checkpoint at step 1
+    assert analysis.remaining(plan, tmp_path, docs, work)["training_steps"] == 1 + 2 + 2 * 3
     # a batch size never run is priced from the nearest one, scaled by the batch
     crit = studies.critical_batch_runs((32,), (0,), quick=True)
     cplan = studies.Plan("critical-batch", crit, studies.EvalSpec())

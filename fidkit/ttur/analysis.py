@@ -88,9 +88,22 @@ def _untrained_key(seed, config: dict) -> tuple:
     return (seed,) + tuple(config.get(k) for k in ("z_dim", "channels", "size", "width"))
 
 
-def remaining(plan: Plan, runs_dir, docs: dict) -> dict:
+def _latest_checkpoint(work, spec) -> int:
+    """The step of ``spec``'s latest checkpoint in the work folder (0: none), where
+    :func:`.studies.train_to` would continue training from."""
+    folder = Path(work) / spec.study / spec.name / "checkpoints"
+    steps = [int(p.stem.split("-")[1]) for p in folder.glob("step-*.pt")] if folder.is_dir() else []
+    return max((s for s in steps if s <= max(spec.eval_steps)), default=0)
+
+
+def remaining(plan: Plan, runs_dir, docs: dict, work=None) -> dict:
     """What the plan still needs: runs, evaluations and training steps left, and an estimate
     of one core's hours from the recorded costs (:func:`_recorded_costs`).
+
+    With ``work`` (the studies' work folder) an unfinished run's training is counted from
+    its latest checkpoint there, or from step 0 where it has none (a new machine: the run is
+    retrained, its evaluations kept where the generator is reproduced); without it, from its
+    last evaluated step, as if its checkpoints were there (``training_from`` says which).
 
     Training seconds per step of a batch size not yet run are scaled linearly from the
     nearest recorded batch size of the architecture (an upper bound for smaller batches);
@@ -117,7 +130,7 @@ def remaining(plan: Plan, runs_dir, docs: dict) -> dict:
         step0.add(key)
         upper = upper or spec.target_fid is not None
         evals += len(left) + (1 if spec.target_fid is not None else 0)
-        n = max(spec.eval_steps) - max(done, default=0)
+        n = max(spec.eval_steps) - (max(done, default=0) if work is None else _latest_checkpoint(work, spec))
         steps += n
         known = {b: v for (a, b), v in step_s.items() if a == spec.config.arch}
         if not known:
@@ -126,15 +139,17 @@ def remaining(plan: Plan, runs_dir, docs: dict) -> dict:
         b = min(known, key=lambda b: abs(math.log(b / spec.config.batch_size)))
         train_s += n * known[b] * spec.config.batch_size / b
     return {"runs": runs, "evaluations": evals, "training_steps": steps, "upper_bounds": upper,
+            "training_from": ("the last evaluated step (checkpoints not looked for)" if work is None else
+                              f"the latest checkpoint in {work} (step 0 where a run has none)"),
             "core_hours": None if eval_s is None else (evals * eval_s + train_s) / 3600,
             "not_estimated": sorted(f"training of {a}" for a in not_estimated),
             "eval_seconds_recorded": eval_s,
             "train_seconds_per_step_recorded": {f"{a} b{b}": v for (a, b), v in sorted(step_s.items())}}
 
 
-def _header(plan: Plan, runs_dir, docs, missing, unfinished, command) -> dict:
+def _header(plan: Plan, runs_dir, docs, missing, unfinished, command, work=None) -> dict:
     complete = not missing and not unfinished
-    left = remaining(plan, runs_dir, docs)
+    left = remaining(plan, runs_dir, docs, work)
     estimate = ("" if left["core_hours"] is None else
                 f", {'at most ' if left['upper_bounds'] else ''}about {left['core_hours']:.1f} core-hours"
                 + (f" besides the {', '.join(left['not_estimated'])}" if left["not_estimated"] else ""))
@@ -163,7 +178,8 @@ def _incomplete_note(fig, header):
                  f"{len(header['unfinished_runs'])}", ha="center", va="bottom", fontsize=7, color="C3")
 
 
-def aggregate_timescales(plan: Plan, runs_dir, results_dir, command=None, name="ttur_timescales") -> dict:
+def aggregate_timescales(plan: Plan, runs_dir, results_dir, command=None, name="ttur_timescales",
+                         work=None) -> dict:
     docs, missing, unfinished = _status(plan, runs_dir)
     groups: dict = {}
     for spec in plan.runs:
@@ -192,7 +208,7 @@ def aggregate_timescales(plan: Plan, runs_dir, results_dir, command=None, name="
                           "final_fid_std": fs, "final_kid_per_seed": final_kids, "final_kid_mean": km,
                           "final_kid_std": ks, "intervals": _intervals(by_seed, steps, len(specs)),
                           "last_interval": _last_interval(by_seed, steps, len(specs))}
-    header = _header(plan, runs_dir, docs, missing, unfinished, command)
+    header = _header(plan, runs_dir, docs, missing, unfinished, command, work)
     doc = {**header,
            "question": "TTUR paper (Heusel et al., 2017): with the same step budget, does lr_D > lr_G (TTUR) reach a "
                        "lower FID, or reach it sooner, than one time scale lr_D = lr_G (at either of TTUR's two "
@@ -505,7 +521,7 @@ def _t_summary(values: list) -> dict:
 
 
 def aggregate_critical_batch(plan: Plan, runs_dir, results_dir, command=None, name="ttur_critical_batch",
-                             threshold=None) -> dict:
+                             threshold=None, work=None) -> dict:
     docs, missing, unfinished = _status(plan, runs_dir)
     done = {n: d for n, d in docs.items() if d.get("complete")}
     batch_sizes = sorted({s.config.batch_size for s in plan.runs})
@@ -611,7 +627,7 @@ def aggregate_critical_batch(plan: Plan, runs_dir, results_dir, command=None, na
                   "bound_form_rms_log_residual": _t_summary([f["bound_form"]["rms_log_residual"]
                                                              for f in fitted])}
                  if len(fitted) == len(seeds) and fitted else None)
-    header = _header(plan, runs_dir, docs, missing, unfinished, command)
+    header = _header(plan, runs_dir, docs, missing, unfinished, command, work)
     doc = {**header,
            "question": "Sato & Iiduka (2022): the steps K needed to reach a target fall as the batch size b grows, "
                        "and the SFO complexity b·K is convex in b with a minimum at the critical batch size.",
@@ -726,7 +742,8 @@ def truncation_changes(docs, thresholds) -> list:
     return out
 
 
-def aggregate_truncation(plan: Plan, runs_dir, results_dir, command=None, name="ttur_truncation") -> dict:
+def aggregate_truncation(plan: Plan, runs_dir, results_dir, command=None, name="ttur_truncation",
+                         work=None) -> dict:
     docs, missing, unfinished = _status(plan, runs_dir)
     thresholds = list(THRESHOLDS if not plan.runs else plan.runs[0].thresholds)
     per_t = []
@@ -740,7 +757,7 @@ def aggregate_truncation(plan: Plan, runs_dir, results_dir, command=None, name="
             entry[f"{k}_std"] = s
         per_t.append(entry)
     paired = truncation_changes(docs.values(), thresholds)
-    header = _header(plan, runs_dir, docs, missing, unfinished, command)
+    header = _header(plan, runs_dir, docs, missing, unfinished, command, work)
     doc = {**header,
            "question": "BigGAN (Brock et al., 2019): sampling z from a truncated normal trades variety for fidelity: "
                        "as the threshold falls, precision (fidelity) rises and recall (variety) falls, and FID "

@@ -415,7 +415,7 @@ def _execute(ctx, s: dict, plans: list, order: list) -> None:
 
 def _aggregate(plan, s: dict, command, **kw) -> dict:
     return analysis.AGGREGATORS[plan.study](plan, s["runs_dir"], s["results"], command,
-                                           analysis.RESULT_NAMES[plan.study], **kw)
+                                           analysis.RESULT_NAMES[plan.study], work=s["work"], **kw)
 
 
 def _timescale_plan(s: dict, archs) -> "studies.Plan":
