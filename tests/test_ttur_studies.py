@@ -232,10 +232,13 @@ def test_remaining_work_counts_what_is_left_and_prices_it_from_the_run_files(tmp
     work = tmp_path / "work"
     left = analysis.remaining(plan, tmp_path, docs, work)
     assert left["training_steps"] == 2 + 2 + 2 * 3 and "latest checkpoint" in left["training_from"]
+    # its evaluated step 1 is made again unless the retrained generator reproduces it
+    assert left["re_evaluations"] == 1 and left["evaluations"] == 1 + 2 + 3 + 2 + 2 + 1
     ckpts = work / "timescales" / "dcgan-single-slow-s0" / "checkpoints"
     ckpts.mkdir(parents=True)
     (ckpts / "step-1.pt").write_bytes(b"")  # from its checkpoint at step 1
-    assert analysis.remaining(plan, tmp_path, docs, work)["training_steps"] == 1 + 2 + 2 * 3
+    left = analysis.remaining(plan, tmp_path, docs, work)
+    assert left["training_steps"] == 1 + 2 + 2 * 3 and left["re_evaluations"] == 0
     # a batch size never run is priced from the nearest one, scaled by the batch
     crit = studies.critical_batch_runs((32,), (0,), quick=True)
     cplan = studies.Plan("critical-batch", crit, studies.EvalSpec())

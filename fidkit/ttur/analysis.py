@@ -102,8 +102,10 @@ def remaining(plan: Plan, runs_dir, docs: dict, work=None) -> dict:
 
     With ``work`` (the studies' work folder) an unfinished run's training is counted from
     its latest checkpoint there, or from step 0 where it has none (a new machine: the run is
-    retrained, its evaluations kept where the generator is reproduced); without it, from its
-    last evaluated step, as if its checkpoints were there (``training_from`` says which).
+    retrained) and its evaluated steps past that checkpoint counted again in ``evaluations``
+    and ``re_evaluations``: they are kept only where the retrained generator reproduces the
+    recorded digest, which another CPU's kernels do not; without ``work``, from its last
+    evaluated step, as if its checkpoints were there (``training_from`` says which).
 
     Training seconds per step of a batch size not yet run are scaled linearly from the
     nearest recorded batch size of the architecture (an upper bound for smaller batches);
@@ -113,7 +115,7 @@ def remaining(plan: Plan, runs_dir, docs: dict, work=None) -> dict:
     (every grid point left, and the midpoint). A truncation run counts its thresholds left,
     not the training of a generator it would sample but finds missing."""
     eval_s, step_s, step0 = _recorded_costs(runs_dir)
-    runs = evals = steps = 0
+    runs = evals = steps = again = 0
     train_s, not_estimated, upper = 0.0, set(), False
     for spec in plan.runs:
         d = docs.get(spec.name)
@@ -130,7 +132,11 @@ def remaining(plan: Plan, runs_dir, docs: dict, work=None) -> dict:
         step0.add(key)
         upper = upper or spec.target_fid is not None
         evals += len(left) + (1 if spec.target_fid is not None else 0)
-        n = max(spec.eval_steps) - (max(done, default=0) if work is None else _latest_checkpoint(work, spec))
+        start = max(done, default=0) if work is None else _latest_checkpoint(work, spec)
+        redo = sum(st > start for st in done)
+        evals += redo
+        again += redo
+        n = max(spec.eval_steps) - start
         steps += n
         known = {b: v for (a, b), v in step_s.items() if a == spec.config.arch}
         if not known:
@@ -138,7 +144,8 @@ def remaining(plan: Plan, runs_dir, docs: dict, work=None) -> dict:
             continue
         b = min(known, key=lambda b: abs(math.log(b / spec.config.batch_size)))
         train_s += n * known[b] * spec.config.batch_size / b
-    return {"runs": runs, "evaluations": evals, "training_steps": steps, "upper_bounds": upper,
+    return {"runs": runs, "evaluations": evals, "re_evaluations": again, "training_steps": steps,
+            "upper_bounds": upper,
             "training_from": ("the last evaluated step (checkpoints not looked for)" if work is None else
                               f"the latest checkpoint in {work} (step 0 where a run has none)"),
             "core_hours": None if eval_s is None else (evals * eval_s + train_s) / 3600,
