@@ -110,7 +110,7 @@ def test_timescales_runs_files_skip_and_incomplete(tmp_path, images, capsys, stu
     assert run["complete"] and [e["step"] for e in run["evals"]] == [0, 1, 2]
     s = run["sessions"][0]
     assert s["command"].startswith("fidkit-ttur compare-timescales") and s["started"] and s["finished"]
-    assert {"git_commit", "machine", "host"} <= set(s)
+    assert {"git_commit", "machine", "host"} <= set(s) and "torch CPU capability" in s["machine"]
     assert run["evaluation"]["n"] == 4 and run["evaluation"]["reference_sha256"]
     before = {p.name: p.read_text() for p in first}
     calls = stub.calls

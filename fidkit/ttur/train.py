@@ -470,22 +470,36 @@ def resolve_device(device: str) -> torch.device:
 
 
 def _cpu_model() -> str | None:
-    """The CPU's model name (``/proc/cpuinfo``), or None where it cannot be read."""
+    """The CPU's model name with its family and model numbers (``/proc/cpuinfo``; a virtual
+    machine's name alone, such as "AMD EPYC", does not tell its generations apart), or None
+    where it cannot be read."""
     try:
         with open("/proc/cpuinfo") as f:
-            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None)
+            fields = {}
+            for line in f:
+                if not line.strip():
+                    break  # the first processor's block is enough
+                k, _, v = line.partition(":")
+                fields.setdefault(k.strip(), v.strip())
     except OSError:
         return None
+    name = fields.get("model name")
+    numbers = ", ".join(f"{k} {fields[k]}" for k in ("cpu family", "model") if k in fields)
+    return (f"{name}, {numbers}" if name and numbers else name or numbers) or None
 
 
 def machine_description() -> str:
-    """The CPU (its model: float kernels, and so training's last bits, depend on it), torch and
-    thread settings, for logs (timings depend on them)."""
+    """The CPU (its model and torch's vector width for it: float kernels, and so training's last
+    bits, depend on them), torch and thread settings, for logs (timings depend on them)."""
     env = [f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
            if k in os.environ]
     model = _cpu_model()
-    return (f"{platform.machine()}{f' ({model})' if model else ''}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
-            f"{torch.get_num_threads()} torch threads" + (f", {' '.join(env)}" if env else ""))
+    try:  # the vector width torch's CPU kernels use (e.g. AVX2, AVX512): it changes their last bits
+        isa = f", torch CPU capability {torch.backends.cpu.get_cpu_capability()}"
+    except (AttributeError, RuntimeError):
+        isa = ""
+    return (f"{platform.machine()}{f' ({model})' if model else ''}, {os.cpu_count()} CPU cores, torch {torch.__version__}"
+            f"{isa}, {torch.get_num_threads()} torch threads" + (f", {' '.join(env)}" if env else ""))
 
 
 def derived_seeds(seed: int) -> tuple[int, int, int]:
