@@ -477,6 +477,7 @@ def test_steps_model_fits_recover_each_law_and_tell_them_apart():
     f = analysis.steps_model_fits(bs, [1e7] + [3000] * 7)
     assert f["bound_form"]["B_at_limit"] and f["bound_form"]["critical_batch"] is None
     assert analysis.steps_model_fits(bs[:2], noise[:2]) == {}  # two parameters, two points: nothing to judge
+    assert analysis.steps_model_fits(bs[:3], [0.0, 5.0, 2.0]) == {}  # a crossing at step 0: no log
 
 
 def test_steps_to_threshold_skips_missing_fids_and_flags_the_first_bracket():

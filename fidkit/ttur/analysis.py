@@ -487,8 +487,10 @@ def steps_model_fits(bs: list, steps: list) -> dict:
 
     Each gives ``rms_log_residual`` and ``max_relative_residual`` (fitted over measured K)
     so that the two can be told apart by how well they fit, against the seeds' spread.
-    Fewer than three batch sizes: {} (two parameters need a residual to judge them)."""
-    if len(bs) < 3:
+    Fewer than three batch sizes (two parameters need a residual to judge them), or a K that
+    is not a positive number (a crossing interpolated to step 0, as tiny --quick runs give):
+    {}, nothing fitted."""
+    if len(bs) < 3 or not all(k is not None and math.isfinite(k) and k > 0 for k in steps):
         return {}
     from scipy.optimize import least_squares
     b = np.asarray(bs, dtype=np.float64)
